@@ -1,0 +1,22 @@
+/*
+ * backend.c: the table of backend drivers. Adding a driver is one row here
+ * and one file beside this one; nothing else switches on a backend type.
+ */
+#include <string.h>
+
+#include "backends/backend.h"
+
+extern const struct sigfs_backend_ops sigfs_backend_soft;
+
+static const struct sigfs_backend_ops *const types[] = {
+	&sigfs_backend_soft,
+};
+#define N_TYPES (sizeof(types) / sizeof(types[0]))
+
+const struct sigfs_backend_ops *sigfs_backend_type(const char *type)
+{
+	for (size_t i = 0; i < N_TYPES; i++)
+		if (strcmp(types[i]->type, type) == 0)
+			return types[i];
+	return NULL;
+}

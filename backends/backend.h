@@ -1,0 +1,76 @@
+/*
+ * backend.h: where keys live. One small interface; each driver (soft, later
+ * pkcs11, nethsm, appliance) is one row of ops. A backend knows key ids and
+ * bytes to sign; it never sees a path, a file name or a user.
+ *
+ * Private keys never leave a backend: there is no call that returns one.
+ * Every call may run concurrently from several signer workers; `worker` tells
+ * a driver which worker calls so it can keep per-worker sessions.
+ */
+#ifndef SIGFS_BACKEND_H
+#define SIGFS_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <openssl/evp.h>
+
+#include "signer/alg.h"
+
+/* What to sign. */
+struct sigfs_sign_input {
+	const struct sigfs_alg *alg;
+	enum sigfs_padding padding;        /* RSA: PSS (salt = digest length) or PKCS1 */
+	/*
+	 * Digest mode: digest != NULL, data is the digest value (digest->len bytes).
+	 * Message mode (pure Ed25519): digest == NULL, data is the whole message.
+	 */
+	const struct sigfs_digest *digest;
+	const uint8_t *data;
+	size_t len;
+	unsigned worker;
+};
+
+struct sigfs_backend;
+
+/* Settings of one configured backend; values come from the config file. */
+struct sigfs_backend_conf {
+	const char *name;                   /* "soft" or the NAME of [backend NAME] */
+	const char *state_dir;              /* the daemon's state directory */
+	/* Look up a setting of this backend; returns def when unset. */
+	const char *(*get)(const struct sigfs_backend_conf *c, const char *key, const char *def);
+	const void *priv;                   /* for get() */
+	unsigned workers;                   /* number of signer workers */
+};
+
+struct sigfs_backend_ops {
+	const char *type;                   /* "soft" */
+	int (*open)(const struct sigfs_backend_conf *conf, struct sigfs_backend **out, char *err);
+	void (*close)(struct sigfs_backend *b);
+	/* Create key `id` with algorithm alg. -EEXIST if it exists. */
+	int (*generate)(struct sigfs_backend *b, const char *id, const struct sigfs_alg *alg, char *err);
+	/* Store a private key given as PEM (PKCS#8 or traditional); report its algorithm. */
+	int (*import_pem)(struct sigfs_backend *b, const char *id, const uint8_t *pem, size_t len,
+			  const struct sigfs_alg **alg_out, char *err);
+	/* Delete key id. -ENOENT if it does not exist. */
+	int (*remove)(struct sigfs_backend *b, const char *id, char *err);
+	/* The public key (caller frees with EVP_PKEY_free). */
+	int (*public_key)(struct sigfs_backend *b, const char *id, EVP_PKEY **out, char *err);
+	/*
+	 * Sign. sig has room for *siglen bytes (at least in->alg->max_sig); on
+	 * success *siglen is the signature length. RSA: PKCS#1 v1.5 or PSS
+	 * bytes; ECDSA: DER SEQUENCE(r, s); Ed25519: 64 bytes R || S.
+	 */
+	int (*sign)(struct sigfs_backend *b, const char *id, const struct sigfs_sign_input *in,
+		    uint8_t *sig, size_t *siglen, char *err);
+};
+
+struct sigfs_backend {
+	const struct sigfs_backend_ops *ops;
+	char name[64];
+	void *priv;
+};
+
+/* The driver for a type name ("soft"), NULL if unknown. */
+const struct sigfs_backend_ops *sigfs_backend_type(const char *type);
+
+#endif

@@ -1,0 +1,596 @@
+/*
+ * soft.c: the local key store. Each key is one file <dir>/<id>.pem holding
+ * the private key as unencrypted PKCS#8 PEM, mode 0600 in a 0700 directory
+ * owned by the daemon; <dir> is <state_dir>/soft unless "dir" is set.
+ *
+ * A key is read from its file for every signature and freed right after, so
+ * private key material sits in memory only while a signature is made. Calls
+ * share nothing but a directory descriptor, so workers may sign concurrently.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include "backends/backend.h"
+#include "common/err.h"
+
+/* An RSA-4096 PKCS#8 PEM is about 3.3 KiB; anything much larger is not ours. */
+#define KEYFILE_MAX 16384
+/* Prefix of files being written; open() removes leftovers of a crash. */
+#define TMP_PREFIX ".new-"
+
+struct soft {
+	int dirfd;
+};
+
+extern const struct sigfs_backend_ops sigfs_backend_soft;
+
+static unsigned tmp_counter;
+
+/* Set err to "<what>: <OpenSSL reason>" and empty this thread's error queue. */
+static int ossl_fail(char *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int ossl_fail(char *err, int code, const char *fmt, ...)
+{
+	char what[SIGFS_ERRLEN], reason[160] = "no detail from OpenSSL";
+	unsigned long e = ERR_peek_last_error();
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	if (e)
+		ERR_error_string_n(e, reason, sizeof(reason));
+	ERR_clear_error();
+	return sigfs_seterr(err, code, "%s (%s)", what, reason);
+}
+
+static struct soft *soft_of(struct sigfs_backend *b)
+{
+	return b->priv;
+}
+
+/* Ids are validated by the caller; this keeps a bad one from leaving the dir. */
+static int key_file(const char *id, char *name, size_t len, char *err)
+{
+	if (!id[0] || id[0] == '.' || strchr(id, '/'))
+		return sigfs_seterr(err, -EINVAL,
+				    "soft backend: invalid key id '%s'; use a name without '/' that does not start with '.'",
+				    id);
+	if ((size_t)snprintf(name, len, "%s.pem", id) >= len)
+		return sigfs_seterr(err, -ENAMETOOLONG,
+				    "soft backend: key id '%s' is too long; choose a shorter name", id);
+	return 0;
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+
+	while (n) {
+		ssize_t w = write(fd, c, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Remove temporary key files that a crash left behind: they hold private keys. */
+static void remove_leftovers(int dirfd)
+{
+	int fd = dup(dirfd);
+	DIR *d;
+	struct dirent *de;
+
+	if (fd < 0)
+		return;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d)))
+		if (strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0)
+			unlinkat(dirfd, de->d_name, 0);
+	closedir(d);
+}
+
+static int soft_open(const struct sigfs_backend_conf *conf, struct sigfs_backend **out, char *err)
+{
+	const char *dir = conf->get ? conf->get(conf, "dir", NULL) : NULL;
+	char path[PATH_MAX];
+	struct sigfs_backend *b;
+	struct soft *s;
+	struct stat st;
+	int fd, r;
+
+	if (!dir) {
+		if ((size_t)snprintf(path, sizeof(path), "%s/soft", conf->state_dir) >= sizeof(path))
+			return sigfs_seterr(err, -ENAMETOOLONG,
+					    "soft backend: state directory path is too long");
+		dir = path;
+	}
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		r = -errno;
+		return sigfs_seterr(err, r, "soft backend: cannot create key directory %s: %s; check the state directory",
+				    dir, strerror(-r));
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		return sigfs_seterr(err, r, "soft backend: cannot open key directory %s: %s; it must be a real directory",
+				    dir, strerror(-r));
+	}
+	/* Only the daemon may list or read keys, whatever the umask or an admin did. */
+	if (fstat(fd, &st) < 0 || ((st.st_mode & 077) && fchmod(fd, 0700) < 0)) {
+		r = -errno;
+		close(fd);
+		return sigfs_seterr(err, r, "soft backend: cannot make %s private (mode 0700): %s",
+				    dir, strerror(-r));
+	}
+	remove_leftovers(fd);
+
+	b = calloc(1, sizeof(*b));
+	s = calloc(1, sizeof(*s));
+	if (!b || !s) {
+		free(b);
+		free(s);
+		close(fd);
+		return sigfs_seterr(err, -ENOMEM, "soft backend: out of memory");
+	}
+	s->dirfd = fd;
+	b->ops = &sigfs_backend_soft;
+	b->priv = s;
+	snprintf(b->name, sizeof(b->name), "%s", conf->name ? conf->name : "soft");
+	*out = b;
+	return 0;
+}
+
+static void soft_close(struct sigfs_backend *b)
+{
+	if (!b)
+		return;
+	close(soft_of(b)->dirfd);
+	free(b->priv);
+	free(b);
+}
+
+/* The row of the algorithm table that pkey is, or NULL. */
+static const struct sigfs_alg *alg_of_key(EVP_PKEY *pkey)
+{
+	const struct sigfs_alg *a;
+	char group[64];
+	int nid = NID_undef;
+
+	if (EVP_PKEY_is_a(pkey, "EC")) {
+		if (!EVP_PKEY_get_group_name(pkey, group, sizeof(group), NULL))
+			return NULL;
+		nid = EC_curve_nist2nid(group);
+		if (nid == NID_undef)
+			nid = OBJ_sn2nid(group);
+	}
+	for (size_t i = 0; (a = sigfs_alg_at(i)); i++) {
+		switch (a->kind) {
+		case SIGFS_KIND_ED25519:
+			if (EVP_PKEY_is_a(pkey, "ED25519"))
+				return a;
+			break;
+		case SIGFS_KIND_RSA:
+			if (EVP_PKEY_is_a(pkey, "RSA") && EVP_PKEY_get_bits(pkey) == a->bits)
+				return a;
+			break;
+		case SIGFS_KIND_EC:
+			if (nid != NID_undef && nid == EC_curve_nist2nid(a->group))
+				return a;
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* A short description of an unsupported key, for the error line. */
+static void describe_key(EVP_PKEY *pkey, char *out, size_t len)
+{
+	char group[64];
+
+	if (EVP_PKEY_is_a(pkey, "EC") &&
+	    EVP_PKEY_get_group_name(pkey, group, sizeof(group), NULL))
+		snprintf(out, len, "EC key on curve %s", group);
+	else
+		snprintf(out, len, "%s key of %d bits", EVP_PKEY_get0_type_name(pkey),
+			 EVP_PKEY_get_bits(pkey));
+}
+
+/* Never prompt on a terminal for the passphrase of an encrypted key. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
+static int parse_pem(const uint8_t *pem, size_t len, EVP_PKEY **out)
+{
+	BIO *bio;
+
+	if (len > INT_MAX)
+		return -EFBIG;
+	bio = BIO_new_mem_buf(pem, (int)len);
+	if (!bio)
+		return -ENOMEM;
+	*out = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+	BIO_free(bio);
+	return *out ? 0 : -EINVAL;
+}
+
+/* Read key id from its file; the PEM bytes are wiped before returning. */
+static int load_key(struct soft *s, const char *id, EVP_PKEY **out, char *err)
+{
+	char name[NAME_MAX + 1];
+	uint8_t buf[KEYFILE_MAX];
+	size_t len = 0;
+	ssize_t n = 0;
+	int fd, r;
+
+	r = key_file(id, name, sizeof(name), err);
+	if (r)
+		return r;
+	fd = openat(s->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		if (r == -ENOENT)
+			return sigfs_seterr(err, r, "soft backend: key '%s' does not exist; create or import it first", id);
+		return sigfs_seterr(err, r, "soft backend: cannot open key '%s': %s; check the key directory",
+				    id, strerror(-r));
+	}
+	/* One read normally gets the whole file; loop only for short reads. */
+	while (len < sizeof(buf)) {
+		n = read(fd, buf + len, sizeof(buf) - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	r = n < 0 ? -errno : 0;
+	close(fd);
+	if (r) {
+		sigfs_seterr(err, r, "soft backend: cannot read key '%s': %s; check the key directory",
+			     id, strerror(-r));
+		goto out;
+	}
+	if (len == sizeof(buf)) {
+		r = sigfs_seterr(err, -EFBIG, "soft backend: key file of '%s' is too large; it is not a key we wrote", id);
+		goto out;
+	}
+	r = parse_pem(buf, len, out);
+	if (r)
+		ossl_fail(err, r, "soft backend: key file of '%s' is not a readable PEM private key; re-import the key", id);
+out:
+	OPENSSL_cleanse(buf, len);
+	return r;
+}
+
+/* Write pkey as PKCS#8 PEM into fd; the PEM bytes are wiped before returning. */
+static int write_pkcs8(int fd, EVP_PKEY *pkey, char *err)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	BUF_MEM *mem = NULL;
+	int r;
+
+	if (!bio)
+		return sigfs_seterr(err, -ENOMEM, "soft backend: out of memory");
+	if (!PEM_write_bio_PKCS8PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL)) {
+		r = ossl_fail(err, -EIO, "soft backend: cannot encode the key as PKCS#8");
+		goto out;
+	}
+	BIO_get_mem_ptr(bio, &mem);
+	r = write_all(fd, mem->data, mem->length);
+	if (!r && fsync(fd) < 0)
+		r = -errno;
+	if (r)
+		sigfs_seterr(err, r, "soft backend: cannot write key file: %s; check free space in the key directory",
+			     strerror(-r));
+	OPENSSL_cleanse(mem->data, mem->length);
+out:
+	BIO_free(bio);
+	return r;
+}
+
+/*
+ * Store pkey as key id: write a temporary file, then rename it into place
+ * without replacing, so a key file is either complete or absent and an
+ * existing key is never overwritten.
+ */
+static int store_key(struct soft *s, const char *id, EVP_PKEY *pkey, char *err)
+{
+	char name[NAME_MAX + 1], tmp[64];
+	int fd, r;
+
+	r = key_file(id, name, sizeof(name), err);
+	if (r)
+		return r;
+	snprintf(tmp, sizeof(tmp), TMP_PREFIX "%d-%u.pem", (int)getpid(),
+		 __atomic_fetch_add(&tmp_counter, 1, __ATOMIC_RELAXED));
+	fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		return sigfs_seterr(err, r, "soft backend: cannot create key file for '%s': %s; check the key directory",
+				    id, strerror(-r));
+	}
+	r = write_pkcs8(fd, pkey, err);
+	close(fd);
+	if (!r && renameat2(s->dirfd, tmp, s->dirfd, name, RENAME_NOREPLACE) < 0) {
+		r = -errno;
+		if (r == -EEXIST)
+			sigfs_seterr(err, r, "soft backend: key '%s' already exists; remove it first", id);
+		else
+			sigfs_seterr(err, r, "soft backend: cannot store key '%s': %s", id, strerror(-r));
+	}
+	if (r) {
+		unlinkat(s->dirfd, tmp, 0);
+		return r;
+	}
+	fsync(s->dirfd);
+	return 0;
+}
+
+static int key_exists(struct soft *s, const char *id, char *err)
+{
+	char name[NAME_MAX + 1];
+	int r = key_file(id, name, sizeof(name), err);
+
+	if (r)
+		return r;
+	if (faccessat(s->dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		return sigfs_seterr(err, -EEXIST, "soft backend: key '%s' already exists; remove it first", id);
+	return 0;
+}
+
+static EVP_PKEY *keygen(const struct sigfs_alg *alg)
+{
+	switch (alg->kind) {
+	case SIGFS_KIND_ED25519:
+		return EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	case SIGFS_KIND_EC:
+		return EVP_PKEY_Q_keygen(NULL, NULL, "EC", alg->group);
+	case SIGFS_KIND_RSA:
+		/* OpenSSL's default public exponent is 65537. */
+		return EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)alg->bits);
+	}
+	return NULL;
+}
+
+static int soft_generate(struct sigfs_backend *b, const char *id, const struct sigfs_alg *alg, char *err)
+{
+	struct soft *s = soft_of(b);
+	EVP_PKEY *pkey;
+	int r;
+
+	/* Fail before spending seconds on an RSA key that could not be stored. */
+	r = key_exists(s, id, err);
+	if (r)
+		return r;
+	pkey = keygen(alg);
+	if (!pkey)
+		return ossl_fail(err, -EIO, "soft backend: cannot generate a %s key for '%s'", alg->name, id);
+	r = store_key(s, id, pkey, err);
+	EVP_PKEY_free(pkey);
+	return r;
+}
+
+static int soft_import_pem(struct sigfs_backend *b, const char *id, const uint8_t *pem, size_t len,
+			   const struct sigfs_alg **alg_out, char *err)
+{
+	const struct sigfs_alg *alg;
+	EVP_PKEY *pkey;
+	char what[96];
+	int r;
+
+	r = parse_pem(pem, len, &pkey);
+	if (r)
+		return ossl_fail(err, -EINVAL,
+				 "soft backend: cannot read the imported key for '%s'; give an unencrypted PEM private key (PKCS#8 or traditional RSA/EC)",
+				 id);
+	alg = alg_of_key(pkey);
+	if (!alg) {
+		describe_key(pkey, what, sizeof(what));
+		EVP_PKEY_free(pkey);
+		return sigfs_seterr(err, -EINVAL,
+				    "soft backend: cannot import %s for '%s'; supported are Ed25519, EC P-256/P-384/P-521 and RSA 2048/3072/4096",
+				    what, id);
+	}
+	r = store_key(soft_of(b), id, pkey, err);
+	EVP_PKEY_free(pkey);
+	if (!r && alg_out)
+		*alg_out = alg;
+	return r;
+}
+
+static int soft_remove(struct sigfs_backend *b, const char *id, char *err)
+{
+	char name[NAME_MAX + 1];
+	int r = key_file(id, name, sizeof(name), err);
+
+	if (r)
+		return r;
+	if (unlinkat(soft_of(b)->dirfd, name, 0) < 0) {
+		r = -errno;
+		if (r == -ENOENT)
+			return sigfs_seterr(err, r, "soft backend: key '%s' does not exist; nothing to remove", id);
+		return sigfs_seterr(err, r, "soft backend: cannot remove key '%s': %s", id, strerror(-r));
+	}
+	fsync(soft_of(b)->dirfd);
+	return 0;
+}
+
+/* A public-only copy, so that no private key leaves this file. */
+static int soft_public_key(struct sigfs_backend *b, const char *id, EVP_PKEY **out, char *err)
+{
+	unsigned char *der = NULL;
+	const unsigned char *p;
+	EVP_PKEY *pkey;
+	int len, r;
+
+	r = load_key(soft_of(b), id, &pkey, err);
+	if (r)
+		return r;
+	len = i2d_PUBKEY(pkey, &der);
+	EVP_PKEY_free(pkey);
+	p = der;
+	*out = len > 0 ? d2i_PUBKEY(NULL, &p, len) : NULL;
+	OPENSSL_free(der);
+	if (!*out)
+		return ossl_fail(err, -EIO, "soft backend: cannot extract the public key of '%s'", id);
+	return 0;
+}
+
+/* Set the RSA padding in->padding asks for; PSS salt and MGF1 follow the digest. */
+static int set_rsa_padding(EVP_PKEY_CTX *ctx, const struct sigfs_sign_input *in, const EVP_MD *md,
+			   const char *id, char *err)
+{
+	switch (in->padding) {
+	case SIGFS_PAD_PSS:
+		if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) <= 0 ||
+		    EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST) <= 0 ||
+		    EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) <= 0)
+			return ossl_fail(err, -EIO, "soft backend: cannot set RSA-PSS for key '%s'", id);
+		return 0;
+	case SIGFS_PAD_PKCS1:
+		if (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) <= 0)
+			return ossl_fail(err, -EIO, "soft backend: cannot set RSA PKCS#1 v1.5 for key '%s'", id);
+		return 0;
+	case SIGFS_PAD_NONE:
+		break;
+	}
+	return sigfs_seterr(err, -EINVAL, "soft backend: RSA key '%s' needs a padding; set it to pss or pkcs1", id);
+}
+
+static int sign_digest(EVP_PKEY *pkey, const char *id, const struct sigfs_sign_input *in,
+		       uint8_t *sig, size_t *siglen, char *err)
+{
+	const EVP_MD *md = sigfs_digest_md(in->digest);
+	EVP_PKEY_CTX *ctx;
+	int r = 0;
+
+	if (in->len != in->digest->len)
+		return sigfs_seterr(err, -EINVAL, "soft backend: a %s digest is %zu bytes, got %zu; this is a bug in the caller",
+				    in->digest->name, in->digest->len, in->len);
+	if (!md)
+		return ossl_fail(err, -EINVAL, "soft backend: digest %s is not available in this OpenSSL", in->digest->name);
+	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+	if (!ctx)
+		return ossl_fail(err, -ENOMEM, "soft backend: cannot set up signing with key '%s'", id);
+	if (EVP_PKEY_sign_init(ctx) <= 0 || EVP_PKEY_CTX_set_signature_md(ctx, md) <= 0) {
+		r = ossl_fail(err, -EIO, "soft backend: cannot sign %s digests with key '%s'", in->digest->name, id);
+		goto out;
+	}
+	if (in->alg->kind == SIGFS_KIND_RSA) {
+		r = set_rsa_padding(ctx, in, md, id, err);
+		if (r)
+			goto out;
+	}
+	if (EVP_PKEY_sign(ctx, sig, siglen, in->data, in->len) <= 0)
+		r = ossl_fail(err, -EIO, "soft backend: signing with key '%s' failed", id);
+out:
+	EVP_PKEY_CTX_free(ctx);
+	return r;
+}
+
+/* Pure Ed25519: the whole message goes in, no digest is made first. */
+static int sign_message(EVP_PKEY *pkey, const char *id, const struct sigfs_sign_input *in,
+			uint8_t *sig, size_t *siglen, char *err)
+{
+	EVP_MD_CTX *mctx = EVP_MD_CTX_new();
+	int r = 0;
+
+	if (!mctx)
+		return sigfs_seterr(err, -ENOMEM, "soft backend: out of memory");
+	if (EVP_DigestSignInit_ex(mctx, NULL, NULL, NULL, NULL, pkey, NULL) <= 0 ||
+	    EVP_DigestSign(mctx, sig, siglen, in->data, in->len) <= 0)
+		r = ossl_fail(err, -EIO, "soft backend: signing with key '%s' failed", id);
+	EVP_MD_CTX_free(mctx);
+	return r;
+}
+
+/* Reject inputs the key cannot sign before touching the key file. */
+static int check_input(const char *id, const struct sigfs_sign_input *in, char *err)
+{
+	if (in->alg->kind == SIGFS_KIND_ED25519 && in->digest)
+		return sigfs_seterr(err, -EINVAL,
+				    "soft backend: Ed25519 key '%s' signs the whole file, not a digest; sign the file itself",
+				    id);
+	if (in->alg->kind != SIGFS_KIND_ED25519 && !in->digest)
+		return sigfs_seterr(err, -EINVAL,
+				    "soft backend: %s key '%s' signs digests only; give a digest", in->alg->name, id);
+	return 0;
+}
+
+static int soft_sign(struct sigfs_backend *b, const char *id, const struct sigfs_sign_input *in,
+		     uint8_t *sig, size_t *siglen, char *err)
+{
+	const struct sigfs_alg *alg;
+	EVP_PKEY *pkey;
+	int r;
+
+	r = check_input(id, in, err);
+	if (r)
+		return r;
+	r = load_key(soft_of(b), id, &pkey, err);
+	if (r)
+		return r;
+	alg = alg_of_key(pkey);
+	if (alg != in->alg) {
+		r = sigfs_seterr(err, -EINVAL, "soft backend: key '%s' is %s, not %s; set the key's algorithm to match",
+				 id, alg ? alg->name : "of an unsupported type", in->alg->name);
+		goto out;
+	}
+	if (*siglen < (size_t)EVP_PKEY_get_size(pkey)) {
+		r = sigfs_seterr(err, -ENOSPC, "soft backend: signature buffer of %zu bytes is too small for key '%s'",
+				 *siglen, id);
+		goto out;
+	}
+	if (in->digest)
+		r = sign_digest(pkey, id, in, sig, siglen, err);
+	else
+		r = sign_message(pkey, id, in, sig, siglen, err);
+out:
+	EVP_PKEY_free(pkey);
+	return r;
+}
+
+const struct sigfs_backend_ops sigfs_backend_soft = {
+	.type = "soft",
+	.open = soft_open,
+	.close = soft_close,
+	.generate = soft_generate,
+	.import_pem = soft_import_pem,
+	.remove = soft_remove,
+	.public_key = soft_public_key,
+	.sign = soft_sign,
+};

@@ -1,0 +1,53 @@
+/*
+ * config.h: /etc/sigfs/sigfs.conf (INI, read with iniparser). Every setting
+ * has a working default, so a missing file is not an error; etc/sigfs.conf
+ * lists them all at their defaults. A bad value is an error that names the
+ * setting and stops the daemon at start (never a silent fallback).
+ */
+#ifndef SIGFS_CONFIG_H
+#define SIGFS_CONFIG_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "backends/backend.h"
+#include "signer/alg.h"
+
+#define SIGFS_DEFAULT_CONFIG "/etc/sigfs/sigfs.conf"
+
+struct sigfs_config {
+	/* [sigfs] */
+	char state_dir[4096];           /* state_dir = /var/lib/sigfs */
+	char admin_group[64];           /* admin_group = sigfs-admin ("" or missing group: root only) */
+	gid_t admin_gid;                /* resolved at load; 0 if the group does not exist */
+	unsigned workers;               /* workers = 0 (0: one per CPU) */
+	bool wait_on_close;             /* wait_on_close = yes */
+	unsigned close_timeout;         /* close_timeout = 60 (seconds) */
+	bool allow_key_delete;          /* allow_key_delete = yes */
+	bool fsync;                     /* fsync = no */
+	int log_level;                  /* log_level = info (enum sigfs_log_level) */
+	/* [keys]: defaults for keys created by mkdir */
+	const struct sigfs_alg *default_algorithm;      /* algorithm = ecdsa-p256 */
+	const struct sigfs_digest *default_digest;      /* digest = sha256 */
+	char default_format[32];                         /* format = raw */
+	enum sigfs_padding default_padding;              /* rsa_padding = pss */
+	char default_backend[64];                        /* backend = soft */
+	mode_t inbox_mode;              /* inbox_mode = 0770 */
+	char inbox_group[64];           /* inbox_group = "" (empty: the admin group) */
+	gid_t inbox_gid;                /* resolved */
+	void *ini;                      /* the parsed dictionary (iniparser), for backends */
+};
+
+/*
+ * Load path (NULL: SIGFS_DEFAULT_CONFIG). A missing file gives the defaults
+ * only when path is NULL; an explicitly named file must exist.
+ * Returns 0 or a negative errno with the reason in err.
+ */
+int sigfs_config_load(const char *path, struct sigfs_config *cfg, char *err);
+void sigfs_config_free(struct sigfs_config *cfg);
+
+/* Fill conf for backend `name` (its settings are [backend NAME] in the file). */
+void sigfs_config_backend(const struct sigfs_config *cfg, const char *name,
+			  struct sigfs_backend_conf *conf);
+
+#endif

@@ -1,0 +1,1509 @@
+/*
+ * fuse_ops.c: the sigfs tree on the libfuse low-level API.
+ *
+ *   /                 root: one directory per key (its inbox) and .ctl
+ *   /KEY/             inbox, backed by <state>/inbox/KEY/ (a real directory)
+ *   /.ctl/keys/KEY/   the key's attributes (signer/keys.h), synthesized
+ *   /.ctl/status      what the engine is doing
+ *
+ * Node ids: backed objects use their inode number (stable across restarts,
+ * resolvable after the kernel forgot them: what NFS export needs); the .ctl
+ * tree uses ids tagged in the top byte, derived from the key's own inode.
+ *
+ * Writes go straight to the backing file and are hashed on the way when they
+ * arrive in order. The flush of the last writer hands the artifact to the
+ * engine and is answered when the engine is done (or the time limit passes),
+ * from the engine's thread: a FUSE thread never waits for a signature.
+ *
+ * Permissions are the kernel's (default_permissions) on the attributes
+ * reported here; the daemon runs as root and gives each new file to the
+ * user who created it.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "fs/fuse_ops.h"
+#include "fs/nodes.h"
+
+#define ID_CTL 0xFF00000000000001ULL
+#define ID_KEYS 0xFF00000000000002ULL
+#define ID_STATUS 0xFF00000000000003ULL
+#define TAG_KEYDIR 0xFEULL
+#define TAG_ATTR0 0xE0ULL
+#define TAG(id) ((id) >> 56)
+#define INO_MASK ((1ULL << 56) - 1)
+#define ATTR_MAX (64 * 1024)
+#define TMP_PREFIX ".sigfs-tmp."
+
+static struct sigfs_fs *fs;
+static time_t start_time;
+
+/* --- write state: one per artifact open for writing --------------------------- */
+
+struct wstate {
+	pthread_mutex_t lock;
+	uint64_t ino;
+	unsigned writers;             /* writable handles open */
+	unsigned refs;                /* handles holding this state */
+	bool dirty;                   /* modified since the last job */
+	uint64_t jid;                 /* journal id of the write (engine_begin), 0 if none */
+	EVP_MD_CTX *md;               /* hash of bytes 0..next, valid while seq */
+	const struct sigfs_digest *digest;
+	off_t next;
+	bool seq;
+	struct wstate *lnext;
+};
+
+static struct wstate *wlist;
+static pthread_mutex_t wlist_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct wstate *ws_get(uint64_t ino)
+{
+	struct wstate *w;
+
+	pthread_mutex_lock(&wlist_lock);
+	for (w = wlist; w && w->ino != ino; w = w->lnext)
+		;
+	if (!w) {
+		w = calloc(1, sizeof(*w));
+		if (w) {
+			pthread_mutex_init(&w->lock, NULL);
+			w->ino = ino;
+			w->lnext = wlist;
+			wlist = w;
+		}
+	}
+	if (w)
+		w->refs++;
+	pthread_mutex_unlock(&wlist_lock);
+	return w;
+}
+
+static void ws_put(struct wstate *w)
+{
+	struct wstate **pp;
+
+	pthread_mutex_lock(&wlist_lock);
+	if (--w->refs > 0) {
+		pthread_mutex_unlock(&wlist_lock);
+		return;
+	}
+	for (pp = &wlist; *pp != w; pp = &(*pp)->lnext)
+		;
+	*pp = w->lnext;
+	pthread_mutex_unlock(&wlist_lock);
+	EVP_MD_CTX_free(w->md);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+}
+
+/* Does any handle hold a write state for ino? (Then its last close signs.) */
+static bool ws_busy(uint64_t ino)
+{
+	bool busy = false;
+
+	pthread_mutex_lock(&wlist_lock);
+	for (struct wstate *w = wlist; w; w = w->lnext)
+		if (w->ino == ino && w->writers > 0)
+			busy = true;
+	pthread_mutex_unlock(&wlist_lock);
+	return busy;
+}
+
+/* Start hashing from byte 0 with key's digest (w->lock held). */
+static void ws_restart_hash(struct wstate *w, const char *key)
+{
+	struct sigfs_key k;
+
+	w->seq = false;
+	w->next = 0;
+	if (sigfs_keys_get(fs->ks, key, &k) < 0)
+		return;
+	if (!w->md)
+		w->md = EVP_MD_CTX_new();
+	if (w->md && EVP_DigestInit_ex(w->md, sigfs_digest_md(k.digest), NULL)) {
+		w->digest = k.digest;
+		w->seq = true;
+	}
+}
+
+/*
+ * The artifact is being modified (w->lock held): the first modification since
+ * the last job removes its outputs and journals the write. truncated: the
+ * file is empty now, so hashing can follow the writes from byte 0.
+ */
+static void ws_modify(struct wstate *w, const struct fs_node *n, bool truncated)
+{
+	if (!w->dirty) {
+		w->jid = sigfs_engine_begin(fs->eng, n->key, n->name, w->ino);
+		w->dirty = true;
+		if (!truncated) {
+			struct stat st;
+			char path[600];
+
+			snprintf(path, sizeof(path), "%s/%s", n->key, n->name);
+			truncated = fstatat(sigfs_keys_inbox_root(fs->ks), path, &st,
+					    AT_SYMLINK_NOFOLLOW) == 0 && st.st_size == 0;
+			if (!truncated)
+				w->seq = false;
+		}
+	}
+	if (truncated)
+		ws_restart_hash(w, n->key);
+}
+
+/* --- handles ------------------------------------------------------------------ */
+
+struct handle {
+	int fd;                       /* backing file (FS_FILE) */
+	uint64_t id;
+	bool writable;
+	struct wstate *ws;
+	/* .ctl files: a snapshot to read, or the bytes written so far */
+	enum fs_kind kind;
+	int attr;
+	char key[65];
+	char *buf;
+	size_t len;
+	bool attr_dirty;
+	bool attr_bad;
+};
+
+static struct handle *hnd(struct fuse_file_info *fi)
+{
+	return (struct handle *)(uintptr_t)fi->fh;
+}
+
+static void handle_free(struct handle *h)
+{
+	if (h->fd >= 0)
+		close(h->fd);
+	if (h->buf) {
+		OPENSSL_cleanse(h->buf, h->len);
+		free(h->buf);
+	}
+	free(h);
+}
+
+/* --- node resolution and attributes ---------------------------------------------- */
+
+static size_t n_attrs(void)
+{
+	size_t n = 0;
+
+	while (sigfs_key_attr_at(n))
+		n++;
+	return n;
+}
+
+static int resolve(uint64_t id, struct fs_node *n)
+{
+	uint64_t tag = TAG(id);
+	struct sigfs_key k;
+
+	memset(n, 0, sizeof(*n));
+	n->id = id;
+	n->parent = FUSE_ROOT_ID;
+	if (id == FUSE_ROOT_ID) {
+		n->kind = FS_ROOT;
+		return 0;
+	}
+	if (id == ID_CTL || id == ID_KEYS || id == ID_STATUS) {
+		n->kind = id == ID_CTL ? FS_CTL : id == ID_KEYS ? FS_KEYS : FS_STATUS;
+		n->parent = id == ID_CTL ? FUSE_ROOT_ID : ID_CTL;
+		strcpy(n->name, id == ID_CTL ? ".ctl" : id == ID_KEYS ? "keys" : "status");
+		return 0;
+	}
+	if (tag == TAG_KEYDIR || (tag >= TAG_ATTR0 && tag < TAG_ATTR0 + n_attrs())) {
+		if (sigfs_keys_get_by_ino(fs->ks, id & INO_MASK, &k) < 0)
+			return -ENOENT;
+		strcpy(n->key, k.name);
+		if (tag == TAG_KEYDIR) {
+			n->kind = FS_KEYDIR;
+			n->parent = ID_KEYS;
+			strcpy(n->name, k.name);
+		} else {
+			n->kind = FS_ATTR;
+			n->attr = (int)(tag - TAG_ATTR0);
+			n->parent = (TAG_KEYDIR << 56) | (id & INO_MASK);
+			strcpy(n->name, sigfs_key_attr_at((size_t)n->attr)->name);
+		}
+		return 0;
+	}
+	if (tag != 0)
+		return -ENOENT;
+	return fs_nodes_get(id, n);
+}
+
+static void backing_path(const struct fs_node *n, char *path, size_t len)
+{
+	if (n->kind == FS_INBOX)
+		snprintf(path, len, "%s", n->key);
+	else
+		snprintf(path, len, "%s/%s", n->key, n->name);
+}
+
+static int ctl_content(const struct fs_node *n, char **buf, size_t *len)
+{
+	if (n->kind == FS_STATUS)
+		return sigfs_engine_status(fs->eng, buf, len);
+	return sigfs_keys_attr_read(fs->ks, n->key, (size_t)n->attr, buf, len);
+}
+
+static int node_stat(const struct fs_node *n, struct stat *st, uint64_t *gen)
+{
+	gid_t admin = fs->cfg->admin_gid;
+	struct statx sx;
+	char path[600];
+
+	memset(st, 0, sizeof(*st));
+	*gen = 0;
+	st->st_ino = n->id;
+	st->st_atime = st->st_mtime = st->st_ctime = start_time;
+	switch (n->kind) {
+	case FS_ROOT:
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2;
+		return 0;
+	case FS_CTL:
+	case FS_KEYS:
+	case FS_KEYDIR:
+		st->st_mode = S_IFDIR | (n->kind == FS_KEYS ? 0770 : 0750);
+		st->st_nlink = 2;
+		st->st_gid = admin;
+		return 0;
+	case FS_STATUS:
+	case FS_ATTR: {
+		char *buf = NULL;
+		size_t len = 0;
+
+		st->st_mode = S_IFREG | (n->kind == FS_STATUS ? 0440 :
+					 sigfs_key_attr_at((size_t)n->attr)->mode);
+		st->st_nlink = 1;
+		st->st_gid = admin;
+		if (ctl_content(n, &buf, &len) == 0)
+			st->st_size = (off_t)len;
+		free(buf);
+		return 0;
+	}
+	case FS_INBOX:
+	case FS_FILE:
+		backing_path(n, path, sizeof(path));
+		if (statx(sigfs_keys_inbox_root(fs->ks), path, AT_SYMLINK_NOFOLLOW,
+			  STATX_BASIC_STATS | STATX_BTIME, &sx) < 0)
+			return -errno;
+		st->st_mode = sx.stx_mode;
+		st->st_nlink = sx.stx_nlink;
+		st->st_uid = sx.stx_uid;
+		st->st_gid = sx.stx_gid;
+		st->st_size = (off_t)sx.stx_size;
+		st->st_blocks = (blkcnt_t)sx.stx_blocks;
+		st->st_blksize = sx.stx_blksize;
+		st->st_atim.tv_sec = sx.stx_atime.tv_sec;
+		st->st_atim.tv_nsec = sx.stx_atime.tv_nsec;
+		st->st_mtim.tv_sec = sx.stx_mtime.tv_sec;
+		st->st_mtim.tv_nsec = sx.stx_mtime.tv_nsec;
+		st->st_ctim.tv_sec = sx.stx_ctime.tv_sec;
+		st->st_ctim.tv_nsec = sx.stx_ctime.tv_nsec;
+		/* A reused inode number gets another generation: stale NFS handles stay stale. */
+		if (sx.stx_mask & STATX_BTIME)
+			*gen = ((uint64_t)sx.stx_btime.tv_sec << 30) ^ sx.stx_btime.tv_nsec;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static int make_entry(const struct fs_node *n, struct fuse_entry_param *e)
+{
+	uint64_t gen;
+	int r;
+
+	memset(e, 0, sizeof(*e));
+	r = node_stat(n, &e->attr, &gen);
+	if (r < 0)
+		return r;
+	e->ino = n->id;
+	e->generation = gen;
+	/* Files change under clients (outputs appear, get replaced): never cache them. */
+	if (n->kind == FS_FILE || n->kind == FS_ATTR || n->kind == FS_STATUS) {
+		e->attr_timeout = 0;
+		e->entry_timeout = 0;
+	} else {
+		e->attr_timeout = 1.0;
+		e->entry_timeout = 1.0;
+	}
+	return 0;
+}
+
+static void reply_entry(fuse_req_t req, const struct fs_node *n)
+{
+	struct fuse_entry_param e;
+	int r = make_entry(n, &e);
+
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+/* Register the backing object key[/name] and fill n. */
+static int learn(const char *key, const char *name, struct fs_node *n)
+{
+	int root = sigfs_keys_inbox_root(fs->ks);
+	char path[600];
+	struct stat st;
+
+	if (name)
+		snprintf(path, sizeof(path), "%s/%s", key, name);
+	else
+		snprintf(path, sizeof(path), "%s", key);
+	if (fstatat(root, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (st.st_ino == 0 || st.st_ino == FUSE_ROOT_ID || TAG((uint64_t)st.st_ino) != 0) {
+		log_err("%s: inode number %llu cannot be a node id; put the state directory on "
+			"another filesystem", path, (unsigned long long)st.st_ino);
+		return -EOVERFLOW;
+	}
+	memset(n, 0, sizeof(*n));
+	n->id = st.st_ino;
+	n->kind = name ? FS_FILE : FS_INBOX;
+	snprintf(n->key, sizeof(n->key), "%s", key);
+	snprintf(n->name, sizeof(n->name), "%s", name ? name : key);
+	if (name) {
+		struct fs_node in;
+		int r = learn(key, NULL, &in);
+
+		if (r < 0)
+			return r;
+		n->parent = in.id;
+	} else {
+		n->parent = FUSE_ROOT_ID;
+	}
+	return fs_nodes_put(n->id, n->parent, n->kind, n->key, n->name);
+}
+
+static void refuse(fuse_req_t req, int code, const char *what, const char *name)
+{
+	char esc[SIGFS_ESCAPED_MAX];
+
+	log_warn("refused (%s): %s: uid %u", strerror(code), what,
+		 (unsigned)fuse_req_ctx(req)->uid);
+	(void)name;
+	if (name)
+		log_debug("  name: %s", sigfs_escape(name, esc, sizeof(esc)));
+	fuse_reply_err(req, code);
+}
+
+/* --- lookup, getattr ----------------------------------------------------------------- */
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs_node p, n;
+	struct sigfs_key k;
+	int r, a;
+
+	r = resolve(parent, &p);
+	if (r < 0)
+		goto out_err;
+	/* NFS export: "." on any node and ".." on directories must resolve. */
+	if (strcmp(name, ".") == 0)
+		return reply_entry(req, &p);
+	if (strcmp(name, "..") == 0) {
+		r = resolve(p.parent, &n);
+		if (r < 0)
+			goto out_err;
+		return reply_entry(req, &n);
+	}
+	switch (p.kind) {
+	case FS_ROOT:
+		if (strcmp(name, ".ctl") == 0)
+			r = resolve(ID_CTL, &n);
+		else if (sigfs_keys_get(fs->ks, name, &k) < 0)
+			r = -ENOENT;
+		else
+			r = learn(name, NULL, &n);
+		break;
+	case FS_INBOX:
+		if (strncmp(name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0) {
+			r = -ENOENT;
+			goto out_err;
+		}
+		r = learn(p.key, name, &n);
+		break;
+	case FS_CTL:
+		if (strcmp(name, "keys") == 0)
+			r = resolve(ID_KEYS, &n);
+		else if (strcmp(name, "status") == 0)
+			r = resolve(ID_STATUS, &n);
+		else
+			r = -ENOENT;
+		break;
+	case FS_KEYS:
+		r = sigfs_keys_get(fs->ks, name, &k);
+		if (r == 0)
+			r = resolve((TAG_KEYDIR << 56) | k.ino, &n);
+		break;
+	case FS_KEYDIR:
+		a = sigfs_key_attr_find(name);
+		r = a < 0 || sigfs_keys_get(fs->ks, p.key, &k) < 0 ? -ENOENT :
+			resolve(((TAG_ATTR0 + (uint64_t)a) << 56) | k.ino, &n);
+		break;
+	default:
+		r = -ENOTDIR;
+	}
+	if (r < 0)
+		goto out_err;
+	return reply_entry(req, &n);
+out_err:
+	fuse_reply_err(req, -r);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_node n;
+	struct stat st;
+	uint64_t gen;
+	int r;
+
+	(void)fi;
+	r = resolve(ino, &n);
+	if (r == 0)
+		r = node_stat(&n, &st, &gen);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &st, n.kind == FS_INBOX || n.kind == FS_ROOT ? 1.0 : 0);
+}
+
+/* --- submitting jobs and answering close() ------------------------------------------------ */
+
+struct waiter {
+	pthread_mutex_t lock;
+	fuse_req_t req;
+	bool replied;
+	int refs;
+	struct timespec deadline;
+	struct waiter *next;
+};
+
+static struct waiter *waiters;
+static pthread_mutex_t waiters_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t waiters_cond = PTHREAD_COND_INITIALIZER;
+static pthread_t timer_thread;
+static bool timer_stop;
+
+static void waiter_put(struct waiter *w)
+{
+	bool last;
+
+	pthread_mutex_lock(&w->lock);
+	last = --w->refs == 0;
+	pthread_mutex_unlock(&w->lock);
+	if (last) {
+		pthread_mutex_destroy(&w->lock);
+		free(w);
+	}
+}
+
+static void waiter_reply(struct waiter *w, int err)
+{
+	pthread_mutex_lock(&w->lock);
+	if (!w->replied) {
+		w->replied = true;
+		fuse_reply_err(w->req, err);
+	}
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* Engine callback: the job of a waiting close() ended. */
+static void job_done(void *arg, int result)
+{
+	struct waiter *w = arg;
+
+	waiter_reply(w, result < 0 ? EIO : 0);
+	pthread_mutex_lock(&waiters_lock);
+	for (struct waiter **pp = &waiters; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&waiters_lock);
+	waiter_put(w);
+}
+
+/* Answers close() calls whose signature takes longer than close_timeout. */
+static void *timer_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&waiters_lock);
+	while (!timer_stop) {
+		struct timespec now, next = { 0, 0 };
+
+		clock_gettime(CLOCK_REALTIME, &now);
+		for (struct waiter **pp = &waiters, *w; (w = *pp);) {
+			if (w->deadline.tv_sec < now.tv_sec ||
+			    (w->deadline.tv_sec == now.tv_sec && w->deadline.tv_nsec <= now.tv_nsec)) {
+				/* The job goes on; its output comes later. */
+				waiter_reply(w, ETIMEDOUT);
+				*pp = w->next;
+				continue;
+			}
+			if (!next.tv_sec || w->deadline.tv_sec < next.tv_sec)
+				next = w->deadline;
+			pp = &w->next;
+		}
+		if (!next.tv_sec)
+			next.tv_sec = now.tv_sec + 3600;
+		pthread_cond_timedwait(&waiters_cond, &waiters_lock, &next);
+	}
+	pthread_mutex_unlock(&waiters_lock);
+	return NULL;
+}
+
+/*
+ * Hand artifact n to the engine. With req, the reply to req (a flush) waits
+ * for the job; without, the job runs on its own. Called with w->lock held
+ * when w is not NULL.
+ */
+static int submit(const struct fs_node *n, struct wstate *w, fuse_req_t req, int fd)
+{
+	struct sigfs_submit s = { .key = n->key, .name = n->name, .ino = n->id };
+	uint8_t dv[SIGFS_MAX_DIGEST];
+	struct waiter *wt = NULL;
+	struct stat st;
+	int r;
+
+	if (w) {
+		s.id = w->jid;
+		w->jid = 0;
+		w->dirty = false;
+		if (w->seq && w->md && fd >= 0 && fstat(fd, &st) == 0 && st.st_size == w->next) {
+			EVP_MD_CTX *c = EVP_MD_CTX_new();
+
+			if (c && EVP_MD_CTX_copy_ex(c, w->md) && EVP_DigestFinal_ex(c, dv, NULL)) {
+				s.digest = w->digest;
+				s.digest_value = dv;
+			}
+			EVP_MD_CTX_free(c);
+		}
+	}
+	if (sigfs_engine_ignored(n->name)) {
+		sigfs_engine_drop(fs->eng, s.id);
+		return 0;
+	}
+	if (req && fs->cfg->wait_on_close) {
+		wt = calloc(1, sizeof(*wt));
+		if (!wt)
+			return -ENOMEM;
+		pthread_mutex_init(&wt->lock, NULL);
+		wt->req = req;
+		wt->refs = 2;
+		clock_gettime(CLOCK_REALTIME, &wt->deadline);
+		wt->deadline.tv_sec += fs->cfg->close_timeout;
+		pthread_mutex_lock(&waiters_lock);
+		wt->next = waiters;
+		waiters = wt;
+		pthread_cond_signal(&waiters_cond);
+		pthread_mutex_unlock(&waiters_lock);
+		s.done = job_done;
+		s.arg = wt;
+	}
+	r = sigfs_engine_submit(fs->eng, &s);
+	if (r < 0 && wt) {
+		job_done(wt, r);
+		waiter_put(wt);
+		return 1;
+	}
+	if (wt) {
+		waiter_put(wt);
+		return 1;       /* the engine replies */
+	}
+	return r;
+}
+
+/* --- files --------------------------------------------------------------------------- */
+
+static bool wants_write(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+static int open_file(fuse_req_t req, const struct fs_node *n, int flags, bool created,
+		     struct handle **out)
+{
+	int root = sigfs_keys_inbox_root(fs->ks), fd;
+	struct handle *h;
+	char path[600];
+
+	if (wants_write(flags) && !created) {
+		char err[SIGFS_ERRLEN];
+
+		if (sigfs_engine_name_check(n->name, err) == -EPERM) {
+			refuse(req, EPERM, "outputs are read-only", n->name);
+			return 1;
+		}
+	}
+	backing_path(n, path, sizeof(path));
+	fd = openat(root, path, (flags & (O_ACCMODE | O_TRUNC | O_APPEND)) | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		close(fd);
+		return -ENOMEM;
+	}
+	h->fd = fd;
+	h->id = n->id;
+	h->kind = FS_FILE;
+	h->writable = wants_write(flags);
+	if (h->writable) {
+		h->ws = ws_get(n->id);
+		if (!h->ws) {
+			handle_free(h);
+			return -ENOMEM;
+		}
+		pthread_mutex_lock(&h->ws->lock);
+		h->ws->writers++;
+		if (created || (flags & O_TRUNC))
+			ws_modify(h->ws, n, true);
+		pthread_mutex_unlock(&h->ws->lock);
+	}
+	*out = h;
+	return 0;
+}
+
+static int open_ctl(const struct fs_node *n, int flags, struct handle **out)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+	int r = 0;
+
+	if (!h)
+		return -ENOMEM;
+	h->fd = -1;
+	h->id = n->id;
+	h->kind = n->kind;
+	h->attr = n->attr;
+	snprintf(h->key, sizeof(h->key), "%s", n->key);
+	h->writable = wants_write(flags);
+	if ((flags & O_ACCMODE) != O_WRONLY)
+		r = ctl_content(n, &h->buf, &h->len);
+	if (r < 0) {
+		free(h);
+		return r;
+	}
+	*out = h;
+	return 0;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct handle *h = NULL;
+	struct fs_node n;
+	int r;
+
+	r = resolve(ino, &n);
+	if (r < 0)
+		goto out_err;
+	if (n.kind == FS_FILE) {
+		r = open_file(req, &n, fi->flags, false, &h);
+		if (r == 1)
+			return;     /* refused, replied */
+	} else if (n.kind == FS_ATTR || n.kind == FS_STATUS) {
+		r = open_ctl(&n, fi->flags, &h);
+		fi->direct_io = 1;
+	} else {
+		r = -EISDIR;
+	}
+	if (r < 0)
+		goto out_err;
+	fi->fh = (uintptr_t)h;
+	fuse_reply_open(req, fi);
+	return;
+out_err:
+	fuse_reply_err(req, -r);
+}
+
+/*
+ * Create name in inbox parent for the calling user; with h, open it for
+ * writing. Returns 1 when it refused and replied to req itself.
+ */
+static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, int flags,
+		     struct fs_node *n, struct handle **h)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	int root = sigfs_keys_inbox_root(fs->ks), fd, r;
+	char err[SIGFS_ERRLEN], path[600];
+	struct fs_node p;
+
+	r = resolve(parent, &p);
+	if (r < 0)
+		return r;
+	if (p.kind != FS_INBOX) {
+		refuse(req, EPERM, "files can be created only in an inbox", name);
+		return 1;
+	}
+	r = sigfs_engine_name_check(name, err);
+	if (r < 0) {
+		refuse(req, -r, err, name);
+		return 1;
+	}
+	snprintf(path, sizeof(path), "%s/%s", p.key, name);
+	fd = openat(root, path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (flags & O_EXCL),
+		    0600);
+	if (fd < 0)
+		return -errno;
+	/* The file belongs to its writer, with the mode asked for. */
+	r = fchown(fd, ctx->uid, ctx->gid) < 0 || fchmod(fd, mode & 0777 & ~ctx->umask) < 0 ?
+		-errno : 0;
+	close(fd);
+	if (r == 0)
+		r = learn(p.key, name, n);
+	if (r == 0 && h)
+		r = open_file(req, n, flags | O_TRUNC, true, h);
+	return r;
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct fuse_entry_param e;
+	struct handle *h = NULL;
+	struct fs_node n;
+	int r;
+
+	r = do_create(req, parent, name, mode, fi->flags, &n, &h);
+	if (r == 1)
+		return;
+	if (r == 0)
+		r = make_entry(&n, &e);
+	if (r < 0) {
+		if (h)
+			handle_free(h);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->fh = (uintptr_t)h;
+	fuse_reply_create(req, &e, fi);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct handle *h = hnd(fi);
+	char *buf;
+	ssize_t n;
+
+	(void)ino;
+	if (h->kind != FS_FILE) {
+		if ((size_t)off >= h->len)
+			fuse_reply_buf(req, NULL, 0);
+		else
+			fuse_reply_buf(req, h->buf + off, size < h->len - (size_t)off ?
+				       size : h->len - (size_t)off);
+		return;
+	}
+	buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = pread(h->fd, buf, size, off);
+	if (n < 0)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static int write_ctl(struct handle *h, const char *buf, size_t size, off_t off)
+{
+	char err[SIGFS_ERRLEN];
+	size_t end = (size_t)off + size;
+	char *nb;
+	int r;
+
+	if (h->kind != FS_ATTR || off < 0 || end > ATTR_MAX)
+		return -EFBIG;
+	if (end > h->len) {
+		nb = calloc(1, end);
+		if (!nb)
+			return -ENOMEM;
+		if (h->buf) {
+			memcpy(nb, h->buf, h->len);
+			OPENSSL_cleanse(h->buf, h->len);
+			free(h->buf);
+		}
+		h->buf = nb;
+		h->len = end;
+	}
+	memcpy(h->buf + off, buf, size);
+	h->attr_dirty = true;
+	/* A whole line can be judged now, so `echo bad > attr` fails at write(). */
+	if (memchr(h->buf, '\n', h->len)) {
+		r = sigfs_keys_attr_check(fs->ks, h->key, (size_t)h->attr, (uint8_t *)h->buf,
+					  h->len, err);
+		if (r < 0) {
+			log_warn("key %s: %s: %s", h->key, sigfs_key_attr_at((size_t)h->attr)->name,
+				 err);
+			h->attr_bad = true;
+			return r;
+		}
+	}
+	return 0;
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct handle *h = hnd(fi);
+	struct wstate *w = h->ws;
+	struct fs_node n;
+	ssize_t done;
+	int r;
+
+	if (h->kind != FS_FILE) {
+		r = write_ctl(h, buf, size, off);
+		if (r < 0)
+			fuse_reply_err(req, -r);
+		else
+			fuse_reply_write(req, size);
+		return;
+	}
+	r = resolve(ino, &n);
+	if (r < 0) {
+		/* Unlinked while open: write on, nothing will be signed. */
+		done = pwrite(h->fd, buf, size, off);
+		goto reply;
+	}
+	pthread_mutex_lock(&w->lock);
+	ws_modify(w, &n, false);
+	done = pwrite(h->fd, buf, size, off);
+	if (done > 0) {
+		if (w->seq && off == w->next)
+			w->seq = EVP_DigestUpdate(w->md, buf, (size_t)done) == 1;
+		else
+			w->seq = false;
+		w->next = off + done;
+	}
+	pthread_mutex_unlock(&w->lock);
+reply:
+	if (done < 0)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_write(req, (size_t)done);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct handle *h = hnd(fi);
+	struct wstate *w = h->ws;
+	char err[SIGFS_ERRLEN];
+	struct fs_node n;
+	int r = 0;
+
+	if (h->kind == FS_ATTR && h->attr_dirty) {
+		h->attr_dirty = false;
+		if (h->attr_bad) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		r = sigfs_keys_attr_write(fs->ks, h->key, (size_t)h->attr, (uint8_t *)h->buf,
+					  h->len, fuse_req_ctx(req)->uid, err);
+		if (r < 0)
+			log_warn("key %s: %s: %s", h->key, sigfs_key_attr_at((size_t)h->attr)->name,
+				 err);
+		fuse_reply_err(req, -r);
+		return;
+	}
+	if (!w || resolve(ino, &n) < 0) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	pthread_mutex_lock(&w->lock);
+	/* Only the last writer's close() signs (and waits). */
+	if (w->dirty && w->writers == 1)
+		r = submit(&n, w, req, h->fd);
+	pthread_mutex_unlock(&w->lock);
+	if (r == 1)
+		return;
+	fuse_reply_err(req, r < 0 ? EIO : 0);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct handle *h = hnd(fi);
+	struct wstate *w = h->ws;
+	struct fs_node n;
+
+	if (w) {
+		pthread_mutex_lock(&w->lock);
+		w->writers--;
+		if (w->writers == 0 && w->dirty) {
+			if (resolve(ino, &n) == 0)
+				submit(&n, w, NULL, h->fd);
+			else
+				sigfs_engine_drop(fs->eng, w->jid);
+			w->dirty = false;
+		}
+		pthread_mutex_unlock(&w->lock);
+		ws_put(w);
+	}
+	handle_free(h);
+	fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct handle *h = hnd(fi);
+	int r = 0;
+
+	(void)ino;
+	if (h->fd >= 0)
+		r = datasync ? fdatasync(h->fd) : fsync(h->fd);
+	fuse_reply_err(req, r < 0 ? errno : 0);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	int root = sigfs_keys_inbox_root(fs->ks), r = 0;
+	struct handle *h = fi ? hnd(fi) : NULL;
+	char path[600], err[SIGFS_ERRLEN];
+	struct fs_node n;
+
+	r = resolve(ino, &n);
+	if (r < 0)
+		goto out;
+	if (n.kind == FS_ATTR && to_set == FUSE_SET_ATTR_SIZE && attr->st_size == 0)
+		goto reply;     /* `echo x > attr`: the new value comes with write() */
+	if (n.kind != FS_INBOX && n.kind != FS_FILE) {
+		refuse(req, EPERM, "the root and .ctl cannot be changed with chmod/chown/truncate",
+		       NULL);
+		return;
+	}
+	backing_path(&n, path, sizeof(path));
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		if (h && h->fd >= 0)
+			r = fchmod(h->fd, attr->st_mode & 07777);
+		else
+			r = fchmodat(root, path, attr->st_mode & 07777, 0);
+		if (r < 0)
+			goto out_errno;
+	}
+	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		uid_t u = to_set & FUSE_SET_ATTR_UID ? attr->st_uid : (uid_t)-1;
+		gid_t g = to_set & FUSE_SET_ATTR_GID ? attr->st_gid : (gid_t)-1;
+
+		if (fchownat(root, path, u, g, AT_SYMLINK_NOFOLLOW) < 0)
+			goto out_errno;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		struct wstate *w;
+		int fd;
+
+		if (n.kind != FS_FILE) {
+			r = -EISDIR;
+			goto out;
+		}
+		if (sigfs_engine_name_check(n.name, err) == -EPERM) {
+			refuse(req, EPERM, "outputs are read-only", n.name);
+			return;
+		}
+		w = ws_get(n.id);
+		if (!w) {
+			r = -ENOMEM;
+			goto out;
+		}
+		pthread_mutex_lock(&w->lock);
+		ws_modify(w, &n, attr->st_size == 0);
+		fd = h && h->fd >= 0 ? h->fd : openat(root, path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+		r = fd < 0 || ftruncate(fd, attr->st_size) < 0 ? -errno : 0;
+		if (r == 0 && attr->st_size != 0)
+			w->seq = false;
+		/* truncate(2) without an open writer: nobody else will close it. */
+		if (w->writers == 0)
+			submit(&n, w, NULL, fd);
+		if (fd >= 0 && !(h && h->fd == fd))
+			close(fd);
+		pthread_mutex_unlock(&w->lock);
+		ws_put(w);
+		if (r < 0)
+			goto out;
+	}
+	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+		struct timespec tv[2] = { { 0, UTIME_OMIT }, { 0, UTIME_OMIT } };
+
+		if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+			tv[0].tv_nsec = UTIME_NOW;
+		else if (to_set & FUSE_SET_ATTR_ATIME)
+			tv[0] = attr->st_atim;
+		if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+			tv[1].tv_nsec = UTIME_NOW;
+		else if (to_set & FUSE_SET_ATTR_MTIME)
+			tv[1] = attr->st_mtim;
+		if (utimensat(root, path, tv, AT_SYMLINK_NOFOLLOW) < 0)
+			goto out_errno;
+	}
+reply:
+	op_getattr(req, ino, NULL);
+	return;
+out_errno:
+	r = -errno;
+out:
+	fuse_reply_err(req, -r);
+}
+
+/* --- directories and names ---------------------------------------------------------- */
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	char err[SIGFS_ERRLEN];
+	struct sigfs_key k;
+	struct fs_node p, n;
+	int r;
+
+	(void)mode;
+	r = resolve(parent, &p);
+	if (r < 0)
+		goto out_err;
+	if (p.kind == FS_INBOX) {
+		refuse(req, EPERM, "directories cannot be created in an inbox", name);
+		return;
+	}
+	if (p.kind != FS_KEYS) {
+		refuse(req, EPERM, "keys are created with mkdir in .ctl/keys/", name);
+		return;
+	}
+	r = sigfs_keys_create(fs->ks, name, fuse_req_ctx(req)->uid, err);
+	if (r < 0) {
+		refuse(req, -r, err, name);
+		return;
+	}
+	learn(name, NULL, &n);
+	r = sigfs_keys_get(fs->ks, name, &k);
+	if (r == 0)
+		r = resolve((TAG_KEYDIR << 56) | k.ino, &n);
+	if (r < 0)
+		goto out_err;
+	return reply_entry(req, &n);
+out_err:
+	fuse_reply_err(req, -r);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	char err[SIGFS_ERRLEN];
+	struct fs_node p, in;
+	int r;
+
+	r = resolve(parent, &p);
+	if (r < 0)
+		goto out_err;
+	if (p.kind != FS_KEYS) {
+		refuse(req, p.kind == FS_ROOT ? EPERM : ENOTDIR,
+		       "keys are deleted with rmdir in .ctl/keys/", name);
+		return;
+	}
+	if (!fs->cfg->allow_key_delete) {
+		refuse(req, EPERM, "key deletion is switched off (allow_key_delete = no)", name);
+		return;
+	}
+	if (learn(name, NULL, &in) < 0)
+		in.id = 0;
+	r = sigfs_keys_delete(fs->ks, name, fuse_req_ctx(req)->uid, err);
+	if (r < 0) {
+		refuse(req, -r, err, name);
+		return;
+	}
+	if (in.id)
+		fs_nodes_del(in.id);
+	fuse_reply_err(req, 0);
+	return;
+out_err:
+	fuse_reply_err(req, -r);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	int root = sigfs_keys_inbox_root(fs->ks), r;
+	struct fs_node p, n;
+	char path[600];
+
+	r = resolve(parent, &p);
+	if (r < 0)
+		goto out_err;
+	if (p.kind != FS_INBOX) {
+		refuse(req, EPERM, "only files in an inbox can be removed", name);
+		return;
+	}
+	r = learn(p.key, name, &n);
+	if (r < 0)
+		goto out_err;
+	snprintf(path, sizeof(path), "%s/%s", p.key, name);
+	if (unlinkat(root, path, 0) < 0) {
+		r = -errno;
+		goto out_err;
+	}
+	fs_nodes_del(n.id);
+	fuse_reply_err(req, 0);
+	return;
+out_err:
+	fuse_reply_err(req, -r);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	int root = sigfs_keys_inbox_root(fs->ks), r;
+	char from[600], to[600], err[SIGFS_ERRLEN];
+	struct fs_node p, np, n, old;
+	bool replaced;
+
+	r = resolve(parent, &p);
+	if (r == 0)
+		r = resolve(newparent, &np);
+	if (r < 0)
+		goto out_err;
+	if (p.kind != FS_INBOX || np.kind != FS_INBOX) {
+		refuse(req, EPERM, "only files can be renamed, into an inbox", newname);
+		return;
+	}
+	if (flags & RENAME_EXCHANGE) {
+		refuse(req, EINVAL, "rename with RENAME_EXCHANGE is not supported", newname);
+		return;
+	}
+	r = sigfs_engine_name_check(newname, err);
+	if (r < 0) {
+		refuse(req, -r, err, newname);
+		return;
+	}
+	r = learn(p.key, name, &n);
+	if (r < 0)
+		goto out_err;
+	if (n.kind != FS_FILE) {
+		r = -EISDIR;
+		goto out_err;
+	}
+	replaced = learn(np.key, newname, &old) == 0;
+	snprintf(from, sizeof(from), "%s/%s", p.key, name);
+	snprintf(to, sizeof(to), "%s/%s", np.key, newname);
+	if (renameat2(root, from, root, to, flags) < 0) {
+		r = -errno;
+		goto out_err;
+	}
+	if (replaced && old.id != n.id)
+		fs_nodes_del(old.id);
+	fs_nodes_put(n.id, np.id, FS_FILE, np.key, newname);
+	strcpy(n.key, np.key);
+	strcpy(n.name, newname);
+	n.parent = np.id;
+	/* Renamed into an inbox under a signable name: sign it (now, or at its last close). */
+	if (!sigfs_engine_ignored(newname)) {
+		struct wstate *w = ws_get(n.id);
+
+		if (w) {
+			pthread_mutex_lock(&w->lock);
+			if (w->dirty)
+				sigfs_engine_drop(fs->eng, w->jid);
+			w->dirty = false;
+			ws_modify(w, &n, false);
+			if (w->writers == 0 && !ws_busy(n.id))
+				submit(&n, w, NULL, -1);
+			pthread_mutex_unlock(&w->lock);
+			ws_put(w);
+		}
+	}
+	fuse_reply_err(req, 0);
+	return;
+out_err:
+	fuse_reply_err(req, -r);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	struct fs_node n;
+	int r;
+
+	(void)rdev;
+	if (!S_ISREG(mode)) {
+		refuse(req, EPERM, "only regular files can be created in an inbox", name);
+		return;
+	}
+	/* An empty file: it is signed once someone writes it and closes it. */
+	r = do_create(req, parent, name, mode, O_EXCL, &n, NULL);
+	if (r == 1)
+		return;
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		reply_entry(req, &n);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	(void)link;
+	(void)parent;
+	refuse(req, EPERM, "symbolic links are not allowed in sigfs", name);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino;
+	(void)newparent;
+	refuse(req, EPERM, "hard links are not allowed in sigfs", newname);
+}
+
+struct dirent_rec {
+	uint64_t ino;
+	mode_t type;
+	char *name;
+};
+
+struct dirhandle {
+	struct dirent_rec *v;
+	size_t n, cap;
+};
+
+static int dh_add(struct dirhandle *d, uint64_t ino, mode_t type, const char *name)
+{
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 32;
+		struct dirent_rec *v = realloc(d->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		d->v = v;
+		d->cap = cap;
+	}
+	d->v[d->n].ino = ino;
+	d->v[d->n].type = type;
+	d->v[d->n].name = strdup(name);
+	return d->v[d->n++].name ? 0 : -ENOMEM;
+}
+
+static void dh_free(struct dirhandle *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->v[i].name);
+	free(d->v);
+	free(d);
+}
+
+static int list_inbox(struct dirhandle *d, const struct fs_node *n)
+{
+	int fd = openat(sigfs_keys_inbox_root(fs->ks), n->key, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	DIR *dir;
+	int r = 0;
+
+	if (fd < 0)
+		return -errno;
+	dir = fdopendir(fd);
+	if (!dir) {
+		close(fd);
+		return -errno;
+	}
+	while (r == 0 && (de = readdir(dir))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    !strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)))
+			continue;
+		r = dh_add(d, de->d_ino, S_IFREG, de->d_name);
+	}
+	closedir(dir);
+	return r;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dirhandle *d = calloc(1, sizeof(*d));
+	struct sigfs_key *keys = NULL;
+	struct fs_node n, in;
+	int r, nk = 0;
+
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	r = resolve(ino, &n);
+	if (r < 0)
+		goto out_err;
+	dh_add(d, n.id, S_IFDIR, ".");
+	dh_add(d, n.parent, S_IFDIR, "..");
+	switch (n.kind) {
+	case FS_ROOT:
+		dh_add(d, ID_CTL, S_IFDIR, ".ctl");
+		/* fall through */
+	case FS_KEYS:
+		nk = sigfs_keys_list(fs->ks, &keys);
+		for (int i = 0; i < nk; i++) {
+			if (n.kind == FS_KEYS)
+				dh_add(d, (TAG_KEYDIR << 56) | keys[i].ino, S_IFDIR, keys[i].name);
+			else if (learn(keys[i].name, NULL, &in) == 0)
+				dh_add(d, in.id, S_IFDIR, keys[i].name);
+		}
+		free(keys);
+		break;
+	case FS_CTL:
+		dh_add(d, ID_KEYS, S_IFDIR, "keys");
+		dh_add(d, ID_STATUS, S_IFREG, "status");
+		break;
+	case FS_KEYDIR: {
+		struct sigfs_key k;
+
+		if (sigfs_keys_get(fs->ks, n.key, &k) < 0) {
+			r = -ENOENT;
+			goto out_err;
+		}
+		for (size_t i = 0; sigfs_key_attr_at(i); i++)
+			dh_add(d, ((TAG_ATTR0 + i) << 56) | k.ino, S_IFREG,
+			       sigfs_key_attr_at(i)->name);
+		break;
+	}
+	case FS_INBOX:
+		r = list_inbox(d, &n);
+		if (r < 0)
+			goto out_err;
+		break;
+	default:
+		r = -ENOTDIR;
+		goto out_err;
+	}
+	fi->fh = (uintptr_t)d;
+	fuse_reply_open(req, fi);
+	return;
+out_err:
+	dh_free(d);
+	fuse_reply_err(req, -r);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct dirhandle *d = (struct dirhandle *)(uintptr_t)fi->fh;
+	char *buf = malloc(size);
+	size_t used = 0;
+
+	(void)ino;
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (size_t i = (size_t)off; i < d->n; i++) {
+		struct stat st = { .st_ino = d->v[i].ino, .st_mode = d->v[i].type };
+		size_t len = fuse_add_direntry(req, buf + used, size - used, d->v[i].name, &st,
+					       (off_t)(i + 1));
+
+		if (len > size - used)
+			break;
+		used += len;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	dh_free((struct dirhandle *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+
+	(void)ino;
+	if (fstatvfs(sigfs_keys_inbox_root(fs->ks), &sv) < 0)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_statfs(req, &sv);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* Exportable over NFS: LOOKUP "." and ".." work, node ids are stable. */
+	if (conn->capable & FUSE_CAP_EXPORT_SUPPORT)
+		conn->want |= FUSE_CAP_EXPORT_SUPPORT;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* Writes reach us in order and uncached: hashing follows them. */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	conn->max_write = 1u << 20;
+}
+
+const struct fuse_lowlevel_ops sigfs_fuse_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.mkdir = op_mkdir,
+	.rmdir = op_rmdir,
+	.unlink = op_unlink,
+	.rename = op_rename,
+	.mknod = op_mknod,
+	.symlink = op_symlink,
+	.link = op_link,
+	.open = op_open,
+	.create = op_create,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.statfs = op_statfs,
+};
+
+int sigfs_fs_init(struct sigfs_fs *f)
+{
+	struct sigfs_key *keys;
+	struct fs_node n;
+	int nk;
+
+	fs = f;
+	start_time = time(NULL);
+	/* Learn every inbox and file, so ids from before a restart resolve. */
+	nk = sigfs_keys_list(fs->ks, &keys);
+	for (int i = 0; i < nk; i++) {
+		struct dirhandle d = { 0 };
+
+		if (learn(keys[i].name, NULL, &n) < 0)
+			continue;
+		if (list_inbox(&d, &n) == 0)
+			for (size_t j = 0; j < d.n; j++)
+				learn(keys[i].name, d.v[j].name, &n);
+		for (size_t j = 0; j < d.n; j++)
+			free(d.v[j].name);
+		free(d.v);
+	}
+	if (nk >= 0)
+		free(keys);
+	return -pthread_create(&timer_thread, NULL, timer_main, NULL);
+}
+
+void sigfs_fs_fini(struct sigfs_fs *f)
+{
+	(void)f;
+	pthread_mutex_lock(&waiters_lock);
+	timer_stop = true;
+	pthread_cond_signal(&waiters_cond);
+	pthread_mutex_unlock(&waiters_lock);
+	pthread_join(timer_thread, NULL);
+}

@@ -1,0 +1,200 @@
+/*
+ * main.c: sigfsd, the sigfs daemon.
+ *
+ *   sigfsd [--config FILE] [--state-dir DIR] [--foreground] [-o OPT] MOUNTPOINT
+ *   sigfsd --verify-audit FILE
+ *
+ * Loads the configuration, opens the audit log, the key store and the engine
+ * (which finishes what the journal says was left), then serves the mount
+ * until it is unmounted or the daemon gets SIGINT/SIGTERM/SIGHUP.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <systemd/sd-daemon.h>
+
+#include "common/config.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "fs/fuse_ops.h"
+#include "signer/audit.h"
+#include "signer/engine.h"
+#include "signer/keys.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: sigfsd [--config FILE] [--state-dir DIR] [--foreground] [-o OPT] MOUNTPOINT\n"
+		"       sigfsd --verify-audit FILE\n"
+		"  -c, --config FILE     configuration (default " SIGFS_DEFAULT_CONFIG ")\n"
+		"  -s, --state-dir DIR   where keys' settings, inboxes and the journal live\n"
+		"  -f, --foreground      do not daemonize; log to stderr\n"
+		"  -o OPT[,OPT...]       FUSE mount options\n"
+		"  --verify-audit FILE   check the audit log's hash chain and exit\n");
+}
+
+static int verify_audit(const char *path)
+{
+	char err[SIGFS_ERRLEN];
+	size_t lines;
+
+	if (sigfs_audit_verify(path, &lines, err) < 0) {
+		fprintf(stderr, "sigfsd: %s: %s\n", path, err);
+		return 1;
+	}
+	printf("%s: %zu lines, chain intact\n", path, lines);
+	return 0;
+}
+
+/* A previous daemon that died leaves a dead mount ("Transport endpoint is not connected"). */
+static void clear_dead_mount(const char *mnt)
+{
+	struct stat st;
+
+	if (stat(mnt, &st) < 0 && errno == ENOTCONN) {
+		log_warn("%s: a dead sigfs mount is in the way; unmounting it", mnt);
+		umount2(mnt, MNT_DETACH);
+	}
+}
+
+static int make_state_dir(const char *dir, char *err)
+{
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return sigfs_seterr(err, -errno, "cannot create state directory %s: %s", dir,
+				    strerror(errno));
+	/* Inboxes are reached only through the mount; key files never. */
+	if (chmod(dir, 0700) < 0)
+		return sigfs_seterr(err, -errno, "state directory %s: %s", dir, strerror(errno));
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "state-dir", required_argument, NULL, 's' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "verify-audit", required_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'v' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const char *config = NULL, *state_dir = NULL, *mnt;
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_loop_config *loop = NULL;
+	struct sigfs_audit *audit = NULL;
+	struct sigfs_engine *eng = NULL;
+	struct sigfs_keys *ks = NULL;
+	struct sigfs_config cfg;
+	struct sigfs_fs fs = { 0 };
+	struct fuse_session *se = NULL;
+	char err[SIGFS_ERRLEN], path[4200];
+	bool foreground = false;
+	int c, r, ret = 1;
+
+	fuse_opt_add_arg(&args, argv[0]);
+	fuse_opt_add_arg(&args, "-o");
+	fuse_opt_add_arg(&args, "default_permissions,allow_other,fsname=sigfs,subtype=sigfs");
+	while ((c = getopt_long(argc, argv, "c:s:fo:hv", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c': config = optarg; break;
+		case 's': state_dir = optarg; break;
+		case 'f': foreground = true; break;
+		case 'o':
+			fuse_opt_add_arg(&args, "-o");
+			fuse_opt_add_arg(&args, optarg);
+			break;
+		case 'V': return verify_audit(optarg);
+		case 'h': usage(stdout); return 0;
+		case 'v': printf("sigfsd " SIGFS_VERSION "\n"); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return 2;
+	}
+	mnt = argv[optind];
+	sigfs_log_init(false, SIGFS_LOG_INFO);
+	r = sigfs_config_load(config, &cfg, err);
+	if (r < 0) {
+		log_err("%s", err);
+		return 1;
+	}
+	if (state_dir)
+		snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%s", state_dir);
+	sigfs_log_init(false, (enum sigfs_log_level)cfg.log_level);
+	if (make_state_dir(cfg.state_dir, err) < 0)
+		goto out_err;
+	snprintf(path, sizeof(path), "%s/audit.log", cfg.state_dir);
+	if (sigfs_audit_open(path, &audit, err) < 0)
+		goto out_err;
+	if (sigfs_keys_open(&cfg, audit, &ks, err) < 0)
+		goto out_err;
+	if (sigfs_engine_start(&cfg, ks, audit, &eng, err) < 0)
+		goto out_err;
+	fs.cfg = &cfg;
+	fs.ks = ks;
+	fs.eng = eng;
+	r = sigfs_fs_init(&fs);
+	if (r < 0) {
+		sigfs_seterr(err, r, "cannot start: %s", strerror(-r));
+		goto out_err;
+	}
+	clear_dead_mount(mnt);
+	se = fuse_session_new(&args, &sigfs_fuse_ops, sizeof(sigfs_fuse_ops), &fs);
+	if (!se) {
+		snprintf(err, sizeof(err), "bad FUSE options");
+		goto out_fs;
+	}
+	fs.se = se;
+	if (fuse_set_signal_handlers(se) < 0 || fuse_session_mount(se, mnt) < 0) {
+		snprintf(err, sizeof(err), "cannot mount on %s", mnt);
+		goto out_session;
+	}
+	log_info("serving %s (state in %s, %u workers)", mnt, cfg.state_dir, cfg.workers);
+	if (fuse_daemonize(foreground) < 0) {
+		snprintf(err, sizeof(err), "cannot daemonize");
+		goto out_unmount;
+	}
+	if (!foreground)
+		sigfs_log_init(true, (enum sigfs_log_level)cfg.log_level);
+	sd_notify(0, "READY=1");
+	loop = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_max_threads(loop, 64);
+	fuse_loop_cfg_set_idle_threads(loop, 16);
+	r = fuse_session_loop_mt(se, loop);
+	fuse_loop_cfg_destroy(loop);
+	sd_notify(0, "STOPPING=1");
+	ret = r < 0 ? 1 : 0;
+	err[0] = '\0';
+out_unmount:
+	fuse_session_unmount(se);
+out_session:
+	fuse_remove_signal_handlers(se);
+	fuse_session_destroy(se);
+out_fs:
+	sigfs_fs_fini(&fs);
+	sigfs_engine_stop(eng);
+	sigfs_keys_close(ks);
+	sigfs_audit_close(audit);
+	if (err[0])
+		log_err("%s", err);
+	fuse_opt_free_args(&args);
+	sigfs_config_free(&cfg);
+	log_info("stopped");
+	return ret;
+out_err:
+	log_err("%s", err);
+	sigfs_engine_stop(eng);
+	sigfs_keys_close(ks);
+	sigfs_audit_close(audit);
+	sigfs_config_free(&cfg);
+	fuse_opt_free_args(&args);
+	return 1;
+}

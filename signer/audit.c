@@ -1,0 +1,361 @@
+/*
+ * audit.c: the hash-chained audit log of audit.h; the line format is in
+ * docs/audit.md. Each append is one write() on an O_APPEND descriptor under a
+ * mutex, so a line is never interleaved with another; each line names the
+ * SHA-256 of the line before it, so verify() finds any edit, removal,
+ * insertion or reordering of lines by reading the file once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <openssl/evp.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "signer/alg.h"
+#include "signer/audit.h"
+
+/*
+ * Longest line append() can produce: four escaped fields (event, key,
+ * digest name, name) of at most SIGFS_ESCAPED_MAX - 1 bytes each, a digest of
+ * 2 * SIGFS_MAX_DIGEST hex digits and well under 256 bytes for the rest.
+ * Anything longer in a log was not written by us.
+ */
+#define AUDIT_LINE_MAX (4 * SIGFS_ESCAPED_MAX + 2 * SIGFS_MAX_DIGEST + 256)
+#define AUDIT_HASH 32
+#define AUDIT_FIELDS 8
+
+struct sigfs_audit {
+	pthread_mutex_t lock;
+	int fd;
+	uint64_t seq;                   /* seq of the last line, 0 for an empty log */
+	uint8_t prev[AUDIT_HASH];       /* SHA-256 of the last line, zeros for an empty log */
+	off_t size;                     /* file size after the last complete line */
+};
+
+static void hash_line(const void *line, size_t len, uint8_t out[AUDIT_HASH])
+{
+	EVP_Digest(line, len, out, NULL, EVP_sha256(), NULL);
+}
+
+static void hex(const uint8_t *p, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+/*
+ * One field value: sigfs_escape() plus spaces as \x20, so that every line
+ * splits into exactly AUDIT_FIELDS fields at its spaces. A missing or empty
+ * value is "-"; a literal "-" is written \x2d so the two cannot be confused.
+ */
+static const char *field(const char *s, char *out, size_t outlen)
+{
+	char tmp[SIGFS_ESCAPED_MAX];
+	size_t o = 0;
+
+	if (!s || !*s)
+		return "-";
+	if (strcmp(s, "-") == 0)
+		return "\\x2d";
+	sigfs_escape(s, tmp, sizeof(tmp));
+	for (const char *p = tmp; *p; p++) {
+		size_t need = *p == ' ' ? 4 : 1;
+
+		if (o + need >= outlen)
+			break;
+		if (*p == ' ') {
+			memcpy(out + o, "\\x20", 4);
+		} else {
+			out[o] = *p;
+		}
+		o += need;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static bool all_digits(const char *s, size_t n)
+{
+	if (n == 0 || n > 20)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return true;
+}
+
+static int unhex(const char *s, uint8_t *out, size_t n)
+{
+	for (size_t i = 0; i < 2 * n; i++) {
+		char c = s[i];
+		int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+
+		if (v < 0)
+			return -EBADMSG;
+		if (i % 2 == 0)
+			out[i / 2] = (uint8_t)(v << 4);
+		else
+			out[i / 2] |= (uint8_t)v;
+	}
+	return 0;
+}
+
+/*
+ * Check the shape of one line (len bytes, without its "\n") and extract its
+ * seq and prev. On error, why receives the reason (without "line N: ").
+ */
+static int parse_line(const char *line, size_t len, uint64_t *seq, uint8_t prev[AUDIT_HASH],
+		      char *why)
+{
+	static const char *const prefix[AUDIT_FIELDS] = {
+		NULL, NULL, NULL, "key=", "uid=", "digest=", "name=", "prev=",
+	};
+	const char *f[AUDIT_FIELDS];
+	size_t flen[AUDIT_FIELDS], n = 0, start = 0;
+
+	if (len > AUDIT_LINE_MAX)
+		return sigfs_seterr(why, -EBADMSG, "longer than any audit line (%zu bytes)", len);
+	if (memchr(line, '\0', len))
+		return sigfs_seterr(why, -EBADMSG, "contains a NUL byte");
+	for (size_t i = 0; i <= len; i++) {
+		if (i < len && line[i] != ' ')
+			continue;
+		if (n == AUDIT_FIELDS)
+			return sigfs_seterr(why, -EBADMSG, "more than %d fields", AUDIT_FIELDS);
+		f[n] = line + start;
+		flen[n++] = i - start;
+		start = i + 1;
+	}
+	if (n != AUDIT_FIELDS)
+		return sigfs_seterr(why, -EBADMSG, "%zu fields, expected %d", n, AUDIT_FIELDS);
+	if (!all_digits(f[0], flen[0]) || f[0][0] == '0')
+		return sigfs_seterr(why, -EBADMSG, "the sequence number is not a number");
+	if (!all_digits(f[1], flen[1]))
+		return sigfs_seterr(why, -EBADMSG, "the time is not a number");
+	if (flen[2] == 0)
+		return sigfs_seterr(why, -EBADMSG, "no event");
+	for (int i = 3; i < AUDIT_FIELDS; i++) {
+		size_t pl = strlen(prefix[i]);
+
+		if (flen[i] <= pl || memcmp(f[i], prefix[i], pl) != 0)
+			return sigfs_seterr(why, -EBADMSG, "field %d does not start with %s", i + 1,
+					    prefix[i]);
+	}
+	if (flen[7] != 5 + 2 * AUDIT_HASH || unhex(f[7] + 5, prev, AUDIT_HASH) < 0)
+		return sigfs_seterr(why, -EBADMSG, "prev= is not %d lowercase hex digits",
+				    2 * AUDIT_HASH);
+	*seq = strtoull(f[0], NULL, 10);
+	return 0;
+}
+
+/* Find the last line of the log to continue its chain; fd is open for reading. */
+static int load_tail(struct sigfs_audit *a, const char *path, char *err)
+{
+	char why[SIGFS_ERRLEN], *buf;
+	size_t want, start;
+	struct stat st;
+	ssize_t got;
+	int r;
+
+	if (fstat(a->fd, &st) < 0)
+		return sigfs_seterr(err, -errno, "%s: %s", path, strerror(errno));
+	a->size = st.st_size;
+	if (st.st_size == 0)
+		return 0;
+	/* A log grows without bound; its last line is all we need. */
+	want = st.st_size > AUDIT_LINE_MAX + 1 ? AUDIT_LINE_MAX + 1 : (size_t)st.st_size;
+	buf = malloc(want);
+	if (!buf)
+		return sigfs_seterr(err, -ENOMEM, "%s: out of memory", path);
+	got = pread(a->fd, buf, want, st.st_size - (off_t)want);
+	if (got != (ssize_t)want) {
+		r = sigfs_seterr(err, got < 0 ? -errno : -EIO, "%s: cannot read its last line: %s",
+				 path, got < 0 ? strerror(errno) : "short read");
+		goto out;
+	}
+	if (buf[want - 1] != '\n') {
+		/* A crash in the middle of a write; cutting it is the admin's call. */
+		r = sigfs_seterr(err, -EBADMSG,
+				 "%s: the last line is incomplete; check the log with sigfsd --verify-audit and cut the partial line",
+				 path);
+		goto out;
+	}
+	for (start = want - 1; start > 0 && buf[start - 1] != '\n'; start--)
+		;
+	if (start == 0 && want < (size_t)st.st_size) {
+		r = sigfs_seterr(err, -EBADMSG, "%s: the last line is longer than any audit line",
+				 path);
+		goto out;
+	}
+	r = parse_line(buf + start, want - 1 - start, &a->seq, a->prev, why);
+	if (r < 0) {
+		sigfs_seterr(err, r, "%s: last line: %s", path, why);
+		goto out;
+	}
+	hash_line(buf + start, want - start, a->prev);
+	r = 0;
+out:
+	free(buf);
+	return r;
+}
+
+int sigfs_audit_open(const char *path, struct sigfs_audit **out, char *err)
+{
+	struct sigfs_audit *a;
+	int r;
+
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return sigfs_seterr(err, -ENOMEM, "%s: out of memory", path);
+	a->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (a->fd < 0) {
+		r = sigfs_seterr(err, -errno, "cannot open the audit log %s: %s", path,
+				 strerror(errno));
+		free(a);
+		return r;
+	}
+	/* Two writers would fork the chain: one daemon per log. */
+	if (flock(a->fd, LOCK_EX | LOCK_NB) < 0) {
+		r = sigfs_seterr(err, errno == EWOULDBLOCK ? -EBUSY : -errno,
+				 "the audit log %s is in use by another process: %s", path,
+				 strerror(errno));
+		goto fail;
+	}
+	r = load_tail(a, path, err);
+	if (r < 0)
+		goto fail;
+	pthread_mutex_init(&a->lock, NULL);
+	*out = a;
+	return 0;
+fail:
+	close(a->fd);
+	free(a);
+	return r;
+}
+
+void sigfs_audit_close(struct sigfs_audit *a)
+{
+	if (!a)
+		return;
+	close(a->fd);
+	pthread_mutex_destroy(&a->lock);
+	free(a);
+}
+
+int sigfs_audit_append(struct sigfs_audit *a, const char *event, const char *key, uid_t uid,
+		       const char *digest_name, const uint8_t *digest, size_t digest_len,
+		       const char *name)
+{
+	char line[AUDIT_LINE_MAX + 1], prevhex[2 * AUDIT_HASH + 1];
+	char evbuf[SIGFS_ESCAPED_MAX], kbuf[SIGFS_ESCAPED_MAX], nbuf[SIGFS_ESCAPED_MAX];
+	char dnbuf[SIGFS_ESCAPED_MAX], dig[SIGFS_ESCAPED_MAX + 2 * SIGFS_MAX_DIGEST + 2];
+	const char *ev = field(event, evbuf, sizeof(evbuf));
+	const char *k = field(key, kbuf, sizeof(kbuf));
+	const char *n = field(name, nbuf, sizeof(nbuf));
+	char uidbuf[24];
+	ssize_t w;
+	int len, r = 0;
+
+	if (digest_len > SIGFS_MAX_DIGEST)
+		return -EINVAL;
+	if (digest_name && digest && digest_len > 0) {
+		char h[2 * SIGFS_MAX_DIGEST + 1];
+
+		hex(digest, digest_len, h);
+		snprintf(dig, sizeof(dig), "%s:%s", field(digest_name, dnbuf, sizeof(dnbuf)), h);
+	} else {
+		strcpy(dig, "-");
+	}
+	if (uid == (uid_t)-1)
+		strcpy(uidbuf, "-");
+	else
+		snprintf(uidbuf, sizeof(uidbuf), "%u", (unsigned)uid);
+
+	pthread_mutex_lock(&a->lock);
+	hex(a->prev, AUDIT_HASH, prevhex);
+	len = snprintf(line, sizeof(line),
+		       "%" PRIu64 " %lld %s key=%s uid=%s digest=%s name=%s prev=%s\n",
+		       a->seq + 1, (long long)time(NULL), ev, k, uidbuf, dig, n, prevhex);
+	w = write(a->fd, line, (size_t)len);
+	if (w == len) {
+		a->seq++;
+		a->size += len;
+		hash_line(line, (size_t)len, a->prev);
+		goto out;
+	}
+	r = w < 0 ? -errno : -EIO;
+	/* A partial line would break the chain for every later line: take it back. */
+	if (w > 0 && ftruncate(a->fd, a->size) < 0)
+		log_err("audit log: cannot remove a partial line (%s); run sigfsd --verify-audit",
+			strerror(errno));
+	log_err("audit log: cannot append a %s event: %s", ev, strerror(-r));
+out:
+	pthread_mutex_unlock(&a->lock);
+	return r;
+}
+
+int sigfs_audit_verify(const char *path, size_t *lines, char *err)
+{
+	uint8_t expect[AUDIT_HASH] = { 0 }, prev[AUDIT_HASH];
+	char why[SIGFS_ERRLEN], *line = NULL;
+	size_t cap = 0, n = 0;
+	uint64_t seq;
+	ssize_t len;
+	FILE *f;
+	int r = 0;
+
+	f = fopen(path, "re");
+	if (!f)
+		return sigfs_seterr(err, -errno, "cannot open the audit log %s: %s", path,
+				    strerror(errno));
+	while ((len = getline(&line, &cap, f)) > 0) {
+		n++;
+		if (line[len - 1] != '\n') {
+			r = sigfs_seterr(err, -EBADMSG, "line %zu: no newline at its end (cut short)", n);
+			goto out;
+		}
+		r = parse_line(line, (size_t)len - 1, &seq, prev, why);
+		if (r < 0) {
+			sigfs_seterr(err, r, "line %zu: %s", n, why);
+			goto out;
+		}
+		if (seq != n) {
+			r = sigfs_seterr(err, -EBADMSG,
+					 "line %zu: sequence number %" PRIu64 ", expected %zu (%s)",
+					 n, seq, n, seq > n ? "lines removed before it" :
+					 "lines inserted or reordered");
+			goto out;
+		}
+		if (memcmp(prev, expect, AUDIT_HASH) != 0) {
+			r = sigfs_seterr(err, -EBADMSG,
+					 "line %zu: prev= does not match the line before it (%s)", n,
+					 n == 1 ? "the first line must have 64 zeros" :
+					 "that line was edited, or lines were removed, inserted or reordered");
+			goto out;
+		}
+		hash_line(line, (size_t)len, expect);
+	}
+	if (ferror(f))
+		r = sigfs_seterr(err, -EIO, "cannot read the audit log %s", path);
+	else if (lines)
+		*lines = n;
+out:
+	free(line);
+	fclose(f);
+	return r;
+}

@@ -1,0 +1,40 @@
+/*
+ * audit.h: the audit log. Every signature, key creation and key deletion is
+ * appended as one line. Each line carries the SHA-256 of the previous line
+ * (a hash chain), so editing, removing or reordering a line is detected by
+ * sigfs_audit_verify() (`sigfsd --verify-audit FILE`). Format: docs/audit.md.
+ *
+ *   <seq> <unix-time> <event> key=<key> uid=<uid> digest=<alg>:<hex>
+ *     name=<escaped-name> prev=<hex sha256 of previous line> 
+ *
+ * (one line; fields that do not apply are "-").
+ */
+#ifndef SIGFS_AUDIT_H
+#define SIGFS_AUDIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct sigfs_audit;
+
+/* Open (create) the log at path, read its last line to continue the chain. */
+int sigfs_audit_open(const char *path, struct sigfs_audit **out, char *err);
+void sigfs_audit_close(struct sigfs_audit *a);
+
+/*
+ * Append one event ("sign", "keygen", "keydel", "import"...). digest_name and
+ * digest may be NULL. Thread-safe. name is escaped before it is written.
+ */
+int sigfs_audit_append(struct sigfs_audit *a, const char *event, const char *key, uid_t uid,
+		       const char *digest_name, const uint8_t *digest, size_t digest_len,
+		       const char *name);
+
+/*
+ * Check the chain of the log at path. Returns 0 when intact (and *lines, if
+ * not NULL, is the number of lines), or -EBADMSG with the first bad line
+ * number and why in err.
+ */
+int sigfs_audit_verify(const char *path, size_t *lines, char *err);
+
+#endif

@@ -1,0 +1,77 @@
+/*
+ * engine.h: the signer. Front ends (FUSE, spool) hand it jobs: "artifact
+ * NAME in the inbox of key KEY was written". Workers turn each job into an
+ * output next to the artifact (NAME.sig, or NAME.err with one line saying
+ * why), written aside and renamed into place. The engine knows inboxes as
+ * directories and artifacts as names and bytes; nothing of FUSE.
+ *
+ * Names in an inbox (docs/inbox.md):
+ *   .anything          ignored (temporary files of cp, rsync, editors)
+ *   *.sig, *.err ...   outputs: reserved, clients cannot create them
+ *   NAME.<digest>      a digest line, signed as NAME (unless the key turns it off)
+ *   NAME               an artifact, signed as a file
+ */
+#ifndef SIGFS_ENGINE_H
+#define SIGFS_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "signer/alg.h"
+#include "signer/audit.h"
+#include "signer/keys.h"
+
+struct sigfs_engine;
+
+/* A job handed to the engine. */
+struct sigfs_submit {
+	const char *key;
+	const char *name;                   /* artifact name in the key's inbox */
+	uint64_t ino;                       /* its inode: a replaced file is not signed */
+	uint64_t id;                        /* from sigfs_engine_begin(), or 0 */
+	/* The digest of the whole file computed while it was written, or NULL. */
+	const struct sigfs_digest *digest;
+	const uint8_t *digest_value;
+	/* Called once from a worker: 0 (output written) or a negative errno (NAME.err written). */
+	void (*done)(void *arg, int result);
+	void *arg;
+};
+
+/*
+ * Start the engine: open the journal under cfg->state_dir, finish what the
+ * journal says was left (sign accepted artifacts, mark unfinished writes with
+ * .err), start the workers.
+ */
+int sigfs_engine_start(const struct sigfs_config *cfg, struct sigfs_keys *ks,
+		       struct sigfs_audit *audit, struct sigfs_engine **out, char *err);
+/* Stop the workers after the jobs in the queue are done. */
+void sigfs_engine_stop(struct sigfs_engine *e);
+
+/* Is name ignored (never signed)? */
+bool sigfs_engine_ignored(const char *name);
+/*
+ * May a client create name in key's inbox? 0, or -EINVAL (control
+ * characters), -EPERM (an output name), -ENAMETOOLONG (no room for the
+ * output suffix), with the reason in err.
+ */
+int sigfs_engine_name_check(const char *name, char *err);
+
+/*
+ * Artifact name of key is being (re)written: remove its outputs at once,
+ * make sure a job still running for it cannot put a stale output back, and
+ * journal the write. Returns the journal id to pass to submit (0 for ignored names).
+ */
+uint64_t sigfs_engine_begin(struct sigfs_engine *e, const char *key, const char *name,
+			    uint64_t ino);
+/* The write journaled by begin will not be submitted (file renamed to an ignored name...). */
+void sigfs_engine_drop(struct sigfs_engine *e, uint64_t id);
+
+/* Journal the job (it is then accepted: survives a crash) and queue it. */
+int sigfs_engine_submit(struct sigfs_engine *e, const struct sigfs_submit *s);
+
+/* What the engine is doing, as text for .ctl/status (malloc'd). */
+int sigfs_engine_status(struct sigfs_engine *e, char **buf, size_t *len);
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * format.c: the table of output formats. Adding a format is one row here and
+ * one file signer/format_NAME.c; nothing else switches on a format name.
+ */
+#include <string.h>
+
+#include "signer/format.h"
+
+extern const struct sigfs_format sigfs_format_raw;
+
+static const struct sigfs_format *const formats[] = {
+	&sigfs_format_raw,
+};
+#define N_FORMATS (sizeof(formats) / sizeof(formats[0]))
+
+/* Failed jobs leave NAME.err, so its suffix bounds names like any format's. */
+#define ERR_SUFFIX ".err"
+
+const struct sigfs_format *sigfs_format_by_name(const char *name)
+{
+	for (size_t i = 0; i < N_FORMATS; i++)
+		if (strcmp(formats[i]->name, name) == 0)
+			return formats[i];
+	return NULL;
+}
+
+const struct sigfs_format *sigfs_format_at(size_t i)
+{
+	return i < N_FORMATS ? formats[i] : NULL;
+}
+
+size_t sigfs_format_max_suffix(void)
+{
+	size_t max = strlen(ERR_SUFFIX);
+
+	for (size_t i = 0; i < N_FORMATS; i++)
+		if (strlen(formats[i]->suffix) > max)
+			max = strlen(formats[i]->suffix);
+	return max;
+}

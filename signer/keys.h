@@ -1,0 +1,87 @@
+/*
+ * keys.h: the key store. A key is a name, its settings (algorithm, digest,
+ * format, RSA padding, ...), the backend that holds it, and its inbox. The
+ * store keeps the settings in <state>/keys/NAME/ and creates, regenerates,
+ * imports and deletes keys on their backend. Settings are exposed as a table
+ * of attributes, which the FUSE front end shows as files in .ctl/keys/NAME/.
+ */
+#ifndef SIGFS_KEYS_H
+#define SIGFS_KEYS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "backends/backend.h"
+#include "common/config.h"
+#include "signer/alg.h"
+#include "signer/audit.h"
+#include "signer/format.h"
+
+#define SIGFS_KEYNAME_MAX 64
+
+/* A snapshot of one key's settings; cheap to copy. */
+struct sigfs_key {
+	char name[SIGFS_KEYNAME_MAX + 1];
+	const struct sigfs_alg *alg;
+	const struct sigfs_digest *digest;      /* digest used to hash artifacts */
+	const struct sigfs_format *format;
+	enum sigfs_padding padding;             /* RSA keys only */
+	bool allow_sha1;                        /* sha1 may be used (digest, digest files) */
+	bool digest_files;                      /* NAME.<digest> files are digest lines */
+	char backend[64];
+	uint64_t count;                         /* signatures made */
+	time_t created;
+	uint64_t ino;                           /* inode of <state>/keys/NAME: a stable id */
+};
+
+/* One attribute file of .ctl/keys/NAME/. */
+struct sigfs_key_attr {
+	const char *name;
+	mode_t mode;                            /* 0660 settable, 0440 read-only, 0220 write-only */
+};
+
+struct sigfs_keys;
+
+/* Open the store under cfg->state_dir, open the configured backends. */
+int sigfs_keys_open(const struct sigfs_config *cfg, struct sigfs_audit *audit,
+		    struct sigfs_keys **out, char *err);
+void sigfs_keys_close(struct sigfs_keys *ks);
+
+/* Is name a valid key name? ([A-Za-z0-9_-][A-Za-z0-9._-]{0,63}) */
+int sigfs_keys_name_ok(const char *name, char *err);
+
+/* Create key name with the configured defaults on the default backend; uid is audited. */
+int sigfs_keys_create(struct sigfs_keys *ks, const char *name, uid_t uid, char *err);
+/* Delete key name: its inbox must be empty (-ENOTEMPTY). */
+int sigfs_keys_delete(struct sigfs_keys *ks, const char *name, uid_t uid, char *err);
+
+int sigfs_keys_get(struct sigfs_keys *ks, const char *name, struct sigfs_key *out);
+int sigfs_keys_get_by_ino(struct sigfs_keys *ks, uint64_t ino, struct sigfs_key *out);
+/* All keys, sorted by name; *out is malloc'd (free it). Returns the count or -errno. */
+int sigfs_keys_list(struct sigfs_keys *ks, struct sigfs_key **out);
+
+/* The attribute table. */
+const struct sigfs_key_attr *sigfs_key_attr_at(size_t i);
+int sigfs_key_attr_find(const char *name);
+/* Current content of attribute i of key name (malloc'd; free it). */
+int sigfs_keys_attr_read(struct sigfs_keys *ks, const char *name, size_t i,
+			 char **buf, size_t *len);
+/* Check a new value for attribute i without applying it. */
+int sigfs_keys_attr_check(struct sigfs_keys *ks, const char *name, size_t i,
+			  const uint8_t *val, size_t len, char *err);
+/* Apply a new value (trailing whitespace ignored). uid is audited for imports. */
+int sigfs_keys_attr_write(struct sigfs_keys *ks, const char *name, size_t i,
+			  const uint8_t *val, size_t len, uid_t uid, char *err);
+
+/* Sign with key k on its backend. */
+int sigfs_keys_sign(struct sigfs_keys *ks, const struct sigfs_key *k,
+		    const struct sigfs_sign_input *in, uint8_t *sig, size_t *siglen, char *err);
+/* Count one more signature of key name. */
+void sigfs_keys_count(struct sigfs_keys *ks, const char *name);
+
+/* The directory holding the inboxes (<state>/inbox), as an open fd owned by the store. */
+int sigfs_keys_inbox_root(struct sigfs_keys *ks);
+
+#endif
