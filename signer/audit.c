@@ -191,7 +191,7 @@ static int load_tail(struct sigfs_audit *a, const char *path, char *err)
 	if (buf[want - 1] != '\n') {
 		/* A crash in the middle of a write; cutting it is the admin's call. */
 		r = sigfs_seterr(err, -EBADMSG,
-				 "%s: the last line is incomplete; check the log with sigfsd --verify-audit and cut the partial line",
+				 "%s: the last line is incomplete; check it with sigfsd --verify-audit, then cut that line",
 				 path);
 		goto out;
 	}

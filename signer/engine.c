@@ -296,8 +296,11 @@ static int make_output(struct sigfs_engine *e, struct job *j, const struct sigfs
 	if (st->st_size == 0)
 		return sigfs_seterr(err, -ENODATA, "the file is empty: there is nothing to sign");
 	if (j->digest == k->digest) {
+		log_debug("key %s: job %" PRIu64 ": digest computed while the file was written",
+			  k->name, j->id);
 		memcpy(dv, j->dv, k->digest->len);
 	} else {
+		log_debug("key %s: job %" PRIu64 ": reading the file to hash it", k->name, j->id);
 		r = hash_fd(fd, k->digest, dv, err);
 		if (r < 0)
 			return r;

@@ -146,8 +146,10 @@ static void test_append_and_verify(void **state)
 	split(&l, path);
 	assert_int_equal(l.n, 100);
 	assert_true(strncmp(l.start[0], "1 ", 2) == 0);
-	assert_non_null(strstr(l.start[0],
-			       " sign key=release uid=1001 digest=sha256:0101010101010101010101010101010101010101010101010101010101010101 name=fw-1.bin prev=0000000000000000000000000000000000000000000000000000000000000000\n"));
+	assert_non_null(strstr(l.start[0], " sign key=release uid=1001 digest=sha256:"
+			       "0101010101010101010101010101010101010101010101010101010101010101"
+			       " name=fw-1.bin prev="
+			       "0000000000000000000000000000000000000000000000000000000000000000\n"));
 	assert_non_null(strstr(l.start[9], " keygen key=release uid=0 digest=- name=- prev="));
 	for (size_t i = 1; i < l.n; i++) {
 		uint8_t h[32];
@@ -419,7 +421,8 @@ static void test_names_stay_on_one_line(void **state)
 	assert_non_null(strstr(l.start[1], " key=my\\x20key uid=1000 "));
 	assert_non_null(strstr(l.start[1], " name=a\\x20b\\x5cc prev="));
 	assert_non_null(strstr(l.start[2], " key=\\x2d uid=- digest=- name=\\x2d prev="));
-	assert_non_null(strstr(l.start[3], " key=- uid=5 digest=sha3-512:ff name=\\xc3\\xa9t\\xc3\\xa9.bin "));
+	assert_non_null(strstr(l.start[3],
+			       " key=- uid=5 digest=sha3-512:ff name=\\xc3\\xa9t\\xc3\\xa9.bin "));
 	free(l.text);
 	unlink(path);
 }

@@ -1,4 +1,7 @@
-/* test_sbuf.c: the bounds of common/sbuf.c: getters never read past the end, putters never grow past max. */
+/*
+ * test_sbuf.c: the bounds of common/sbuf.c: getters never read past the end,
+ * putters never grow past max, views are never written.
+ */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>

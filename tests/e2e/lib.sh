@@ -1,0 +1,199 @@
+# lib.sh: shared helpers for the end-to-end tests. Source it from a test.
+#
+# Each test gets a fresh temporary directory with a mount point, a state
+# directory and a config file, starts its own sigfsd, and stops it (and
+# everything else it started) on exit. Checks count; the test ends with
+# "N passed, 0 failed" or exits non-zero at the first failure.
+set -euo pipefail
+
+SIGFSD=${SIGFSD:?set SIGFSD to the sigfsd binary}
+SIGFS_SRC=${SIGFS_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+T=$(mktemp -d /tmp/sigfs-e2e.XXXXXX)
+chmod 755 "$T"
+MNT=$T/mnt
+STATE=$T/state
+CONF=$T/sigfs.conf
+LOG=$T/sigfsd.log
+mkdir -p "$MNT"
+SIGFS_PID=
+PASSED=0
+ADMIN_GROUP=sigfs-e2e-admin
+
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+
+cat >"$CONF" <<CONF
+[sigfs]
+admin_group = $ADMIN_GROUP
+close_timeout = 60
+CONF
+
+_cleanup() {
+	local rc=$?
+	stop_sigfs || true
+	if [ $rc -ne 0 ] && [ -f "$LOG" ]; then
+		echo "--- sigfsd log (last 40 lines) ---"
+		tail -n 40 "$LOG"
+	fi
+	rm -rf "$T"
+	exit $rc
+}
+trap _cleanup EXIT
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+# check DESCRIPTION COMMAND...: the command must succeed.
+check() {
+	local desc=$1
+	shift
+	if "$@"; then
+		PASSED=$((PASSED + 1))
+		echo "ok $PASSED - $desc"
+	else
+		fail "$desc (command: $*)"
+	fi
+}
+
+# check_fails DESCRIPTION COMMAND...: the command must fail.
+check_fails() {
+	local desc=$1
+	shift
+	if "$@"; then
+		fail "$desc: succeeded, should have failed (command: $*)"
+	else
+		PASSED=$((PASSED + 1))
+		echo "ok $PASSED - $desc"
+	fi
+}
+
+done_testing() {
+	echo "$PASSED passed, 0 failed"
+}
+
+# Add settings to the config: conf_set SECTION KEY VALUE (section must be sigfs or keys).
+conf_set() {
+	python3 - "$CONF" "$1" "$2" "$3" <<'PY'
+import sys
+path, sec, key, val = sys.argv[1:]
+lines = open(path).read().splitlines()
+out, cur, done = [], None, False
+for l in lines:
+    s = l.strip()
+    if s.startswith('[') and s.endswith(']'):
+        if cur == sec and not done:
+            out.append(f"{key} = {val}"); done = True
+        cur = s[1:-1]
+    if cur == sec and s.split('=')[0].strip() == key:
+        continue
+    out.append(l)
+if not done:
+    if cur != sec:
+        out.append(f"[{sec}]")
+    out.append(f"{key} = {val}")
+open(path, 'w').write("\n".join(out) + "\n")
+PY
+}
+
+# Start sigfsd in the foreground (in the background of this shell) and wait for the mount.
+start_sigfs() {
+	"$SIGFSD" --foreground --config "$CONF" --state-dir "$STATE" "$@" "$MNT" >>"$LOG" 2>&1 &
+	SIGFS_PID=$!
+	for _ in $(seq 1 200); do
+		if mountpoint -q "$MNT"; then
+			return 0
+		fi
+		if ! kill -0 "$SIGFS_PID" 2>/dev/null; then
+			wait "$SIGFS_PID" || true
+			SIGFS_PID=
+			fail "sigfsd exited at start: $(tail -n 5 "$LOG")"
+		fi
+		sleep 0.05
+	done
+	fail "sigfsd did not mount $MNT"
+}
+
+# Unmount and wait for sigfsd; its exit status must be 0 (sanitizers report there).
+stop_sigfs() {
+	local pid=$SIGFS_PID rc=0
+	[ -n "$pid" ] || return 0
+	SIGFS_PID=
+	fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
+	wait "$pid" || rc=$?
+	[ $rc -eq 0 ] || fail "sigfsd exited with status $rc: $(tail -n 20 "$LOG")"
+}
+
+# Kill sigfsd with SIGKILL and clear the dead mount.
+kill9_sigfs() {
+	local pid=$SIGFS_PID
+	[ -n "$pid" ] || return 0
+	SIGFS_PID=
+	kill -9 "$pid"
+	wait "$pid" 2>/dev/null || true
+	fusermount3 -u -z "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
+}
+
+# Create a system user (and group) for permission tests, once per machine.
+ensure_user() {
+	id -u "$1" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$1"
+}
+
+ensure_group() {
+	getent group "$1" >/dev/null || groupadd --system "$1"
+}
+
+# as USER CMD...: run a command as USER with USER's groups.
+as() {
+	local u=$1
+	shift
+	setpriv --reuid="$u" --regid="$(id -g "$u")" --init-groups -- "$@"
+}
+
+# make_key NAME [ALGORITHM]: create a key through the control tree.
+make_key() {
+	mkdir "$MNT/.ctl/keys/$1"
+	if [ -n "${2:-}" ]; then
+		echo "$2" >"$MNT/.ctl/keys/$1/algorithm"
+	fi
+}
+
+pubkey() {
+	cat "$MNT/.ctl/keys/$1/pubkey.pem" >"$T/$1.pub.pem"
+	echo "$T/$1.pub.pem"
+}
+
+# verify_raw KEY FILE SIG [DIGEST]: verify a raw signature with the openssl CLI.
+verify_raw() {
+	local key=$1 file=$2 sig=$3 digest=${4:-sha256} pub alg
+	pub=$(pubkey "$key")
+	alg=$(cat "$MNT/.ctl/keys/$key/algorithm")
+	case $alg in
+	ed25519)
+		openssl pkeyutl -verify -pubin -inkey "$pub" -rawin -in "$file" -sigfile "$sig" >/dev/null
+		;;
+	rsa-*)
+		if [ "$(cat "$MNT/.ctl/keys/$key/padding")" = pss ]; then
+			openssl dgst "-$digest" -verify "$pub" -sigopt rsa_padding_mode:pss \
+				-sigopt rsa_pss_saltlen:-2 -signature "$sig" "$file" >/dev/null
+		else
+			openssl dgst "-$digest" -verify "$pub" -signature "$sig" "$file" >/dev/null
+		fi
+		;;
+	*)
+		openssl dgst "-$digest" -verify "$pub" -signature "$sig" "$file" >/dev/null
+		;;
+	esac
+}
+
+# wait_for PATH [SECONDS]: wait until a file exists.
+wait_for() {
+	local i
+	for i in $(seq 1 $((${2:-30} * 20))); do
+		[ -e "$1" ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+ensure_group "$ADMIN_GROUP"
