@@ -1114,8 +1114,9 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (r < 0)
 		goto out_err;
 	if (p.kind != FS_KEYS) {
-		refuse(req, p.kind == FS_ROOT ? EPERM : ENOTDIR,
-		       "keys are deleted with rmdir in .ctl/keys/", name);
+		/* .ctl/keys is a directory: refusing it with ENOTDIR would be a lie. */
+		refuse(req, p.kind == FS_ROOT || (p.kind == FS_CTL && !strcmp(name, "keys")) ?
+		       EPERM : ENOTDIR, "keys are deleted with rmdir in .ctl/keys/", name);
 		return;
 	}
 	if (!fs->cfg->allow_key_delete) {

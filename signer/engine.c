@@ -111,7 +111,10 @@ int sigfs_engine_name_check(const char *name, char *err)
 	return 0;
 }
 
-/* The base name outputs are named after: NAME for NAME.<digest> digest lines, else name. */
+/*
+ * The base name outputs are named after: NAME for NAME.<digest> digest lines
+ * and NAME.sigreq requests, else the name itself.
+ */
 static void output_base(const struct sigfs_key *k, const char *name, char *base)
 {
 	size_t n;
@@ -119,6 +122,8 @@ static void output_base(const struct sigfs_key *k, const char *name, char *base)
 	strcpy(base, name);
 	if (k->digest_files && sigfs_dl_suffix(name, &n))
 		base[n] = '\0';
+	else if (has_suffix(name, ".sigreq"))
+		base[strlen(name) - strlen(".sigreq")] = '\0';
 }
 
 /* Remove every output of base (all formats' suffixes and .err). */

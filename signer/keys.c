@@ -83,6 +83,8 @@ int sigfs_keys_name_ok(const char *name, char *err)
 				    SIGFS_KEYNAME_MAX);
 	if (name[0] == '.')
 		return sigfs_seterr(err, -EINVAL, "key names must not start with '.'");
+	if (strstr(name, ".."))
+		return sigfs_seterr(err, -EINVAL, "key names must not contain '..'");
 	for (size_t i = 0; i < n; i++) {
 		char c = name[i];
 

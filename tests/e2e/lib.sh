@@ -197,3 +197,90 @@ wait_for() {
 }
 
 ensure_group "$ADMIN_GROUP"
+
+# check_fails_with DESCRIPTION MESSAGE COMMAND...: the command must fail and
+# its stderr must contain MESSAGE (e.g. "Operation not permitted").
+check_fails_with() {
+	local desc=$1 msg=$2 out
+	shift 2
+	if out=$(LC_ALL=C "$@" 2>&1 >/dev/null); then
+		fail "$desc: succeeded, should have failed with '$msg' (command: $*)"
+	fi
+	case $out in
+	*"$msg"*)
+		PASSED=$((PASSED + 1))
+		echo "ok $PASSED - $desc"
+		;;
+	*) fail "$desc: failed, but not with '$msg': $out (command: $*)" ;;
+	esac
+}
+
+# stat_is PATH 'OWNER:GROUP MODE' [-L]: owner, group and octal mode of PATH.
+stat_is() {
+	local got
+	got=$(stat -c '%U:%G %a' "$1")
+	[ "$got" = "$2" ] || {
+		echo "  $1: got '$got', want '$2'" >&2
+		return 1
+	}
+}
+
+# py_errno PYTHON-STATEMENTS...: run them (os imported) and print the errno name
+# of the first OSError, or OK.
+py_errno() {
+	python3 -c "
+import os, errno, sys
+try:
+    exec(sys.argv[1])
+    print('OK')
+except OSError as e:
+    print(errno.errorcode.get(e.errno, e.errno))
+" "$1"
+}
+
+# log_mark: the current length of $LOG (in lines); log_since MARK: what came after.
+log_mark() {
+	wc -l <"$LOG"
+}
+
+log_since() {
+	tail -n +$(($1 + 1)) "$LOG"
+}
+
+# verify_many KEY DIR NAME...: verify DIR/NAME.sig against DIR/NAME for every
+# NAME with KEY's public key (raw format, the key's digest and padding) in one
+# process; prints the names that fail (none: all verify) and fails if any does.
+verify_many() {
+	local key=$1 dir=$2
+	shift 2
+	python3 - "$(cat "$MNT/.ctl/keys/$key/pubkey.pem")" "$(cat "$MNT/.ctl/keys/$key/algorithm")" \
+		"$(cat "$MNT/.ctl/keys/$key/digest")" "$(cat "$MNT/.ctl/keys/$key/padding" 2>/dev/null || echo pss)" \
+		"$dir" "$@" <<'PY'
+import sys, os
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, ed25519
+pem, alg, dg, pad, d = sys.argv[1:6]
+pub = serialization.load_pem_public_key(pem.encode())
+h = {"sha224": hashes.SHA224, "sha256": hashes.SHA256, "sha384": hashes.SHA384,
+     "sha512": hashes.SHA512, "sha512-224": hashes.SHA512_224, "sha512-256": hashes.SHA512_256,
+     "sha3-224": hashes.SHA3_224, "sha3-256": hashes.SHA3_256, "sha3-384": hashes.SHA3_384,
+     "sha3-512": hashes.SHA3_512, "sha1": hashes.SHA1}[dg]
+bad = 0
+for n in sys.argv[6:]:
+    try:
+        data = open(os.path.join(d, n), "rb").read()
+        sig = open(os.path.join(d, n + ".sig"), "rb").read()
+        if alg == "ed25519":
+            pub.verify(sig, data)
+        elif alg.startswith("rsa"):
+            p = padding.PKCS1v15() if pad == "pkcs1" else \
+                padding.PSS(mgf=padding.MGF1(h()), salt_length=padding.PSS.DIGEST_LENGTH)
+            pub.verify(sig, data, p, h())
+        else:
+            pub.verify(sig, data, ec.ECDSA(h()))
+    except Exception as e:
+        print(f"  {n}: {type(e).__name__} {e}", file=sys.stderr)
+        bad += 1
+sys.exit(1 if bad else 0)
+PY
+}
