@@ -110,19 +110,6 @@ static void ws_put(struct wstate *w)
 	free(w);
 }
 
-/* Does any handle hold a write state for ino? (Then its last close signs.) */
-static bool ws_busy(uint64_t ino)
-{
-	bool busy = false;
-
-	pthread_mutex_lock(&wlist_lock);
-	for (struct wstate *w = wlist; w; w = w->lnext)
-		if (w->ino == ino && w->writers > 0)
-			busy = true;
-	pthread_mutex_unlock(&wlist_lock);
-	return busy;
-}
-
 /* Start hashing from byte 0 with key's digest (w->lock held). */
 static void ws_restart_hash(struct wstate *w, const char *key)
 {
@@ -305,6 +292,9 @@ static int node_stat(const struct fs_node *n, struct stat *st, uint64_t *gen)
 		if (statx(sigfs_keys_inbox_root(fs->ks), path, AT_SYMLINK_NOFOLLOW,
 			  STATX_BASIC_STATS | STATX_BTIME, &sx) < 0)
 			return -errno;
+		/* The name now holds another file (an output replaced by the signer). */
+		if (sx.stx_ino != n->id)
+			return -ESTALE;
 		st->st_mode = sx.stx_mode;
 		st->st_nlink = sx.stx_nlink;
 		st->st_uid = sx.stx_uid;
@@ -648,6 +638,7 @@ static int open_file(fuse_req_t req, const struct fs_node *n, int flags, bool cr
 	int root = sigfs_keys_inbox_root(fs->ks), fd;
 	struct handle *h;
 	char path[600];
+	struct stat st;
 
 	if (wants_write(flags) && !created) {
 		char err[SIGFS_ERRLEN];
@@ -661,6 +652,10 @@ static int open_file(fuse_req_t req, const struct fs_node *n, int flags, bool cr
 	fd = openat(root, path, (flags & (O_ACCMODE | O_TRUNC | O_APPEND)) | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
+	if (fstat(fd, &st) < 0 || st.st_ino != n->id) {
+		close(fd);
+		return -ESTALE;
+	}
 	h = calloc(1, sizeof(*h));
 	if (!h) {
 		close(fd);
@@ -1222,7 +1217,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 				sigfs_engine_drop(fs->eng, w->jid);
 			w->dirty = false;
 			ws_modify(w, &n, false);
-			if (w->writers == 0 && !ws_busy(n.id))
+			if (w->writers == 0)
 				submit(&n, w, NULL, -1);
 			pthread_mutex_unlock(&w->lock);
 			ws_put(w);

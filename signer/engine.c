@@ -99,6 +99,10 @@ int sigfs_engine_name_check(const char *name, char *err)
 		if (*p < 0x20 || *p == 0x7f)
 			return sigfs_seterr(err, -EINVAL, "names with control characters "
 					    "(newline, tab ...) are refused");
+	/* The engine's own temporary outputs: a client holding one open could write a .sig. */
+	if (strncmp(name, ".sigfs-tmp.", strlen(".sigfs-tmp.")) == 0)
+		return sigfs_seterr(err, -EPERM, "names starting with .sigfs-tmp. are reserved "
+				    "for sigfs's temporary outputs");
 	if (sigfs_engine_ignored(name))
 		return 0;
 	if (is_output_name(name))

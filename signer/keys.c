@@ -383,13 +383,17 @@ static void remove_keydir(struct sigfs_keys *ks, const char *name)
 	unlinkat(ks->keys_fd, name, AT_REMOVEDIR);
 }
 
+/*
+ * The key store's lock is not held while the backend generates (seconds for
+ * RSA-4096): keys/NAME, created with mkdir, is what reserves the name.
+ */
 int sigfs_keys_create(struct sigfs_keys *ks, const char *name, uid_t uid, char *err)
 {
 	const struct sigfs_config *cfg = ks->cfg;
-	struct sigfs_backend *b;
+	struct sigfs_backend *b = NULL;
 	struct keyent *e = NULL;
 	struct sigfs_key k = { 0 };
-	int r;
+	int r, ifd;
 
 	r = sigfs_keys_name_ok(name, err);
 	if (r < 0)
@@ -397,31 +401,27 @@ int sigfs_keys_create(struct sigfs_keys *ks, const char *name, uid_t uid, char *
 	pthread_mutex_lock(&ks->lock);
 	if (find(ks, name)) {
 		r = sigfs_seterr(err, -EEXIST, "key %s exists", name);
-		goto out;
+	} else {
+		b = backend_get(ks, cfg->default_backend, err);
+		r = b ? 0 : -EIO;
 	}
-	b = backend_get(ks, cfg->default_backend, err);
-	if (!b) {
-		r = -EIO;
-		goto out;
-	}
+	pthread_mutex_unlock(&ks->lock);
+	if (r < 0)
+		return r;
 	snprintf(k.name, sizeof(k.name), "%s", name);
 	snprintf(k.backend, sizeof(k.backend), "%s", b->name);
 	k.alg = cfg->default_algorithm;
 	k.digest = cfg->default_digest;
 	k.format = sigfs_format_by_name(cfg->default_format);
-	if (!k.format) {
-		r = sigfs_seterr(err, -EINVAL, "the configured default format %s is unknown",
-				 cfg->default_format);
-		goto out;
-	}
+	if (!k.format)
+		return sigfs_seterr(err, -EINVAL, "the configured default format %s is unknown",
+				    cfg->default_format);
 	k.padding = k.alg->kind == SIGFS_KIND_RSA ? cfg->default_padding : SIGFS_PAD_NONE;
 	k.digest_files = true;
 	k.created = time(NULL);
-	if (mkdirat(ks->keys_fd, name, 0700) < 0) {
-		r = sigfs_seterr(err, -errno, "key %s: cannot create its settings: %s", name,
-				 strerror(errno));
-		goto out;
-	}
+	if (mkdirat(ks->keys_fd, name, 0700) < 0)
+		return sigfs_seterr(err, -errno, "key %s: cannot create its settings: %s", name,
+				    errno == EEXIST ? "it exists" : strerror(errno));
 	r = b->ops->generate(b, name, k.alg, err);
 	if (r < 0)
 		goto out_dir;
@@ -435,32 +435,33 @@ int sigfs_keys_create(struct sigfs_keys *ks, const char *name, uid_t uid, char *
 				 strerror(errno));
 		goto out_key;
 	}
-	{
-		int ifd = openat(ks->inbox_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-		if (ifd >= 0) {
-			if (fchown(ifd, 0, cfg->inbox_gid) < 0 || fchmod(ifd, cfg->inbox_mode) < 0)
-				log_warn("key %s: cannot set its inbox's owner and mode: %s", name,
-					 strerror(errno));
+	ifd = openat(ks->inbox_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (ifd < 0 || fchown(ifd, 0, cfg->inbox_gid) < 0 || fchmod(ifd, cfg->inbox_mode) < 0) {
+		r = sigfs_seterr(err, -EIO, "key %s: cannot set its inbox's owner and mode: %s",
+				 name, strerror(errno));
+		if (ifd >= 0)
 			close(ifd);
-		}
+		goto out_inbox;
 	}
+	close(ifd);
+	pthread_mutex_lock(&ks->lock);
 	r = load_key(ks, name, &e, err);
+	if (r == 0) {
+		e->next = ks->list;
+		ks->list = e;
+	}
+	pthread_mutex_unlock(&ks->lock);
 	if (r < 0)
 		goto out_inbox;
-	e->next = ks->list;
-	ks->list = e;
 	sigfs_audit_append(ks->audit, "keygen", name, uid, NULL, NULL, 0, k.alg->name);
 	log_info("key %s created (%s on backend %s)", name, k.alg->name, b->name);
-	goto out;
+	return 0;
 out_inbox:
 	unlinkat(ks->inbox_fd, name, AT_REMOVEDIR);
 out_key:
 	b->ops->remove(b, name, NULL);
 out_dir:
 	remove_keydir(ks, name);
-out:
-	pthread_mutex_unlock(&ks->lock);
 	return r;
 }
 
