@@ -803,15 +803,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	ssize_t n;
 
 	(void)ino;
-	if (h->kind != FS_FILE) {
-		if ((size_t)off >= h->len)
-			fuse_reply_buf(req, NULL, 0);
-		else
-			fuse_reply_buf(req, h->buf + off, size < h->len - (size_t)off ?
-				       size : h->len - (size_t)off);
+	buf = malloc(size ? size : 1);
+	if (buf && h->kind != FS_FILE) {
+		/*
+		 * Reply from a copy: once the kernel has the reply, the reader may
+		 * close and release (freeing h) before fuse_reply_buf() returns.
+		 */
+		n = (size_t)off >= h->len ? 0 : (ssize_t)(size < h->len - (size_t)off ?
+							  size : h->len - (size_t)off);
+		memcpy(buf, h->buf + off, (size_t)n);
+		fuse_reply_buf(req, buf, (size_t)n);
+		free(buf);
 		return;
 	}
-	buf = malloc(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;

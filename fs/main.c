@@ -97,18 +97,12 @@ int main(int argc, char **argv)
 	bool foreground = false;
 	int c, r, ret = 1;
 
-	fuse_opt_add_arg(&args, argv[0]);
-	fuse_opt_add_arg(&args, "-o");
-	fuse_opt_add_arg(&args, "default_permissions,allow_other,fsname=sigfs,subtype=sigfs");
 	while ((c = getopt_long(argc, argv, "c:s:fo:hv", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c': config = optarg; break;
 		case 's': state_dir = optarg; break;
 		case 'f': foreground = true; break;
-		case 'o':
-			fuse_opt_add_arg(&args, "-o");
-			fuse_opt_add_arg(&args, optarg);
-			break;
+		case 'o': break;        /* taken below, once the command line is known good */
 		case 'V': return verify_audit(optarg);
 		case 'h': usage(stdout); return 0;
 		case 'v': printf("sigfsd " SIGFS_VERSION "\n"); return 0;
@@ -120,10 +114,23 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	mnt = argv[optind];
+	fuse_opt_add_arg(&args, argv[0]);
+	fuse_opt_add_arg(&args, "-o");
+	fuse_opt_add_arg(&args, "default_permissions,allow_other,fsname=sigfs,subtype=sigfs");
+	for (int i = 1; i < optind; i++) {
+		if (strcmp(argv[i], "-o") == 0 && i + 1 < optind) {
+			fuse_opt_add_arg(&args, "-o");
+			fuse_opt_add_arg(&args, argv[++i]);
+		} else if (strncmp(argv[i], "-o", 2) == 0) {
+			fuse_opt_add_arg(&args, "-o");
+			fuse_opt_add_arg(&args, argv[i] + 2);
+		}
+	}
 	sigfs_log_init(false, SIGFS_LOG_INFO);
 	r = sigfs_config_load(config, &cfg, err);
 	if (r < 0) {
 		log_err("%s", err);
+		fuse_opt_free_args(&args);
 		return 1;
 	}
 	if (state_dir)

@@ -28,11 +28,20 @@ close_timeout = 60
 CONF
 
 _cleanup() {
-	local rc=$?
-	stop_sigfs || true
+	local rc=$? pid=$SIGFS_PID
+	trap - EXIT
+	if [ -n "$pid" ]; then
+		SIGFS_PID=
+		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	fi
 	if [ $rc -ne 0 ] && [ -f "$LOG" ]; then
 		echo "--- sigfsd log (last 40 lines) ---"
 		tail -n 40 "$LOG"
+		if grep -q -E "ERROR: (Address|Leak)Sanitizer|runtime error" "$LOG"; then
+			echo "--- sanitizer report ---"
+			grep -E -A40 "ERROR: (Address|Leak)Sanitizer|runtime error" "$LOG" | head -80
+		fi
 	fi
 	rm -rf "$T"
 	exit $rc
@@ -283,4 +292,15 @@ for n in sys.argv[6:]:
         bad += 1
 sys.exit(1 if bad else 0)
 PY
+}
+
+# wait_gone PATH [SECONDS]: wait until a path no longer exists (the kernel may
+# cache a directory entry of the mount for up to a second).
+wait_gone() {
+	local i
+	for i in $(seq 1 $((${2:-3} * 20))); do
+		[ ! -e "$1" ] && return 0
+		sleep 0.05
+	done
+	return 1
 }
