@@ -167,6 +167,7 @@ struct handle {
 	size_t len;
 	bool attr_dirty;
 	bool attr_bad;
+	bool wrote;                   /* this handle wrote since its last flush */
 };
 
 static struct handle *hnd(struct fuse_file_info *fi)
@@ -890,6 +891,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	}
 	pthread_mutex_lock(&w->lock);
 	ws_modify(w, &n, false);
+	h->wrote = true;
 	done = pwrite(h->fd, buf, size, off);
 	if (done > 0) {
 		if (w->seq && off == w->next)
@@ -933,9 +935,15 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	pthread_mutex_lock(&w->lock);
-	/* Only the last writer's close() signs (and waits). */
-	if (w->dirty && w->writers == 1)
+	/*
+	 * Only the last writer's close() signs (and waits), and only a close of a
+	 * descriptor that wrote: a shell's `cmd > file` opens the file, dups it
+	 * and closes the original before cmd writes a byte. Modifications without
+	 * such a close are signed at release.
+	 */
+	if (w->dirty && w->writers == 1 && h->wrote)
 		r = submit(&n, w, req, h->fd);
+	h->wrote = false;
 	pthread_mutex_unlock(&w->lock);
 	if (r == 1)
 		return;
@@ -1033,6 +1041,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		r = fd < 0 || ftruncate(fd, attr->st_size) < 0 ? -errno : 0;
 		if (r == 0 && attr->st_size != 0)
 			w->seq = false;
+		if (h)
+			h->wrote = true;
 		/* truncate(2) without an open writer: nobody else will close it. */
 		if (w->writers == 0)
 			submit(&n, w, NULL, fd);
@@ -1103,6 +1113,37 @@ out_err:
 	fuse_reply_err(req, -r);
 }
 
+static void *inval_inbox_main(void *arg)
+{
+	char *name = arg;
+
+	fuse_lowlevel_notify_inval_entry(fs->se, FUSE_ROOT_ID, name, strlen(name));
+	free(name);
+	return NULL;
+}
+
+/*
+ * Make the kernel forget the deleted key's inbox at once rather than after
+ * the entry timeout. Not from the rmdir handler itself: the kernel may hold
+ * locks the invalidation needs until the handler has replied.
+ */
+static void inval_inbox(const char *name)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	char *copy = strdup(name);
+
+	if (!copy || !fs->se)
+		goto out;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, inval_inbox_main, copy) == 0)
+		copy = NULL;
+	pthread_attr_destroy(&attr);
+out:
+	free(copy);
+}
+
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	char err[SIGFS_ERRLEN];
@@ -1132,6 +1173,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (in.id)
 		fs_nodes_del(in.id);
 	fuse_reply_err(req, 0);
+	inval_inbox(name);
 	return;
 out_err:
 	fuse_reply_err(req, -r);

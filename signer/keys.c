@@ -734,6 +734,7 @@ static int import_key(struct sigfs_keys *ks, struct keyent *e, const uint8_t *pe
 		      uid_t uid, char *err)
 {
 	struct sigfs_backend *b = backend_get(ks, e->k.backend, err);
+	char stage[SIGFS_KEYNAME_MAX + 16];
 	const struct sigfs_alg *alg;
 	struct sigfs_key k = e->k;
 	int r;
@@ -746,6 +747,13 @@ static int import_key(struct sigfs_keys *ks, struct keyent *e, const uint8_t *pe
 				    e->k.count);
 	if (!b->ops->import_pem)
 		return sigfs_seterr(err, -EOPNOTSUPP, "backend %s cannot import keys", b->name);
+	/* Try the new key under a staging id ('~' is not a key name character): refused, the old key stays. */
+	snprintf(stage, sizeof(stage), "%s~import", e->k.name);
+	b->ops->remove(b, stage, NULL);
+	r = b->ops->import_pem(b, stage, pem, len, &alg, err);
+	b->ops->remove(b, stage, NULL);
+	if (r < 0)
+		return r;
 	r = b->ops->remove(b, e->k.name, err);
 	if (r < 0 && r != -ENOENT)
 		return r;
@@ -760,7 +768,7 @@ static int import_key(struct sigfs_keys *ks, struct keyent *e, const uint8_t *pe
 	if (alg->kind != SIGFS_KIND_RSA)
 		k.padding = SIGFS_PAD_NONE;
 	else if (k.padding == SIGFS_PAD_NONE)
-		k.padding = SIGFS_PAD_PSS;
+		k.padding = ks->cfg->default_padding;
 	r = write_meta(ks, &k);
 	if (r < 0)
 		return sigfs_seterr(err, r, "key %s: cannot write its settings", e->k.name);
@@ -796,6 +804,9 @@ int sigfs_keys_attr_write(struct sigfs_keys *ks, const char *name, size_t i,
 	r = apply(&e->k, i, v, &k, err);
 	if (r < 0)
 		goto out;
+	/* A key that becomes RSA gets the configured rsa_padding, as a new RSA key does. */
+	if (e->k.padding == SIGFS_PAD_NONE && k.padding != SIGFS_PAD_NONE)
+		k.padding = ks->cfg->default_padding;
 	if (k.alg != e->k.alg) {
 		b = backend_get(ks, k.backend, err);
 		if (!b) {
