@@ -74,7 +74,10 @@ check_fails_with "a client cannot create a .sigfs-tmp.* name" "Operation not per
 
 # --- failures leave a one-line .err ---------------------------------------------------------
 : >"$T/empty"
-check_fails_with "cp of an empty file fails with EIO" "Input/output error" cp "$T/empty" "$I/empty.bin"
+# An empty file is never written to, so its close() cannot be told from a
+# shell's `cmd > file` (docs/decisions.md): the .err comes at release.
+check "cp of an empty file returns" cp "$T/empty" "$I/empty.bin"
+check "empty.bin.err appears" wait_for "$I/empty.bin.err" 10
 check "empty.bin.err exists, no .sig" test -s "$I/empty.bin.err" -a ! -e "$I/empty.bin.sig"
 check "the .err is exactly one line" test "$(wc -l <"$I/empty.bin.err")" = 1
 check "the .err says the file is empty" grep -q "the file is empty" "$I/empty.bin.err"
