@@ -3,15 +3,22 @@
  * the private key as unencrypted PKCS#8 PEM, mode 0600 in a 0700 directory
  * owned by the daemon; <dir> is <state_dir>/soft unless "dir" is set.
  *
- * A key is read from its file for every signature and freed right after, so
- * private key material sits in memory only while a signature is made. Calls
- * share nothing but a directory descriptor, so workers may sign concurrently.
+ * A key is read from its file when a signature needs it and kept, parsed,
+ * while signatures keep coming: parsing a PEM key costs far more than an
+ * Ed25519 or ECDSA signature, and OpenSSL 3.0's decoders serialize threads.
+ * A key unused for key_cache seconds ([backend NAME] key_cache, default 5;
+ * 0 reads the file for every signature) is freed, which wipes it (OpenSSL
+ * clears private key material when a key is freed). Removing, generating or
+ * importing a key drops it from the cache at once. Workers sign concurrently
+ * on the shared key, each with its own context.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,9 +42,29 @@
 /* Prefix of files being written; open() removes leftovers of a crash. */
 #define TMP_PREFIX ".new-"
 
+#define KEY_CACHE_DEFAULT "5"
+#define KEY_CACHE_MAX 3600
+
+struct cached {
+	char id[NAME_MAX + 1];
+	EVP_PKEY *pkey;
+	struct timespec last;         /* last use, CLOCK_MONOTONIC */
+	struct cached *next;
+};
+
 struct soft {
 	int dirfd;
+	unsigned ttl;                 /* seconds; 0: no cache */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct cached *cache;
+	unsigned long drops;           /* cache_drop() calls: a load older than one is stale */
+	bool stop;
+	bool reaper_running;
+	pthread_t reaper;
 };
+
+static void *reaper_main(void *arg);
 
 extern const struct sigfs_backend_ops sigfs_backend_soft;
 
@@ -121,12 +148,20 @@ static void remove_leftovers(int dirfd)
 static int soft_open(const struct sigfs_backend_conf *conf, struct sigfs_backend **out, char *err)
 {
 	const char *dir = conf->get ? conf->get(conf, "dir", NULL) : NULL;
-	char path[PATH_MAX];
+	const char *cache = conf->get ? conf->get(conf, "key_cache", KEY_CACHE_DEFAULT) :
+		KEY_CACHE_DEFAULT;
+	char path[PATH_MAX], *end;
+	unsigned long ttl;
 	struct sigfs_backend *b;
 	struct soft *s;
 	struct stat st;
 	int fd, r;
 
+	errno = 0;
+	ttl = strtoul(cache, &end, 10);
+	if (errno || end == cache || *end || ttl > KEY_CACHE_MAX)
+		return sigfs_seterr(err, -EINVAL, "soft backend: key_cache is a number of seconds "
+				    "from 0 to %d, not %s", KEY_CACHE_MAX, cache);
 	if (!dir) {
 		if ((size_t)snprintf(path, sizeof(path), "%s/soft", conf->state_dir) >= sizeof(path))
 			return sigfs_seterr(err, -ENAMETOOLONG,
@@ -162,6 +197,13 @@ static int soft_open(const struct sigfs_backend_conf *conf, struct sigfs_backend
 		return sigfs_seterr(err, -ENOMEM, "soft backend: out of memory");
 	}
 	s->dirfd = fd;
+	s->ttl = ttl;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	if (s->ttl && pthread_create(&s->reaper, NULL, reaper_main, s) == 0)
+		s->reaper_running = true;
+	else
+		s->ttl = 0;
 	b->ops = &sigfs_backend_soft;
 	b->priv = s;
 	snprintf(b->name, sizeof(b->name), "%s", conf->name ? conf->name : "soft");
@@ -171,10 +213,29 @@ static int soft_open(const struct sigfs_backend_conf *conf, struct sigfs_backend
 
 static void soft_close(struct sigfs_backend *b)
 {
+	struct soft *s;
+
 	if (!b)
 		return;
-	close(soft_of(b)->dirfd);
-	free(b->priv);
+	s = soft_of(b);
+	if (s->reaper_running) {
+		pthread_mutex_lock(&s->lock);
+		s->stop = true;
+		pthread_cond_signal(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+		pthread_join(s->reaper, NULL);
+	}
+	while (s->cache) {
+		struct cached *c = s->cache;
+
+		s->cache = c->next;
+		EVP_PKEY_free(c->pkey);
+		free(c);
+	}
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->cond);
+	close(s->dirfd);
+	free(s);
 	free(b);
 }
 
@@ -296,6 +357,100 @@ out:
 	return r;
 }
 
+/* Drop id from the cache (its file changed or is gone). */
+static void cache_drop(struct soft *s, const char *id)
+{
+	struct cached **pp, *c;
+
+	pthread_mutex_lock(&s->lock);
+	s->drops++;
+	for (pp = &s->cache; (c = *pp); pp = &c->next) {
+		if (strcmp(c->id, id) == 0) {
+			*pp = c->next;
+			EVP_PKEY_free(c->pkey);
+			free(c);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Frees keys idle for longer than the cache time. */
+static void *reaper_main(void *arg)
+{
+	struct soft *s = arg;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->stop) {
+		struct timespec now, wake;
+		struct cached **pp, *c;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		for (pp = &s->cache; (c = *pp);) {
+			if (now.tv_sec - c->last.tv_sec >= (time_t)s->ttl) {
+				*pp = c->next;
+				EVP_PKEY_free(c->pkey);
+				free(c);
+			} else {
+				pp = &c->next;
+			}
+		}
+		clock_gettime(CLOCK_REALTIME, &wake);
+		wake.tv_sec += 1;
+		pthread_cond_timedwait(&s->cond, &s->lock, &wake);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+/* The parsed key id, from the cache or its file; the caller frees its reference. */
+static int get_key(struct soft *s, const char *id, EVP_PKEY **out, char *err)
+{
+	unsigned long drops;
+	struct cached *c;
+	EVP_PKEY *pkey;
+	int r;
+
+	if (s->ttl == 0)
+		return load_key(s, id, out, err);
+	pthread_mutex_lock(&s->lock);
+	drops = s->drops;
+	for (c = s->cache; c && strcmp(c->id, id) != 0; c = c->next)
+		;
+	if (c) {
+		clock_gettime(CLOCK_MONOTONIC, &c->last);
+		EVP_PKEY_up_ref(c->pkey);
+		*out = c->pkey;
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	r = load_key(s, id, &pkey, err);
+	if (r)
+		return r;
+	c = calloc(1, sizeof(*c));
+	if (c && strlen(id) < sizeof(c->id)) {
+		strcpy(c->id, id);
+		c->pkey = pkey;
+		clock_gettime(CLOCK_MONOTONIC, &c->last);
+		pthread_mutex_lock(&s->lock);
+		/* Keep it only if no key changed while it was read (and nobody else cached it). */
+		for (struct cached *o = s->cache; o && drops == s->drops; o = o->next)
+			if (strcmp(o->id, id) == 0)
+				drops = s->drops + 1;
+		if (drops == s->drops) {
+			EVP_PKEY_up_ref(pkey);
+			c->next = s->cache;
+			s->cache = c;
+			c = NULL;
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	free(c);
+	*out = pkey;
+	return 0;
+}
+
 /* Write pkey as PKCS#8 PEM into fd; the PEM bytes are wiped before returning. */
 static int write_pkcs8(int fd, EVP_PKEY *pkey, char *err)
 {
@@ -357,6 +512,7 @@ static int store_key(struct soft *s, const char *id, EVP_PKEY *pkey, char *err)
 		return r;
 	}
 	fsync(s->dirfd);
+	cache_drop(s, id);
 	return 0;
 }
 
@@ -439,6 +595,7 @@ static int soft_remove(struct sigfs_backend *b, const char *id, char *err)
 
 	if (r)
 		return r;
+	cache_drop(soft_of(b), id);
 	if (unlinkat(soft_of(b)->dirfd, name, 0) < 0) {
 		r = -errno;
 		if (r == -ENOENT)
@@ -561,7 +718,7 @@ static int soft_sign(struct sigfs_backend *b, const char *id, const struct sigfs
 	r = check_input(id, in, err);
 	if (r)
 		return r;
-	r = load_key(soft_of(b), id, &pkey, err);
+	r = get_key(soft_of(b), id, &pkey, err);
 	if (r)
 		return r;
 	alg = alg_of_key(pkey);

@@ -32,10 +32,14 @@ static struct sigfs_backend *be;
 
 static const uint8_t msg[] = "sigfs soft backend test message\n";
 
+static const char *key_cache_setting;     /* [backend soft] key_cache, NULL: unset */
+
 static const char *conf_get(const struct sigfs_backend_conf *c, const char *key, const char *def)
 {
 	if (c->priv && strcmp(key, "dir") == 0)
 		return c->priv;
+	if (key_cache_setting && strcmp(key, "key_cache") == 0)
+		return key_cache_setting;
 	return def;
 }
 
@@ -547,6 +551,60 @@ static void *sign_many(void *arg)
 	return NULL;
 }
 
+/* A cached key never outlives its file: regenerating and removing act at once. */
+static void test_key_cache_follows_changes(void **state)
+{
+	const struct sigfs_alg *ed = sigfs_alg_by_name("ed25519");
+	uint8_t sig[SIGFS_MAX_SIG];
+	char err[SIGFS_ERRLEN] = "";
+	EVP_PKEY *before, *after;
+	size_t siglen;
+
+	(void)state;
+	assert_int_equal(be->ops->generate(be, "cached", ed, err), 0);
+	sign_and_verify("cached", ed, NULL, SIGFS_PAD_NONE);     /* now in the cache */
+	before = pubkey("cached");
+	assert_int_equal(be->ops->remove(be, "cached", err), 0);
+	assert_int_equal(be->ops->generate(be, "cached", ed, err), 0);
+	after = pubkey("cached");
+	assert_int_not_equal(EVP_PKEY_eq(before, after), 1);
+	assert_int_equal(sign_msg("cached", ed, NULL, SIGFS_PAD_NONE, sig, &siglen, err), 0);
+	assert_true(verify_msg(after, NULL, SIGFS_PAD_NONE, sig, siglen));
+	assert_false(verify_msg(before, NULL, SIGFS_PAD_NONE, sig, siglen));
+	ERR_clear_error();
+	assert_int_equal(be->ops->remove(be, "cached", err), 0);
+	assert_int_equal(sign_msg("cached", ed, NULL, SIGFS_PAD_NONE, sig, &siglen, err), -ENOENT);
+	EVP_PKEY_free(before);
+	EVP_PKEY_free(after);
+}
+
+/* key_cache = 0 reads the key file for every signature; bad values stop the backend. */
+static void test_key_cache_setting(void **state)
+{
+	struct sigfs_backend_conf conf = { .name = "soft", .state_dir = tmpdir, .get = conf_get };
+	const struct sigfs_backend_ops *ops = sigfs_backend_type("soft");
+	static const char *const bad[] = { "abc", "-1", "3601", "", "5s" };
+	const struct sigfs_alg *ec = sigfs_alg_by_name("ecdsa-p256");
+	struct sigfs_backend *saved = be, *b = NULL;
+	char err[SIGFS_ERRLEN];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		key_cache_setting = bad[i];
+		err[0] = '\0';
+		assert_int_equal(ops->open(&conf, &b, err), -EINVAL);
+		assert_non_null(strstr(err, "key_cache"));
+	}
+	key_cache_setting = "0";
+	assert_int_equal(ops->open(&conf, &b, err), 0);
+	be = b;
+	sign_and_verify("ecdsa-p256", ec, sigfs_digest_by_name("sha256"), SIGFS_PAD_NONE);
+	sign_and_verify("ecdsa-p256", ec, sigfs_digest_by_name("sha384"), SIGFS_PAD_NONE);
+	be = saved;
+	ops->close(b);
+	key_cache_setting = NULL;
+}
+
 static void test_concurrent_signing(void **state)
 {
 	struct job jobs[4] = {
@@ -581,6 +639,8 @@ int main(void)
 		cmocka_unit_test(test_ed25519_digest_mode),
 		cmocka_unit_test(test_wrong_inputs),
 		cmocka_unit_test(test_bad_ids),
+		cmocka_unit_test(test_key_cache_follows_changes),
+		cmocka_unit_test(test_key_cache_setting),
 		cmocka_unit_test(test_concurrent_signing),
 	};
 
