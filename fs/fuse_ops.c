@@ -328,8 +328,15 @@ static int make_entry(const struct fs_node *n, struct fuse_entry_param *e)
 		return r;
 	e->ino = n->id;
 	e->generation = gen;
-	/* Files change under clients (outputs appear, get replaced): never cache them. */
-	if (n->kind == FS_FILE || n->kind == FS_ATTR || n->kind == FS_STATUS) {
+	/*
+	 * Names in an inbox change under clients (outputs appear, get replaced by
+	 * new inodes): never cache them. A file's own attributes change only
+	 * through this mount, so they may be cached; .ctl contents may not.
+	 */
+	if (n->kind == FS_FILE) {
+		e->attr_timeout = 1.0;
+		e->entry_timeout = 0;
+	} else if (n->kind == FS_ATTR || n->kind == FS_STATUS) {
 		e->attr_timeout = 0;
 		e->entry_timeout = 0;
 	} else {
@@ -476,7 +483,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
-		fuse_reply_attr(req, &st, n.kind == FS_INBOX || n.kind == FS_ROOT ? 1.0 : 0);
+		fuse_reply_attr(req, &st, n.kind == FS_ATTR || n.kind == FS_STATUS ? 0 : 1.0);
 }
 
 /* --- submitting jobs and answering close() ------------------------------------------------ */
