@@ -104,6 +104,26 @@ check "and there is no empty.bin.sig" test ! -e "$MNT/rel/empty.bin.sig"
 check "a later good copy under the same name replaces the .err with a .sig" \
 	bash -c "cp '$T/fw.bin' '$MNT/rel/bad.bin' && test -s '$MNT/rel/bad.bin.sig' && test ! -e '$MNT/rel/bad.bin.err'"
 
+# --- a close() waiting for a slow signature holds up nothing else --------------------------------
+write_zeros "$MNT/ed/slow.bin" "$BIG_MB" >"$T/slow.res" &
+slow=$!
+check "a slow job is being signed while its close() waits" bash -c \
+	"for i in \$(seq 600); do grep -q '^queue: .* 1 signing' '$MNT/.ctl/status' && exit 0; sleep 0.05; done; exit 1"
+check "while close() waits: ls of that inbox answers promptly" quick 2 ls -l "$MNT/ed"
+check "while close() waits: stat of the artifact" quick 2 stat "$MNT/ed/slow.bin"
+check "while close() waits: cat .ctl/status" quick 2 cat "$MNT/.ctl/status"
+check "while close() waits: cp into another inbox returns with its .sig" \
+	quick 2 bash -c "cp '$T/fw.bin' '$MNT/rel/beside.bin' && test -s '$MNT/rel/beside.bin.sig'"
+check "while close() waits: a read of another artifact" quick 2 cmp "$T/fw.bin" "$MNT/rel/beside.bin"
+check "the slow close() was still waiting during all that" test ! -s "$T/slow.res"
+wait "$slow"
+read -r res took <"$T/slow.res"
+echo "  close of the slow job: $res after $took s"
+check "the slow close() returns 0" test "$res" = OK
+check "with the signature on disk" test -s "$MNT/ed/slow.bin.sig"
+check "which verifies" verify_zeros "$BIG_MB" "$MNT/ed/slow.bin.sig"
+rm -f "$MNT/ed/slow.bin"
+
 # --- close_timeout: ETIMEDOUT, and the signature comes later ------------------------------------
 stop_sigfs
 conf_set sigfs close_timeout 1

@@ -122,6 +122,7 @@ check "(a) jobs were still queued at the kill (rsa-4096, one worker)" test -s "$
 check "(a) some copies that succeeded had no signature yet at the kill" bash -c \
 	"for n in \$(cat '$T/a.ok.rsa'); do test -e '$STATE/inbox/rsa/'\$n.sig || exit 0; done; exit 1"
 journal_at_kill=$(stat -c %s "$STATE/journal")
+cp "$STATE/journal" "$T/journal.a"
 m=$(log_mark)
 start_sigfs
 check "(a) restart: the log says it resumed the accepted jobs" bash -c \
@@ -135,7 +136,7 @@ check "(a) no .err for a copy that succeeded" bash -c \
 	"cd '$MNT' && for k in rsa ed; do for n in \$(cat '$T/a.ok.'\$k); do test ! -e \$k/\$n.err || exit 1; done; done"
 # Every signature in the inboxes (also those of copies the kill interrupted) verifies.
 for k in rsa ed; do
-	(cd "$MNT/$k" && ls | grep '\.sig$' | sed 's/\.sig$//') >"$T/a.all.$k"
+	(cd "$MNT/$k" && for f in *.sig; do echo "${f%.sig}"; done) >"$T/a.all.$k"
 	# shellcheck disable=SC2046
 	check "(a) $k: every .sig in the inbox ($(wc -l <"$T/a.all.$k")) verifies" \
 		verify_many "$k" "$MNT/$k" $(cat "$T/a.all.$k")
@@ -143,7 +144,11 @@ done
 # Nothing left behind: no artifact that has neither a .sig nor an .err.
 orphans=$(cd "$MNT" && for k in rsa ed; do for f in "$k"/*.bin; do
 	[ -e "$f.sig" ] || [ -e "$f.err" ] || echo "$f"; done; done)
-[ -z "$orphans" ] || echo "  note: artifacts with neither .sig nor .err: $orphans"
+for o in $orphans; do
+	echo "  note: $o has neither .sig nor .err; its journal records at the kill:" \
+		"$(grep -c " $(printf %s "${o#*/}" | od -An -tx1 | tr -d ' \n')\$" "$T/journal.a")," \
+		"size $(stat -c %s "$MNT/$o")"
+done
 check "(a) the queue drains" bash -c \
 	"for i in \$(seq 300); do grep -q '^queue: 0 waiting, 0 signing' '$MNT/.ctl/status' && exit 0; sleep 0.1; done; exit 1"
 echo "  journal: $journal_at_kill bytes at the kill, $(stat -c %s "$STATE/journal") after the recovery"
@@ -169,8 +174,33 @@ time.sleep(3600)
 PY
 holder=$!
 check "(b) a writer holds ec/open.bin open" wait_for "$T/open.ready" 10
+make_key edb ed25519
 batch b ec rsb
-kill_mid_batch b $((NFILES / 3))
+for _ in $(seq 1 1200); do
+	[ "$(ok_count b)" -ge $((NFILES / 4)) ] && break
+	sleep 0.05
+done
+# A slow job (Ed25519 signs the whole 512 MiB file; one worker) whose close() is
+# waiting at the kill, while the batch goes on.
+python3 - "$MNT/edb/big.bin" <<'PY' &
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+buf = bytes(1 << 20)
+for _ in range(512):
+    os.write(fd, buf)
+try:
+    os.close(fd)
+    print("  big.bin: close() returned before the kill")
+except OSError as e:
+    print("  big.bin: close() failed:", e)
+PY
+bigw=$!
+for _ in $(seq 1 600); do
+	pending edb A | grep -qx big.bin && break
+	sleep 0.05
+done
+kill_mid_batch b 0
+wait "$bigw" || true
 kill "$holder" 2>/dev/null || true
 wait "$holder" 2>/dev/null || true
 check "(b) the batch was interrupted: some copies failed" test "$(ok_count b)" -lt "$NFILES"
@@ -179,7 +209,9 @@ for k in ec rsb; do
 	pending "$k" A >"$T/b.pending.$k"
 	echo "  $k: $(wc -l <"$T/b.pending.$k") accepted jobs unfinished at the kill"
 done
-check "(b) jobs were accepted but unfinished at the kill" test -s "$T/b.pending.rsb" -o -s "$T/b.pending.ec"
+pending edb A >"$T/b.pending.edb"
+check "(b) the slow job was accepted but unfinished at the kill" grep -qx big.bin "$T/b.pending.edb"
+check "(b) and its close() had not returned: no big.bin.sig" test ! -e "$STATE/inbox/edb/big.bin.sig"
 pending ec W >"$T/b.writing.ec"
 check "(b) the journal says open.bin was being written" grep -qx open.bin "$T/b.writing.ec"
 check "(b) every copy that succeeded had its .sig at once (wait_on_close = yes)" bash -c \
@@ -189,11 +221,15 @@ for k in ec rsb; do
 	check "(b) $k: every copy that succeeded has its .sig after the restart" wait_sigs "$k" "$T/b.ok.$k" 60
 	check "(b) $k: and every one verifies" outputs_verify "$k" "$T/b.ok.$k"
 	check "(b) $k: every job accepted before the kill got its .sig" wait_sigs "$k" "$T/b.pending.$k" 60
-	(cd "$MNT/$k" && ls | grep '\.sig$' | sed 's/\.sig$//') >"$T/b.all.$k"
+	(cd "$MNT/$k" && for f in *.sig; do echo "${f%.sig}"; done) >"$T/b.all.$k"
 	# shellcheck disable=SC2046
 	check "(b) $k: every .sig in the inbox ($(wc -l <"$T/b.all.$k")) verifies" \
 		verify_many "$k" "$MNT/$k" $(cat "$T/b.all.$k")
 done
+check "(b) the slow job accepted before the kill gets its .sig after the restart" wait_for "$MNT/edb/big.bin.sig" 120
+head -c $((512 * 1048576)) /dev/zero >"$T/zeros"
+check "(b) and it verifies" verify_raw edb "$T/zeros" "$MNT/edb/big.bin.sig"
+rm -f "$T/zeros"
 check "(b) open.bin gets open.bin.err after the restart" wait_for "$MNT/ec/open.bin.err" 10
 check "(b) saying sigfsd stopped while it was being written" \
 	grep -q "sigfsd stopped while this file was being written" "$MNT/ec/open.bin.err"
