@@ -132,10 +132,18 @@ static void ws_restart_hash(struct wstate *w, const char *key)
  * the last job removes its outputs and journals the write. truncated: the
  * file is empty now, so hashing can follow the writes from byte 0.
  */
-static void ws_modify(struct wstate *w, const struct fs_node *n, bool truncated)
+static void ws_modify(struct wstate *w, const struct fs_node *n, bool truncated, uint64_t jid)
 {
-	if (!w->dirty) {
-		w->jid = sigfs_engine_begin(fs->eng, n->key, n->name, w->ino);
+	if (w->dirty) {
+		sigfs_engine_drop(fs->eng, jid);
+	} else {
+		if (jid) {
+			/* Journaled (and outputs removed) before the file was created. */
+			w->jid = jid;
+			sigfs_engine_begun(fs->eng, jid, n->key, n->name, w->ino);
+		} else {
+			w->jid = sigfs_engine_begin(fs->eng, n->key, n->name, w->ino);
+		}
 		w->dirty = true;
 		if (!truncated) {
 			struct stat st;
@@ -640,8 +648,9 @@ static bool wants_write(int flags)
 	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 }
 
+/* Open file n; created: by create(), which journaled the write as jid. */
 static int open_file(fuse_req_t req, const struct fs_node *n, int flags, bool created,
-		     struct handle **out)
+		     uint64_t jid, struct handle **out)
 {
 	int root = sigfs_keys_inbox_root(fs->ks), fd;
 	struct handle *h;
@@ -682,7 +691,7 @@ static int open_file(fuse_req_t req, const struct fs_node *n, int flags, bool cr
 		pthread_mutex_lock(&h->ws->lock);
 		h->ws->writers++;
 		if (created || (flags & O_TRUNC))
-			ws_modify(h->ws, n, true);
+			ws_modify(h->ws, n, true, jid);
 		pthread_mutex_unlock(&h->ws->lock);
 	}
 	*out = h;
@@ -722,7 +731,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (r < 0)
 		goto out_err;
 	if (n.kind == FS_FILE) {
-		r = open_file(req, &n, fi->flags, false, &h);
+		r = open_file(req, &n, fi->flags, false, 0, &h);
 		if (r == 1)
 			return;     /* refused, replied */
 	} else if (n.kind == FS_ATTR || n.kind == FS_STATUS) {
@@ -751,6 +760,7 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	int root = sigfs_keys_inbox_root(fs->ks), fd, r;
 	char err[SIGFS_ERRLEN], path[600];
 	struct fs_node p;
+	uint64_t jid;
 
 	r = resolve(parent, &p);
 	if (r < 0)
@@ -765,10 +775,15 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		return 1;
 	}
 	snprintf(path, sizeof(path), "%s/%s", p.key, name);
+	/* Journal the write before the file exists: a crash in between still ends in NAME.err. */
+	jid = h ? sigfs_engine_begin(fs->eng, p.key, name, 0) : 0;
 	fd = openat(root, path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (flags & O_EXCL),
 		    0600);
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		r = -errno;
+		sigfs_engine_drop(fs->eng, jid);
+		return r;
+	}
 	/* The file belongs to its writer, with the mode asked for. */
 	r = fchown(fd, ctx->uid, ctx->gid) < 0 || fchmod(fd, mode & 0777 & ~ctx->umask) < 0 ?
 		-errno : 0;
@@ -776,7 +791,10 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	if (r == 0)
 		r = learn(p.key, name, n);
 	if (r == 0 && h)
-		r = open_file(req, n, flags | O_TRUNC, true, h);
+		r = open_file(req, n, flags | O_TRUNC, true, jid, h);
+	/* On success the open file's write state owns jid (ws_modify is open_file's last step). */
+	if (r < 0 || !h)
+		sigfs_engine_drop(fs->eng, jid);
 	return r;
 }
 
@@ -897,7 +915,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		goto reply;
 	}
 	pthread_mutex_lock(&w->lock);
-	ws_modify(w, &n, false);
+	ws_modify(w, &n, false, 0);
 	h->wrote = true;
 	done = pwrite(h->fd, buf, size, off);
 	if (done > 0) {
@@ -1043,7 +1061,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			goto out;
 		}
 		pthread_mutex_lock(&w->lock);
-		ws_modify(w, &n, attr->st_size == 0);
+		ws_modify(w, &n, attr->st_size == 0, 0);
 		fd = h && h->fd >= 0 ? h->fd : openat(root, path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
 		r = fd < 0 || ftruncate(fd, attr->st_size) < 0 ? -errno : 0;
 		if (r == 0 && attr->st_size != 0)
@@ -1221,6 +1239,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	char from[600], to[600], err[SIGFS_ERRLEN];
 	struct fs_node p, np, n, old;
 	bool replaced;
+	uint64_t jid;
 
 	r = resolve(parent, &p);
 	if (r == 0)
@@ -1248,10 +1267,17 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		goto out_err;
 	}
 	replaced = learn(np.key, newname, &old) == 0;
+	if (replaced && (flags & RENAME_NOREPLACE)) {
+		r = -EEXIST;
+		goto out_err;
+	}
 	snprintf(from, sizeof(from), "%s/%s", p.key, name);
 	snprintf(to, sizeof(to), "%s/%s", np.key, newname);
+	/* Journal before the rename: a crash in between leaves NEWNAME.err, not nothing. */
+	jid = sigfs_engine_begin(fs->eng, np.key, newname, n.id);
 	if (renameat2(root, from, root, to, flags) < 0) {
 		r = -errno;
+		sigfs_engine_drop(fs->eng, jid);
 		goto out_err;
 	}
 	if (replaced && old.id != n.id)
@@ -1261,7 +1287,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	strcpy(n.name, newname);
 	n.parent = np.id;
 	/* Renamed into an inbox under a signable name: sign it (now, or at its last close). */
-	if (!sigfs_engine_ignored(newname)) {
+	if (jid) {
 		struct wstate *w = ws_get(n.id);
 
 		if (w) {
@@ -1269,11 +1295,13 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 			if (w->dirty)
 				sigfs_engine_drop(fs->eng, w->jid);
 			w->dirty = false;
-			ws_modify(w, &n, false);
+			ws_modify(w, &n, false, jid);
 			if (w->writers == 0)
 				submit(&n, w, NULL, -1);
 			pthread_mutex_unlock(&w->lock);
 			ws_put(w);
+		} else {
+			sigfs_engine_drop(fs->eng, jid);
 		}
 	}
 	fuse_reply_err(req, 0);

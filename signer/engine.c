@@ -492,6 +492,9 @@ uint64_t sigfs_engine_begin(struct sigfs_engine *e, const char *key, const char 
 	if (sigfs_engine_ignored(name) || sigfs_keys_get(e->ks, key, &k) < 0 ||
 	    strlen(name) > NAME_MAX_LEN)
 		return 0;
+	/* Journal first: a crash from here on leaves NAME.err, never nothing. */
+	id = sigfs_journal_next_id(e->journal);
+	sigfs_journal_append(e->journal, 'W', id, ino, key, name);
 	output_base(&k, name, base);
 	dirfd = openat(e->inbox_root, key, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	pthread_mutex_lock(&e->out_lock);
@@ -507,9 +510,14 @@ uint64_t sigfs_engine_begin(struct sigfs_engine *e, const char *key, const char 
 	pthread_mutex_unlock(&e->out_lock);
 	if (dirfd >= 0)
 		close(dirfd);
-	id = sigfs_journal_next_id(e->journal);
-	sigfs_journal_append(e->journal, 'W', id, ino, key, name);
 	return id;
+}
+
+void sigfs_engine_begun(struct sigfs_engine *e, uint64_t id, const char *key, const char *name,
+			uint64_t ino)
+{
+	if (id)
+		sigfs_journal_append(e->journal, 'W', id, ino, key, name);
 }
 
 void sigfs_engine_drop(struct sigfs_engine *e, uint64_t id)
@@ -566,11 +574,16 @@ static void recover(struct sigfs_engine *e, const struct sigfs_journal_entry *v,
 			resumed++;
 			continue;
 		}
-		/* 'W': the writer never closed the file while we ran. */
+		/*
+		 * 'W': the writer never closed the file while we ran. Inode 0: the
+		 * daemon stopped while creating it; whatever holds the name now is
+		 * that file.
+		 */
 		dirfd = openat(e->inbox_root, v[i].key, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (dirfd >= 0 && sigfs_keys_get(e->ks, v[i].key, &k) == 0 &&
 		    fstatat(dirfd, v[i].name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    st.st_ino == v[i].ino) {
+		    (st.st_ino == v[i].ino || v[i].ino == 0)) {
+			j.ino = st.st_ino;
 			static const char msg[] = "sigfsd stopped while this file was being "
 						  "written: it was not signed; write it again\n";
 

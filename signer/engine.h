@@ -59,12 +59,17 @@ bool sigfs_engine_ignored(const char *name);
 int sigfs_engine_name_check(const char *name, char *err);
 
 /*
- * Artifact name of key is being (re)written: remove its outputs at once,
- * make sure a job still running for it cannot put a stale output back, and
- * journal the write. Returns the journal id to pass to submit (0 for ignored names).
+ * Artifact name of key is being (re)written: journal the write, then remove
+ * its outputs at once and make sure a job still running for it cannot put a
+ * stale output back. ino may be 0 when the file does not exist yet (journal
+ * before create); report it with sigfs_engine_begun() once known. Returns
+ * the journal id to pass to submit (0 for ignored names).
  */
 uint64_t sigfs_engine_begin(struct sigfs_engine *e, const char *key, const char *name,
 			    uint64_t ino);
+/* The file begun with ino 0 exists now, as inode ino. */
+void sigfs_engine_begun(struct sigfs_engine *e, uint64_t id, const char *key, const char *name,
+			uint64_t ino);
 /* The write journaled by begin will not be submitted (file renamed to an ignored name...). */
 void sigfs_engine_drop(struct sigfs_engine *e, uint64_t id);
 

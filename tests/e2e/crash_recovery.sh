@@ -145,10 +145,11 @@ done
 orphans=$(cd "$MNT" && for k in rsa ed; do for f in "$k"/*.bin; do
 	[ -e "$f.sig" ] || [ -e "$f.err" ] || echo "$f"; done; done)
 for o in $orphans; do
-	echo "  note: $o has neither .sig nor .err; its journal records at the kill:" \
+	echo "  $o has neither .sig nor .err; its journal records at the kill:" \
 		"$(grep -c " $(printf %s "${o#*/}" | od -An -tx1 | tr -d ' \n')\$" "$T/journal.a")," \
 		"size $(stat -c %s "$MNT/$o")"
 done
+check "(a) every artifact has a .sig or an .err (nothing left without an answer)" test -z "$orphans"
 check "(a) the queue drains" bash -c \
 	"for i in \$(seq 300); do grep -q '^queue: 0 waiting, 0 signing' '$MNT/.ctl/status' && exit 0; sleep 0.1; done; exit 1"
 echo "  journal: $journal_at_kill bytes at the kill, $(stat -c %s "$STATE/journal") after the recovery"
