@@ -151,5 +151,32 @@ mkdir "$MNT/.ctl/keys/n4"
 check "new default algorithm applies to the next key" test "$(cat "$MNT/.ctl/keys/n4/algorithm")" = ecdsa-p384
 check "inbox_group and inbox_mode apply to the next inbox" stat_is "$MNT/n4" "root:sigfs-e2e-signers 700"
 stop_sigfs
+
+# -o passes FUSE options through; our own mount options stay.
+start_sigfs -o fsname=sigfs-e2e-name
+check "-o fsname= reaches the mount" test "$(findmnt -n -o SOURCE "$MNT")" = sigfs-e2e-name
+check "default_permissions and allow_other are kept" bash -c \
+	"findmnt -n -o OPTIONS '$MNT' | grep -q default_permissions && findmnt -n -o OPTIONS '$MNT' | grep -q allow_other"
+stop_sigfs
+
+# systemd: with NOTIFY_SOCKET set, sigfsd sends READY=1 once the mount is up.
+cat >"$T/notify.py" <<'PY'
+import os, socket, sys
+path = sys.argv[1]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(path)
+s.settimeout(20)
+msg = s.recv(4096).decode()
+mounted = os.path.ismount(sys.argv[2])
+print(msg.strip().replace("\n", " "), "mounted" if mounted else "not-mounted")
+PY
+python3 "$T/notify.py" "$T/notify.sock" "$MNT" >"$T/notify.out" &
+npid=$!
+for _ in $(seq 1 100); do [ -S "$T/notify.sock" ] && break; sleep 0.05; done
+NOTIFY_SOCKET=$T/notify.sock start_sigfs
+wait "$npid" || true
+check "sigfsd tells systemd READY=1, after the mount is up" grep -q "READY=1.*mounted$" "$T/notify.out"
+check_fails "and not before" grep -q "not-mounted" "$T/notify.out"
+stop_sigfs
 check "audit log chain verifies" "$SIGFSD" --verify-audit "$STATE/audit.log"
 done_testing
