@@ -9,6 +9,7 @@
  * until it is unmounted or the daemon gets SIGINT/SIGTERM/SIGHUP.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,51 @@ static int verify_audit(const char *path)
 	}
 	printf("%s: %zu lines, chain intact\n", path, lines);
 	return 0;
+}
+
+/*
+ * Detach from the terminal before any thread starts (threads do not survive
+ * fork). The parent waits until the child reports the mount ready (one zero
+ * byte) or fails (the pipe closes), and exits 0 or 1 accordingly, so whoever
+ * started sigfsd learns whether it is serving. Returns the pipe to report on.
+ */
+static int detach(void)
+{
+	int p[2];
+	pid_t pid;
+	char c;
+
+	if (pipe(p) < 0)
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid > 0) {
+		close(p[1]);
+		_exit(read(p[0], &c, 1) == 1 && c == 0 ? 0 : 1);
+	}
+	close(p[0]);
+	setsid();
+	if (chdir("/") < 0)
+		log_warn("cannot change to /: %s", strerror(errno));
+	return p[1];
+}
+
+/* Tell the waiting parent that the mount is ready; stop using its terminal. */
+static void detached_ready(int fd)
+{
+	int null = open("/dev/null", O_RDWR);
+
+	if (write(fd, "", 1) != 1)
+		log_warn("cannot report readiness to the starting process");
+	close(fd);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		if (null > STDERR_FILENO)
+			close(null);
+	}
 }
 
 /* A previous daemon that died leaves a dead mount ("Transport endpoint is not connected"). */
@@ -95,7 +141,7 @@ int main(int argc, char **argv)
 	struct fuse_session *se = NULL;
 	char err[SIGFS_ERRLEN], path[4200];
 	bool foreground = false;
-	int c, r, ret = 1;
+	int c, r, ret = 1, ready_fd = -1;
 
 	while ((c = getopt_long(argc, argv, "c:s:fo:hv", longopts, NULL)) != -1) {
 		switch (c) {
@@ -136,6 +182,13 @@ int main(int argc, char **argv)
 	if (state_dir)
 		snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%s", state_dir);
 	sigfs_log_init(false, (enum sigfs_log_level)cfg.log_level);
+	if (!foreground) {
+		ready_fd = detach();
+		if (ready_fd < 0) {
+			snprintf(err, sizeof(err), "cannot detach: %s", strerror(errno));
+			goto out_err;
+		}
+	}
 	if (make_state_dir(cfg.state_dir, err) < 0)
 		goto out_err;
 	snprintf(path, sizeof(path), "%s/audit.log", cfg.state_dir);
@@ -165,12 +218,10 @@ int main(int argc, char **argv)
 		goto out_session;
 	}
 	log_info("serving %s (state in %s, %u workers)", mnt, cfg.state_dir, cfg.workers);
-	if (fuse_daemonize(foreground) < 0) {
-		snprintf(err, sizeof(err), "cannot daemonize");
-		goto out_unmount;
-	}
-	if (!foreground)
+	if (ready_fd >= 0) {
+		detached_ready(ready_fd);
 		sigfs_log_init(true, (enum sigfs_log_level)cfg.log_level);
+	}
 	sd_notify(0, "READY=1");
 	loop = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_max_threads(loop, 64);
@@ -180,7 +231,6 @@ int main(int argc, char **argv)
 	sd_notify(0, "STOPPING=1");
 	ret = r < 0 ? 1 : 0;
 	err[0] = '\0';
-out_unmount:
 	fuse_session_unmount(se);
 out_session:
 	fuse_remove_signal_handlers(se);

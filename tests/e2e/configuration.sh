@@ -178,5 +178,26 @@ wait "$npid" || true
 check "sigfsd tells systemd READY=1, after the mount is up" grep -q "READY=1.*mounted$" "$T/notify.out"
 check_fails "and not before" grep -q "not-mounted" "$T/notify.out"
 stop_sigfs
+
+# Without --foreground: the command returns once the mount is ready, and the
+# detached daemon signs (its workers started after the fork).
+check "sigfsd without --foreground returns 0 once mounted" \
+	"$SIGFSD" --config "$CONF" --state-dir "$STATE" "$MNT"
+check "the mount is there when it returns" mountpoint -q "$MNT"
+mkdir -p "$MNT/.ctl/keys/bg"
+cp "$T/fw.bin" "$MNT/bg/fw.bin"
+check "the detached daemon signs" verify_raw bg "$T/fw.bin" "$MNT/bg/fw.bin.sig" "$(cat "$MNT/.ctl/keys/bg/digest")"
+daemon_running() { # is a sigfsd serving this test's state directory still running?
+	for c in /proc/[0-9]*/cmdline; do
+		tr '\0' ' ' <"$c" 2>/dev/null | grep -q -- "--state-dir $STATE " && return 0
+	done
+	return 1
+}
+check "it runs detached" daemon_running
+fusermount3 -u "$MNT"
+for _ in $(seq 1 100); do daemon_running || break; sleep 0.1; done
+check_fails "it exits when unmounted" daemon_running
+check_fails "a detached start that cannot mount exits non-zero" \
+	"$SIGFSD" --config "$CONF" --state-dir "$STATE" "$T/no-such-dir"
 check "audit log chain verifies" "$SIGFSD" --verify-audit "$STATE/audit.log"
 done_testing

@@ -35,6 +35,10 @@ _cleanup() {
 		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
 	fi
+	# A daemon the test started detached (not our child) goes with its mount.
+	if mountpoint -q "$MNT" 2>/dev/null; then
+		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
+	fi
 	if [ $rc -ne 0 ] && [ -f "$LOG" ]; then
 		echo "--- sigfsd log (last 40 lines) ---"
 		tail -n 40 "$LOG"
