@@ -60,8 +60,7 @@ struct wstate {
 	unsigned refs;                /* handles holding this state */
 	bool dirty;                   /* modified since the last job */
 	uint64_t jid;                 /* journal id of the write (engine_begin), 0 if none */
-	EVP_MD_CTX *md;               /* hash of bytes 0..next, valid while seq */
-	const struct sigfs_digest *digest;
+	struct sigfs_hasher *hash;    /* hash of bytes 0..next (the format's kind), valid while seq */
 	off_t next;
 	bool seq;
 	struct wstate *lnext;
@@ -105,26 +104,20 @@ static void ws_put(struct wstate *w)
 		;
 	*pp = w->lnext;
 	pthread_mutex_unlock(&wlist_lock);
-	EVP_MD_CTX_free(w->md);
+	sigfs_hasher_free(w->hash);
 	pthread_mutex_destroy(&w->lock);
 	free(w);
 }
 
-/* Start hashing from byte 0 with key's digest (w->lock held). */
+/* Start hashing from byte 0 with the hash key's format needs (w->lock held). */
 static void ws_restart_hash(struct wstate *w, const char *key)
 {
-	struct sigfs_key k;
+	const EVP_MD *md = sigfs_engine_file_md(fs->eng, key);
 
-	w->seq = false;
+	sigfs_hasher_free(w->hash);
+	w->hash = md ? sigfs_hasher_new(md) : NULL;
 	w->next = 0;
-	if (sigfs_keys_get(fs->ks, key, &k) < 0)
-		return;
-	if (!w->md)
-		w->md = EVP_MD_CTX_new();
-	if (w->md && EVP_DigestInit_ex(w->md, sigfs_digest_md(k.digest), NULL)) {
-		w->digest = k.digest;
-		w->seq = true;
-	}
+	w->seq = w->hash != NULL;
 }
 
 /*
@@ -588,7 +581,6 @@ static void *timer_main(void *arg)
 static int submit(const struct fs_node *n, struct wstate *w, fuse_req_t req, int fd)
 {
 	struct sigfs_submit s = { .key = n->key, .name = n->name, .ino = n->id };
-	uint8_t dv[SIGFS_MAX_DIGEST];
 	struct waiter *wt = NULL;
 	struct stat st;
 	int r;
@@ -597,24 +589,21 @@ static int submit(const struct fs_node *n, struct wstate *w, fuse_req_t req, int
 		s.id = w->jid;
 		w->jid = 0;
 		w->dirty = false;
-		if (w->seq && w->md && fd >= 0 && fstat(fd, &st) == 0 && st.st_size == w->next) {
-			EVP_MD_CTX *c = EVP_MD_CTX_new();
-
-			if (c && EVP_MD_CTX_copy_ex(c, w->md) && EVP_DigestFinal_ex(c, dv, NULL)) {
-				s.digest = w->digest;
-				s.digest_value = dv;
-			}
-			EVP_MD_CTX_free(c);
-		}
+		/* The writes covered the whole file, in order: hand over a copy of their hash. */
+		if (w->seq && w->hash && fd >= 0 && fstat(fd, &st) == 0 && st.st_size == w->next)
+			s.state = sigfs_hasher_dup(w->hash);
 	}
 	if (sigfs_engine_ignored(n->name)) {
+		sigfs_hasher_free(s.state);
 		sigfs_engine_drop(fs->eng, s.id);
 		return 0;
 	}
 	if (req && fs->cfg->wait_on_close) {
 		wt = calloc(1, sizeof(*wt));
-		if (!wt)
+		if (!wt) {
+			sigfs_hasher_free(s.state);
 			return -ENOMEM;
+		}
 		pthread_mutex_init(&wt->lock, NULL);
 		wt->req = req;
 		wt->refs = 2;
@@ -920,7 +909,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	done = pwrite(h->fd, buf, size, off);
 	if (done > 0) {
 		if (w->seq && off == w->next)
-			w->seq = EVP_DigestUpdate(w->md, buf, (size_t)done) == 1;
+			w->seq = sigfs_hasher_update(w->hash, buf, (size_t)done) == 0;
 		else
 			w->seq = false;
 		w->next = off + done;

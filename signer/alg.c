@@ -61,6 +61,14 @@ const struct sigfs_digest *sigfs_digest_by_name(const char *name)
 	return NULL;
 }
 
+const struct sigfs_digest *sigfs_digest_by_ossl(const char *ossl_name)
+{
+	for (size_t i = 0; i < N_DIGESTS; i++)
+		if (EVP_MD_is_a(sigfs_digest_md(&digests[i]), ossl_name))
+			return &digests[i];
+	return NULL;
+}
+
 const struct sigfs_digest *sigfs_digest_at(size_t i)
 {
 	return i < N_DIGESTS ? &digests[i] : NULL;

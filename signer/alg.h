@@ -38,6 +38,8 @@ const struct sigfs_alg *sigfs_alg_at(size_t i);
 
 const struct sigfs_digest *sigfs_digest_by_name(const char *name);
 const struct sigfs_digest *sigfs_digest_at(size_t i);
+/* The row whose OpenSSL digest is called ossl_name (any of its aliases), or NULL. */
+const struct sigfs_digest *sigfs_digest_by_ossl(const char *ossl_name);
 /* The EVP_MD for a digest row (fetched once, never freed by callers). */
 const EVP_MD *sigfs_digest_md(const struct sigfs_digest *d);
 /* True for sha1, which a key must allow explicitly. */

@@ -26,8 +26,10 @@
 #include "signer/engine.h"
 #include "signer/format.h"
 #include "signer/journal.h"
+#include "signer/request.h"
 
 #define HASH_CHUNK (1u << 20)
+#define OUTPUT_MAX (256u << 10)             /* the largest output a format may write */
 #define DIGEST_FILE_MAX 4096
 #define NAME_MAX_LEN 255
 
@@ -37,8 +39,7 @@ struct job {
 	char name[NAME_MAX_LEN + 1];
 	char base[NAME_MAX_LEN + 1];       /* outputs are base + suffix */
 	uint64_t ino;
-	const struct sigfs_digest *digest;  /* streamed digest, or NULL */
-	uint8_t dv[SIGFS_MAX_DIGEST];
+	struct sigfs_hasher *state;         /* hash of the whole file made while it was written, or NULL */
 	bool stale;
 	void (*done)(void *arg, int result);
 	void *arg;
@@ -198,31 +199,34 @@ fail:
 
 /* --- hashing and signing -------------------------------------------------------- */
 
-static int hash_fd(int fd, const struct sigfs_digest *d, uint8_t *out, char *err)
+/* Hash the whole file with md into a new hasher state. */
+static int hash_fd(int fd, const EVP_MD *md, struct sigfs_hasher **out, char *err)
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	struct sigfs_hasher *h = sigfs_hasher_new(md);
 	uint8_t *buf = malloc(HASH_CHUNK);
 	off_t off = 0;
 	ssize_t n;
 	int r = 0;
 
-	if (!ctx || !buf || !EVP_DigestInit_ex(ctx, sigfs_digest_md(d), NULL)) {
-		r = sigfs_seterr(err, -ENOMEM, "cannot start %s", d->name);
+	if (!h || !buf) {
+		r = sigfs_seterr(err, -ENOMEM, "cannot start %s", EVP_MD_get0_name(md));
 		goto out;
 	}
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	while ((n = pread(fd, buf, HASH_CHUNK, off)) > 0) {
-		EVP_DigestUpdate(ctx, buf, (size_t)n);
+		sigfs_hasher_update(h, buf, (size_t)n);
 		off += n;
 	}
 	if (n < 0)
 		r = sigfs_seterr(err, -EIO, "cannot read the artifact: %s", strerror(errno));
-	else
-		EVP_DigestFinal_ex(ctx, out, NULL);
 out:
 	free(buf);
-	EVP_MD_CTX_free(ctx);
-	return r;
+	if (r < 0) {
+		sigfs_hasher_free(h);
+		return r;
+	}
+	*out = h;
+	return 0;
 }
 
 struct sign_ctx {
@@ -251,27 +255,93 @@ static int read_small(int fd, uint8_t *buf, size_t cap, size_t *len)
 	return 0;
 }
 
+/* What was signed, for the audit log: a digest name and value. */
+struct signed_what {
+	char name[32];
+	uint8_t value[SIGFS_MAX_DIGEST];
+	size_t len;
+};
+
+static void note_state(struct signed_what *w, const struct sigfs_hasher *h)
+{
+	const struct sigfs_digest *d = sigfs_digest_by_ossl(h->name);
+
+	snprintf(w->name, sizeof(w->name), "%s", d ? d->name : h->name);
+	for (char *p = w->name; *p; p++)
+		*p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+	w->len = h->len <= sizeof(w->value) && sigfs_hasher_peek(h, w->value) == 0 ? h->len : 0;
+}
+
+static void note_digest(struct signed_what *w, const struct sigfs_digest *d, const uint8_t *v)
+{
+	snprintf(w->name, sizeof(w->name), "%s", d->name);
+	memcpy(w->value, v, d->len);
+	w->len = d->len;
+}
+
+/* Parse NAME.sigreq: what it asks to sign goes into in, its format into *f. */
+static int read_request(int fd, const struct sigfs_key *k, struct sigfs_request *req,
+			const struct sigfs_format **f, char *err)
+{
+	uint8_t *buf = malloc(SIGFS_REQUEST_MAX + 1);
+	size_t len = 0;
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	r = read_small(fd, buf, SIGFS_REQUEST_MAX + 1, &len);
+	if (r < 0)
+		sigfs_seterr(err, r, "cannot read the request: %s", strerror(-r));
+	else if (len > SIGFS_REQUEST_MAX)
+		r = sigfs_seterr(err, -EFBIG, "the request is larger than %d bytes",
+				 SIGFS_REQUEST_MAX);
+	else
+		r = sigfs_request_parse(buf, len, req, err);
+	free(buf);
+	if (r < 0)
+		return r;
+	if (req->format)
+		*f = req->format;
+	if (req->digest && sigfs_digest_is_weak(req->digest) && !k->allow_sha1)
+		return sigfs_seterr(err, -EPERM, "key %s does not allow sha1 digests", k->name);
+	return (*f)->check(k->alg, req->digest ? req->digest : k->digest, err);
+}
+
 /*
- * Produce the output of job j with key k into out. Returns 0, or a negative
- * errno with the reason in err.
+ * Produce the output of job j with key k into out, in format *f (the key's,
+ * or the one a request asks for). Returns 0, or a negative errno with the
+ * reason in err.
  */
 static int make_output(struct sigfs_engine *e, struct job *j, const struct sigfs_key *k, int fd,
 		       const struct stat *st, unsigned worker, struct sbuf *out,
-		       const struct sigfs_digest **used, uint8_t *dv, char *err)
+		       const struct sigfs_format **f, struct signed_what *what, char *err)
 {
-	struct sigfs_format_input in = { .alg = k->alg, .padding = k->padding, .name = j->base,
-					 .now = time(NULL) };
+	struct sigfs_format_input in = { .name = j->base, .now = time(NULL) };
 	struct sign_ctx sc = { e->ks, k, worker };
+	struct sigfs_request req = { 0 };
+	struct sigfs_hasher *state = NULL;
 	const struct sigfs_digest *dd;
+	struct sigfs_format_key fk;
+	uint8_t dv[SIGFS_MAX_DIGEST];
 	void *map = MAP_FAILED;
 	size_t base_len;
 	int r;
 
-	if (has_suffix(j->name, ".sigreq"))
-		return sigfs_seterr(err, -EOPNOTSUPP, "signing requests (.sigreq) are not supported "
-				    "by this version of sigfs; copy the artifact or a digest line");
+	*f = k->format;
 	dd = k->digest_files ? sigfs_dl_suffix(j->name, &base_len) : NULL;
-	if (dd) {
+	if (has_suffix(j->name, ".sigreq")) {
+		r = read_request(fd, k, &req, f, err);
+		if (r < 0)
+			goto out;
+		if (req.state) {
+			in.state = req.state;
+			note_state(what, req.state);
+		} else {
+			in.digest = req.digest;
+			in.digest_value = req.digest_value;
+			note_digest(what, req.digest, req.digest_value);
+		}
+	} else if (dd) {
 		uint8_t content[DIGEST_FILE_MAX + 1];
 		size_t len = 0;
 
@@ -283,51 +353,66 @@ static int make_output(struct sigfs_engine *e, struct job *j, const struct sigfs
 			if (sigfs_digest_is_weak(dd) && !k->allow_sha1)
 				return sigfs_seterr(err, -EPERM, "key %s does not allow sha1 "
 						    "digests", k->name);
-			if (k->format->needs_message(k->alg))
+			if ((*f)->needs_message(k->alg))
 				return sigfs_seterr(err, -EINVAL, "key %s is %s: it signs whole "
 						    "files, not digests; copy the file itself",
 						    k->name, k->alg->name);
-			r = k->format->check(k->alg, dd, err);
+			r = (*f)->check(k->alg, dd, err);
 			if (r < 0)
 				return r;
 			in.digest = dd;
 			in.digest_value = dv;
-			*used = dd;
-			return k->format->produce(&in, sign_cb, &sc, out, err);
+			note_digest(what, dd, dv);
+			break;
 		case SIGFS_DL_BAD:
 			return -EINVAL;
 		case SIGFS_DL_NOT_A_LINE:
 			/* An ordinary artifact that happens to have a digest's suffix. */
 			strcpy(j->base, j->name);
+			dd = NULL;
 			break;
 		}
 	}
-	if (st->st_size == 0)
-		return sigfs_seterr(err, -ENODATA, "the file is empty: there is nothing to sign");
-	if (j->digest == k->digest) {
-		log_debug("key %s: job %" PRIu64 ": digest computed while the file was written",
-			  k->name, j->id);
-		memcpy(dv, j->dv, k->digest->len);
-	} else {
-		log_debug("key %s: job %" PRIu64 ": reading the file to hash it", k->name, j->id);
-		r = hash_fd(fd, k->digest, dv, err);
-		if (r < 0)
-			return r;
+	if (!in.state && !in.digest) {
+		const EVP_MD *md = sigfs_format_file_md(*f, k->alg, k->digest);
+
+		if (st->st_size == 0)
+			return sigfs_seterr(err, -ENODATA, "the file is empty: there is nothing to sign");
+		if (j->state && sigfs_hasher_is(j->state, md)) {
+			log_debug("key %s: job %" PRIu64 ": digest computed while the file was written",
+				  k->name, j->id);
+			state = j->state;
+			j->state = NULL;
+		} else {
+			log_debug("key %s: job %" PRIu64 ": reading the file to hash it", k->name, j->id);
+			r = hash_fd(fd, md, &state, err);
+			if (r < 0)
+				return r;
+		}
+		in.state = state;
+		note_state(what, state);
+		if ((*f)->needs_message(k->alg)) {
+			map = mmap(NULL, (size_t)st->st_size, PROT_READ, MAP_SHARED, fd, 0);
+			if (map == MAP_FAILED) {
+				r = sigfs_seterr(err, -errno, "cannot map the artifact: %s",
+						 strerror(errno));
+				goto out;
+			}
+			in.message = map;
+			in.message_len = (size_t)st->st_size;
+		}
 	}
-	in.digest = k->digest;
-	in.digest_value = dv;
-	*used = k->digest;
-	if (k->format->needs_message(k->alg)) {
-		map = mmap(NULL, (size_t)st->st_size, PROT_READ, MAP_SHARED, fd, 0);
-		if (map == MAP_FAILED)
-			return sigfs_seterr(err, -errno, "cannot map the artifact: %s",
-					    strerror(errno));
-		in.message = map;
-		in.message_len = (size_t)st->st_size;
+	r = sigfs_keys_format_key(e->ks, k, *f, &fk, err);
+	if (r == 0) {
+		in.key = &fk;
+		r = (*f)->produce(&in, sign_cb, &sc, out, err);
+		sigfs_keys_format_key_free(&fk);
 	}
-	r = k->format->produce(&in, sign_cb, &sc, out, err);
+out:
 	if (map != MAP_FAILED)
 		munmap(map, (size_t)st->st_size);
+	sigfs_hasher_free(state);
+	sigfs_request_free(&req);
 	return r;
 }
 
@@ -341,8 +426,8 @@ static void log_failure(const struct job *j, const char *err)
 /* Run one job; returns the result passed to done(). */
 static int run_job(struct sigfs_engine *e, struct job *j, unsigned worker)
 {
-	const struct sigfs_digest *used = NULL;
-	uint8_t dv[SIGFS_MAX_DIGEST];
+	struct signed_what what = { .len = 0 };
+	const struct sigfs_format *f = NULL;
 	char err[SIGFS_ERRLEN] = "";
 	struct sigfs_key k;
 	struct sbuf out;
@@ -363,16 +448,16 @@ static int run_job(struct sigfs_engine *e, struct job *j, unsigned worker)
 		r = -ESTALE;
 		goto out;
 	}
-	sbuf_init(&out, SIGFS_MAX_SIG * 16);
+	sbuf_init(&out, OUTPUT_MAX);
 	if (!S_ISREG(st.st_mode))
 		r = sigfs_seterr(err, -EINVAL, "not a regular file");
 	else
-		r = make_output(e, j, &k, fd, &st, worker, &out, &used, dv, err);
+		r = make_output(e, j, &k, fd, &st, worker, &out, &f, &what, err);
 	if (r == 0) {
-		r = place_output(e, j, dirfd, k.format->suffix, out.d, out.len, st.st_uid, st.st_gid);
+		r = place_output(e, j, dirfd, f->suffix, out.d, out.len, st.st_uid, st.st_gid);
 		if (r == 0) {
-			sigfs_audit_append(e->audit, "sign", k.name, st.st_uid, used->name, dv,
-					   used->len, j->name);
+			sigfs_audit_append(e->audit, "sign", k.name, st.st_uid, what.name,
+					   what.value, what.len, j->name);
 			sigfs_keys_count(e->ks, k.name);
 		} else if (r != -ESTALE) {
 			snprintf(err, sizeof(err), "cannot write the signature: %s", strerror(-r));
@@ -454,6 +539,7 @@ static void *worker_main(void *p)
 		pthread_mutex_unlock(&e->lock);
 		if (j->done)
 			j->done(j->arg, r == -ESTALE ? 0 : r);
+		sigfs_hasher_free(j->state);
 		free(j);
 	}
 	return NULL;
@@ -520,6 +606,15 @@ void sigfs_engine_begun(struct sigfs_engine *e, uint64_t id, const char *key, co
 		sigfs_journal_append(e->journal, 'W', id, ino, key, name);
 }
 
+const EVP_MD *sigfs_engine_file_md(struct sigfs_engine *e, const char *key)
+{
+	struct sigfs_key k;
+
+	if (sigfs_keys_get(e->ks, key, &k) < 0)
+		return NULL;
+	return sigfs_format_file_md(k.format, k.alg, k.digest);
+}
+
 void sigfs_engine_drop(struct sigfs_engine *e, uint64_t id)
 {
 	if (id)
@@ -531,23 +626,25 @@ int sigfs_engine_submit(struct sigfs_engine *e, const struct sigfs_submit *s)
 	struct job *j;
 	int r;
 
-	if (strlen(s->key) > SIGFS_KEYNAME_MAX || strlen(s->name) > NAME_MAX_LEN)
+	if (strlen(s->key) > SIGFS_KEYNAME_MAX || strlen(s->name) > NAME_MAX_LEN) {
+		sigfs_hasher_free(s->state);
 		return -ENAMETOOLONG;
+	}
 	j = calloc(1, sizeof(*j));
-	if (!j)
+	if (!j) {
+		sigfs_hasher_free(s->state);
 		return -ENOMEM;
+	}
 	strcpy(j->key, s->key);
 	strcpy(j->name, s->name);
 	j->ino = s->ino;
 	j->id = s->id ? s->id : sigfs_journal_next_id(e->journal);
-	if (s->digest) {
-		j->digest = s->digest;
-		memcpy(j->dv, s->digest_value, s->digest->len);
-	}
+	j->state = s->state;
 	j->done = s->done;
 	j->arg = s->arg;
 	r = sigfs_journal_append(e->journal, 'A', j->id, j->ino, j->key, j->name);
 	if (r < 0) {
+		sigfs_hasher_free(j->state);
 		free(j);
 		return r;
 	}

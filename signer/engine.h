@@ -21,6 +21,7 @@
 #include "common/config.h"
 #include "signer/alg.h"
 #include "signer/audit.h"
+#include "signer/hasher.h"
 #include "signer/keys.h"
 
 struct sigfs_engine;
@@ -31,9 +32,8 @@ struct sigfs_submit {
 	const char *name;                   /* artifact name in the key's inbox */
 	uint64_t ino;                       /* its inode: a replaced file is not signed */
 	uint64_t id;                        /* from sigfs_engine_begin(), or 0 */
-	/* The digest of the whole file computed while it was written, or NULL. */
-	const struct sigfs_digest *digest;
-	const uint8_t *digest_value;
+	/* A hash of the whole file made while it was written, or NULL; the engine takes it. */
+	struct sigfs_hasher *state;
 	/* Called once from a worker: 0 (output written) or a negative errno (NAME.err written). */
 	void (*done)(void *arg, int result);
 	void *arg;
@@ -70,6 +70,9 @@ uint64_t sigfs_engine_begin(struct sigfs_engine *e, const char *key, const char 
 /* The file begun with ino 0 exists now, as inode ino. */
 void sigfs_engine_begun(struct sigfs_engine *e, uint64_t id, const char *key, const char *name,
 			uint64_t ino);
+/* The hash to compute while an artifact of key is written (its format's), or NULL. */
+const EVP_MD *sigfs_engine_file_md(struct sigfs_engine *e, const char *key);
+
 /* The write journaled by begin will not be submitted (file renamed to an ignored name...). */
 void sigfs_engine_drop(struct sigfs_engine *e, uint64_t id);
 

@@ -38,3 +38,19 @@ size_t sigfs_format_max_suffix(void)
 			max = strlen(formats[i]->suffix);
 	return max;
 }
+
+const EVP_MD *sigfs_format_file_md(const struct sigfs_format *f, const struct sigfs_alg *alg,
+				   const struct sigfs_digest *d)
+{
+	return f->file_md ? f->file_md(alg, d) : sigfs_digest_md(d);
+}
+
+const struct sigfs_format_attr *sigfs_format_attr_at(size_t i)
+{
+	for (size_t f = 0; f < N_FORMATS; f++) {
+		if (i < formats[f]->nattrs)
+			return &formats[f]->attrs[i];
+		i -= formats[f]->nattrs;
+	}
+	return NULL;
+}

@@ -1,8 +1,9 @@
 /*
  * format.h: output formats. Each format is one row: it gets what was hashed
- * (a digest, or for pure signatures the whole message) and a "sign these
- * bytes" callback, and encodes the output. A format never knows which backend
- * answered the callback.
+ * (a hash state over the artifact, a finished digest, or for pure signatures
+ * the artifact itself), the public parts of the key, and a "sign these
+ * bytes" callback, and encodes the output. A format never knows which
+ * backend answered the callback.
  */
 #ifndef SIGFS_FORMAT_H
 #define SIGFS_FORMAT_H
@@ -11,25 +12,63 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+#include <openssl/evp.h>
 
 #include "backends/backend.h"
 #include "common/sbuf.h"
 #include "signer/alg.h"
+#include "signer/hasher.h"
 
 /* Ask the key's backend to sign; see backend.h for the input and output bytes. */
 typedef int (*sigfs_sign_fn)(void *ctx, const struct sigfs_sign_input *in,
 			     uint8_t *sig, size_t *siglen, char *err);
 
-struct sigfs_format_input {
+/* What a format may know of a key: public parts and settings, never the private key. */
+struct sigfs_format_key {
+	const char *name;                    /* key name */
 	const struct sigfs_alg *alg;
 	enum sigfs_padding padding;
-	const struct sigfs_digest *digest;   /* digest of the artifact */
-	const uint8_t *digest_value;         /* digest->len bytes */
-	/* The artifact itself (mapped), when the format needs the message; else NULL. */
+	const struct sigfs_digest *digest;   /* the key's digest setting */
+	EVP_PKEY *pub;                       /* public key */
+	time_t created;                      /* creation time (part of OpenPGP fingerprints) */
+	const char *uid;                     /* OpenPGP user ID (.ctl/keys/KEY/uid) */
+	const char *ssh_namespace;           /* sshsig namespace (.ctl/keys/KEY/namespace) */
+	const uint8_t *cert;                 /* X.509 certificate, DER (.ctl/keys/KEY/cert.pem) */
+	size_t cert_len;                     /* 0 when there is none yet */
+};
+
+struct sigfs_format_input {
+	const struct sigfs_format_key *key;
+	/*
+	 * What is signed, exactly one of:
+	 *  - state: a hash state over the whole artifact, of the kind file_md()
+	 *    asked for (or the SHA-512 state of a Signstar request); never
+	 *    finish it: use sigfs_hasher_peek() or sigfs_hasher_dup();
+	 *  - digest and digest_value: a finished digest of the artifact (digest
+	 *    lines, requests that carry a digest);
+	 *  - message: the artifact itself (mapped), when needs_message() says so.
+	 */
+	const struct sigfs_hasher *state;
+	const struct sigfs_digest *digest;
+	const uint8_t *digest_value;
 	const uint8_t *message;
 	size_t message_len;
-	const char *name;                    /* artifact name, for formats that embed it */
+	const char *name;                    /* artifact name (for comments that name it) */
 	time_t now;
+};
+
+/* A read-only file a format adds to .ctl/keys/KEY/ (pubkey.ssh, cert.pgp ...). */
+struct sigfs_format_attr {
+	const char *name;
+	/*
+	 * Render it for key k; may sign (self-signatures). The key store keeps
+	 * the result until the key or its settings change. -ENODATA with a
+	 * reason when it does not apply to this key (pubkey.minisign of RSA).
+	 */
+	int (*render)(const struct sigfs_format_key *k, sigfs_sign_fn sign, void *sign_ctx,
+		      struct sbuf *out, char *err);
+	/* An admin may replace it by writing the file (cert.pem). */
+	bool writable;
 };
 
 struct sigfs_format {
@@ -37,16 +76,26 @@ struct sigfs_format {
 	const char *suffix;                  /* ".sig" */
 	/* Can this format sign with alg and digest? 0, or -EINVAL with a reason in err. */
 	int (*check)(const struct sigfs_alg *alg, const struct sigfs_digest *d, char *err);
-	/* Does this format need the whole message (not just a digest) for alg? */
+	/* The hash it needs over the artifact; NULL member: the key's digest. */
+	const EVP_MD *(*file_md)(const struct sigfs_alg *alg, const struct sigfs_digest *d);
+	/* Does this format need the whole message (not just a hash) for alg? */
 	bool (*needs_message)(const struct sigfs_alg *alg);
 	/* Encode the output into out. */
 	int (*produce)(const struct sigfs_format_input *in, sigfs_sign_fn sign, void *sign_ctx,
 		       struct sbuf *out, char *err);
+	const struct sigfs_format_attr *attrs;   /* files it adds to .ctl/keys/KEY/ */
+	size_t nattrs;
+	bool needs_cert;                         /* produce() needs key->cert (cert.pem) */
 };
 
 const struct sigfs_format *sigfs_format_by_name(const char *name);
 const struct sigfs_format *sigfs_format_at(size_t i);
 /* The longest output suffix of all formats and ".err" (for name length limits). */
 size_t sigfs_format_max_suffix(void);
+/* The hash format f needs over an artifact signed with alg and digest d. */
+const EVP_MD *sigfs_format_file_md(const struct sigfs_format *f, const struct sigfs_alg *alg,
+				   const struct sigfs_digest *d);
+/* Attribute files of all formats, in table order: i-th one, NULL past the end. */
+const struct sigfs_format_attr *sigfs_format_attr_at(size_t i);
 
 #endif

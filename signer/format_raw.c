@@ -30,17 +30,27 @@ static bool raw_needs_message(const struct sigfs_alg *alg)
 static int raw_produce(const struct sigfs_format_input *in, sigfs_sign_fn sign, void *sign_ctx,
 		       struct sbuf *out, char *err)
 {
-	struct sigfs_sign_input si = { .alg = in->alg, .padding = in->padding };
-	uint8_t sig[SIGFS_MAX_SIG];
+	struct sigfs_sign_input si = { .alg = in->key->alg, .padding = in->key->padding };
+	uint8_t sig[SIGFS_MAX_SIG], dv[SIGFS_MAX_DIGEST];
 	size_t siglen = sizeof(sig);
 	int r;
 
-	if (in->alg->kind == SIGFS_KIND_ED25519) {
+	if (in->key->alg->kind == SIGFS_KIND_ED25519) {
 		if (!in->message)
 			return sigfs_seterr(err, -EINVAL,
 					    "Ed25519 cannot sign a digest: the raw format signs the whole file; write the file itself, not a digest line");
 		si.data = in->message;
 		si.len = in->message_len;
+	} else if (in->state) {
+		si.digest = sigfs_digest_by_ossl(in->state->name);
+		if (!si.digest)
+			return sigfs_seterr(err, -EINVAL, "raw format: cannot sign a %s hash",
+					    in->state->name);
+		r = sigfs_hasher_peek(in->state, dv);
+		if (r)
+			return sigfs_seterr(err, r, "raw format: cannot finish the hash");
+		si.data = dv;
+		si.len = si.digest->len;
 	} else {
 		si.digest = in->digest;
 		si.data = in->digest_value;

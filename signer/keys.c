@@ -19,7 +19,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "common/err.h"
 #include "common/log.h"
@@ -28,6 +30,7 @@
 struct keyent {
 	struct sigfs_key k;
 	int countfd;
+	EVP_PKEY *pub;              /* public key, loaded on first use; NULL after a change */
 	struct keyent *next;
 };
 
@@ -45,7 +48,11 @@ struct sigfs_keys {
 };
 
 enum { A_ALGORITHM, A_DIGEST, A_FORMAT, A_PADDING, A_ALLOW_SHA1, A_DIGEST_FILES,
-       A_IMPORT, A_PUBKEY, A_COUNT, A_BACKEND, A_CREATED, A_N };
+       A_IMPORT, A_PUBKEY, A_COUNT, A_BACKEND, A_CREATED, A_UID, A_NAMESPACE, A_N };
+
+/* Attributes past A_N are the formats' files (format.h), in format table order. */
+#define MAX_FORMAT_ATTRS 16
+#define CACHE_PREFIX "cache."
 
 static const struct sigfs_key_attr attrs[A_N] = {
 	[A_ALGORITHM] = { "algorithm", 0660 },
@@ -59,17 +66,39 @@ static const struct sigfs_key_attr attrs[A_N] = {
 	[A_COUNT] = { "count", 0440 },
 	[A_BACKEND] = { "backend", 0440 },
 	[A_CREATED] = { "created", 0440 },
+	[A_UID] = { "uid", 0660 },
+	[A_NAMESPACE] = { "namespace", 0660 },
 };
+
+static struct sigfs_key_attr format_attrs[MAX_FORMAT_ATTRS];
+static size_t n_format_attrs;
+static pthread_once_t format_attrs_once = PTHREAD_ONCE_INIT;
+
+static void collect_format_attrs(void)
+{
+	const struct sigfs_format_attr *fa;
+
+	for (size_t i = 0; (fa = sigfs_format_attr_at(i)) && i < MAX_FORMAT_ATTRS; i++) {
+		format_attrs[i].name = fa->name;
+		format_attrs[i].mode = fa->writable ? 0660 : 0440;
+		n_format_attrs = i + 1;
+	}
+}
 
 const struct sigfs_key_attr *sigfs_key_attr_at(size_t i)
 {
-	return i < A_N ? &attrs[i] : NULL;
+	pthread_once(&format_attrs_once, collect_format_attrs);
+	if (i < A_N)
+		return &attrs[i];
+	return i - A_N < n_format_attrs ? &format_attrs[i - A_N] : NULL;
 }
 
 int sigfs_key_attr_find(const char *name)
 {
-	for (size_t i = 0; i < A_N; i++)
-		if (strcmp(attrs[i].name, name) == 0)
+	const struct sigfs_key_attr *a;
+
+	for (size_t i = 0; (a = sigfs_key_attr_at(i)); i++)
+		if (strcmp(a->name, name) == 0)
 			return (int)i;
 	return -ENOENT;
 }
@@ -142,10 +171,10 @@ static int write_meta(struct sigfs_keys *ks, const struct sigfs_key *k)
 
 	n = snprintf(buf, sizeof(buf),
 		     "algorithm=%s\ndigest=%s\nformat=%s\npadding=%s\nallow_sha1=%s\n"
-		     "digest_files=%s\nbackend=%s\ncreated=%lld\n",
+		     "digest_files=%s\nbackend=%s\ncreated=%lld\nuid=%s\nnamespace=%s\n",
 		     k->alg->name, k->digest->name, k->format->name, sigfs_padding_name(k->padding),
 		     k->allow_sha1 ? "yes" : "no", k->digest_files ? "yes" : "no", k->backend,
-		     (long long)k->created);
+		     (long long)k->created, k->uid, k->ssh_namespace);
 	snprintf(tmp, sizeof(tmp), "%s/.meta.tmp", k->name);
 	snprintf(path, sizeof(path), "%s/meta", k->name);
 	fd = openat(ks->keys_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -157,6 +186,15 @@ static int write_meta(struct sigfs_keys *ks, const struct sigfs_key *k)
 	if (r == 0 && renameat(ks->keys_fd, tmp, ks->keys_fd, path) < 0)
 		r = -errno;
 	return r;
+}
+
+/* Settings a key has from its name until an admin changes them. */
+static void set_default_names(struct sigfs_key *k)
+{
+	if (!k->uid[0])
+		snprintf(k->uid, sizeof(k->uid), "%s (sigfs)", k->name);
+	if (!k->ssh_namespace[0])
+		snprintf(k->ssh_namespace, sizeof(k->ssh_namespace), "file");
 }
 
 static bool parse_bool(const char *v, bool *out)
@@ -210,12 +248,17 @@ static int read_meta(struct sigfs_keys *ks, struct sigfs_key *k, char *err)
 			snprintf(k->backend, sizeof(k->backend), "%s", v);
 		else if (!strcmp(line, "created"))
 			k->created = (time_t)strtoll(v, NULL, 10);
+		else if (!strcmp(line, "uid"))
+			snprintf(k->uid, sizeof(k->uid), "%s", v);
+		else if (!strcmp(line, "namespace"))
+			snprintf(k->ssh_namespace, sizeof(k->ssh_namespace), "%s", v);
 		if (!ok)
 			return sigfs_seterr(err, -EINVAL, "key %s: bad %s=%s in its settings",
 					    k->name, line, v);
 	}
 	if (!k->alg || !k->digest || !k->format || !k->backend[0])
 		return sigfs_seterr(err, -EINVAL, "key %s: incomplete settings file", k->name);
+	set_default_names(k);
 	return 0;
 }
 
@@ -255,6 +298,7 @@ static void free_ent(struct keyent *e)
 {
 	if (e->countfd >= 0)
 		close(e->countfd);
+	EVP_PKEY_free(e->pub);
 	free(e);
 }
 
@@ -370,17 +414,39 @@ int sigfs_keys_inbox_root(struct sigfs_keys *ks)
 	return ks->inbox_fd;
 }
 
+/* Remove the files of keys/NAME whose names start with prefix ("" for all). */
+static void remove_files(struct sigfs_keys *ks, const char *name, const char *prefix)
+{
+	int fd = openat(ks->keys_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	DIR *d;
+
+	if (fd < 0)
+		return;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d)))
+		if (de->d_type != DT_DIR && strncmp(de->d_name, prefix, strlen(prefix)) == 0)
+			unlinkat(dirfd(d), de->d_name, 0);
+	closedir(d);
+}
+
 /* Remove keys/NAME and everything in it (only our own small files). */
 static void remove_keydir(struct sigfs_keys *ks, const char *name)
 {
-	static const char *const files[] = { "meta", "count", ".meta.tmp" };
-	char path[SIGFS_KEYNAME_MAX + 16];
-
-	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-		snprintf(path, sizeof(path), "%s/%s", name, files[i]);
-		unlinkat(ks->keys_fd, path, 0);
-	}
+	remove_files(ks, name, "");
 	unlinkat(ks->keys_fd, name, AT_REMOVEDIR);
+}
+
+/* The key changed: what formats rendered from it (certificates...) is stale. */
+static void key_changed(struct sigfs_keys *ks, struct keyent *e)
+{
+	remove_files(ks, e->k.name, CACHE_PREFIX);
+	EVP_PKEY_free(e->pub);
+	e->pub = NULL;
 }
 
 /*
@@ -419,6 +485,7 @@ int sigfs_keys_create(struct sigfs_keys *ks, const char *name, uid_t uid, char *
 	k.padding = k.alg->kind == SIGFS_KIND_RSA ? cfg->default_padding : SIGFS_PAD_NONE;
 	k.digest_files = true;
 	k.created = time(NULL);
+	set_default_names(&k);
 	if (mkdirat(ks->keys_fd, name, 0700) < 0)
 		return sigfs_seterr(err, -errno, "key %s: cannot create its settings: %s", name,
 				    errno == EEXIST ? "it exists" : strerror(errno));
@@ -605,15 +672,215 @@ static int read_pubkey(struct sigfs_keys *ks, const struct sigfs_key *k, char **
 	return *buf ? 0 : -ENOMEM;
 }
 
+/* Read keys/NAME/file (small files of our own) into a malloc'd buffer. */
+static int read_keyfile(struct sigfs_keys *ks, const char *name, const char *file, char **buf,
+			size_t *len)
+{
+	char path[SIGFS_KEYNAME_MAX + 80];
+	struct sbuf b;
+	char chunk[4096];
+	ssize_t n;
+	int fd, r = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", name, file);
+	fd = openat(ks->keys_fd, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	sbuf_init(&b, 1 << 20);
+	while (r == 0 && (n = read(fd, chunk, sizeof(chunk))) > 0)
+		r = sbuf_put(&b, chunk, (size_t)n);
+	close(fd);
+	if (r == 0 && !b.d)
+		r = sbuf_put(&b, "", 0) == 0 && b.d ? 0 : -ENOMEM;
+	if (r < 0) {
+		sbuf_free(&b);
+		return r;
+	}
+	*buf = (char *)b.d;
+	*len = b.len;
+	return 0;
+}
+
+/* Write keys/NAME/file atomically. */
+static int write_keyfile(struct sigfs_keys *ks, const char *name, const char *file,
+			 const void *data, size_t len)
+{
+	char tmp[SIGFS_KEYNAME_MAX + 80], path[SIGFS_KEYNAME_MAX + 80];
+	int fd, r = 0;
+
+	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", name, file);
+	snprintf(path, sizeof(path), "%s/%s", name, file);
+	fd = openat(ks->keys_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, data, len) != (ssize_t)len)
+		r = -EIO;
+	close(fd);
+	if (r == 0 && renameat(ks->keys_fd, tmp, ks->keys_fd, path) < 0)
+		r = -errno;
+	if (r < 0)
+		unlinkat(ks->keys_fd, tmp, 0);
+	return r;
+}
+
+struct key_sign_ctx {
+	struct sigfs_keys *ks;
+	const struct sigfs_key *k;
+};
+
+static int key_sign_cb(void *arg, const struct sigfs_sign_input *in, uint8_t *sig,
+		       size_t *siglen, char *err)
+{
+	struct key_sign_ctx *c = arg;
+
+	return sigfs_keys_sign(c->ks, c->k, in, sig, siglen, err);
+}
+
+/* The public key of entry name (a new reference), loading it on first use. */
+static int pubkey_of(struct sigfs_keys *ks, const struct sigfs_key *k, EVP_PKEY **out, char *err)
+{
+	struct sigfs_backend *b;
+	struct keyent *e;
+	EVP_PKEY *pk = NULL;
+	int r;
+
+	pthread_mutex_lock(&ks->lock);
+	e = find(ks, k->name);
+	if (e && e->pub && EVP_PKEY_up_ref(e->pub)) {
+		*out = e->pub;
+		pthread_mutex_unlock(&ks->lock);
+		return 0;
+	}
+	b = backend_get(ks, k->backend, err);
+	pthread_mutex_unlock(&ks->lock);
+	if (!b)
+		return -EIO;
+	r = b->ops->public_key(b, k->name, &pk, err);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&ks->lock);
+	e = find(ks, k->name);
+	if (e && !e->pub && EVP_PKEY_up_ref(pk))
+		e->pub = pk;
+	pthread_mutex_unlock(&ks->lock);
+	*out = pk;
+	return 0;
+}
+
+static int fill_format_key(struct sigfs_keys *ks, const struct sigfs_key *k,
+			   struct sigfs_format_key *fk, char *err)
+{
+	memset(fk, 0, sizeof(*fk));
+	fk->name = k->name;
+	fk->alg = k->alg;
+	fk->padding = k->padding;
+	fk->digest = k->digest;
+	fk->created = k->created;
+	fk->uid = k->uid;
+	fk->ssh_namespace = k->ssh_namespace;
+	return pubkey_of(ks, k, &fk->pub, err);
+}
+
+/*
+ * A format's file for key k: an admin's replacement if there is one (for
+ * writable files), else what the format rendered, kept in keys/NAME/cache.*
+ * until the key changes (rendering may sign: a certificate's self-signature).
+ */
+static int read_format_attr(struct sigfs_keys *ks, const struct sigfs_key *k,
+			    const struct sigfs_format_attr *fa, char **buf, size_t *len, char *err)
+{
+	char cache[80];
+	struct key_sign_ctx sc = { ks, k };
+	struct sigfs_format_key fk;
+	struct sbuf out;
+	int r;
+
+	if (fa->writable && read_keyfile(ks, k->name, fa->name, buf, len) == 0)
+		return 0;
+	snprintf(cache, sizeof(cache), CACHE_PREFIX "%s", fa->name);
+	if (read_keyfile(ks, k->name, cache, buf, len) == 0)
+		return 0;
+	r = fill_format_key(ks, k, &fk, err);
+	if (r < 0)
+		return r;
+	sbuf_init(&out, 1 << 20);
+	r = fa->render(&fk, key_sign_cb, &sc, &out, err);
+	EVP_PKEY_free(fk.pub);
+	if (r == 0 && !out.d)
+		r = sigfs_seterr(err, -EIO, "%s: nothing rendered", fa->name);
+	if (r < 0) {
+		sbuf_free(&out);
+		return r;
+	}
+	if (write_keyfile(ks, k->name, cache, out.d, out.len) < 0)
+		log_warn("key %s: cannot keep %s; it is rendered again next time", k->name, fa->name);
+	sigfs_audit_append(ks->audit, "certify", k->name, 0, NULL, NULL, 0, fa->name);
+	*buf = (char *)out.d;
+	*len = out.len;
+	return 0;
+}
+
+int sigfs_keys_format_key(struct sigfs_keys *ks, const struct sigfs_key *k,
+			  const struct sigfs_format *f, struct sigfs_format_key *fk, char *err)
+{
+	const struct sigfs_key_attr *a;
+	char *pem = NULL;
+	size_t len = 0;
+	X509 *x = NULL;
+	BIO *bio;
+	int r, n;
+
+	r = fill_format_key(ks, k, fk, err);
+	if (r < 0 || !f->needs_cert)
+		return r;
+	for (size_t i = A_N; (a = sigfs_key_attr_at(i)); i++) {
+		if (strcmp(a->name, "cert.pem") == 0) {
+			r = read_format_attr(ks, k, sigfs_format_attr_at(i - A_N), &pem, &len, err);
+			break;
+		}
+	}
+	if (r == 0 && pem) {
+		bio = BIO_new_mem_buf(pem, (int)len);
+		x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+		BIO_free(bio);
+		n = x ? i2d_X509(x, (unsigned char **)&fk->cert) : -1;
+		if (n > 0)
+			fk->cert_len = (size_t)n;
+		else
+			r = sigfs_seterr(err, -EINVAL, "key %s: cert.pem is not a PEM X.509 "
+					 "certificate; write a valid one or an empty line", k->name);
+		X509_free(x);
+	}
+	free(pem);
+	if (r < 0)
+		sigfs_keys_format_key_free(fk);
+	return r;
+}
+
+void sigfs_keys_format_key_free(struct sigfs_format_key *fk)
+{
+	EVP_PKEY_free(fk->pub);
+	OPENSSL_free((void *)fk->cert);
+	memset(fk, 0, sizeof(*fk));
+}
+
 int sigfs_keys_attr_read(struct sigfs_keys *ks, const char *name, size_t i, char **buf,
 			 size_t *len)
 {
+	char tmp[256], err[SIGFS_ERRLEN];
 	struct sigfs_key k;
-	char tmp[128];
-	int n;
+	int n, r;
 
 	if (sigfs_keys_get(ks, name, &k) < 0)
 		return -ENOENT;
+	if (i >= A_N) {
+		if (!sigfs_format_attr_at(i - A_N))
+			return -ENOENT;
+		r = read_format_attr(ks, &k, sigfs_format_attr_at(i - A_N), buf, len, err);
+		if (r < 0 && r != -ENODATA)
+			log_warn("key %s: %s: %s", name, sigfs_format_attr_at(i - A_N)->name, err);
+		return r;
+	}
 	switch (i) {
 	case A_ALGORITHM: n = snprintf(tmp, sizeof(tmp), "%s\n", k.alg->name); break;
 	case A_DIGEST: n = snprintf(tmp, sizeof(tmp), "%s\n", k.digest->name); break;
@@ -626,6 +893,8 @@ int sigfs_keys_attr_read(struct sigfs_keys *ks, const char *name, size_t i, char
 	case A_COUNT: n = snprintf(tmp, sizeof(tmp), "%" PRIu64 "\n", k.count); break;
 	case A_BACKEND: n = snprintf(tmp, sizeof(tmp), "%s\n", k.backend); break;
 	case A_CREATED: n = snprintf(tmp, sizeof(tmp), "%lld\n", (long long)k.created); break;
+	case A_UID: n = snprintf(tmp, sizeof(tmp), "%s\n", k.uid); break;
+	case A_NAMESPACE: n = snprintf(tmp, sizeof(tmp), "%s\n", k.ssh_namespace); break;
 	default: return -ENOENT;
 	}
 	*buf = strdup(tmp);
@@ -709,6 +978,22 @@ static int apply(const struct sigfs_key *cur, size_t i, const char *v, struct si
 			return sigfs_seterr(err, -EINVAL, "digest_files is yes or no, not %s", v);
 		k->digest_files = b;
 		break;
+	case A_UID:
+		for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+			if (*p < 0x20 || *p == 0x7f)
+				return sigfs_seterr(err, -EINVAL, "uid is one line of text, like "
+						    "\"Release Signing <release@example.org>\"");
+		snprintf(k->uid, sizeof(k->uid), "%s", v);
+		break;
+	case A_NAMESPACE:
+		if (strlen(v) >= sizeof(k->ssh_namespace) ||
+		    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@._-")
+		    != strlen(v))
+			return sigfs_seterr(err, -EINVAL, "namespace has 1 to %zu letters, digits "
+					    "or @._- (ssh-keygen -Y ... -n NAMESPACE)",
+					    sizeof(k->ssh_namespace) - 1);
+		snprintf(k->ssh_namespace, sizeof(k->ssh_namespace), "%s", v);
+		break;
 	default:
 		return sigfs_seterr(err, -EPERM, "%s is read-only", attrs[i].name);
 	}
@@ -721,7 +1006,8 @@ int sigfs_keys_attr_check(struct sigfs_keys *ks, const char *name, size_t i,
 	struct sigfs_key cur, k;
 	char v[128];
 
-	if (i == A_IMPORT)
+	/* Multi-line values (PEM) are judged whole, at close. */
+	if (i == A_IMPORT || i >= A_N)
 		return 0;
 	if (sigfs_keys_get(ks, name, &cur) < 0)
 		return sigfs_seterr(err, -ENOENT, "no key %s", name);
@@ -773,9 +1059,73 @@ static int import_key(struct sigfs_keys *ks, struct keyent *e, const uint8_t *pe
 	if (r < 0)
 		return sigfs_seterr(err, r, "key %s: cannot write its settings", e->k.name);
 	e->k = k;
+	key_changed(ks, e);
 	sigfs_audit_append(ks->audit, "import", e->k.name, uid, NULL, NULL, 0, alg->name);
 	log_info("key %s: imported a %s key", e->k.name, alg->name);
 	return 0;
+}
+
+/*
+ * An admin's replacement for a writable format file. The only one is
+ * cert.pem: it must be an X.509 certificate for this key's public key. An
+ * empty write removes the replacement (back to the rendered file).
+ */
+static int write_format_attr(struct sigfs_keys *ks, const char *name,
+			     const struct sigfs_format_attr *fa, const uint8_t *val, size_t len,
+			     char *err)
+{
+	struct keyent *e;
+	struct sigfs_key k;
+	EVP_PKEY *pub = NULL;
+	X509 *x = NULL;
+	BIO *bio;
+	size_t n = len;
+	int r = 0;
+
+	if (!fa->writable)
+		return sigfs_seterr(err, -EPERM, "%s is read-only", fa->name);
+	if (sigfs_keys_get(ks, name, &k) < 0)
+		return sigfs_seterr(err, -ENOENT, "no key %s", name);
+	while (n && (val[n - 1] == '\n' || val[n - 1] == '\r' || val[n - 1] == ' '))
+		n--;
+	if (n > 0) {
+		bio = BIO_new_mem_buf(val, (int)len);
+		x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+		BIO_free(bio);
+		ERR_clear_error();
+		if (!x)
+			return sigfs_seterr(err, -EINVAL, "%s takes a PEM X.509 certificate "
+					    "(or an empty line to go back to the self-signed one)",
+					    fa->name);
+		r = pubkey_of(ks, &k, &pub, err);
+		if (r == 0 && EVP_PKEY_eq(X509_get0_pubkey(x), pub) != 1)
+			r = sigfs_seterr(err, -EINVAL, "the certificate is for another key, not "
+					 "key %s", name);
+		EVP_PKEY_free(pub);
+		X509_free(x);
+		if (r < 0)
+			return r;
+	}
+	pthread_mutex_lock(&ks->lock);
+	e = find(ks, name);
+	if (!e) {
+		r = sigfs_seterr(err, -ENOENT, "no key %s", name);
+	} else {
+		char path[SIGFS_KEYNAME_MAX + 80];
+
+		snprintf(path, sizeof(path), "%s/%s", name, fa->name);
+		if (n == 0 && unlinkat(ks->keys_fd, path, 0) < 0 && errno != ENOENT)
+			r = -errno;
+		else if (n > 0)
+			r = write_keyfile(ks, name, fa->name, val, len);
+		if (r < 0)
+			sigfs_seterr(err, r, "key %s: cannot keep %s: %s", name, fa->name,
+				     strerror(-r));
+		else
+			key_changed(ks, e);
+	}
+	pthread_mutex_unlock(&ks->lock);
+	return r;
 }
 
 int sigfs_keys_attr_write(struct sigfs_keys *ks, const char *name, size_t i,
@@ -787,6 +1137,11 @@ int sigfs_keys_attr_write(struct sigfs_keys *ks, const char *name, size_t i,
 	char v[128];
 	int r;
 
+	if (i >= A_N) {
+		if (!sigfs_format_attr_at(i - A_N))
+			return -ENOENT;
+		return write_format_attr(ks, name, sigfs_format_attr_at(i - A_N), val, len, err);
+	}
 	pthread_mutex_lock(&ks->lock);
 	e = find(ks, name);
 	if (!e) {
@@ -830,6 +1185,7 @@ int sigfs_keys_attr_write(struct sigfs_keys *ks, const char *name, size_t i,
 		goto out;
 	}
 	e->k = k;
+	key_changed(ks, e);
 out:
 	pthread_mutex_unlock(&ks->lock);
 	return r;

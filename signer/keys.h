@@ -34,6 +34,8 @@ struct sigfs_key {
 	uint64_t count;                         /* signatures made */
 	time_t created;
 	uint64_t ino;                           /* inode of <state>/keys/NAME: a stable id */
+	char uid[128];                          /* OpenPGP user ID */
+	char ssh_namespace[64];                 /* sshsig namespace */
 };
 
 /* One attribute file of .ctl/keys/NAME/. */
@@ -74,6 +76,15 @@ int sigfs_keys_attr_check(struct sigfs_keys *ks, const char *name, size_t i,
 /* Apply a new value (trailing whitespace ignored). uid is audited for imports. */
 int sigfs_keys_attr_write(struct sigfs_keys *ks, const char *name, size_t i,
 			  const uint8_t *val, size_t len, uid_t uid, char *err);
+
+/*
+ * The public material format f needs to sign with key k (public key, user ID,
+ * namespace, and the certificate when f->needs_cert). fk points into k, which
+ * must outlive it; release with sigfs_keys_format_key_free().
+ */
+int sigfs_keys_format_key(struct sigfs_keys *ks, const struct sigfs_key *k,
+			  const struct sigfs_format *f, struct sigfs_format_key *fk, char *err);
+void sigfs_keys_format_key_free(struct sigfs_format_key *fk);
 
 /* Sign with key k on its backend. */
 int sigfs_keys_sign(struct sigfs_keys *ks, const struct sigfs_key *k,

@@ -23,8 +23,8 @@ check "its inbox appears at the top" test -d "$MNT/rel"
 check "inbox is root:admin 0770" stat_is "$MNT/rel" "root:$A 770"
 check "key dir is root:admin 0750" stat_is "$K/rel" "root:$A 750"
 check "key dir lists exactly the attributes" test "$(ls "$K/rel" | tr '\n' ' ')" = \
-	"algorithm allow_sha1 backend count created digest digest_files format import padding pubkey.pem "
-for a in algorithm digest format padding allow_sha1 digest_files; do
+	"algorithm allow_sha1 backend count created digest digest_files format import namespace padding pubkey.pem uid "
+for a in algorithm digest format padding allow_sha1 digest_files uid namespace; do
 	check "attribute $a is settable (0660)" stat_is "$K/rel/$a" "root:$A 660"
 done
 for a in pubkey.pem count backend created; do

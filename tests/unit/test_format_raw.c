@@ -28,6 +28,7 @@ static const uint8_t msg[] = "an artifact to sign with the raw format\n";
 /* What the fake signer saw, and what it answers. */
 struct fake {
 	struct sigfs_sign_input in;
+	uint8_t seen[SIGFS_MAX_DIGEST];   /* the bytes asked to be signed (digest mode) */
 	int calls;
 	int ret;
 };
@@ -40,6 +41,8 @@ static int fake_sign(void *ctx, const struct sigfs_sign_input *in, uint8_t *sig,
 	struct fake *f = ctx;
 
 	f->in = *in;
+	if (in->digest && in->len <= sizeof(f->seen))
+		memcpy(f->seen, in->data, in->len);
 	f->calls++;
 	if (f->ret)
 		return sigfs_seterr(err, f->ret, "fake backend down");
@@ -88,7 +91,7 @@ static void test_digest_mode_input(void **state)
 	uint8_t dv[48];
 	struct fake f = { 0 };
 	struct sigfs_format_input in = {
-		.alg = sigfs_alg_by_name("rsa-3072"), .padding = SIGFS_PAD_PSS,
+		.key = &(struct sigfs_format_key){ .alg = sigfs_alg_by_name("rsa-3072"), .padding = SIGFS_PAD_PSS },
 		.digest = d, .digest_value = dv, .message = msg, .message_len = sizeof(msg),
 	};
 	struct sbuf out;
@@ -99,7 +102,7 @@ static void test_digest_mode_input(void **state)
 	sbuf_init(&out, SIGFS_MAX_SIG);
 	assert_int_equal(raw()->produce(&in, fake_sign, &f, &out, err), 0);
 	assert_int_equal(f.calls, 1);
-	assert_ptr_equal(f.in.alg, in.alg);
+	assert_ptr_equal(f.in.alg, in.key->alg);
 	assert_int_equal(f.in.padding, SIGFS_PAD_PSS);
 	assert_ptr_equal(f.in.digest, d);
 	/* A digest key signs the digest even when the message is at hand. */
@@ -110,12 +113,44 @@ static void test_digest_mode_input(void **state)
 	sbuf_free(&out);
 }
 
+/* From a hash state (a file hashed while written): the digest of that state is signed. */
+static void test_state_input(void **state)
+{
+	const struct sigfs_digest *d = sigfs_digest_by_name("sha512-256");
+	struct sigfs_hasher *h = sigfs_hasher_new(sigfs_digest_md(d));
+	uint8_t want[32];
+	unsigned wlen = 0;
+	struct fake f = { 0 };
+	struct sigfs_format_input in = {
+		.key = &(struct sigfs_format_key){ .alg = sigfs_alg_by_name("ecdsa-p384") },
+		.state = h,
+	};
+	struct sbuf out;
+	char err[SIGFS_ERRLEN] = "";
+
+	(void)state;
+	assert_non_null(h);
+	assert_int_equal(sigfs_hasher_update(h, msg, sizeof(msg)), 0);
+	assert_int_equal(EVP_Digest(msg, sizeof(msg), want, &wlen, sigfs_digest_md(d), NULL), 1);
+	sbuf_init(&out, SIGFS_MAX_SIG);
+	assert_int_equal(raw()->produce(&in, fake_sign, &f, &out, err), 0);
+	assert_int_equal(f.calls, 1);
+	assert_ptr_equal(f.in.digest, d);
+	assert_int_equal(f.in.len, 32);
+	assert_memory_equal(f.seen, want, 32);
+	/* The state itself goes on: more bytes give another digest. */
+	assert_int_equal(sigfs_hasher_update(h, "x", 1), 0);
+	sbuf_free(&out);
+	sigfs_hasher_free(h);
+}
+
 static void test_ed25519_message_mode(void **state)
 {
 	uint8_t dv[32] = { 0 };
 	struct fake f = { 0 };
 	struct sigfs_format_input in = {
-		.alg = sigfs_alg_by_name("ed25519"), .digest = sigfs_digest_by_name("sha256"),
+		.key = &(struct sigfs_format_key){ .alg = sigfs_alg_by_name("ed25519") },
+		.digest = sigfs_digest_by_name("sha256"),
 		.digest_value = dv, .message = msg, .message_len = sizeof(msg),
 	};
 	struct sbuf out;
@@ -146,7 +181,8 @@ static void test_errors_pass_through(void **state)
 	uint8_t dv[32] = { 0 };
 	struct fake f = { .ret = -EIO };
 	struct sigfs_format_input in = {
-		.alg = sigfs_alg_by_name("ecdsa-p256"), .digest = d, .digest_value = dv,
+		.key = &(struct sigfs_format_key){ .alg = sigfs_alg_by_name("ecdsa-p256") },
+		.digest = d, .digest_value = dv,
 	};
 	struct sbuf out;
 	char err[SIGFS_ERRLEN] = "";
@@ -248,7 +284,8 @@ static void cli_case(const char *alg, const char *digest, enum sigfs_padding pad
 	struct sbuf out;
 	FILE *f;
 	struct sigfs_format_input in = {
-		.alg = a, .padding = pad, .digest = d, .digest_value = dv, .name = "artifact",
+		.key = &(struct sigfs_format_key){ .alg = a, .padding = pad },
+		.digest = d, .digest_value = dv, .name = "artifact",
 	};
 
 	snprintf(id, sizeof(id), "%s-%s-%s", alg, digest, sigfs_padding_name(pad));
@@ -306,6 +343,7 @@ int main(void)
 		cmocka_unit_test(test_table),
 		cmocka_unit_test(test_check_and_needs_message),
 		cmocka_unit_test(test_digest_mode_input),
+		cmocka_unit_test(test_state_input),
 		cmocka_unit_test(test_ed25519_message_mode),
 		cmocka_unit_test(test_errors_pass_through),
 		cmocka_unit_test(test_openssl_verifies_raw_sig),
