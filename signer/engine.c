@@ -284,6 +284,7 @@ static int read_request(int fd, const struct sigfs_key *k, struct sigfs_request 
 			const struct sigfs_format **f, char *err)
 {
 	uint8_t *buf = malloc(SIGFS_REQUEST_MAX + 1);
+	const struct sigfs_digest *d;
 	size_t len = 0;
 	int r;
 
@@ -304,7 +305,9 @@ static int read_request(int fd, const struct sigfs_key *k, struct sigfs_request 
 		*f = req->format;
 	if (req->digest && sigfs_digest_is_weak(req->digest) && !k->allow_sha1)
 		return sigfs_seterr(err, -EPERM, "key %s does not allow sha1 digests", k->name);
-	return (*f)->check(k->alg, req->digest ? req->digest : k->digest, err);
+	/* Judge the pair by what the request hashed with, not by the key's setting. */
+	d = req->digest ? req->digest : req->state ? sigfs_digest_by_ossl(req->state->name) : NULL;
+	return (*f)->check(k->alg, d ? d : k->digest, err);
 }
 
 /*

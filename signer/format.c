@@ -7,9 +7,19 @@
 #include "signer/format.h"
 
 extern const struct sigfs_format sigfs_format_raw;
+extern const struct sigfs_format sigfs_format_openpgp;
+extern const struct sigfs_format sigfs_format_openpgp_armor;
+extern const struct sigfs_format sigfs_format_sshsig;
+extern const struct sigfs_format sigfs_format_minisign;
+extern const struct sigfs_format sigfs_format_cms;
 
 static const struct sigfs_format *const formats[] = {
 	&sigfs_format_raw,
+	&sigfs_format_openpgp,
+	&sigfs_format_openpgp_armor,
+	&sigfs_format_sshsig,
+	&sigfs_format_minisign,
+	&sigfs_format_cms,
 };
 #define N_FORMATS (sizeof(formats) / sizeof(formats[0]))
 

@@ -61,9 +61,11 @@ struct sigfs_format_input {
 struct sigfs_format_attr {
 	const char *name;
 	/*
-	 * Render it for key k; may sign (self-signatures). The key store keeps
-	 * the result until the key or its settings change. -ENODATA with a
-	 * reason when it does not apply to this key (pubkey.minisign of RSA).
+	 * Render it for key k; may sign (self-signatures). It may depend on the
+	 * key, its name, creation time and uid only: the key store keeps the
+	 * result until the key is regenerated or imported or its uid changes
+	 * (not on digest, format or padding changes). -ENODATA with a reason
+	 * when it does not apply to this key (pubkey.minisign of RSA).
 	 */
 	int (*render)(const struct sigfs_format_key *k, sigfs_sign_fn sign, void *sign_ctx,
 		      struct sbuf *out, char *err);

@@ -1134,6 +1134,7 @@ int sigfs_keys_attr_write(struct sigfs_keys *ks, const char *name, size_t i,
 	struct sigfs_backend *b;
 	struct sigfs_key k;
 	struct keyent *e;
+	bool rerender;
 	char v[128];
 	int r;
 
@@ -1184,8 +1185,15 @@ int sigfs_keys_attr_write(struct sigfs_keys *ks, const char *name, size_t i,
 		sigfs_seterr(err, r, "key %s: cannot write its settings", name);
 		goto out;
 	}
+	/*
+	 * Rendered files depend on the key and its uid only (format.h). Other
+	 * settings keep them: an X.509 trust anchor must stay the bytes users
+	 * pinned, and ECDSA self-signatures differ on every render.
+	 */
+	rerender = k.alg != e->k.alg || strcmp(k.uid, e->k.uid) != 0;
 	e->k = k;
-	key_changed(ks, e);
+	if (rerender)
+		key_changed(ks, e);
 out:
 	pthread_mutex_unlock(&ks->lock);
 	return r;

@@ -23,7 +23,7 @@ check "its inbox appears at the top" test -d "$MNT/rel"
 check "inbox is root:admin 0770" stat_is "$MNT/rel" "root:$A 770"
 check "key dir is root:admin 0750" stat_is "$K/rel" "root:$A 750"
 check "key dir lists exactly the attributes" test "$(ls "$K/rel" | tr '\n' ' ')" = \
-	"algorithm allow_sha1 backend count created digest digest_files format import namespace padding pubkey.pem uid "
+	"algorithm allow_sha1 backend cert.asc cert.pem cert.pgp count created digest digest_files format import namespace padding pubkey.minisign pubkey.pem pubkey.ssh uid "
 for a in algorithm digest format padding allow_sha1 digest_files uid namespace; do
 	check "attribute $a is settable (0660)" stat_is "$K/rel/$a" "root:$A 660"
 done
@@ -101,7 +101,7 @@ check "algorithm unchanged after a bad value" test "$(cat "$K/Rel_2.0-x/algorith
 check_fails_with "unknown digest: EINVAL" "Invalid argument" bash -c "echo md5 > '$K/rel/digest'"
 check_fails_with "digest in upper case: EINVAL" "Invalid argument" bash -c "echo SHA256 > '$K/rel/digest'"
 check_fails_with "two words: EINVAL" "Invalid argument" bash -c "echo 'sha256 sha512' > '$K/rel/digest'"
-check_fails_with "format openpgp (not in this version): EINVAL" "Invalid argument" bash -c "echo openpgp > '$K/rel/format'"
+check_fails_with "format minisign for an ECDSA key: EINVAL" "Invalid argument" bash -c "echo minisign > '$K/rel/format'"
 check_fails_with "format bogus: EINVAL" "Invalid argument" bash -c "echo bogus > '$K/rel/format'"
 check "format unchanged" test "$(cat "$K/rel/format")" = raw
 check "format raw can be written" bash -c "echo raw > '$K/rel/format'"

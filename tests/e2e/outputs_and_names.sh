@@ -186,12 +186,12 @@ check "x.sig.txt is fine (reserved only at the end)" cp "$T/v1" "$I/x.sig.txt"
 check "x.sig.txt.sig verifies" verify_raw ed "$T/v1" "$I/x.sig.txt.sig"
 check "a name with a newline: EINVAL" test "$(py_errno "open('$I/a\\nb', 'wb')")" = EINVAL
 check "a name with a tab: EINVAL" test "$(py_errno "open('$I/a\\tb', 'wb')")" = EINVAL
-long251=$(printf 'n%.0s' $(seq 251))
-long252=$(printf 'n%.0s' $(seq 252))
-check "a 252-byte name: ENAMETOOLONG" test "$(py_errno "open('$I/$long252', 'wb')")" = ENAMETOOLONG
-check "a 251-byte name works" cp "$T/v2" "$I/$long251"
-check "and gets its .sig" verify_raw ed "$T/v2" "$I/$long251.sig"
-check "no file under a refused name" bash -c "! ls '$I' | grep -q -e '^a.b$' -e \"^$long252\""
+long247=$(printf 'n%.0s' $(seq 247))
+long248=$(printf 'n%.0s' $(seq 248))
+check "a 248-byte name: ENAMETOOLONG" test "$(py_errno "open('$I/$long248', 'wb')")" = ENAMETOOLONG
+check "a 247-byte name works" cp "$T/v2" "$I/$long247"
+check "and gets its .sig" verify_raw ed "$T/v2" "$I/$long247.sig"
+check "no file under a refused name" bash -c "! ls '$I' | grep -q -e '^a.b$' -e \"^$long248\""
 
 check "the daemon still signs" cp "$T/v1" "$I/last.bin"
 check "and that signature verifies" verify_raw ed "$T/v1" "$I/last.bin.sig"
