@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/hex.h"
 #include "common/log.h"
 #include "signer/digestline.h"
 
@@ -37,17 +38,6 @@ const struct sigfs_digest *sigfs_dl_suffix(const char *name, size_t *base_len)
 	if (best && base_len)
 		*base_len = nlen - best_slen;
 	return best;
-}
-
-static int hexval(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 /* Quote n bytes of untrusted text for an error line (escaped, shortened). */
@@ -90,7 +80,7 @@ enum sigfs_dl_result sigfs_dl_parse(const struct sigfs_digest *d, const char *ba
 	line = content;
 	for (tok = 0; tok < len && line[tok] != ' '; tok++)
 		;
-	for (nhex = 0; nhex < tok && hexval(line[nhex]) >= 0; nhex++)
+	for (nhex = 0; nhex < tok && sigfs_hex_digit(line[nhex]) >= 0; nhex++)
 		;
 	/* Only a line that looks like a digest is held to the digest rules. */
 	if (!(tok > 0 && nhex == tok) && tok != hexlen)
@@ -129,7 +119,7 @@ enum sigfs_dl_result sigfs_dl_parse(const struct sigfs_digest *d, const char *ba
 	}
 
 	for (size_t i = 0; i < d->len; i++)
-		value[i] = (uint8_t)(hexval(line[2 * i]) << 4 | hexval(line[2 * i + 1]));
+		value[i] = (uint8_t)(sigfs_hex_digit(line[2 * i]) << 4 | sigfs_hex_digit(line[2 * i + 1]));
 	return SIGFS_DL_OK;
 
 empty:

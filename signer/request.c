@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 
 #include "common/err.h"
+#include "common/hex.h"
 #include "common/sbuf.h"
 #include "signer/request.h"
 #include "signer/sha512.h"
@@ -166,17 +167,6 @@ static int parse_state(json_t *input, struct sigfs_request *req, char *err)
 	return r;
 }
 
-static int hex_value(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* {"type":"sigfs-digest-v1","algorithm":"sha256","digest":"<hex>"} */
 static int parse_digest(json_t *input, struct sigfs_request *req, char *err)
 {
@@ -207,10 +197,10 @@ static int parse_digest(json_t *input, struct sigfs_request *req, char *err)
 		uint8_t hi = 0, lo = 0;
 
 		if (sbuf_get_u8(&in, &hi) < 0 || sbuf_get_u8(&in, &lo) < 0 ||
-		    hex_value(hi) < 0 || hex_value(lo) < 0)
+		    sigfs_hex_digit(hi) < 0 || sigfs_hex_digit(lo) < 0)
 			return sigfs_seterr(err, -EINVAL, "the request's digest is not hexadecimal "
-					    "(at digit %zu)", 2 * i + (hex_value(hi) < 0 ? 0 : 1));
-		req->digest_value[i] = (uint8_t)(hex_value(hi) << 4 | hex_value(lo));
+					    "(at digit %zu)", 2 * i + (sigfs_hex_digit(hi) < 0 ? 0 : 1));
+		req->digest_value[i] = (uint8_t)(sigfs_hex_digit(hi) << 4 | sigfs_hex_digit(lo));
 	}
 	return 0;
 }
