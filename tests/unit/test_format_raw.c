@@ -5,12 +5,10 @@
  */
 #include <errno.h>
 #include <setjmp.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -22,13 +20,14 @@
 #include "common/sbuf.h"
 #include "signer/alg.h"
 #include "signer/format.h"
+#include "testlib.h"
 
 static const uint8_t msg[] = "an artifact to sign with the raw format\n";
 
 /* What the fake signer saw, and what it answers. */
 struct fake {
 	struct sigfs_sign_input in;
-	uint8_t seen[SIGFS_MAX_DIGEST];   /* the bytes asked to be signed (digest mode) */
+	uint8_t seen[SIGFS_MAX_DIGEST];   /* the bytes asked to t_be signed (digest mode) */
 	int calls;
 	int ret;
 };
@@ -208,67 +207,17 @@ static void test_errors_pass_through(void **state)
 /* End to end with the soft backend and the openssl command line. */
 
 static char tmpdir[1024];
-static struct sigfs_backend *be;
-
-static const char *conf_get(const struct sigfs_backend_conf *c, const char *key, const char *def)
-{
-	(void)c;
-	(void)key;
-	return def;
-}
-
-static int soft_sign(void *ctx, const struct sigfs_sign_input *in, uint8_t *sig, size_t *siglen,
-		     char *err)
-{
-	return be->ops->sign(be, ctx, in, sig, siglen, err);
-}
-
-static int run(const char *fmt, ...)
-{
-	char cmd[8192];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	assert_true(st != -1 && WIFEXITED(st));
-	return WEXITSTATUS(st);
-}
-
-static void write_file(const char *path, const void *p, size_t n)
-{
-	FILE *f = fopen(path, "wb");
-
-	assert_non_null(f);
-	assert_int_equal(fwrite(p, 1, n, f), n);
-	assert_int_equal(fclose(f), 0);
-}
 
 static int setup(void **state)
 {
-	const char *base = getenv("SIGFS_TEST_TMP");
-	struct sigfs_backend_conf conf = { .name = "soft", .get = conf_get };
-	char err[SIGFS_ERRLEN] = "";
-
 	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "%s/format_raw-XXXXXX", base ? base : "/tmp");
-	if (!mkdtemp(tmpdir))
-		return -1;
-	conf.state_dir = tmpdir;
-	if (sigfs_backend_type("soft")->open(&conf, &be, err) != 0) {
-		fprintf(stderr, "open soft backend: %s\n", err);
-		return -1;
-	}
-	return 0;
+	return t_soft_setup(tmpdir, sizeof(tmpdir), "format_raw");
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	be->ops->close(be);
-	run("rm -rf '%s'", tmpdir);
+	t_soft_teardown(tmpdir);
 	return 0;
 }
 
@@ -291,8 +240,8 @@ static void cli_case(const char *alg, const char *digest, enum sigfs_padding pad
 	};
 
 	snprintf(id, sizeof(id), "%s-%s-%s", alg, digest, sigfs_padding_name(pad));
-	assert_int_equal(be->ops->generate(be, id, a, err), 0);
-	assert_int_equal(be->ops->public_key(be, id, &pk, err), 0);
+	assert_int_equal(t_be->ops->generate(t_be, id, a, err), 0);
+	assert_int_equal(t_be->ops->public_key(t_be, id, &pk, err), 0);
 	snprintf(pub, sizeof(pub), "%s/%s.pub.pem", tmpdir, id);
 	snprintf(data, sizeof(data), "%s/%s", tmpdir, id);
 	snprintf(sigf, sizeof(sigf), "%s/%s%s", tmpdir, id, raw()->suffix);
@@ -301,7 +250,7 @@ static void cli_case(const char *alg, const char *digest, enum sigfs_padding pad
 	assert_int_equal(PEM_write_PUBKEY(f, pk), 1);
 	fclose(f);
 	EVP_PKEY_free(pk);
-	write_file(data, msg, sizeof(msg));
+	t_write_file(data, msg, sizeof(msg));
 
 	assert_int_equal(EVP_Digest(msg, sizeof(msg), dv, &dlen, sigfs_digest_md(d), NULL), 1);
 	if (raw()->needs_message(a)) {
@@ -309,9 +258,9 @@ static void cli_case(const char *alg, const char *digest, enum sigfs_padding pad
 		in.message_len = sizeof(msg);
 	}
 	sbuf_init(&out, SIGFS_MAX_SIG);
-	if (raw()->produce(&in, soft_sign, id, &out, err) != 0)
+	if (raw()->produce(&in, t_soft_sign, id, &out, err) != 0)
 		fail_msg("%s: %s", id, err);
-	write_file(sigf, out.d, out.len);
+	t_write_file(sigf, out.d, out.len);
 
 	if (a->kind == SIGFS_KIND_ED25519)
 		snprintf(verify, sizeof(verify),
@@ -321,10 +270,10 @@ static void cli_case(const char *alg, const char *digest, enum sigfs_padding pad
 		snprintf(verify, sizeof(verify),
 			 "openssl dgst %s -verify '%s' %s -signature '%s' '%s' >/dev/null 2>&1",
 			 d->cli, pub, sigopt, sigf, data);
-	assert_int_equal(run("%s", verify), 0);
+	assert_int_equal(t_run("%s", verify), 0);
 	out.d[out.len - 1] ^= 0x01;
-	write_file(sigf, out.d, out.len);
-	assert_int_not_equal(run("%s", verify), 0);
+	t_write_file(sigf, out.d, out.len);
+	assert_int_not_equal(t_run("%s", verify), 0);
 	sbuf_free(&out);
 }
 

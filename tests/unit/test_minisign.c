@@ -7,12 +7,10 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <setjmp.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -23,6 +21,7 @@
 #include "common/sbuf.h"
 #include "signer/alg.h"
 #include "signer/format.h"
+#include "testlib.h"
 
 static const uint8_t msg[] = "an artifact to sign with the minisign format\n";
 
@@ -35,15 +34,7 @@ static const struct sigfs_format *minisign(void)
 }
 
 static char tmpdir[1024];
-static struct sigfs_backend *be;
 static int sign_calls;
-
-static const char *conf_get(const struct sigfs_backend_conf *c, const char *key, const char *def)
-{
-	(void)c;
-	(void)key;
-	return def;
-}
 
 /* The soft backend, counting calls and pinning that minisign signs in message mode. */
 static int soft_sign(void *ctx, const struct sigfs_sign_input *in, uint8_t *sig, size_t *siglen,
@@ -51,30 +42,7 @@ static int soft_sign(void *ctx, const struct sigfs_sign_input *in, uint8_t *sig,
 {
 	sign_calls++;
 	assert_null(in->digest);
-	return be->ops->sign(be, ctx, in, sig, siglen, err);
-}
-
-static int run(const char *fmt, ...)
-{
-	char cmd[8192];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	assert_true(st != -1 && WIFEXITED(st));
-	return WEXITSTATUS(st);
-}
-
-static void write_file(const char *path, const void *p, size_t n)
-{
-	FILE *f = fopen(path, "wb");
-
-	assert_non_null(f);
-	assert_int_equal(fwrite(p, 1, n, f), n);
-	assert_int_equal(fclose(f), 0);
+	return t_soft_sign(ctx, in, sig, siglen, err);
 }
 
 /* Split text into lines (each ends in '\n'); returns how many. */
@@ -131,20 +99,12 @@ static struct sigfs_hasher *blake_state(const uint8_t *p, size_t n)
 
 static int setup(void **state)
 {
-	const char *base = getenv("SIGFS_TEST_TMP");
-	struct sigfs_backend_conf conf = { .name = "soft", .get = conf_get };
 	char err[SIGFS_ERRLEN] = "";
 
 	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "%s/minisign-XXXXXX", base ? base : "/tmp");
-	if (!mkdtemp(tmpdir))
+	if (t_soft_setup(tmpdir, sizeof(tmpdir), "minisign") != 0)
 		return -1;
-	conf.state_dir = tmpdir;
-	if (sigfs_backend_type("soft")->open(&conf, &be, err) != 0) {
-		fprintf(stderr, "open soft backend: %s\n", err);
-		return -1;
-	}
-	if (be->ops->generate(be, "rel", sigfs_alg_by_name("ed25519"), err) != 0) {
+	if (t_be->ops->generate(t_be, "rel", sigfs_alg_by_name("ed25519"), err) != 0) {
 		fprintf(stderr, "generate: %s\n", err);
 		return -1;
 	}
@@ -154,8 +114,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	be->ops->close(be);
-	run("rm -rf '%s'", tmpdir);
+	t_soft_teardown(tmpdir);
 	return 0;
 }
 
@@ -206,7 +165,7 @@ static void test_pubkey_file(void **state)
 	uint64_t num = 0;
 
 	(void)state;
-	assert_int_equal(be->ops->public_key(be, "rel", &pk, err), 0);
+	assert_int_equal(t_be->ops->public_key(t_be, "rel", &pk, err), 0);
 	k.pub = pk;
 	keyid_of(pk, pkraw, id);
 	sbuf_init(&out, 4096);
@@ -264,7 +223,7 @@ static void test_signature_lines_verify_with_openssl(void **state)
 	struct sbuf out;
 
 	(void)state;
-	assert_int_equal(be->ops->public_key(be, "rel", &pk, err), 0);
+	assert_int_equal(t_be->ops->public_key(t_be, "rel", &pk, err), 0);
 	keyid_of(pk, pkraw, id);
 	produce(pk, 1700000000, &out);
 	assert_int_equal(split_lines(&out, text, sizeof(text), lines, 5), 4);
@@ -304,7 +263,7 @@ static void test_without_blake2b_refused(void **state)
 	char err[SIGFS_ERRLEN] = "";
 
 	(void)state;
-	assert_int_equal(be->ops->public_key(be, "rel", &pk, err), 0);
+	assert_int_equal(t_be->ops->public_key(t_be, "rel", &pk, err), 0);
 	k.pub = pk;
 	sign_calls = 0;
 	sbuf_init(&out, 4096);
@@ -337,7 +296,7 @@ static void test_minisign_verifies(void **state)
 	struct sbuf out, pub;
 
 	(void)state;
-	assert_int_equal(be->ops->public_key(be, "rel", &pk, err), 0);
+	assert_int_equal(t_be->ops->public_key(t_be, "rel", &pk, err), 0);
 	k.pub = pk;
 	snprintf(pubf, sizeof(pubf), "%s/pubkey.minisign", tmpdir);
 	snprintf(data, sizeof(data), "%s/fw-1.0.bin", tmpdir);
@@ -346,16 +305,16 @@ static void test_minisign_verifies(void **state)
 	snprintf(outf, sizeof(outf), "%s/minisign.out", tmpdir);
 	sbuf_init(&pub, 4096);
 	assert_int_equal(minisign()->attrs[0].render(&k, soft_sign, "rel", &pub, err), 0);
-	write_file(pubf, pub.d, pub.len);
+	t_write_file(pubf, pub.d, pub.len);
 	produce(pk, 1700000001, &out);
-	write_file(sigf, out.d, out.len);
-	write_file(data, msg, sizeof(msg));
-	write_file(other, msg, sizeof(msg) - 1);
+	t_write_file(sigf, out.d, out.len);
+	t_write_file(data, msg, sizeof(msg));
+	t_write_file(other, msg, sizeof(msg) - 1);
 
-	assert_int_equal(run("minisign -Vm '%s' -p '%s' > '%s' 2>&1", data, pubf, outf), 0);
-	assert_int_equal(run("grep -qx 'Trusted comment: timestamp:1700000001\tfile:fw-1.0.bin\thashed' '%s'",
+	assert_int_equal(t_run("minisign -Vm '%s' -p '%s' > '%s' 2>&1", data, pubf, outf), 0);
+	assert_int_equal(t_run("grep -qx 'Trusted comment: timestamp:1700000001\tfile:fw-1.0.bin\thashed' '%s'",
 			     outf), 0);
-	assert_int_equal(run("minisign -Vm '%s' -x '%s' -p '%s' >/dev/null 2>&1", other, sigf, pubf), 1);
+	assert_int_equal(t_run("minisign -Vm '%s' -x '%s' -p '%s' >/dev/null 2>&1", other, sigf, pubf), 1);
 	sbuf_free(&out);
 	sbuf_free(&pub);
 	EVP_PKEY_free(pk);

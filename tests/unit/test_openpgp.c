@@ -10,12 +10,10 @@
  */
 #include <errno.h>
 #include <setjmp.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -29,6 +27,7 @@
 #include "signer/format.h"
 #include "signer/hasher.h"
 #include "signer/openpgp.h"
+#include "testlib.h"
 
 /* RFC 4880bis, "Sample EdDSA key": secret D, public Q, created 2014-08-19 14:28:27. */
 static const uint8_t vec_d[32] = {
@@ -683,42 +682,16 @@ static void test_refusals(void **state)
 
 static char tmpdir[1024];
 
-static int run(const char *fmt_, ...)
-{
-	char cmd[8192];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt_);
-	vsnprintf(cmd, sizeof(cmd), fmt_, ap);
-	va_end(ap);
-	st = system(cmd);
-	assert_true(st != -1 && WIFEXITED(st));
-	return WEXITSTATUS(st);
-}
-
-static void write_file(const char *path, const void *p, size_t n)
-{
-	FILE *f = fopen(path, "wb");
-
-	assert_non_null(f);
-	assert_int_equal(fwrite(p, 1, n, f), n);
-	assert_int_equal(fclose(f), 0);
-}
-
 static int setup(void **state)
 {
-	const char *base = getenv("SIGFS_TEST_TMP");
-
 	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "%s/openpgp-XXXXXX", base ? base : "/tmp");
-	return mkdtemp(tmpdir) ? 0 : -1;
+	return t_mkdtemp(tmpdir, sizeof(tmpdir), "openpgp");
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	run("rm -rf '%s'", tmpdir);
+	t_run("rm -rf '%s'", tmpdir);
 	return 0;
 }
 
@@ -732,16 +705,16 @@ static int tools_verify(const char *tag, const uint8_t *cert, size_t cert_len, c
 	snprintf(s, sizeof(s), "%s/%s.sig", tmpdir, tag);
 	snprintf(d, sizeof(d), "%s/%s.data", tmpdir, tag);
 	snprintf(home, sizeof(home), "%s/%s.gnupg", tmpdir, tag);
-	write_file(c, cert, cert_len);
-	write_file(s, sig, sig_len);
-	write_file(d, artifact, sizeof(artifact));
-	if (run("rm -rf '%s' && mkdir -m 700 '%s' && GNUPGHOME='%s' gpg --batch --quiet --import '%s' 2>/dev/null",
+	t_write_file(c, cert, cert_len);
+	t_write_file(s, sig, sig_len);
+	t_write_file(d, artifact, sizeof(artifact));
+	if (t_run("rm -rf '%s' && mkdir -m 700 '%s' && GNUPGHOME='%s' gpg --batch --quiet --import '%s' 2>/dev/null",
 		home, home, home, c) != 0)
 		return 0;
-	if (run("GNUPGHOME='%s' gpg --batch --status-fd 1 --verify '%s' '%s' 2>/dev/null | grep -q '^\\[GNUPG:\\] VALIDSIG '",
+	if (t_run("GNUPGHOME='%s' gpg --batch --status-fd 1 --verify '%s' '%s' 2>/dev/null | grep -q '^\\[GNUPG:\\] VALIDSIG '",
 		home, s, d) != 0)
 		return 0;
-	return run("sq verify --signer-cert '%s' --detached '%s' '%s' >/dev/null 2>&1", c, s, d) == 0;
+	return t_run("sq verify --signer-cert '%s' --detached '%s' '%s' >/dev/null 2>&1", c, s, d) == 0;
 }
 
 /*
@@ -817,22 +790,22 @@ static void test_cert_files(void **state)
 	snprintf(path, sizeof(path), "%s/vec.pgp", tmpdir);
 	snprintf(asc, sizeof(asc), "%s/vec.asc", tmpdir);
 	snprintf(out, sizeof(out), "%s/vec.list", tmpdir);
-	write_file(path, bin.d, bin.len);
-	write_file(asc, arm.d, arm.len);
+	t_write_file(path, bin.d, bin.len);
+	t_write_file(asc, arm.d, arm.len);
 	/* Both files name the sample key's published fingerprint and the user ID. */
-	assert_int_equal(run("gpg --batch --with-colons --show-keys '%s' >'%s' 2>/dev/null && "
+	assert_int_equal(t_run("gpg --batch --with-colons --show-keys '%s' >'%s' 2>/dev/null && "
 			     "grep -q '^fpr:::::::::C959BDBAFA32A2F89A153B678CFDE12197965A9A:' '%s' && "
 			     "grep -q '^uid:.*Sample Key <sample@sigfs.test>' '%s' && "
 			     "grep -q '^uid:[^:]*::::1408458507:' '%s' && "
 			     "grep -Eq '^pub:[^:]*:255:22:8CFDE12197965A9A:1408458507:([^:]*:){5}s' '%s'",
 			     path, out, out, out, out, out), 0);
-	assert_int_equal(run("gpg --batch --with-colons --show-keys '%s' 2>/dev/null | "
+	assert_int_equal(t_run("gpg --batch --with-colons --show-keys '%s' 2>/dev/null | "
 			     "grep -q '^fpr:::::::::C959BDBAFA32A2F89A153B678CFDE12197965A9A:'", asc), 0);
-	assert_int_equal(run("sq inspect '%s' 2>/dev/null >'%s' && "
+	assert_int_equal(t_run("sq inspect '%s' 2>/dev/null >'%s' && "
 			     "grep -q 'Fingerprint: C959BDBAFA32A2F89A153B678CFDE12197965A9A' '%s' && "
 			     "grep -q 'Key flags: signing' '%s'", path, out, out, out), 0);
 	/* The armor is what gpg --dearmor turns back into the binary file. */
-	assert_int_equal(run("gpg --batch --dearmor <'%s' | cmp -s - '%s'", asc, path), 0);
+	assert_int_equal(t_run("gpg --batch --dearmor <'%s' | cmp -s - '%s'", asc, path), 0);
 	sbuf_free(&bin);
 	sbuf_free(&arm);
 	EVP_PKEY_free(s.key);

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -26,6 +25,7 @@
 #include "backends/backend.h"
 #include "common/err.h"
 #include "signer/alg.h"
+#include "testlib.h"
 
 static char tmpdir[4096];
 static struct sigfs_backend *be;
@@ -69,15 +69,6 @@ static void path_of(char *out, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void write_file(const char *path, const void *p, size_t n)
-{
-	FILE *f = fopen(path, "wb");
-
-	assert_non_null(f);
-	assert_int_equal(fwrite(p, 1, n, f), n);
-	assert_int_equal(fclose(f), 0);
-}
-
 static uint8_t *read_file(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
@@ -88,21 +79,6 @@ static uint8_t *read_file(const char *path, size_t *len)
 	*len = fread(p, 1, 65536, f);
 	fclose(f);
 	return p;
-}
-
-/* Run a shell command; its exit status. */
-static int run(const char *fmt, ...)
-{
-	char cmd[8192];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	assert_true(st != -1 && WIFEXITED(st));
-	return WEXITSTATUS(st);
 }
 
 /* Sign msg with key id: digest mode with d, or message mode when d is NULL. */
@@ -184,13 +160,11 @@ static void sign_and_verify(const char *id, const struct sigfs_alg *alg,
 
 static int setup(void **state)
 {
-	const char *base = getenv("SIGFS_TEST_TMP");
 	const struct sigfs_alg *a;
 	char err[SIGFS_ERRLEN] = "";
 
 	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "%s/soft-XXXXXX", base ? base : "/tmp");
-	if (!mkdtemp(tmpdir))
+	if (t_mkdtemp(tmpdir, sizeof(tmpdir), "soft") != 0)
 		return -1;
 	be = open_backend(NULL);
 	/* One key per algorithm, named after it. */
@@ -206,7 +180,7 @@ static int teardown(void **state)
 {
 	(void)state;
 	be->ops->close(be);
-	run("rm -rf '%s'", tmpdir);
+	t_run("rm -rf '%s'", tmpdir);
 	return 0;
 }
 
@@ -266,23 +240,23 @@ static void cli_case(const char *id, const char *digest, enum sigfs_padding pad)
 	assert_int_equal(PEM_write_PUBKEY(f, pk), 1);
 	fclose(f);
 	EVP_PKEY_free(pk);
-	write_file(data, msg, sizeof(msg));
+	t_write_file(data, msg, sizeof(msg));
 
 	assert_int_equal(sign_msg(id, a, d, pad, sig, &siglen, err), 0);
-	write_file(sigf, sig, siglen);
+	t_write_file(sigf, sig, siglen);
 	if (d) {
-		assert_int_equal(run("openssl dgst %s -verify '%s' %s -signature '%s' '%s' >/dev/null",
+		assert_int_equal(t_run("openssl dgst %s -verify '%s' %s -signature '%s' '%s' >/dev/null",
 				     d->cli, pub, sigopt, sigf, data), 0);
 		sig[siglen - 1] ^= 0x01;
-		write_file(sigf, sig, siglen);
-		assert_int_not_equal(run("openssl dgst %s -verify '%s' %s -signature '%s' '%s' >/dev/null 2>&1",
+		t_write_file(sigf, sig, siglen);
+		assert_int_not_equal(t_run("openssl dgst %s -verify '%s' %s -signature '%s' '%s' >/dev/null 2>&1",
 					 d->cli, pub, sigopt, sigf, data), 0);
 	} else {
-		assert_int_equal(run("openssl pkeyutl -verify -pubin -inkey '%s' -rawin -in '%s' -sigfile '%s' >/dev/null",
+		assert_int_equal(t_run("openssl pkeyutl -verify -pubin -inkey '%s' -rawin -in '%s' -sigfile '%s' >/dev/null",
 				     pub, data, sigf), 0);
 		sig[siglen - 1] ^= 0x01;
-		write_file(sigf, sig, siglen);
-		assert_int_not_equal(run("openssl pkeyutl -verify -pubin -inkey '%s' -rawin -in '%s' -sigfile '%s' >/dev/null 2>&1",
+		t_write_file(sigf, sig, siglen);
+		assert_int_not_equal(t_run("openssl pkeyutl -verify -pubin -inkey '%s' -rawin -in '%s' -sigfile '%s' >/dev/null 2>&1",
 					 pub, data, sigf), 0);
 	}
 }
@@ -353,7 +327,7 @@ static void import_case(const char *cmd, const char *want)
 
 	snprintf(id, sizeof(id), "imp-%s", want);
 	path_of(p, sizeof(p), "%s.in.pem", id);
-	assert_int_equal(run("%s > '%s' 2>/dev/null", cmd, p), 0);
+	assert_int_equal(t_run("%s > '%s' 2>/dev/null", cmd, p), 0);
 	pem = read_file(p, &len);
 	if (be->ops->import_pem(be, id, pem, len, &alg, err) != 0)
 		fail_msg("import %s: %s", want, err);
@@ -402,7 +376,7 @@ static void import_cmd_fails(const char *id, const char *cmd)
 	size_t len;
 
 	path_of(p, sizeof(p), "%s.in.pem", id);
-	assert_int_equal(run("%s > '%s' 2>/dev/null", cmd, p), 0);
+	assert_int_equal(t_run("%s > '%s' 2>/dev/null", cmd, p), 0);
 	pem = read_file(p, &len);
 	import_fails(id, pem, len);
 	free(pem);

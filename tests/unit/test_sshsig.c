@@ -6,12 +6,10 @@
  */
 #include <errno.h>
 #include <setjmp.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -22,6 +20,7 @@
 #include "common/sbuf.h"
 #include "signer/alg.h"
 #include "signer/format.h"
+#include "testlib.h"
 
 static const uint8_t msg[] = "an artifact to sign with the sshsig format\n";
 
@@ -210,7 +209,7 @@ static void test_table_and_check(void **state)
 	}
 }
 
-/* Ed25519 signs the to-be-signed blob itself (message mode); the blob parses back. */
+/* Ed25519 signs the to-t_be-signed blob itself (message mode); the blob parses back. */
 static void test_ed25519_blob(void **state)
 {
 	static const uint8_t answer[64] = { 1, 2, 3 };
@@ -450,67 +449,17 @@ static void test_other_hashes_refused(void **state)
 /* End to end with the soft backend and ssh-keygen. */
 
 static char tmpdir[1024];
-static struct sigfs_backend *be;
-
-static const char *conf_get(const struct sigfs_backend_conf *c, const char *key, const char *def)
-{
-	(void)c;
-	(void)key;
-	return def;
-}
-
-static int soft_sign(void *ctx, const struct sigfs_sign_input *in, uint8_t *sig, size_t *siglen,
-		     char *err)
-{
-	return be->ops->sign(be, ctx, in, sig, siglen, err);
-}
-
-static int run(const char *fmt, ...)
-{
-	char cmd[8192];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	assert_true(st != -1 && WIFEXITED(st));
-	return WEXITSTATUS(st);
-}
-
-static void write_file(const char *path, const void *p, size_t n)
-{
-	FILE *f = fopen(path, "wb");
-
-	assert_non_null(f);
-	assert_int_equal(fwrite(p, 1, n, f), n);
-	assert_int_equal(fclose(f), 0);
-}
 
 static int setup(void **state)
 {
-	const char *base = getenv("SIGFS_TEST_TMP");
-	struct sigfs_backend_conf conf = { .name = "soft", .get = conf_get };
-	char err[SIGFS_ERRLEN] = "";
-
 	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "%s/sshsig-XXXXXX", base ? base : "/tmp");
-	if (!mkdtemp(tmpdir))
-		return -1;
-	conf.state_dir = tmpdir;
-	if (sigfs_backend_type("soft")->open(&conf, &be, err) != 0) {
-		fprintf(stderr, "open soft backend: %s\n", err);
-		return -1;
-	}
-	return 0;
+	return t_soft_setup(tmpdir, sizeof(tmpdir), "sshsig");
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	be->ops->close(be);
-	run("rm -rf '%s'", tmpdir);
+	t_soft_teardown(tmpdir);
 	return 0;
 }
 
@@ -527,35 +476,35 @@ static void cli_case(const char *alg, const char *ns)
 
 	snprintf(id, sizeof(id), "ssh-%s", alg);
 	k.name = id;
-	assert_int_equal(be->ops->generate(be, id, a, err), 0);
-	assert_int_equal(be->ops->public_key(be, id, &pk, err), 0);
+	assert_int_equal(t_be->ops->generate(t_be, id, a, err), 0);
+	assert_int_equal(t_be->ops->public_key(t_be, id, &pk, err), 0);
 	k.pub = pk;
 	snprintf(data, sizeof(data), "%s/%s", tmpdir, id);
 	snprintf(sigf, sizeof(sigf), "%s/%s.sig", tmpdir, id);
 	snprintf(signers, sizeof(signers), "%s/%s.allowed", tmpdir, id);
-	write_file(data, msg, sizeof(msg));
+	t_write_file(data, msg, sizeof(msg));
 
 	sbuf_init(&line, 1 << 16);
-	assert_int_equal(sshsig()->attrs[0].render(&k, soft_sign, id, &line, err), 0);
+	assert_int_equal(sshsig()->attrs[0].render(&k, t_soft_sign, id, &line, err), 0);
 	assert_int_equal(line.d[line.len - 1], '\n');
 	f = fopen(signers, "w");
 	assert_non_null(f);
 	fprintf(f, "builder@example.org namespaces=\"%s\" %.*s", ns, (int)line.len, line.d);
 	fclose(f);
 	/* The line ends in the key name as its comment. */
-	assert_int_equal(run("grep -q ' %s$' '%s'", id, signers), 0);
+	assert_int_equal(t_run("grep -q ' %s$' '%s'", id, signers), 0);
 
 	sbuf_init(&out, 1 << 16);
-	if (sshsig()->produce(&in, soft_sign, id, &out, err) != 0)
+	if (sshsig()->produce(&in, t_soft_sign, id, &out, err) != 0)
 		fail_msg("%s: %s", id, err);
-	write_file(sigf, out.d, out.len);
+	t_write_file(sigf, out.d, out.len);
 	snprintf(verify, sizeof(verify),
 		 "ssh-keygen -Y verify -f '%s' -I builder@example.org -n '%%s' -s '%s' < '%%s' >/dev/null 2>&1",
 		 signers, sigf);
-	assert_int_equal(run(verify, ns, data), 0);
+	assert_int_equal(t_run(verify, ns, data), 0);
 	/* Another namespace, other bytes: refused. */
-	assert_int_not_equal(run(verify, "git", data), 0);
-	assert_int_not_equal(run(verify, ns, signers), 0);
+	assert_int_not_equal(t_run(verify, "git", data), 0);
+	assert_int_not_equal(t_run(verify, ns, signers), 0);
 	sbuf_free(&out);
 	sbuf_free(&line);
 	sigfs_hasher_free(h);
