@@ -7,9 +7,11 @@
 #include "backends/backend.h"
 
 extern const struct sigfs_backend_ops sigfs_backend_soft;
+extern const struct sigfs_backend_ops sigfs_backend_pkcs11;
 
 static const struct sigfs_backend_ops *const types[] = {
 	&sigfs_backend_soft,
+	&sigfs_backend_pkcs11,
 };
 #define N_TYPES (sizeof(types) / sizeof(types[0]))
 

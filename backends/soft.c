@@ -35,6 +35,7 @@
 #include <openssl/x509.h>
 
 #include "backends/backend.h"
+#include "common/dirutil.h"
 #include "common/err.h"
 
 /* An RSA-4096 PKCS#8 PEM is about 3.3 KiB; anything much larger is not ours. */
@@ -125,26 +126,6 @@ static int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
-/* Remove temporary key files that a crash left behind: they hold private keys. */
-static void remove_leftovers(int dirfd)
-{
-	int fd = dup(dirfd);
-	DIR *d;
-	struct dirent *de;
-
-	if (fd < 0)
-		return;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return;
-	}
-	while ((de = readdir(d)))
-		if (strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0)
-			unlinkat(dirfd, de->d_name, 0);
-	closedir(d);
-}
-
 static int soft_open(const struct sigfs_backend_conf *conf, struct sigfs_backend **out, char *err)
 {
 	const char *dir = conf->get ? conf->get(conf, "dir", NULL) : NULL;
@@ -186,7 +167,8 @@ static int soft_open(const struct sigfs_backend_conf *conf, struct sigfs_backend
 		return sigfs_seterr(err, r, "soft backend: cannot make %s private (mode 0700): %s",
 				    dir, strerror(-r));
 	}
-	remove_leftovers(fd);
+	/* Temporary key files a crash left behind hold private keys. */
+	sigfs_unlink_prefixed(fd, NULL, TMP_PREFIX);
 
 	b = calloc(1, sizeof(*b));
 	s = calloc(1, sizeof(*s));

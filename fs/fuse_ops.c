@@ -22,6 +22,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1094,8 +1095,10 @@ out:
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	char err[SIGFS_ERRLEN];
+	char err[SIGFS_ERRLEN], key[NAME_MAX + 1];   /* the kernel's limit: never cut */
+	struct fuse_entry_param e;
 	struct sigfs_key k;
+	const char *at;
 	struct fs_node p, n;
 	int r;
 
@@ -1111,18 +1114,29 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		refuse(req, EPERM, "keys are created with mkdir in .ctl/keys/", name);
 		return;
 	}
-	r = sigfs_keys_create(fs->ks, name, fuse_req_ctx(req)->uid, err);
+	/* KEY@BACKEND creates KEY on the named backend ('@' is no key name character). */
+	at = strchr(name, '@');
+	snprintf(key, sizeof(key), "%.*s", at ? (int)(at - name) : (int)strlen(name), name);
+	r = sigfs_keys_create(fs->ks, key, at ? at + 1 : NULL, fuse_req_ctx(req)->uid, err);
 	if (r < 0) {
 		refuse(req, -r, err, name);
 		return;
 	}
-	learn(name, NULL, &n);
-	r = sigfs_keys_get(fs->ks, name, &k);
+	learn(key, NULL, &n);
+	r = sigfs_keys_get(fs->ks, key, &k);
 	if (r == 0)
 		r = resolve((TAG_KEYDIR << 56) | k.ino, &n);
 	if (r < 0)
 		goto out_err;
-	return reply_entry(req, &n);
+	if (!at)
+		return reply_entry(req, &n);
+	/* The kernel names the new entry KEY@BACKEND: let it ask again, so it learns KEY. */
+	r = make_entry(&n, &e);
+	if (r < 0)
+		goto out_err;
+	e.entry_timeout = 0;
+	fuse_reply_entry(req, &e);
+	return;
 out_err:
 	fuse_reply_err(req, -r);
 }

@@ -23,6 +23,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "common/dirutil.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "signer/keys.h"
@@ -127,7 +128,9 @@ int sigfs_keys_name_ok(const char *name, char *err)
 
 /* --- backends ------------------------------------------------------------ */
 
-static struct sigfs_backend *backend_get(struct sigfs_keys *ks, const char *name, char *err)
+/* Backend name, opened on first use into *out; 0 or the reason it cannot be (in err). */
+static int backend_open(struct sigfs_keys *ks, const char *name, struct sigfs_backend **out,
+			char *err)
 {
 	struct sigfs_backend_conf conf;
 	const struct sigfs_backend_ops *ops;
@@ -135,31 +138,37 @@ static struct sigfs_backend *backend_get(struct sigfs_keys *ks, const char *name
 	const char *type;
 	int r;
 
-	for (size_t i = 0; i < ks->nbackends; i++)
-		if (strcmp(ks->backends[i]->name, name) == 0)
-			return ks->backends[i];
-	if (ks->nbackends == MAX_BACKENDS) {
-		sigfs_seterr(err, -ENOSPC, "too many backends (at most %d)", MAX_BACKENDS);
-		return NULL;
+	for (size_t i = 0; i < ks->nbackends; i++) {
+		if (strcmp(ks->backends[i]->name, name) == 0) {
+			*out = ks->backends[i];
+			return 0;
+		}
 	}
+	if (ks->nbackends == MAX_BACKENDS)
+		return sigfs_seterr(err, -ENOSPC, "too many backends (at most %d)", MAX_BACKENDS);
 	sigfs_config_backend(ks->cfg, name, &conf);
 	type = conf.get(&conf, "type", strcmp(name, "soft") == 0 ? "soft" : NULL);
-	if (!type) {
-		sigfs_seterr(err, -ENOENT, "backend %s is not configured: add [backend %s] with a type",
-			     name, name);
-		return NULL;
-	}
+	if (!type)
+		return sigfs_seterr(err, -ENOENT,
+				    "backend %s is not configured: add [backend %s] with a type",
+				    name, name);
 	ops = sigfs_backend_type(type);
-	if (!ops) {
-		sigfs_seterr(err, -EINVAL, "backend %s has unknown type %s", name, type);
-		return NULL;
-	}
+	if (!ops)
+		return sigfs_seterr(err, -EINVAL, "backend %s has unknown type %s", name, type);
 	r = ops->open(&conf, &b, err);
 	if (r < 0)
-		return NULL;
+		return r;
 	snprintf(b->name, sizeof(b->name), "%s", name);
 	ks->backends[ks->nbackends++] = b;
-	return b;
+	*out = b;
+	return 0;
+}
+
+static struct sigfs_backend *backend_get(struct sigfs_keys *ks, const char *name, char *err)
+{
+	struct sigfs_backend *b = NULL;
+
+	return backend_open(ks, name, &b, err) < 0 ? NULL : b;
 }
 
 /* --- metadata files -------------------------------------------------------- */
@@ -414,37 +423,17 @@ int sigfs_keys_inbox_root(struct sigfs_keys *ks)
 	return ks->inbox_fd;
 }
 
-/* Remove the files of keys/NAME whose names start with prefix ("" for all). */
-static void remove_files(struct sigfs_keys *ks, const char *name, const char *prefix)
-{
-	int fd = openat(ks->keys_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	struct dirent *de;
-	DIR *d;
-
-	if (fd < 0)
-		return;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return;
-	}
-	while ((de = readdir(d)))
-		if (de->d_type != DT_DIR && strncmp(de->d_name, prefix, strlen(prefix)) == 0)
-			unlinkat(dirfd(d), de->d_name, 0);
-	closedir(d);
-}
-
 /* Remove keys/NAME and everything in it (only our own small files). */
 static void remove_keydir(struct sigfs_keys *ks, const char *name)
 {
-	remove_files(ks, name, "");
+	sigfs_unlink_prefixed(ks->keys_fd, name, "");
 	unlinkat(ks->keys_fd, name, AT_REMOVEDIR);
 }
 
 /* The key changed: what formats rendered from it (certificates...) is stale. */
 static void key_changed(struct sigfs_keys *ks, struct keyent *e)
 {
-	remove_files(ks, e->k.name, CACHE_PREFIX);
+	sigfs_unlink_prefixed(ks->keys_fd, e->k.name, CACHE_PREFIX);
 	EVP_PKEY_free(e->pub);
 	e->pub = NULL;
 }
@@ -453,7 +442,8 @@ static void key_changed(struct sigfs_keys *ks, struct keyent *e)
  * The key store's lock is not held while the backend generates (seconds for
  * RSA-4096): keys/NAME, created with mkdir, is what reserves the name.
  */
-int sigfs_keys_create(struct sigfs_keys *ks, const char *name, uid_t uid, char *err)
+int sigfs_keys_create(struct sigfs_keys *ks, const char *name, const char *backend, uid_t uid,
+		      char *err)
 {
 	const struct sigfs_config *cfg = ks->cfg;
 	struct sigfs_backend *b = NULL;
@@ -468,8 +458,7 @@ int sigfs_keys_create(struct sigfs_keys *ks, const char *name, uid_t uid, char *
 	if (find(ks, name)) {
 		r = sigfs_seterr(err, -EEXIST, "key %s exists", name);
 	} else {
-		b = backend_get(ks, cfg->default_backend, err);
-		r = b ? 0 : -EIO;
+		r = backend_open(ks, backend ? backend : cfg->default_backend, &b, err);
 	}
 	pthread_mutex_unlock(&ks->lock);
 	if (r < 0)

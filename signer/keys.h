@@ -54,8 +54,12 @@ void sigfs_keys_close(struct sigfs_keys *ks);
 /* Is name a valid key name? ([A-Za-z0-9_-][A-Za-z0-9._-]{0,63}) */
 int sigfs_keys_name_ok(const char *name, char *err);
 
-/* Create key name with the configured defaults on the default backend; uid is audited. */
-int sigfs_keys_create(struct sigfs_keys *ks, const char *name, uid_t uid, char *err);
+/*
+ * Create key name with the configured defaults on backend (NULL: the default
+ * backend, [keys] backend); uid is audited.
+ */
+int sigfs_keys_create(struct sigfs_keys *ks, const char *name, const char *backend, uid_t uid,
+		      char *err);
 /* Delete key name: its inbox must be empty (-ENOTEMPTY). */
 int sigfs_keys_delete(struct sigfs_keys *ks, const char *name, uid_t uid, char *err);
 

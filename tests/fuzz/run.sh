@@ -14,7 +14,7 @@ if ! command -v clang >/dev/null; then
 	echo "fuzz: clang is not installed: install clang and libclang-rt-14-dev (bash scripts/deps)" >&2
 	exit 1
 fi
-for pc in openssl jansson; do
+for pc in openssl jansson p11-kit-1; do
 	pkg-config --exists "$pc" || { echo "fuzz: pkg-config does not find $pc (bash scripts/deps)" >&2; exit 1; }
 done
 
@@ -24,7 +24,7 @@ rm -f "$out"/obj/*.o
 cflags=(-g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 	-fno-omit-frame-pointer -std=gnu11 -D_GNU_SOURCE -DFUSE_USE_VERSION=314
 	'-DSIGFS_VERSION="fuzz"' -I"$src" -I/usr/include/iniparser)
-read -r -a pcflags <<<"$(pkg-config --cflags openssl jansson)"
+read -r -a pcflags <<<"$(pkg-config --cflags openssl jansson p11-kit-1)"
 read -r -a pclibs <<<"$(pkg-config --libs openssl jansson)"
 cflags+=("${pcflags[@]}")
 
@@ -38,7 +38,7 @@ for p in "${pids[@]}"; do
 	wait "$p" || { echo "fuzz: compiling with clang failed (see above)" >&2; exit 1; }
 done
 clang -fsanitize=fuzzer,address,undefined "$out"/obj/*.o -o "$out/fuzz_request" \
-	"${pclibs[@]}" -liniparser -lpthread
+	"${pclibs[@]}" -liniparser -lpthread -ldl
 
 # New inputs go to $out/corpus; the seeds in the source tree are only read.
 "$out/fuzz_request" -max_total_time="$seconds" -max_len=16384 -timeout=10 \

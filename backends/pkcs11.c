@@ -1,0 +1,1087 @@
+/*
+ * pkcs11.c: keys on a PKCS#11 token (YubiHSM 2, Nitrokey HSM, SoftHSM2 ...).
+ * The vendor module is loaded with dlopen ([backend NAME] module), the token
+ * is found by its label (token_label) and the user PIN is read from pin_file,
+ * which must be owned by the daemon's user and readable by it alone; the PIN
+ * is wiped as soon as C_Login has it and read again for the next login.
+ *
+ * A key is a private/public object pair whose CKA_LABEL (and CKA_ID) is the
+ * key id; the private half is sensitive and not extractable. Each signer
+ * worker has its own logged-in R/W session, opened on first use and reopened
+ * once when the token says the session is gone; administrative calls
+ * (generate, remove, public key) use one more session. A mutex per session
+ * keeps PKCS#11's one-operation-per-session rule. Which mechanisms are used is
+ * in docs/backend-pkcs11.md.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <p11-kit/pkcs11.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/objects.h>
+#include <openssl/param_build.h>
+#include <openssl/x509.h>
+
+#include "backends/backend.h"
+#include "common/err.h"
+
+extern const struct sigfs_backend_ops sigfs_backend_pkcs11;
+
+#define PIN_MAX 256
+#define LABEL_MAX 128
+#define MAX_MODULES 16
+
+struct sess {
+	pthread_mutex_t lock;
+	CK_SESSION_HANDLE h;
+	bool open;
+	/* The private key last used, valid while the backend's generation is unchanged. */
+	char key_id[LABEL_MAX];
+	CK_OBJECT_HANDLE key;
+	unsigned long key_gen;
+};
+
+struct p11 {
+	char name[64];
+	char pin_file[4096];
+	void *dl;
+	CK_FUNCTION_LIST_PTR f;
+	CK_SLOT_ID slot;
+	CK_MECHANISM_TYPE *mechs;
+	CK_ULONG nmechs;
+	unsigned nsess;               /* workers + 1; the last one is for admin calls */
+	struct sess *sess;
+	unsigned long gen;            /* bumped when keys are created or destroyed */
+};
+
+/* The outcome of the last PKCS#11 call of an operation, to decide on a retry. */
+struct call {
+	CK_RV rv;
+};
+
+/* --- CKR names and errnos ---------------------------------------------------- */
+
+static const struct {
+	CK_RV rv;
+	const char *name;
+	int code;
+} ckrs[] = {
+	{ CKR_OK, "CKR_OK", 0 },
+	{ CKR_HOST_MEMORY, "CKR_HOST_MEMORY", -ENOMEM },
+	{ CKR_SLOT_ID_INVALID, "CKR_SLOT_ID_INVALID", -ENODEV },
+	{ CKR_GENERAL_ERROR, "CKR_GENERAL_ERROR", -EIO },
+	{ CKR_FUNCTION_FAILED, "CKR_FUNCTION_FAILED", -EIO },
+	{ CKR_ARGUMENTS_BAD, "CKR_ARGUMENTS_BAD", -EINVAL },
+	{ CKR_ATTRIBUTE_VALUE_INVALID, "CKR_ATTRIBUTE_VALUE_INVALID", -EINVAL },
+	{ CKR_ATTRIBUTE_TYPE_INVALID, "CKR_ATTRIBUTE_TYPE_INVALID", -EINVAL },
+	{ CKR_ATTRIBUTE_SENSITIVE, "CKR_ATTRIBUTE_SENSITIVE", -EPERM },
+	{ CKR_DATA_INVALID, "CKR_DATA_INVALID", -EINVAL },
+	{ CKR_DATA_LEN_RANGE, "CKR_DATA_LEN_RANGE", -EINVAL },
+	{ CKR_DEVICE_ERROR, "CKR_DEVICE_ERROR", -EIO },
+	{ CKR_DEVICE_MEMORY, "CKR_DEVICE_MEMORY", -ENOSPC },
+	{ CKR_DEVICE_REMOVED, "CKR_DEVICE_REMOVED", -ENODEV },
+	{ CKR_FUNCTION_CANCELED, "CKR_FUNCTION_CANCELED", -ECANCELED },
+	{ CKR_FUNCTION_NOT_SUPPORTED, "CKR_FUNCTION_NOT_SUPPORTED", -EOPNOTSUPP },
+	{ CKR_KEY_HANDLE_INVALID, "CKR_KEY_HANDLE_INVALID", -ENOENT },
+	{ CKR_KEY_SIZE_RANGE, "CKR_KEY_SIZE_RANGE", -EOPNOTSUPP },
+	{ CKR_KEY_TYPE_INCONSISTENT, "CKR_KEY_TYPE_INCONSISTENT", -EINVAL },
+	{ CKR_KEY_FUNCTION_NOT_PERMITTED, "CKR_KEY_FUNCTION_NOT_PERMITTED", -EPERM },
+	{ CKR_MECHANISM_INVALID, "CKR_MECHANISM_INVALID", -EOPNOTSUPP },
+	{ CKR_MECHANISM_PARAM_INVALID, "CKR_MECHANISM_PARAM_INVALID", -EOPNOTSUPP },
+	{ CKR_OBJECT_HANDLE_INVALID, "CKR_OBJECT_HANDLE_INVALID", -ENOENT },
+	{ CKR_OPERATION_ACTIVE, "CKR_OPERATION_ACTIVE", -EBUSY },
+	{ CKR_PIN_INCORRECT, "CKR_PIN_INCORRECT", -EACCES },
+	{ CKR_PIN_INVALID, "CKR_PIN_INVALID", -EACCES },
+	{ CKR_PIN_LEN_RANGE, "CKR_PIN_LEN_RANGE", -EACCES },
+	{ CKR_PIN_EXPIRED, "CKR_PIN_EXPIRED", -EACCES },
+	{ CKR_PIN_LOCKED, "CKR_PIN_LOCKED", -EACCES },
+	{ CKR_SESSION_CLOSED, "CKR_SESSION_CLOSED", -EIO },
+	{ CKR_SESSION_COUNT, "CKR_SESSION_COUNT", -EAGAIN },
+	{ CKR_SESSION_HANDLE_INVALID, "CKR_SESSION_HANDLE_INVALID", -EIO },
+	{ CKR_SESSION_READ_ONLY, "CKR_SESSION_READ_ONLY", -EROFS },
+	{ CKR_TEMPLATE_INCOMPLETE, "CKR_TEMPLATE_INCOMPLETE", -EINVAL },
+	{ CKR_TEMPLATE_INCONSISTENT, "CKR_TEMPLATE_INCONSISTENT", -EINVAL },
+	{ CKR_TOKEN_NOT_PRESENT, "CKR_TOKEN_NOT_PRESENT", -ENODEV },
+	{ CKR_TOKEN_NOT_RECOGNIZED, "CKR_TOKEN_NOT_RECOGNIZED", -ENODEV },
+	{ CKR_TOKEN_WRITE_PROTECTED, "CKR_TOKEN_WRITE_PROTECTED", -EROFS },
+	{ CKR_USER_NOT_LOGGED_IN, "CKR_USER_NOT_LOGGED_IN", -EACCES },
+	{ CKR_USER_PIN_NOT_INITIALIZED, "CKR_USER_PIN_NOT_INITIALIZED", -EACCES },
+	{ CKR_USER_TYPE_INVALID, "CKR_USER_TYPE_INVALID", -EINVAL },
+	{ CKR_DOMAIN_PARAMS_INVALID, "CKR_DOMAIN_PARAMS_INVALID", -EOPNOTSUPP },
+	{ CKR_CURVE_NOT_SUPPORTED, "CKR_CURVE_NOT_SUPPORTED", -EOPNOTSUPP },
+	{ CKR_BUFFER_TOO_SMALL, "CKR_BUFFER_TOO_SMALL", -ENOSPC },
+	{ CKR_CRYPTOKI_NOT_INITIALIZED, "CKR_CRYPTOKI_NOT_INITIALIZED", -EIO },
+	{ CKR_CRYPTOKI_ALREADY_INITIALIZED, "CKR_CRYPTOKI_ALREADY_INITIALIZED", -EIO },
+	{ CKR_FUNCTION_REJECTED, "CKR_FUNCTION_REJECTED", -EPERM },
+};
+
+static const char *ckr_name(CK_RV rv)
+{
+	for (size_t i = 0; i < sizeof(ckrs) / sizeof(ckrs[0]); i++)
+		if (ckrs[i].rv == rv)
+			return ckrs[i].name;
+	return "an unknown CKR code";
+}
+
+static int ckr_errno(CK_RV rv)
+{
+	for (size_t i = 0; i < sizeof(ckrs) / sizeof(ckrs[0]); i++)
+		if (ckrs[i].rv == rv)
+			return ckrs[i].code;
+	return -EIO;
+}
+
+/* Record a failed call fn and say so in err; returns the errno. */
+static int ckerr(const struct p11 *p, struct call *c, const char *fn, CK_RV rv, char *err)
+{
+	const char *hint = "";
+
+	if (c)
+		c->rv = rv;
+	if (ckr_errno(rv) == -EACCES)
+		hint = "; check the PIN in pin_file";
+	else if (rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_DEVICE_REMOVED)
+		hint = "; check that the token is connected";
+	return sigfs_seterr(err, ckr_errno(rv), "pkcs11 backend %s: %s failed: %s (0x%lx)%s",
+			    p->name, fn, ckr_name(rv), (unsigned long)rv, hint);
+}
+
+/* The session is gone (or the token was removed): reopen it and try once more. */
+static bool session_lost(CK_RV rv)
+{
+	return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
+	       rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT;
+}
+
+/* --- module loading ------------------------------------------------------------ */
+
+/*
+ * C_Initialize once per module, C_Finalize when its last backend closes: two
+ * backends may share a module (two tokens of one HSM).
+ */
+static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	CK_FUNCTION_LIST_PTR f;
+	unsigned refs;
+} modules[MAX_MODULES];
+
+static int module_ref(struct p11 *p, char *err)
+{
+	CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK };
+	int free_slot = -1, r = 0;
+	CK_RV rv;
+
+	pthread_mutex_lock(&modules_lock);
+	for (int i = 0; i < MAX_MODULES; i++) {
+		if (modules[i].f == p->f) {
+			modules[i].refs++;
+			goto out;
+		}
+		if (!modules[i].f && free_slot < 0)
+			free_slot = i;
+	}
+	if (free_slot < 0) {
+		r = sigfs_seterr(err, -ENOSPC, "pkcs11 backend %s: too many PKCS#11 modules (at most %d)",
+				 p->name, MAX_MODULES);
+		goto out;
+	}
+	rv = p->f->C_Initialize(&args);
+	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		r = ckerr(p, NULL, "C_Initialize", rv, err);
+		goto out;
+	}
+	modules[free_slot].f = p->f;
+	modules[free_slot].refs = 1;
+out:
+	pthread_mutex_unlock(&modules_lock);
+	return r;
+}
+
+static void module_unref(struct p11 *p)
+{
+	pthread_mutex_lock(&modules_lock);
+	for (int i = 0; i < MAX_MODULES; i++) {
+		if (modules[i].f == p->f && --modules[i].refs == 0) {
+			p->f->C_Finalize(NULL);
+			modules[i].f = NULL;
+		}
+	}
+	pthread_mutex_unlock(&modules_lock);
+}
+
+/* The slot whose token is labelled label (blank-padded to 32 bytes by the token). */
+static int find_slot(struct p11 *p, const char *label, char *err)
+{
+	CK_SLOT_ID *slots = NULL;
+	CK_ULONG n = 0;
+	CK_TOKEN_INFO ti;
+	size_t len = strlen(label);
+	int r;
+	CK_RV rv;
+
+	rv = p->f->C_GetSlotList(CK_TRUE, NULL, &n);
+	if (rv != CKR_OK)
+		return ckerr(p, NULL, "C_GetSlotList", rv, err);
+	slots = calloc(n ? n : 1, sizeof(*slots));
+	if (!slots)
+		return sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
+	rv = p->f->C_GetSlotList(CK_TRUE, slots, &n);
+	if (rv != CKR_OK) {
+		r = ckerr(p, NULL, "C_GetSlotList", rv, err);
+		goto out;
+	}
+	r = sigfs_seterr(err, -ENODEV, "pkcs11 backend %s: no token labelled '%s' among %lu; "
+			 "check token_label and that the token is connected", p->name, label,
+			 (unsigned long)n);
+	for (CK_ULONG i = 0; i < n; i++) {
+		if (p->f->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
+			continue;
+		if (len > sizeof(ti.label) || memcmp(ti.label, label, len) != 0)
+			continue;
+		bool match = true;
+		for (size_t j = len; j < sizeof(ti.label); j++)
+			if (ti.label[j] != ' ' && ti.label[j] != '\0')
+				match = false;
+		if (match) {
+			p->slot = slots[i];
+			r = 0;
+			break;
+		}
+	}
+out:
+	free(slots);
+	return r;
+}
+
+static int load_mechs(struct p11 *p, char *err)
+{
+	CK_ULONG n = 0;
+	CK_RV rv;
+
+	rv = p->f->C_GetMechanismList(p->slot, NULL, &n);
+	if (rv != CKR_OK)
+		return ckerr(p, NULL, "C_GetMechanismList", rv, err);
+	p->mechs = calloc(n ? n : 1, sizeof(*p->mechs));
+	if (!p->mechs)
+		return sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
+	rv = p->f->C_GetMechanismList(p->slot, p->mechs, &n);
+	if (rv != CKR_OK)
+		return ckerr(p, NULL, "C_GetMechanismList", rv, err);
+	p->nmechs = n;
+	return 0;
+}
+
+static bool has_mech(const struct p11 *p, CK_MECHANISM_TYPE m)
+{
+	for (CK_ULONG i = 0; i < p->nmechs; i++)
+		if (p->mechs[i] == m)
+			return true;
+	return false;
+}
+
+static int need_mech(const struct p11 *p, CK_MECHANISM_TYPE m, const char *mname,
+		     const char *what, char *err)
+{
+	if (has_mech(p, m))
+		return 0;
+	return sigfs_seterr(err, -EOPNOTSUPP, "pkcs11 backend %s: the token does not offer %s, "
+			    "needed %s; choose another algorithm or padding", p->name, mname, what);
+}
+
+/* --- PIN and sessions ------------------------------------------------------------- */
+
+/* Read the PIN: pin_file must be a regular file of the daemon's user, mode 0600 or 0400. */
+static int read_pin(const struct p11 *p, char *pin, size_t size, size_t *len, char *err)
+{
+	struct stat st;
+	ssize_t n;
+	int fd, r = 0;
+
+	fd = open(p->pin_file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return sigfs_seterr(err, -errno, "pkcs11 backend %s: cannot open pin_file %s: %s",
+				    p->name, p->pin_file, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		r = sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: pin_file %s is not a regular file",
+				 p->name, p->pin_file);
+		goto out;
+	}
+	if (st.st_uid != geteuid() || (st.st_mode & 0177)) {
+		r = sigfs_seterr(err, -EPERM, "pkcs11 backend %s: refusing pin_file %s: it must be "
+				 "owned by uid %u with mode 0600 or 0400 (it is uid %u, mode %04o); "
+				 "chown and chmod 0600 it", p->name, p->pin_file, (unsigned)geteuid(),
+				 (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+		goto out;
+	}
+	n = read(fd, pin, size - 1);
+	if (n < 0) {
+		r = sigfs_seterr(err, -errno, "pkcs11 backend %s: cannot read pin_file %s: %s",
+				 p->name, p->pin_file, strerror(errno));
+		goto out;
+	}
+	while (n > 0 && (pin[n - 1] == '\n' || pin[n - 1] == '\r'))
+		n--;
+	if (n == 0 || (size_t)n == size - 1) {
+		r = sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: pin_file %s must hold the PIN on "
+				 "one line (1 to %zu characters)", p->name, p->pin_file, size - 2);
+		goto out;
+	}
+	*len = (size_t)n;
+out:
+	close(fd);
+	return r;
+}
+
+static void sess_drop(struct p11 *p, struct sess *s)
+{
+	if (s->open)
+		p->f->C_CloseSession(s->h);
+	s->open = false;
+	s->key_id[0] = '\0';
+}
+
+/* Open and log in s unless it is open. Called with s->lock held. */
+static int sess_open(struct p11 *p, struct sess *s, struct call *c, char *err)
+{
+	char pin[PIN_MAX];
+	size_t len = 0;
+	int r;
+	CK_RV rv;
+
+	if (s->open)
+		return 0;
+	rv = p->f->C_OpenSession(p->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s->h);
+	if (rv != CKR_OK)
+		return ckerr(p, c, "C_OpenSession", rv, err);
+	s->open = true;
+	r = read_pin(p, pin, sizeof(pin), &len, err);
+	if (r == 0) {
+		rv = p->f->C_Login(s->h, CKU_USER, (CK_UTF8CHAR_PTR)pin, len);
+		/* Logging in is per application: other sessions may have done it already. */
+		if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN)
+			r = ckerr(p, c, "C_Login", rv, err);
+	}
+	OPENSSL_cleanse(pin, sizeof(pin));
+	if (r < 0)
+		sess_drop(p, s);
+	return r;
+}
+
+typedef int (*sess_fn)(struct p11 *p, struct sess *s, void *arg, struct call *c, char *err);
+
+/* Run fn on session idx; reopen the session and run again once if it was lost. */
+static int with_session(struct p11 *p, unsigned idx, sess_fn fn, void *arg, char *err)
+{
+	struct sess *s = &p->sess[idx % p->nsess];
+	int r = -EIO;
+
+	pthread_mutex_lock(&s->lock);
+	for (int attempt = 0; attempt < 2; attempt++) {
+		struct call c = { CKR_OK };
+
+		r = sess_open(p, s, &c, err);
+		if (r == 0)
+			r = fn(p, s, arg, &c, err);
+		if (r == 0)
+			break;
+		if (session_lost(c.rv)) {
+			sess_drop(p, s);
+			continue;
+		}
+		if (c.rv == CKR_KEY_HANDLE_INVALID || c.rv == CKR_OBJECT_HANDLE_INVALID) {
+			s->key_id[0] = '\0';
+			continue;
+		}
+		break;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static unsigned admin_session(const struct p11 *p)
+{
+	return p->nsess - 1;
+}
+
+/* --- objects ------------------------------------------------------------------------ */
+
+/* Up to max objects of class cls labelled id; *n is how many. */
+static int find_objs(struct p11 *p, struct sess *s, const char *id, CK_OBJECT_CLASS cls,
+		     CK_OBJECT_HANDLE *out, CK_ULONG max, CK_ULONG *n, struct call *c, char *err)
+{
+	CK_ATTRIBUTE tmpl[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_LABEL, (void *)id, strlen(id) },
+	};
+	CK_RV rv;
+
+	rv = p->f->C_FindObjectsInit(s->h, tmpl, 2);
+	if (rv != CKR_OK)
+		return ckerr(p, c, "C_FindObjectsInit", rv, err);
+	rv = p->f->C_FindObjects(s->h, out, max, n);
+	p->f->C_FindObjectsFinal(s->h);
+	if (rv != CKR_OK)
+		return ckerr(p, c, "C_FindObjects", rv, err);
+	return 0;
+}
+
+static int find_one(struct p11 *p, struct sess *s, const char *id, CK_OBJECT_CLASS cls,
+		    CK_OBJECT_HANDLE *out, struct call *c, char *err)
+{
+	CK_ULONG n = 0;
+	int r = find_objs(p, s, id, cls, out, 1, &n, c, err);
+
+	if (r < 0)
+		return r;
+	if (n == 0)
+		return sigfs_seterr(err, -ENOENT, "pkcs11 backend %s: no %s key '%s' on the token",
+				    p->name, cls == CKO_PRIVATE_KEY ? "private" : "public", id);
+	return 0;
+}
+
+/* Attribute type of object o, malloc'd into *val (free it). */
+static int get_attr(struct p11 *p, struct sess *s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type,
+		    uint8_t **val, size_t *len, struct call *c, char *err)
+{
+	CK_ATTRIBUTE a = { type, NULL, 0 };
+	CK_RV rv;
+
+	rv = p->f->C_GetAttributeValue(s->h, o, &a, 1);
+	if (rv != CKR_OK)
+		return ckerr(p, c, "C_GetAttributeValue", rv, err);
+	if (a.ulValueLen == CK_UNAVAILABLE_INFORMATION || a.ulValueLen > 65536)
+		return sigfs_seterr(err, -EIO, "pkcs11 backend %s: the token gives no attribute 0x%lx",
+				    p->name, (unsigned long)type);
+	a.pValue = malloc(a.ulValueLen ? a.ulValueLen : 1);
+	if (!a.pValue)
+		return sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
+	rv = p->f->C_GetAttributeValue(s->h, o, &a, 1);
+	if (rv != CKR_OK) {
+		free(a.pValue);
+		return ckerr(p, c, "C_GetAttributeValue", rv, err);
+	}
+	*val = a.pValue;
+	*len = a.ulValueLen;
+	return 0;
+}
+
+/* --- generate ---------------------------------------------------------------------- */
+
+/* DER OID of Ed25519 (RFC 8410) and the printable-string form older tokens expect. */
+static const uint8_t ed25519_oid[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
+static const uint8_t ed25519_name[] = { 0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd', 's',
+					'2', '5', '5', '1', '9' };
+
+struct gen_arg {
+	const char *id;
+	const struct sigfs_alg *alg;
+};
+
+static int ec_params(const struct sigfs_alg *alg, uint8_t *buf, size_t size, size_t *len)
+{
+	int nid = EC_curve_nist2nid(alg->group);
+	ASN1_OBJECT *obj = nid != NID_undef ? OBJ_nid2obj(nid) : NULL;
+	int n = obj ? i2d_ASN1_OBJECT(obj, NULL) : -1;
+	uint8_t *q = buf;
+
+	if (n <= 0 || (size_t)n > size)
+		return -EINVAL;
+	*len = (size_t)i2d_ASN1_OBJECT(obj, &q);
+	return 0;
+}
+
+static int do_generate(struct p11 *p, struct sess *s, void *arg, struct call *c, char *err)
+{
+	struct gen_arg *g = arg;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ULONG bits = (CK_ULONG)g->alg->bits, n = 0;
+	uint8_t exp[] = { 0x01, 0x00, 0x01 }, params[32];
+	size_t plen = 0, idlen = strlen(g->id);
+	CK_MECHANISM mech = { 0, NULL, 0 };
+	CK_OBJECT_HANDLE pub, priv, found;
+	CK_ATTRIBUTE pubt[6] = {
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_LABEL, (void *)g->id, idlen },
+		{ CKA_ID, (void *)g->id, idlen },
+		{ CKA_VERIFY, &yes, sizeof(yes) },
+	};
+	CK_ATTRIBUTE privt[] = {
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_LABEL, (void *)g->id, idlen },
+		{ CKA_ID, (void *)g->id, idlen },
+		{ CKA_SIGN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_SENSITIVE, &yes, sizeof(yes) },
+		{ CKA_EXTRACTABLE, &no, sizeof(no) },
+	};
+	CK_ULONG npub = 4;
+	CK_RV rv;
+	int r;
+
+	r = find_objs(p, s, g->id, CKO_PRIVATE_KEY, &found, 1, &n, c, err);
+	if (r == 0 && n == 0)
+		r = find_objs(p, s, g->id, CKO_PUBLIC_KEY, &found, 1, &n, c, err);
+	if (r < 0)
+		return r;
+	if (n > 0)
+		return sigfs_seterr(err, -EEXIST, "pkcs11 backend %s: key '%s' exists on the token",
+				    p->name, g->id);
+	switch (g->alg->kind) {
+	case SIGFS_KIND_RSA:
+		mech.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
+		pubt[npub++] = (CK_ATTRIBUTE){ CKA_MODULUS_BITS, &bits, sizeof(bits) };
+		pubt[npub++] = (CK_ATTRIBUTE){ CKA_PUBLIC_EXPONENT, exp, sizeof(exp) };
+		break;
+	case SIGFS_KIND_EC:
+		mech.mechanism = CKM_EC_KEY_PAIR_GEN;
+		if (ec_params(g->alg, params, sizeof(params), &plen) < 0)
+			return sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: no OID for curve %s",
+					    p->name, g->alg->group);
+		pubt[npub++] = (CK_ATTRIBUTE){ CKA_EC_PARAMS, params, plen };
+		break;
+	case SIGFS_KIND_ED25519:
+		mech.mechanism = CKM_EC_EDWARDS_KEY_PAIR_GEN;
+		pubt[npub++] = (CK_ATTRIBUTE){ CKA_EC_PARAMS, (void *)ed25519_oid, sizeof(ed25519_oid) };
+		break;
+	}
+	rv = p->f->C_GenerateKeyPair(s->h, &mech, pubt, npub, privt,
+				     sizeof(privt) / sizeof(privt[0]), &pub, &priv);
+	if (g->alg->kind == SIGFS_KIND_ED25519 &&
+	    (rv == CKR_DOMAIN_PARAMS_INVALID || rv == CKR_CURVE_NOT_SUPPORTED ||
+	     rv == CKR_ATTRIBUTE_VALUE_INVALID)) {
+		pubt[npub - 1] = (CK_ATTRIBUTE){ CKA_EC_PARAMS, (void *)ed25519_name,
+						 sizeof(ed25519_name) };
+		rv = p->f->C_GenerateKeyPair(s->h, &mech, pubt, npub, privt,
+					     sizeof(privt) / sizeof(privt[0]), &pub, &priv);
+	}
+	if (rv != CKR_OK)
+		return ckerr(p, c, "C_GenerateKeyPair", rv, err);
+	__atomic_add_fetch(&p->gen, 1, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+static int p11_generate(struct sigfs_backend *b, const char *id, const struct sigfs_alg *alg,
+			char *err)
+{
+	struct p11 *p = b->priv;
+	struct gen_arg g = { id, alg };
+	int r;
+
+	if (strlen(id) >= LABEL_MAX)
+		return sigfs_seterr(err, -ENAMETOOLONG, "pkcs11 backend %s: key id too long", p->name);
+	switch (alg->kind) {
+	case SIGFS_KIND_RSA:
+		r = need_mech(p, CKM_RSA_PKCS_KEY_PAIR_GEN, "CKM_RSA_PKCS_KEY_PAIR_GEN",
+			      "to create RSA keys", err);
+		break;
+	case SIGFS_KIND_EC:
+		r = need_mech(p, CKM_EC_KEY_PAIR_GEN, "CKM_EC_KEY_PAIR_GEN", "to create ECDSA keys", err);
+		break;
+	default:
+		r = need_mech(p, CKM_EC_EDWARDS_KEY_PAIR_GEN, "CKM_EC_EDWARDS_KEY_PAIR_GEN",
+			      "to create Ed25519 keys", err);
+		break;
+	}
+	if (r < 0)
+		return r;
+	return with_session(p, admin_session(p), do_generate, &g, err);
+}
+
+/* --- remove ------------------------------------------------------------------------- */
+
+static int do_remove(struct p11 *p, struct sess *s, void *arg, struct call *c, char *err)
+{
+	static const CK_OBJECT_CLASS classes[] = { CKO_PRIVATE_KEY, CKO_PUBLIC_KEY };
+	const char *id = arg;
+	CK_OBJECT_HANDLE objs[8];
+	unsigned destroyed = 0;
+	CK_ULONG n;
+	CK_RV rv;
+	int r;
+
+	for (size_t i = 0; i < 2; i++) {
+		r = find_objs(p, s, id, classes[i], objs, 8, &n, c, err);
+		if (r < 0)
+			return r;
+		for (CK_ULONG j = 0; j < n; j++) {
+			rv = p->f->C_DestroyObject(s->h, objs[j]);
+			if (rv != CKR_OK)
+				return ckerr(p, c, "C_DestroyObject", rv, err);
+			destroyed++;
+		}
+	}
+	__atomic_add_fetch(&p->gen, 1, __ATOMIC_SEQ_CST);
+	if (destroyed == 0)
+		return sigfs_seterr(err, -ENOENT, "pkcs11 backend %s: no key '%s' on the token",
+				    p->name, id);
+	return 0;
+}
+
+static int p11_remove(struct sigfs_backend *b, const char *id, char *err)
+{
+	struct p11 *p = b->priv;
+
+	return with_session(p, admin_session(p), do_remove, (void *)id, err);
+}
+
+/* --- public key -------------------------------------------------------------------- */
+
+struct pub_arg {
+	const char *id;
+	EVP_PKEY *pkey;
+};
+
+static int pkey_from(struct p11 *p, const char *type, OSSL_PARAM_BLD *bld, EVP_PKEY **out,
+		     char *err)
+{
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
+	OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
+	int r = 0;
+
+	if (!ctx || !params || EVP_PKEY_fromdata_init(ctx) <= 0 ||
+	    EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) <= 0)
+		r = sigfs_seterr(err, -EIO, "pkcs11 backend %s: the token's %s public key is not valid",
+				 p->name, type);
+	OSSL_PARAM_free(params);
+	EVP_PKEY_CTX_free(ctx);
+	return r;
+}
+
+/* CKA_EC_POINT is a DER OCTET STRING around the point; some tokens give the bare point. */
+static void unwrap_point(const uint8_t *v, size_t len, const uint8_t **pt, size_t *ptlen)
+{
+	const uint8_t *q = v;
+	ASN1_OCTET_STRING *os = d2i_ASN1_OCTET_STRING(NULL, &q, (long)len);
+
+	*pt = v;
+	*ptlen = len;
+	if (os && q == v + len) {
+		size_t hdr = len - (size_t)ASN1_STRING_length(os);
+
+		*pt = v + hdr;
+		*ptlen = (size_t)ASN1_STRING_length(os);
+	}
+	ASN1_OCTET_STRING_free(os);
+}
+
+static int do_public_key(struct p11 *p, struct sess *s, void *arg, struct call *c, char *err)
+{
+	struct pub_arg *a = arg;
+	uint8_t *v1 = NULL, *v2 = NULL, *kt = NULL;
+	size_t l1, l2, ktlen;
+	const uint8_t *pt, *q;
+	size_t ptlen;
+	OSSL_PARAM_BLD *bld = NULL;
+	BIGNUM *n = NULL, *e = NULL;
+	ASN1_OBJECT *oid = NULL;
+	CK_KEY_TYPE type;
+	CK_OBJECT_HANDLE o;
+	int r;
+
+	r = find_one(p, s, a->id, CKO_PUBLIC_KEY, &o, c, err);
+	if (r == -ENOENT)
+		r = find_one(p, s, a->id, CKO_PRIVATE_KEY, &o, c, err);
+	if (r < 0)
+		return r;
+	r = get_attr(p, s, o, CKA_KEY_TYPE, &kt, &ktlen, c, err);
+	if (r < 0)
+		return r;
+	if (ktlen != sizeof(type)) {
+		r = sigfs_seterr(err, -EIO, "pkcs11 backend %s: bad CKA_KEY_TYPE", p->name);
+		goto out;
+	}
+	memcpy(&type, kt, sizeof(type));
+	if (type == CKK_RSA) {
+		r = get_attr(p, s, o, CKA_MODULUS, &v1, &l1, c, err);
+		if (r == 0)
+			r = get_attr(p, s, o, CKA_PUBLIC_EXPONENT, &v2, &l2, c, err);
+		if (r < 0)
+			goto out;
+		bld = OSSL_PARAM_BLD_new();
+		n = BN_bin2bn(v1, (int)l1, NULL);
+		e = BN_bin2bn(v2, (int)l2, NULL);
+		if (!bld || !n || !e || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
+		    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e)) {
+			r = sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
+			goto out;
+		}
+		r = pkey_from(p, "RSA", bld, &a->pkey, err);
+	} else if (type == CKK_EC) {
+		r = get_attr(p, s, o, CKA_EC_PARAMS, &v1, &l1, c, err);
+		if (r == 0)
+			r = get_attr(p, s, o, CKA_EC_POINT, &v2, &l2, c, err);
+		if (r < 0)
+			goto out;
+		q = v1;
+		oid = d2i_ASN1_OBJECT(NULL, &q, (long)l1);
+		if (!oid || OBJ_obj2nid(oid) == NID_undef) {
+			r = sigfs_seterr(err, -EOPNOTSUPP, "pkcs11 backend %s: key '%s' is on a curve "
+					 "sigfs does not know", p->name, a->id);
+			goto out;
+		}
+		unwrap_point(v2, l2, &pt, &ptlen);
+		bld = OSSL_PARAM_BLD_new();
+		if (!bld || !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+							     OBJ_nid2sn(OBJ_obj2nid(oid)), 0) ||
+		    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt, ptlen)) {
+			r = sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
+			goto out;
+		}
+		r = pkey_from(p, "EC", bld, &a->pkey, err);
+	} else if (type == CKK_EC_EDWARDS) {
+		r = get_attr(p, s, o, CKA_EC_POINT, &v2, &l2, c, err);
+		if (r < 0)
+			goto out;
+		unwrap_point(v2, l2, &pt, &ptlen);
+		a->pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pt, ptlen);
+		if (!a->pkey)
+			r = sigfs_seterr(err, -EIO, "pkcs11 backend %s: key '%s' is not an Ed25519 key "
+					 "(%zu-byte point)", p->name, a->id, ptlen);
+	} else {
+		r = sigfs_seterr(err, -EOPNOTSUPP, "pkcs11 backend %s: key '%s' has key type 0x%lx, "
+				 "which sigfs does not use", p->name, a->id, (unsigned long)type);
+	}
+out:
+	ASN1_OBJECT_free(oid);
+	BN_free(n);
+	BN_free(e);
+	OSSL_PARAM_BLD_free(bld);
+	free(v1);
+	free(v2);
+	free(kt);
+	return r;
+}
+
+static int p11_public_key(struct sigfs_backend *b, const char *id, EVP_PKEY **out, char *err)
+{
+	struct p11 *p = b->priv;
+	struct pub_arg a = { id, NULL };
+	int r = with_session(p, admin_session(p), do_public_key, &a, err);
+
+	if (r == 0)
+		*out = a.pkey;
+	else
+		EVP_PKEY_free(a.pkey);
+	return r;
+}
+
+/* --- sign ------------------------------------------------------------------------------ */
+
+/* PSS hash and MGF for a digest row; PKCS#11 2.40 names SHA-1 and SHA-2 only. */
+static const struct {
+	const char *digest;
+	CK_MECHANISM_TYPE hash;
+	CK_RSA_PKCS_MGF_TYPE mgf;
+} pss_hashes[] = {
+	{ "sha1", CKM_SHA_1, CKG_MGF1_SHA1 },
+	{ "sha224", CKM_SHA224, CKG_MGF1_SHA224 },
+	{ "sha256", CKM_SHA256, CKG_MGF1_SHA256 },
+	{ "sha384", CKM_SHA384, CKG_MGF1_SHA384 },
+	{ "sha512", CKM_SHA512, CKG_MGF1_SHA512 },
+};
+
+struct sign_arg {
+	const char *id;
+	CK_MECHANISM mech;
+	const uint8_t *data;
+	size_t len;
+	uint8_t raw[SIGFS_MAX_SIG];
+	CK_ULONG rawlen;
+};
+
+static int do_sign(struct p11 *p, struct sess *s, void *arg, struct call *c, char *err)
+{
+	struct sign_arg *a = arg;
+	unsigned long gen = __atomic_load_n(&p->gen, __ATOMIC_SEQ_CST);
+	CK_RV rv;
+	int r;
+
+	if (strcmp(s->key_id, a->id) != 0 || s->key_gen != gen) {
+		r = find_one(p, s, a->id, CKO_PRIVATE_KEY, &s->key, c, err);
+		if (r < 0)
+			return r;
+		snprintf(s->key_id, sizeof(s->key_id), "%s", a->id);
+		s->key_gen = gen;
+	}
+	rv = p->f->C_SignInit(s->h, &a->mech, s->key);
+	if (rv != CKR_OK)
+		return ckerr(p, c, "C_SignInit", rv, err);
+	a->rawlen = sizeof(a->raw);
+	rv = p->f->C_Sign(s->h, (CK_BYTE_PTR)a->data, a->len, a->raw, &a->rawlen);
+	if (rv != CKR_OK)
+		return ckerr(p, c, "C_Sign", rv, err);
+	return 0;
+}
+
+/* DER DigestInfo of digest d over value v, for CKM_RSA_PKCS. */
+static int digest_info(const struct sigfs_digest *d, const uint8_t *v, size_t len,
+		       uint8_t **out, size_t *outlen)
+{
+	X509_SIG *sig = X509_SIG_new();
+	X509_ALGOR *alg;
+	ASN1_OCTET_STRING *dig;
+	int n = -1;
+
+	*out = NULL;
+	if (sig) {
+		X509_SIG_getm(sig, &alg, &dig);
+		if (X509_ALGOR_set0(alg, OBJ_nid2obj(EVP_MD_get_type(sigfs_digest_md(d))),
+				    V_ASN1_NULL, NULL) &&
+		    ASN1_OCTET_STRING_set(dig, v, (int)len))
+			n = i2d_X509_SIG(sig, out);
+	}
+	X509_SIG_free(sig);
+	if (n <= 0)
+		return -ENOMEM;
+	*outlen = (size_t)n;
+	return 0;
+}
+
+/* r || s from the token to DER SEQUENCE(r, s). */
+static int ecdsa_der(const uint8_t *raw, size_t len, uint8_t *sig, size_t *siglen)
+{
+	ECDSA_SIG *es = ECDSA_SIG_new();
+	BIGNUM *r = BN_bin2bn(raw, (int)(len / 2), NULL);
+	BIGNUM *s = BN_bin2bn(raw + len / 2, (int)(len / 2), NULL);
+	int n = -1;
+
+	if (es && r && s && ECDSA_SIG_set0(es, r, s)) {
+		r = s = NULL;
+		n = i2d_ECDSA_SIG(es, NULL);
+		if (n > 0 && (size_t)n <= *siglen) {
+			uint8_t *q = sig;
+
+			n = i2d_ECDSA_SIG(es, &q);
+		} else {
+			n = -1;
+		}
+	}
+	BN_free(r);
+	BN_free(s);
+	ECDSA_SIG_free(es);
+	if (n <= 0)
+		return -ENOSPC;
+	*siglen = (size_t)n;
+	return 0;
+}
+
+static int p11_sign(struct sigfs_backend *b, const char *id, const struct sigfs_sign_input *in,
+		    uint8_t *sig, size_t *siglen, char *err)
+{
+	struct p11 *p = b->priv;
+	struct sign_arg *a;
+	CK_RSA_PKCS_PSS_PARAMS pss;
+	uint8_t *di = NULL;
+	size_t dilen;
+	int r;
+
+	if (in->alg->kind == SIGFS_KIND_ED25519 && in->digest)
+		return sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: Ed25519 key '%s' signs the whole "
+				    "file, not a digest; sign the file itself", p->name, id);
+	if (in->alg->kind != SIGFS_KIND_ED25519 && (!in->digest || in->len != in->digest->len))
+		return sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: %s key '%s' signs digests only; "
+				    "give a digest", p->name, in->alg->name, id);
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
+	a->id = id;
+	a->data = in->data;
+	a->len = in->len;
+	switch (in->alg->kind) {
+	case SIGFS_KIND_RSA:
+		if (in->padding == SIGFS_PAD_PKCS1) {
+			r = need_mech(p, CKM_RSA_PKCS, "CKM_RSA_PKCS", "for RSA PKCS#1 v1.5", err);
+			if (r < 0)
+				goto out;
+			if (digest_info(in->digest, in->data, in->len, &di, &dilen) < 0) {
+				r = sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory",
+						 p->name);
+				goto out;
+			}
+			a->mech = (CK_MECHANISM){ CKM_RSA_PKCS, NULL, 0 };
+			a->data = di;
+			a->len = dilen;
+			break;
+		}
+		r = need_mech(p, CKM_RSA_PKCS_PSS, "CKM_RSA_PKCS_PSS", "for RSA PSS", err);
+		if (r < 0)
+			goto out;
+		r = sigfs_seterr(err, -EOPNOTSUPP, "pkcs11 backend %s: PKCS#11 has no PSS parameters "
+				 "for %s; use sha256, sha384 or sha512, or rsa_padding pkcs1",
+				 p->name, in->digest->name);
+		for (size_t i = 0; i < sizeof(pss_hashes) / sizeof(pss_hashes[0]); i++) {
+			if (strcmp(pss_hashes[i].digest, in->digest->name) == 0) {
+				pss.hashAlg = pss_hashes[i].hash;
+				pss.mgf = pss_hashes[i].mgf;
+				pss.sLen = in->digest->len;
+				r = 0;
+			}
+		}
+		if (r < 0)
+			goto out;
+		a->mech = (CK_MECHANISM){ CKM_RSA_PKCS_PSS, &pss, sizeof(pss) };
+		break;
+	case SIGFS_KIND_EC:
+		r = need_mech(p, CKM_ECDSA, "CKM_ECDSA", "for ECDSA", err);
+		if (r < 0)
+			goto out;
+		a->mech = (CK_MECHANISM){ CKM_ECDSA, NULL, 0 };
+		break;
+	default:
+		r = need_mech(p, CKM_EDDSA, "CKM_EDDSA", "for Ed25519", err);
+		if (r < 0)
+			goto out;
+		a->mech = (CK_MECHANISM){ CKM_EDDSA, NULL, 0 };
+		break;
+	}
+	r = with_session(p, in->worker % (p->nsess - 1), do_sign, a, err);
+	if (r < 0)
+		goto out;
+	if (in->alg->kind == SIGFS_KIND_EC) {
+		if (a->rawlen % 2 || ecdsa_der(a->raw, a->rawlen, sig, siglen) < 0)
+			r = sigfs_seterr(err, -EIO, "pkcs11 backend %s: the token's ECDSA signature "
+					 "(%lu bytes) does not fit", p->name, (unsigned long)a->rawlen);
+	} else if (a->rawlen > *siglen) {
+		r = sigfs_seterr(err, -ENOSPC, "pkcs11 backend %s: signature buffer of %zu bytes is "
+				 "too small for key '%s'", p->name, *siglen, id);
+	} else {
+		memcpy(sig, a->raw, a->rawlen);
+		*siglen = a->rawlen;
+	}
+out:
+	OPENSSL_free(di);
+	free(a);
+	return r;
+}
+
+/* --- open, close ----------------------------------------------------------------------- */
+
+static int do_login(struct p11 *p, struct sess *s, void *arg, struct call *c, char *err)
+{
+	(void)p, (void)s, (void)arg, (void)c, (void)err;
+	return 0;
+}
+
+static void p11_free(struct p11 *p, bool initialized)
+{
+	for (unsigned i = 0; p->sess && i < p->nsess; i++) {
+		if (initialized)
+			sess_drop(p, &p->sess[i]);
+		pthread_mutex_destroy(&p->sess[i].lock);
+	}
+	if (initialized)
+		module_unref(p);
+	if (p->dl)
+		dlclose(p->dl);
+	free(p->sess);
+	free(p->mechs);
+	free(p);
+}
+
+static void p11_close(struct sigfs_backend *b)
+{
+	p11_free(b->priv, true);
+	free(b);
+}
+
+static int p11_open(const struct sigfs_backend_conf *conf, struct sigfs_backend **out, char *err)
+{
+	const char *module = conf->get(conf, "module", NULL);
+	const char *label = conf->get(conf, "token_label", NULL);
+	const char *pin_file = conf->get(conf, "pin_file", NULL);
+	CK_C_GetFunctionList getfl;
+	struct sigfs_backend *b;
+	bool initialized = false;
+	struct p11 *p;
+	CK_RV rv;
+	int r;
+
+	if (!module || !label || !pin_file)
+		return sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: set module, token_label and "
+				    "pin_file in [backend %s]", conf->name, conf->name);
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", conf->name);
+	snprintf(p->name, sizeof(p->name), "%s", conf->name);
+	if ((size_t)snprintf(p->pin_file, sizeof(p->pin_file), "%s", pin_file) >= sizeof(p->pin_file)) {
+		r = sigfs_seterr(err, -ENAMETOOLONG, "pkcs11 backend %s: pin_file path too long", p->name);
+		goto fail;
+	}
+	p->nsess = (conf->workers ? conf->workers : 1) + 1;
+	p->sess = calloc(p->nsess, sizeof(*p->sess));
+	if (!p->sess) {
+		r = sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
+		goto fail;
+	}
+	for (unsigned i = 0; i < p->nsess; i++)
+		pthread_mutex_init(&p->sess[i].lock, NULL);
+	/*
+	 * Never unmapped: modules may leave threads or atexit handlers behind
+	 * after C_Finalize, and leak checkers can then still name the module.
+	 */
+	p->dl = dlopen(module, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+	if (!p->dl) {
+		r = sigfs_seterr(err, -ENOENT, "pkcs11 backend %s: cannot load module %s: %s",
+				 p->name, module, dlerror());
+		goto fail;
+	}
+	getfl = (CK_C_GetFunctionList)dlsym(p->dl, "C_GetFunctionList");
+	if (!getfl) {
+		r = sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: %s is not a PKCS#11 module "
+				 "(no C_GetFunctionList)", p->name, module);
+		goto fail;
+	}
+	rv = getfl(&p->f);
+	if (rv != CKR_OK || !p->f) {
+		r = ckerr(p, NULL, "C_GetFunctionList", rv, err);
+		goto fail;
+	}
+	r = module_ref(p, err);
+	if (r < 0)
+		goto fail;
+	initialized = true;
+	r = find_slot(p, label, err);
+	if (r == 0)
+		r = load_mechs(p, err);
+	/* Log in now: a wrong PIN or pin_file shows at once, not at the first signature. */
+	if (r == 0)
+		r = with_session(p, admin_session(p), do_login, NULL, err);
+	if (r < 0)
+		goto fail;
+	b = calloc(1, sizeof(*b));
+	if (!b) {
+		r = sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
+		goto fail;
+	}
+	b->ops = &sigfs_backend_pkcs11;
+	b->priv = p;
+	*out = b;
+	return 0;
+fail:
+	p11_free(p, initialized);
+	return r;
+}
+
+const struct sigfs_backend_ops sigfs_backend_pkcs11 = {
+	.type = "pkcs11",
+	.open = p11_open,
+	.close = p11_close,
+	.generate = p11_generate,
+	/* No import: keys are made on the token, so they never existed outside it. */
+	.import_pem = NULL,
+	.remove = p11_remove,
+	.public_key = p11_public_key,
+	.sign = p11_sign,
+};
