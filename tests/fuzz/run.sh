@@ -14,7 +14,7 @@ if ! command -v clang >/dev/null; then
 	echo "fuzz: clang is not installed: install clang and libclang-rt-14-dev (bash scripts/deps)" >&2
 	exit 1
 fi
-for pc in openssl jansson p11-kit-1; do
+for pc in openssl jansson p11-kit-1 libcurl; do
 	pkg-config --exists "$pc" || { echo "fuzz: pkg-config does not find $pc (bash scripts/deps)" >&2; exit 1; }
 done
 
@@ -25,7 +25,7 @@ cflags=(-g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover
 	-fno-omit-frame-pointer -std=gnu11 -D_GNU_SOURCE -DFUSE_USE_VERSION=314
 	'-DSIGFS_VERSION="fuzz"' -I"$src" -I/usr/include/iniparser)
 read -r -a pcflags <<<"$(pkg-config --cflags openssl jansson p11-kit-1)"
-read -r -a pclibs <<<"$(pkg-config --libs openssl jansson)"
+read -r -a pclibs <<<"$(pkg-config --libs openssl jansson libcurl)"
 cflags+=("${pcflags[@]}")
 
 pids=()

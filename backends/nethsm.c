@@ -1,0 +1,704 @@
+/*
+ * nethsm.c: keys on a Nitrokey NetHSM, through its REST API v1 over HTTPS
+ * (specs/nethsm-api.yaml). Settings of [backend NAME]: url (https://HOST:PORT),
+ * user (`namespace~user` for a namespaced one) with password_file, and the
+ * Administrator's admin_user / admin_password_file for generate and delete
+ * (a NetHSM user has one role, and only an Operator may sign); defaults to
+ * user. TLS trust: ca_file, or pinned_pubkey (sha256//BASE64 of the server's
+ * public key). Password files are read as pkcs11's pin_file is: owned by the
+ * daemon's user, mode 0600 or 0400, wiped after curl has a copy.
+ *
+ * Each signer worker has its own curl handle and admin calls one more, each
+ * under a mutex, so TLS connections stay open between signatures. 412 (not
+ * Operational), 5xx and transport errors are retried with exponential backoff
+ * for at most retry_seconds; 401/403/404 fail at once, naming the status and
+ * the NetHSM's message. docs/backend-nethsm.md has the modes per key type.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "backends/backend.h"
+#include "common/err.h"
+
+extern const struct sigfs_backend_ops sigfs_backend_nethsm;
+
+#define PASS_MAX 256
+#define REPLY_MAX (1 << 20)
+#define ID_MAX 128
+
+struct conn {
+	pthread_mutex_t lock;
+	CURL *h;
+	bool authed;                  /* credentials are set on h */
+	bool admin;                   /* uses admin_user */
+};
+
+struct nh {
+	char name[64];
+	char url[1024];
+	char user[256], pass_file[4096];
+	char admin_user[256], admin_pass_file[4096];
+	char ca_file[4096], pinned[256];
+	long retry_ms;
+	unsigned nconn;               /* workers + 1; the last one is for admin calls */
+	struct conn *conn;
+};
+
+/* A bounded reply buffer: the NetHSM's answer never grows past REPLY_MAX. */
+struct reply {
+	char *buf;
+	size_t len;
+	bool overflow;
+};
+
+/* One HTTP exchange. */
+struct req {
+	const char *method;           /* GET, POST, DELETE */
+	char path[256];               /* after /api/v1 */
+	const char *body;             /* JSON or NULL */
+	const char *accept;
+	long status;
+	struct reply rep;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void curl_init(void)
+{
+	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* --- credentials ------------------------------------------------------------- */
+
+/* Read a password file: a regular file of the daemon's user, mode 0600 or 0400. */
+static int read_pass(const struct nh *p, const char *path, char *pw, size_t size, char *err)
+{
+	struct stat st;
+	ssize_t n;
+	int fd, r = 0;
+
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return sigfs_seterr(err, -errno, "nethsm backend %s: cannot open password_file %s: %s",
+				    p->name, path, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		r = sigfs_seterr(err, -EINVAL, "nethsm backend %s: password_file %s is not a regular "
+				 "file", p->name, path);
+		goto out;
+	}
+	if (st.st_uid != geteuid() || (st.st_mode & 0177)) {
+		r = sigfs_seterr(err, -EPERM, "nethsm backend %s: refusing password_file %s: it must "
+				 "be owned by uid %u with mode 0600 or 0400 (it is uid %u, mode %04o); "
+				 "chown and chmod 0600 it", p->name, path, (unsigned)geteuid(),
+				 (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+		goto out;
+	}
+	n = read(fd, pw, size - 1);
+	if (n < 0) {
+		r = sigfs_seterr(err, -errno, "nethsm backend %s: cannot read password_file %s: %s",
+				 p->name, path, strerror(errno));
+		goto out;
+	}
+	while (n > 0 && (pw[n - 1] == '\n' || pw[n - 1] == '\r'))
+		n--;
+	if (n == 0 || (size_t)n == size - 1) {
+		r = sigfs_seterr(err, -EINVAL, "nethsm backend %s: password_file %s must hold the "
+				 "password on one line (1 to %zu characters)", p->name, path, size - 2);
+		goto out;
+	}
+	pw[n] = '\0';
+out:
+	close(fd);
+	return r;
+}
+
+static size_t on_data(char *data, size_t size, size_t n, void *arg)
+{
+	struct reply *rep = arg;
+	size_t len = size * n;
+	char *nb;
+
+	if (rep->len + len > REPLY_MAX) {
+		rep->overflow = true;
+		return 0;
+	}
+	nb = realloc(rep->buf, rep->len + len + 1);
+	if (!nb)
+		return 0;
+	memcpy(nb + rep->len, data, len);
+	rep->len += len;
+	nb[rep->len] = '\0';
+	rep->buf = nb;
+	return len;
+}
+
+/* Set up c's handle and credentials unless done. Called with c->lock held. */
+static int conn_ready(struct nh *p, struct conn *c, char *err)
+{
+	char pw[PASS_MAX];
+	int r;
+
+	if (!c->h) {
+		c->h = curl_easy_init();
+		if (!c->h)
+			return sigfs_seterr(err, -ENOMEM, "nethsm backend %s: curl_easy_init failed",
+					    p->name);
+		c->authed = false;
+	}
+	if (c->authed)
+		return 0;
+	r = read_pass(p, c->admin ? p->admin_pass_file : p->pass_file, pw, sizeof(pw), err);
+	if (r < 0)
+		return r;
+	curl_easy_setopt(c->h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+	curl_easy_setopt(c->h, CURLOPT_USERNAME, c->admin ? p->admin_user : p->user);
+	/* curl keeps its own copy for the connection's life; ours goes now. */
+	curl_easy_setopt(c->h, CURLOPT_PASSWORD, pw);
+	OPENSSL_cleanse(pw, sizeof(pw));
+	if (p->ca_file[0])
+		curl_easy_setopt(c->h, CURLOPT_CAINFO, p->ca_file);
+	if (p->pinned[0])
+		curl_easy_setopt(c->h, CURLOPT_PINNEDPUBLICKEY, p->pinned);
+	curl_easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c->h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+	curl_easy_setopt(c->h, CURLOPT_TIMEOUT_MS, 30000L);
+	curl_easy_setopt(c->h, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(c->h, CURLOPT_PROTOCOLS_STR, "https");
+	curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, on_data);
+	c->authed = true;
+	return 0;
+}
+
+/* --- HTTP with retries ----------------------------------------------------------- */
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The NetHSM's {"message": ...} of a reply, or "" */
+static void reply_message(const struct req *q, char *msg, size_t size)
+{
+	json_t *j = q->rep.buf ? json_loadb(q->rep.buf, q->rep.len, 0, NULL) : NULL;
+	const char *m = j ? json_string_value(json_object_get(j, "message")) : NULL;
+
+	snprintf(msg, size, "%s", m ? m : "");
+	for (char *s = msg; *s; s++)
+		if (*s == '\n' || *s == '\r')
+			*s = ' ';
+	json_decref(j);
+}
+
+/* One attempt. Returns 0 with q->status set, or a curl error (transport failure). */
+static CURLcode attempt(struct nh *p, struct conn *c, struct req *q)
+{
+	struct curl_slist *hdr = NULL, *h2;
+	char url[1400], accept[128];
+	CURLcode rc;
+
+	free(q->rep.buf);
+	q->rep = (struct reply){ 0 };
+	q->status = 0;
+	snprintf(url, sizeof(url), "%s/api/v1%s", p->url, q->path);
+	snprintf(accept, sizeof(accept), "Accept: %s", q->accept);
+	h2 = curl_slist_append(hdr, accept);
+	if (h2)
+		hdr = h2;
+	if (q->body && (h2 = curl_slist_append(hdr, "Content-Type: application/json")))
+		hdr = h2;
+	curl_easy_setopt(c->h, CURLOPT_URL, url);
+	curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, hdr);
+	curl_easy_setopt(c->h, CURLOPT_WRITEDATA, &q->rep);
+	curl_easy_setopt(c->h, CURLOPT_CUSTOMREQUEST, NULL);
+	if (strcmp(q->method, "POST") == 0) {
+		curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, q->body ? q->body : "");
+	} else {
+		curl_easy_setopt(c->h, CURLOPT_HTTPGET, 1L);
+		if (strcmp(q->method, "GET") != 0)
+			curl_easy_setopt(c->h, CURLOPT_CUSTOMREQUEST, q->method);
+	}
+	rc = curl_easy_perform(c->h);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &q->status);
+	curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, NULL);
+	curl_slist_free_all(hdr);
+	return rc;
+}
+
+static int status_errno(long status)
+{
+	switch (status) {
+	case 400: return -EINVAL;
+	case 401: return -EACCES;
+	case 403: return -EPERM;
+	case 404: return -ENOENT;
+	case 412: return -EAGAIN;
+	default: return -EIO;
+	}
+}
+
+/*
+ * Run q on connection idx: retry 412, 5xx and transport errors with backoff
+ * (0.1 s doubling up to 2 s) until retry_seconds have passed. On success
+ * q->status is 2xx; otherwise err says what the NetHSM (or the network) said.
+ */
+static int call(struct nh *p, unsigned idx, struct req *q, char *err)
+{
+	struct conn *c = &p->conn[idx % p->nconn];
+	long start = now_ms(), delay = 100;
+	char msg[160];
+	const char *hint = "";
+	CURLcode rc = CURLE_OK;
+	bool ok = false;
+	int r, tries = 0;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		r = conn_ready(p, c, err);
+		if (r < 0)
+			break;
+		tries++;
+		rc = attempt(p, c, q);
+		if (rc == CURLE_OK && q->status >= 200 && q->status < 300) {
+			ok = true;
+			break;
+		}
+		if (rc == CURLE_OK && q->status == 401)
+			c->authed = false;  /* read password_file again next time */
+		if ((rc == CURLE_OK && q->status != 412 && q->status < 500) ||
+		    rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH ||
+		    rc == CURLE_SSL_CACERT_BADFILE || rc == CURLE_URL_MALFORMAT ||
+		    now_ms() - start + delay > p->retry_ms)
+			break;
+		usleep((useconds_t)delay * 1000);
+		delay = delay * 2 > 2000 ? 2000 : delay * 2;
+	}
+	if (r == 0 && !ok && rc == CURLE_OK) {
+		reply_message(q, msg, sizeof(msg));
+		if (q->status == 401)
+			hint = "; check user and password_file";
+		else if (q->status == 403)
+			hint = "; the user's role may not do this (signing needs an Operator, "
+			       "generate and delete an Administrator: see admin_user)";
+		else if (q->status == 412 || q->status >= 500)
+			hint = "; gave up after retry_seconds";
+		r = sigfs_seterr(err, status_errno(q->status), "nethsm backend %s: %s %s: HTTP %ld%s%s "
+				 "(%d tries)%s", p->name, q->method, q->path, q->status, msg[0] ? ": " : "",
+				 msg, tries, hint);
+	} else if (r == 0 && !ok) {
+		r = sigfs_seterr(err, rc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EHOSTUNREACH,
+				 "nethsm backend %s: %s %s: %s (%d tries in %ld ms); check that the "
+				 "NetHSM at %s is up and trusted", p->name, q->method, q->path,
+				 curl_easy_strerror(rc), tries, now_ms() - start, p->url);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+static unsigned admin_conn(const struct nh *p)
+{
+	return p->nconn - 1;
+}
+
+/* Key ids go into URLs as they are: the spec's ID pattern, nothing to escape. */
+static int check_id(const struct nh *p, const char *id, char *err)
+{
+	size_t n = strlen(id);
+
+	if (n == 0 || n > ID_MAX || strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					   "0123456789_.-") != n || id[0] == '_' || id[0] == '.' ||
+	    id[0] == '-')
+		return sigfs_seterr(err, -EINVAL, "nethsm backend %s: key name '%s' is not a NetHSM "
+				    "key id (letters, digits, _ . -, starting with a letter or digit)",
+				    p->name, id);
+	return 0;
+}
+
+static void req_free(struct req *q)
+{
+	free(q->rep.buf);
+	q->rep = (struct reply){ 0 };
+}
+
+/* --- keys ---------------------------------------------------------------------------- */
+
+static int fetch_pem(struct nh *p, unsigned idx, const char *id, EVP_PKEY **out, char *err)
+{
+	struct req q = { .method = "GET", .accept = "application/x-pem-file" };
+	BIO *bio;
+	int r;
+
+	snprintf(q.path, sizeof(q.path), "/keys/%s/public.pem", id);
+	r = call(p, idx, &q, err);
+	if (r == 0) {
+		bio = BIO_new_mem_buf(q.rep.buf ? q.rep.buf : "", (int)q.rep.len);
+		*out = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+		BIO_free(bio);
+		if (!*out)
+			r = sigfs_seterr(err, -EIO, "nethsm backend %s: public.pem of key '%s' is not "
+					 "a PEM public key", p->name, id);
+	}
+	req_free(&q);
+	return r;
+}
+
+static int nh_public_key(struct sigfs_backend *b, const char *id, EVP_PKEY **out, char *err)
+{
+	struct nh *p = b->priv;
+	int r = check_id(p, id, err);
+
+	return r < 0 ? r : fetch_pem(p, admin_conn(p), id, out, err);
+}
+
+static int nh_generate(struct sigfs_backend *b, const char *id, const struct sigfs_alg *alg,
+		       char *err)
+{
+	struct nh *p = b->priv;
+	struct req q = { .method = "POST", .accept = "application/json" };
+	json_t *j = NULL, *mechs;
+	EVP_PKEY *pk = NULL;
+	char *body = NULL;
+	const char *type;
+	char e2[SIGFS_ERRLEN];
+	int r = check_id(p, id, err);
+
+	if (r < 0)
+		return r;
+	r = fetch_pem(p, admin_conn(p), id, &pk, e2);
+	EVP_PKEY_free(pk);
+	if (r == 0)
+		return sigfs_seterr(err, -EEXIST, "nethsm backend %s: key '%s' exists on the NetHSM",
+				    p->name, id);
+	if (r != -ENOENT)
+		return sigfs_seterr(err, r, "%s", e2);
+	switch (alg->kind) {
+	case SIGFS_KIND_RSA:
+		type = "RSA";
+		mechs = json_pack("[ssss]", "RSA_Signature_PKCS1", "RSA_Signature_PSS_SHA256",
+				  "RSA_Signature_PSS_SHA384", "RSA_Signature_PSS_SHA512");
+		if (mechs) {
+			json_array_append_new(mechs, json_string("RSA_Signature_PSS_SHA1"));
+			json_array_append_new(mechs, json_string("RSA_Signature_PSS_SHA224"));
+			json_array_append_new(mechs, json_string("RSA_Signature_PSS_MD5"));
+		}
+		j = json_pack("{s:o,s:s,s:i,s:s}", "mechanisms", mechs, "type", type,
+			      "length", alg->bits, "id", id);
+		break;
+	case SIGFS_KIND_EC:
+		type = strcmp(alg->group, "P-256") == 0 ? "EC_P256" :
+		       strcmp(alg->group, "P-384") == 0 ? "EC_P384" :
+		       strcmp(alg->group, "P-521") == 0 ? "EC_P521" : NULL;
+		if (!type)
+			return sigfs_seterr(err, -EOPNOTSUPP, "nethsm backend %s: the NetHSM has no "
+					    "curve %s; choose ecdsa-p256, -p384 or -p521",
+					    p->name, alg->group);
+		j = json_pack("{s:[s],s:s,s:s}", "mechanisms", "ECDSA_Signature", "type", type,
+			      "id", id);
+		break;
+	default:
+		j = json_pack("{s:[s],s:s,s:s}", "mechanisms", "EdDSA_Signature", "type",
+			      "Curve25519", "id", id);
+		break;
+	}
+	body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (!body)
+		return sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory", p->name);
+	q.body = body;
+	snprintf(q.path, sizeof(q.path), "/keys/generate");
+	r = call(p, admin_conn(p), &q, err);
+	req_free(&q);
+	free(body);
+	return r;
+}
+
+static int nh_remove(struct sigfs_backend *b, const char *id, char *err)
+{
+	struct nh *p = b->priv;
+	struct req q = { .method = "DELETE", .accept = "application/json" };
+	int r = check_id(p, id, err);
+
+	if (r < 0)
+		return r;
+	snprintf(q.path, sizeof(q.path), "/keys/%s", id);
+	r = call(p, admin_conn(p), &q, err);
+	req_free(&q);
+	return r;
+}
+
+/* --- signing ---------------------------------------------------------------------------- */
+
+/* The NetHSM's PSS modes, by sigfs digest name. */
+static const struct {
+	const char *digest;
+	const char *mode;
+} pss_modes[] = {
+	{ "md5", "PSS_MD5" }, { "sha1", "PSS_SHA1" }, { "sha224", "PSS_SHA224" },
+	{ "sha256", "PSS_SHA256" }, { "sha384", "PSS_SHA384" }, { "sha512", "PSS_SHA512" },
+};
+
+/* DER DigestInfo of digest d over value v, for mode PKCS1. */
+static int digest_info(const struct sigfs_digest *d, const uint8_t *v, size_t len,
+		       uint8_t **out, size_t *outlen)
+{
+	X509_SIG *sig = X509_SIG_new();
+	X509_ALGOR *alg;
+	ASN1_OCTET_STRING *dig;
+	int n = -1;
+
+	*out = NULL;
+	if (sig) {
+		X509_SIG_getm(sig, &alg, &dig);
+		if (X509_ALGOR_set0(alg, OBJ_nid2obj(EVP_MD_get_type(sigfs_digest_md(d))),
+				    V_ASN1_NULL, NULL) &&
+		    ASN1_OCTET_STRING_set(dig, v, (int)len))
+			n = i2d_X509_SIG(sig, out);
+	}
+	X509_SIG_free(sig);
+	if (n <= 0)
+		return -ENOMEM;
+	*outlen = (size_t)n;
+	return 0;
+}
+
+static int nh_sign(struct sigfs_backend *b, const char *id, const struct sigfs_sign_input *in,
+		   uint8_t *sig, size_t *siglen, char *err)
+{
+	struct nh *p = b->priv;
+	struct req q = { .method = "POST", .accept = "application/json" };
+	const uint8_t *msg = in->data;
+	size_t msglen = in->len;
+	uint8_t *di = NULL;
+	char *b64 = NULL, *body = NULL;
+	const char *mode = NULL, *sigb64;
+	json_t *j = NULL;
+	size_t n, maxsig;
+	int r = check_id(p, id, err);
+
+	if (r < 0)
+		return r;
+	if (in->alg->kind == SIGFS_KIND_ED25519 && in->digest)
+		return sigfs_seterr(err, -EINVAL, "nethsm backend %s: Ed25519 key '%s' signs the whole "
+				    "file, not a digest; sign the file itself", p->name, id);
+	if (in->alg->kind != SIGFS_KIND_ED25519 && (!in->digest || in->len != in->digest->len))
+		return sigfs_seterr(err, -EINVAL, "nethsm backend %s: %s key '%s' signs digests only; "
+				    "give a digest", p->name, in->alg->name, id);
+	switch (in->alg->kind) {
+	case SIGFS_KIND_RSA:
+		if (in->padding == SIGFS_PAD_PKCS1) {
+			mode = "PKCS1";
+			if (digest_info(in->digest, in->data, in->len, &di, &msglen) < 0)
+				return sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory",
+						    p->name);
+			msg = di;
+			break;
+		}
+		for (size_t i = 0; i < sizeof(pss_modes) / sizeof(pss_modes[0]); i++)
+			if (strcmp(pss_modes[i].digest, in->digest->name) == 0)
+				mode = pss_modes[i].mode;
+		if (!mode)
+			return sigfs_seterr(err, -EOPNOTSUPP, "nethsm backend %s: the NetHSM has no PSS "
+					    "mode for %s; use sha256, sha384 or sha512, or padding "
+					    "pkcs1", p->name, in->digest->name);
+		break;
+	case SIGFS_KIND_EC:
+		mode = "ECDSA";
+		/* ECDSA uses the digest's leftmost group-size bits; the NetHSM wants no more. */
+		if (msglen * 8 > (size_t)in->alg->bits)
+			msglen = ((size_t)in->alg->bits + 7) / 8;
+		break;
+	default:
+		mode = "EdDSA";
+		break;
+	}
+	b64 = malloc(4 * ((msglen + 2) / 3) + 1);
+	if (!b64) {
+		r = sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory", p->name);
+		goto out;
+	}
+	EVP_EncodeBlock((unsigned char *)b64, msg, (int)msglen);
+	j = json_pack("{s:s,s:s}", "mode", mode, "message", b64);
+	body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	j = NULL;
+	if (!body) {
+		r = sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory", p->name);
+		goto out;
+	}
+	q.body = body;
+	snprintf(q.path, sizeof(q.path), "/keys/%s/sign", id);
+	r = call(p, in->worker % (p->nconn - 1), &q, err);
+	if (r < 0)
+		goto out;
+	j = q.rep.buf ? json_loadb(q.rep.buf, q.rep.len, 0, NULL) : NULL;
+	sigb64 = j ? json_string_value(json_object_get(j, "signature")) : NULL;
+	n = sigb64 ? strlen(sigb64) : 0;
+	maxsig = n / 4 * 3;
+	r = sigfs_seterr(err, -EIO, "nethsm backend %s: the sign reply for key '%s' has no valid "
+			 "base64 signature", p->name, id);
+	if (n == 0 || n % 4 || maxsig > SIGFS_MAX_SIG + 3)
+		goto out;
+	{
+		uint8_t raw[SIGFS_MAX_SIG + 3];
+		int len = EVP_DecodeBlock(raw, (const unsigned char *)sigb64, (int)n);
+
+		if (len < 0)
+			goto out;
+		/* DecodeBlock counts the padding as zero bytes. */
+		len -= (sigb64[n - 1] == '=') + (sigb64[n - 2] == '=');
+		if ((size_t)len > *siglen) {
+			r = sigfs_seterr(err, -ENOSPC, "nethsm backend %s: a %d-byte signature does "
+					 "not fit key '%s''s %zu bytes", p->name, len, id, *siglen);
+			goto out;
+		}
+		if (in->alg->kind == SIGFS_KIND_ED25519 && len != 64)
+			goto out;
+		memcpy(sig, raw, (size_t)len);
+		*siglen = (size_t)len;
+		r = 0;
+	}
+out:
+	json_decref(j);
+	req_free(&q);
+	free(body);
+	free(b64);
+	OPENSSL_free(di);
+	return r;
+}
+
+/* --- open, close ------------------------------------------------------------------------- */
+
+static void nh_free(struct nh *p)
+{
+	for (unsigned i = 0; p->conn && i < p->nconn; i++) {
+		if (p->conn[i].h)
+			curl_easy_cleanup(p->conn[i].h);
+		pthread_mutex_destroy(&p->conn[i].lock);
+	}
+	free(p->conn);
+	free(p);
+}
+
+static void nh_close(struct sigfs_backend *b)
+{
+	nh_free(b->priv);
+	free(b);
+}
+
+static int copy_setting(const struct nh *p, char *dst, size_t size, const char *key,
+			const char *v, char *err)
+{
+	if ((size_t)snprintf(dst, size, "%s", v ? v : "") >= size)
+		return sigfs_seterr(err, -ENAMETOOLONG, "nethsm backend %s: %s is too long",
+				    p->name, key);
+	return 0;
+}
+
+static int nh_open(const struct sigfs_backend_conf *conf, struct sigfs_backend **out, char *err)
+{
+	const char *url = conf->get(conf, "url", NULL);
+	const char *user = conf->get(conf, "user", NULL);
+	const char *pass = conf->get(conf, "password_file", NULL);
+	const char *auser = conf->get(conf, "admin_user", user);
+	const char *apass = conf->get(conf, "admin_password_file", pass);
+	const char *retry = conf->get(conf, "retry_seconds", "10");
+	struct sigfs_backend *b;
+	struct nh *p;
+	char *end;
+	double secs;
+	size_t ulen;
+	int r;
+
+	if (!url || !user || !pass)
+		return sigfs_seterr(err, -EINVAL, "nethsm backend %s: set url, user and password_file "
+				    "in [backend %s]", conf->name, conf->name);
+	if (strncmp(url, "https://", 8) != 0)
+		return sigfs_seterr(err, -EINVAL, "nethsm backend %s: url %s must start with https://",
+				    conf->name, url);
+	secs = strtod(retry, &end);
+	if (*end || end == retry || secs < 0 || secs > 3600)
+		return sigfs_seterr(err, -EINVAL, "nethsm backend %s: retry_seconds %s is not a number "
+				    "of seconds from 0 to 3600", conf->name, retry);
+	pthread_once(&curl_once, curl_init);
+	if (curl_init_rc != CURLE_OK)
+		return sigfs_seterr(err, -EIO, "nethsm backend %s: curl_global_init failed: %s",
+				    conf->name, curl_easy_strerror(curl_init_rc));
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory", conf->name);
+	snprintf(p->name, sizeof(p->name), "%s", conf->name);
+	p->retry_ms = (long)(secs * 1000);
+	r = copy_setting(p, p->url, sizeof(p->url), "url", url, err);
+	if (r == 0)
+		r = copy_setting(p, p->user, sizeof(p->user), "user", user, err);
+	if (r == 0)
+		r = copy_setting(p, p->pass_file, sizeof(p->pass_file), "password_file", pass, err);
+	if (r == 0)
+		r = copy_setting(p, p->admin_user, sizeof(p->admin_user), "admin_user", auser, err);
+	if (r == 0)
+		r = copy_setting(p, p->admin_pass_file, sizeof(p->admin_pass_file),
+				 "admin_password_file", apass, err);
+	if (r == 0)
+		r = copy_setting(p, p->ca_file, sizeof(p->ca_file), "ca_file",
+				 conf->get(conf, "ca_file", NULL), err);
+	if (r == 0)
+		r = copy_setting(p, p->pinned, sizeof(p->pinned), "pinned_pubkey",
+				 conf->get(conf, "pinned_pubkey", NULL), err);
+	if (r < 0)
+		goto fail;
+	ulen = strlen(p->url);
+	while (ulen > 8 && p->url[ulen - 1] == '/')
+		p->url[--ulen] = '\0';
+	p->nconn = (conf->workers ? conf->workers : 1) + 1;
+	p->conn = calloc(p->nconn, sizeof(*p->conn));
+	if (!p->conn) {
+		r = sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory", p->name);
+		goto fail;
+	}
+	for (unsigned i = 0; i < p->nconn; i++)
+		pthread_mutex_init(&p->conn[i].lock, NULL);
+	p->conn[admin_conn(p)].admin = true;
+	b = calloc(1, sizeof(*b));
+	if (!b) {
+		r = sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory", p->name);
+		goto fail;
+	}
+	b->ops = &sigfs_backend_nethsm;
+	b->priv = p;
+	*out = b;
+	return 0;
+fail:
+	nh_free(p);
+	return r;
+}
+
+const struct sigfs_backend_ops sigfs_backend_nethsm = {
+	.type = "nethsm",
+	.open = nh_open,
+	.close = nh_close,
+	.generate = nh_generate,
+	/* No import: keys are made on the NetHSM, so they never existed outside it. */
+	.import_pem = NULL,
+	.remove = nh_remove,
+	.public_key = nh_public_key,
+	.sign = nh_sign,
+};
