@@ -33,6 +33,7 @@
 #include <openssl/x509.h>
 
 #include "backends/backend.h"
+#include "backends/secret.h"
 #include "common/err.h"
 
 extern const struct sigfs_backend_ops sigfs_backend_nethsm;
@@ -86,48 +87,6 @@ static void curl_init(void)
 
 /* --- credentials ------------------------------------------------------------- */
 
-/* Read a password file: a regular file of the daemon's user, mode 0600 or 0400. */
-static int read_pass(const struct nh *p, const char *path, char *pw, size_t size, char *err)
-{
-	struct stat st;
-	ssize_t n;
-	int fd, r = 0;
-
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return sigfs_seterr(err, -errno, "nethsm backend %s: cannot open password_file %s: %s",
-				    p->name, path, strerror(errno));
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		r = sigfs_seterr(err, -EINVAL, "nethsm backend %s: password_file %s is not a regular "
-				 "file", p->name, path);
-		goto out;
-	}
-	if (st.st_uid != geteuid() || (st.st_mode & 0177)) {
-		r = sigfs_seterr(err, -EPERM, "nethsm backend %s: refusing password_file %s: it must "
-				 "be owned by uid %u with mode 0600 or 0400 (it is uid %u, mode %04o); "
-				 "chown and chmod 0600 it", p->name, path, (unsigned)geteuid(),
-				 (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
-		goto out;
-	}
-	n = read(fd, pw, size - 1);
-	if (n < 0) {
-		r = sigfs_seterr(err, -errno, "nethsm backend %s: cannot read password_file %s: %s",
-				 p->name, path, strerror(errno));
-		goto out;
-	}
-	while (n > 0 && (pw[n - 1] == '\n' || pw[n - 1] == '\r'))
-		n--;
-	if (n == 0 || (size_t)n == size - 1) {
-		r = sigfs_seterr(err, -EINVAL, "nethsm backend %s: password_file %s must hold the "
-				 "password on one line (1 to %zu characters)", p->name, path, size - 2);
-		goto out;
-	}
-	pw[n] = '\0';
-out:
-	close(fd);
-	return r;
-}
-
 static size_t on_data(char *data, size_t size, size_t n, void *arg)
 {
 	struct reply *rep = arg;
@@ -152,6 +111,7 @@ static size_t on_data(char *data, size_t size, size_t n, void *arg)
 static int conn_ready(struct nh *p, struct conn *c, char *err)
 {
 	char pw[PASS_MAX];
+	size_t pwlen;
 	int r;
 
 	if (!c->h) {
@@ -163,7 +123,9 @@ static int conn_ready(struct nh *p, struct conn *c, char *err)
 	}
 	if (c->authed)
 		return 0;
-	r = read_pass(p, c->admin ? p->admin_pass_file : p->pass_file, pw, sizeof(pw), err);
+	r = sigfs_read_secret("nethsm", p->name, c->admin ? "admin_password_file" : "password_file",
+			      "password", c->admin ? p->admin_pass_file : p->pass_file, pw,
+			      sizeof(pw), &pwlen, err);
 	if (r < 0)
 		return r;
 	curl_easy_setopt(c->h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
@@ -456,30 +418,6 @@ static const struct {
 	{ "sha256", "PSS_SHA256" }, { "sha384", "PSS_SHA384" }, { "sha512", "PSS_SHA512" },
 };
 
-/* DER DigestInfo of digest d over value v, for mode PKCS1. */
-static int digest_info(const struct sigfs_digest *d, const uint8_t *v, size_t len,
-		       uint8_t **out, size_t *outlen)
-{
-	X509_SIG *sig = X509_SIG_new();
-	X509_ALGOR *alg;
-	ASN1_OCTET_STRING *dig;
-	int n = -1;
-
-	*out = NULL;
-	if (sig) {
-		X509_SIG_getm(sig, &alg, &dig);
-		if (X509_ALGOR_set0(alg, OBJ_nid2obj(EVP_MD_get_type(sigfs_digest_md(d))),
-				    V_ASN1_NULL, NULL) &&
-		    ASN1_OCTET_STRING_set(dig, v, (int)len))
-			n = i2d_X509_SIG(sig, out);
-	}
-	X509_SIG_free(sig);
-	if (n <= 0)
-		return -ENOMEM;
-	*outlen = (size_t)n;
-	return 0;
-}
-
 static int nh_sign(struct sigfs_backend *b, const char *id, const struct sigfs_sign_input *in,
 		   uint8_t *sig, size_t *siglen, char *err)
 {
@@ -506,7 +444,7 @@ static int nh_sign(struct sigfs_backend *b, const char *id, const struct sigfs_s
 	case SIGFS_KIND_RSA:
 		if (in->padding == SIGFS_PAD_PKCS1) {
 			mode = "PKCS1";
-			if (digest_info(in->digest, in->data, in->len, &di, &msglen) < 0)
+			if (sigfs_digest_info(in->digest, in->data, in->len, &di, &msglen) < 0)
 				return sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory",
 						    p->name);
 			msg = di;

@@ -35,6 +35,7 @@
 #include <openssl/x509.h>
 
 #include "backends/backend.h"
+#include "backends/secret.h"
 #include "common/err.h"
 
 extern const struct sigfs_backend_ops sigfs_backend_pkcs11;
@@ -302,48 +303,6 @@ static int need_mech(const struct p11 *p, CK_MECHANISM_TYPE m, const char *mname
 
 /* --- PIN and sessions ------------------------------------------------------------- */
 
-/* Read the PIN: pin_file must be a regular file of the daemon's user, mode 0600 or 0400. */
-static int read_pin(const struct p11 *p, char *pin, size_t size, size_t *len, char *err)
-{
-	struct stat st;
-	ssize_t n;
-	int fd, r = 0;
-
-	fd = open(p->pin_file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return sigfs_seterr(err, -errno, "pkcs11 backend %s: cannot open pin_file %s: %s",
-				    p->name, p->pin_file, strerror(errno));
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		r = sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: pin_file %s is not a regular file",
-				 p->name, p->pin_file);
-		goto out;
-	}
-	if (st.st_uid != geteuid() || (st.st_mode & 0177)) {
-		r = sigfs_seterr(err, -EPERM, "pkcs11 backend %s: refusing pin_file %s: it must be "
-				 "owned by uid %u with mode 0600 or 0400 (it is uid %u, mode %04o); "
-				 "chown and chmod 0600 it", p->name, p->pin_file, (unsigned)geteuid(),
-				 (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
-		goto out;
-	}
-	n = read(fd, pin, size - 1);
-	if (n < 0) {
-		r = sigfs_seterr(err, -errno, "pkcs11 backend %s: cannot read pin_file %s: %s",
-				 p->name, p->pin_file, strerror(errno));
-		goto out;
-	}
-	while (n > 0 && (pin[n - 1] == '\n' || pin[n - 1] == '\r'))
-		n--;
-	if (n == 0 || (size_t)n == size - 1) {
-		r = sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: pin_file %s must hold the PIN on "
-				 "one line (1 to %zu characters)", p->name, p->pin_file, size - 2);
-		goto out;
-	}
-	*len = (size_t)n;
-out:
-	close(fd);
-	return r;
-}
-
 static void sess_drop(struct p11 *p, struct sess *s)
 {
 	if (s->open)
@@ -366,7 +325,8 @@ static int sess_open(struct p11 *p, struct sess *s, struct call *c, char *err)
 	if (rv != CKR_OK)
 		return ckerr(p, c, "C_OpenSession", rv, err);
 	s->open = true;
-	r = read_pin(p, pin, sizeof(pin), &len, err);
+	r = sigfs_read_secret("pkcs11", p->name, "pin_file", "PIN", p->pin_file, pin,
+			      sizeof(pin), &len, err);
 	if (r == 0) {
 		rv = p->f->C_Login(s->h, CKU_USER, (CK_UTF8CHAR_PTR)pin, len);
 		/* Logging in is per application: other sessions may have done it already. */
@@ -825,30 +785,6 @@ static int do_sign(struct p11 *p, struct sess *s, void *arg, struct call *c, cha
 	return 0;
 }
 
-/* DER DigestInfo of digest d over value v, for CKM_RSA_PKCS. */
-static int digest_info(const struct sigfs_digest *d, const uint8_t *v, size_t len,
-		       uint8_t **out, size_t *outlen)
-{
-	X509_SIG *sig = X509_SIG_new();
-	X509_ALGOR *alg;
-	ASN1_OCTET_STRING *dig;
-	int n = -1;
-
-	*out = NULL;
-	if (sig) {
-		X509_SIG_getm(sig, &alg, &dig);
-		if (X509_ALGOR_set0(alg, OBJ_nid2obj(EVP_MD_get_type(sigfs_digest_md(d))),
-				    V_ASN1_NULL, NULL) &&
-		    ASN1_OCTET_STRING_set(dig, v, (int)len))
-			n = i2d_X509_SIG(sig, out);
-	}
-	X509_SIG_free(sig);
-	if (n <= 0)
-		return -ENOMEM;
-	*outlen = (size_t)n;
-	return 0;
-}
-
 /* r || s from the token to DER SEQUENCE(r, s). */
 static int ecdsa_der(const uint8_t *raw, size_t len, uint8_t *sig, size_t *siglen)
 {
@@ -905,7 +841,7 @@ static int p11_sign(struct sigfs_backend *b, const char *id, const struct sigfs_
 			r = need_mech(p, CKM_RSA_PKCS, "CKM_RSA_PKCS", "for RSA PKCS#1 v1.5", err);
 			if (r < 0)
 				goto out;
-			if (digest_info(in->digest, in->data, in->len, &di, &dilen) < 0) {
+			if (sigfs_digest_info(in->digest, in->data, in->len, &di, &dilen) < 0) {
 				r = sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory",
 						 p->name);
 				goto out;

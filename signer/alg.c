@@ -3,6 +3,9 @@
 #include <pthread.h>
 #include <string.h>
 
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+
 #include "signer/alg.h"
 
 static const struct sigfs_alg algs[] = {
@@ -83,6 +86,29 @@ const EVP_MD *sigfs_digest_md(const struct sigfs_digest *d)
 bool sigfs_digest_is_weak(const struct sigfs_digest *d)
 {
 	return strcmp(d->name, "sha1") == 0;
+}
+
+int sigfs_digest_info(const struct sigfs_digest *d, const uint8_t *v, size_t len,
+		      uint8_t **out, size_t *outlen)
+{
+	X509_SIG *sig = X509_SIG_new();
+	X509_ALGOR *alg;
+	ASN1_OCTET_STRING *dig;
+	int n = -1;
+
+	*out = NULL;
+	if (sig) {
+		X509_SIG_getm(sig, &alg, &dig);
+		if (X509_ALGOR_set0(alg, OBJ_nid2obj(EVP_MD_get_type(sigfs_digest_md(d))),
+				    V_ASN1_NULL, NULL) &&
+		    ASN1_OCTET_STRING_set(dig, v, (int)len))
+			n = i2d_X509_SIG(sig, out);
+	}
+	X509_SIG_free(sig);
+	if (n <= 0)
+		return -ENOMEM;
+	*outlen = (size_t)n;
+	return 0;
 }
 
 static const char *const padding_names[] = { "none", "pss", "pkcs1" };

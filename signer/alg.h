@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <openssl/evp.h>
 
 enum sigfs_key_kind { SIGFS_KIND_RSA, SIGFS_KIND_EC, SIGFS_KIND_ED25519 };
@@ -44,6 +45,14 @@ const struct sigfs_digest *sigfs_digest_by_ossl(const char *ossl_name);
 const EVP_MD *sigfs_digest_md(const struct sigfs_digest *d);
 /* True for sha1, which a key must allow explicitly. */
 bool sigfs_digest_is_weak(const struct sigfs_digest *d);
+
+/*
+ * The DER DigestInfo of digest d with value v (len bytes): what RSA PKCS#1 v1.5
+ * signs, for backends whose interface wants it ready-made. *out is
+ * OPENSSL_malloc'd (OPENSSL_free it).
+ */
+int sigfs_digest_info(const struct sigfs_digest *d, const uint8_t *v, size_t len,
+		      uint8_t **out, size_t *outlen);
 
 const char *sigfs_padding_name(enum sigfs_padding p);
 int sigfs_padding_parse(const char *s, enum sigfs_padding *out);

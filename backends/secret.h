@@ -1,0 +1,20 @@
+/*
+ * secret.h: backends read their credentials (PINs, passwords) from files that
+ * only the daemon can read. One rule for all of them: a regular file owned by
+ * the daemon's user, mode 0600 or 0400, holding the secret on one line.
+ */
+#ifndef SIGFS_SECRET_H
+#define SIGFS_SECRET_H
+
+#include <stddef.h>
+
+/*
+ * Read the secret of setting (e.g. "pin_file") at path for backend `name` of
+ * `type` into buf (size bytes, NUL-terminated; *len gets its length). noun
+ * names it in errors ("PIN", "password"). Wipe buf after use.
+ */
+int sigfs_read_secret(const char *type, const char *name, const char *setting,
+		      const char *noun, const char *path, char *buf, size_t size, size_t *len,
+		      char *err);
+
+#endif
