@@ -308,3 +308,19 @@ wait_gone() {
 	done
 	return 1
 }
+
+# sign_on KEY ALG [PADDING]: set the key's algorithm (a key that has signed keeps
+# it; the padding may change), sign 30 KB through its inbox, verify with openssl.
+# Uses $K (the test's .ctl/keys directory).
+sign_on() {
+	local key=$1 alg=$2 pad=${3:-}
+	[ "$(cat "$K/$key/algorithm")" = "$alg" ] ||
+		check "$key: algorithm set to $alg (regenerated on its backend)" \
+			bash -c "echo $alg >'$K/$key/algorithm'"
+	[ -z "$pad" ] || check "$key: padding $pad" bash -c "echo $pad >'$K/$key/padding'"
+	head -c 30000 /dev/urandom >"$T/$key.bin"
+	cp "$T/$key.bin" "$MNT/$key/doc.bin"
+	check "$key ($alg${pad:+ $pad}): signature verifies with openssl" \
+		verify_raw "$key" "$T/$key.bin" "$MNT/$key/doc.bin.sig"
+	rm -f "$MNT/$key"/doc.bin*
+}

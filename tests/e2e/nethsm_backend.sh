@@ -73,19 +73,6 @@ retry_seconds = 3
 EOF
 
 # sign_on KEY ALGORITHM [PADDING]: set the key's algorithm (and padding), sign a file, verify.
-sign_on() {
-	local key=$1 alg=$2 pad=${3:-}
-	[ "$(cat "$K/$key/algorithm")" = "$alg" ] ||
-		check "$key: algorithm set to $alg (regenerated on the NetHSM)" \
-			bash -c "echo $alg >'$K/$key/algorithm'"
-	[ -z "$pad" ] || check "$key: padding $pad" bash -c "echo $pad >'$K/$key/padding'"
-	head -c 30000 /dev/urandom >"$T/$key.bin"
-	cp "$T/$key.bin" "$MNT/$key/doc.bin"
-	check "$key ($alg${pad:+ $pad}): signature verifies with openssl" \
-		verify_raw "$key" "$T/$key.bin" "$MNT/$key/doc.bin.sig"
-	rm -f "$MNT/$key"/doc.bin*
-}
-
 start_sigfs
 
 check "mkdir ed@nh creates key ed" mkdir "$K/ed@nh"
