@@ -2,6 +2,7 @@
  * backend.c: the table of backend drivers. Adding a driver is one row here
  * and one file beside this one; nothing else switches on a backend type.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "backends/backend.h"
@@ -23,4 +24,11 @@ const struct sigfs_backend_ops *sigfs_backend_type(const char *type)
 		if (strcmp(types[i]->type, type) == 0)
 			return types[i];
 	return NULL;
+}
+
+void sigfs_backend_list_free(char **ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
 }

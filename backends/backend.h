@@ -62,6 +62,12 @@ struct sigfs_backend_ops {
 	 */
 	int (*sign)(struct sigfs_backend *b, const char *id, const struct sigfs_sign_input *in,
 		    uint8_t *sig, size_t *siglen, char *err);
+	/*
+	 * The ids of the keys the backend holds, as a malloc'd array of *n
+	 * malloc'd strings (free with sigfs_backend_list_free). For .ctl/status:
+	 * it never retries, so an unreachable backend fails at once.
+	 */
+	int (*list)(struct sigfs_backend *b, char ***ids, size_t *n, char *err);
 };
 
 struct sigfs_backend {
@@ -72,5 +78,6 @@ struct sigfs_backend {
 
 /* The driver for a type name ("soft"), NULL if unknown. */
 const struct sigfs_backend_ops *sigfs_backend_type(const char *type);
+void sigfs_backend_list_free(char **ids, size_t n);
 
 #endif

@@ -1,0 +1,64 @@
+/*
+ * link.h: one TLS 1.3 PSK connection carrying protocol frames (proto.h),
+ * shared by the appliance daemon (server side) and the appliance backend
+ * (client side). TLS 1.3 only, cipher TLS_AES_128_GCM_SHA256, external PSK:
+ * the client offers identity = its name; the server looks the name up in its
+ * clients file. No certificates anywhere.
+ *
+ * All functions return 0 or a negative errno code, and fill err
+ * (SIGFS_ERRLEN bytes) with one line saying what failed.
+ */
+#ifndef SIGFS_APPLIANCE_LINK_H
+#define SIGFS_APPLIANCE_LINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <openssl/ssl.h>
+
+#include "appliance/proto.h"
+#include "common/sbuf.h"
+
+/* Server side: look up a client's 32-byte key by name; 0 if found. */
+typedef int (*link_psk_lookup)(void *arg, const char *client, uint8_t key[PROTO_PSK_LEN]);
+
+SSL_CTX *link_server_ctx(link_psk_lookup lookup, void *arg, char *err);
+/* Client side: the ctx carries name and key (copied; the caller wipes its own). */
+SSL_CTX *link_client_ctx(const char *client, const uint8_t key[PROTO_PSK_LEN], char *err);
+void link_ctx_free(SSL_CTX *ctx);
+
+struct link {
+	int fd;
+	SSL *ssl;
+	char peer[128];          /* "host:port" for messages */
+	char client[PROTO_MAX_STR + 1];  /* server side: the authenticated client name */
+};
+
+/*
+ * Client: connect to "host:port" (IPv4/IPv6 literal or name) within
+ * timeout_ms, run the TLS handshake and HELLO. -ECONNREFUSED, -ETIMEDOUT,
+ * -EACCES (the appliance refused our key), -EPROTO (no common version).
+ */
+int link_connect(struct link *l, SSL_CTX *ctx, const char *hostport, int timeout_ms, char *err);
+/* Server: TLS handshake on an accepted fd (the link owns fd afterwards). */
+int link_accept(struct link *l, SSL_CTX *ctx, int fd, int timeout_ms, char *err);
+void link_close(struct link *l);
+
+/* Send one finished frame (proto_end done). */
+int link_send(struct link *l, const struct sbuf *frame, char *err);
+/*
+ * Receive one frame into buf (sbuf_init'd by the caller with max
+ * PROTO_MAX_FRAME + 4; emptied first) and parse it into f (a view into buf).
+ * timeout_ms < 0 waits forever. -ECONNRESET when the peer went away.
+ */
+int link_recv(struct link *l, struct sbuf *buf, struct proto_frame *f, int timeout_ms, char *err);
+
+/*
+ * Client: send request frame req and wait for its reply (same id, op |
+ * PROTO_REPLY). On a reply with status != 0 returns -EREMOTEIO with the
+ * appliance's message in err and *status set; on PROTO_OK, f->body is
+ * positioned after the status byte.
+ */
+int link_call(struct link *l, const struct sbuf *req, struct sbuf *buf, struct proto_frame *f,
+	      uint8_t *status, int timeout_ms, char *err);
+
+#endif
