@@ -34,6 +34,12 @@ struct link {
 };
 
 /*
+ * Server: listen on "host:port" (IPv4/IPv6 literal or name; port 0 picks one)
+ * into *fd; bound gets the real "addr:port" (boundlen bytes).
+ */
+int link_listen(const char *hostport, int *fd, char *bound, size_t boundlen, char *err);
+
+/*
  * Client: connect to "host:port" (IPv4/IPv6 literal or name) within
  * timeout_ms, run the TLS handshake and HELLO. -ECONNREFUSED, -ETIMEDOUT,
  * -EACCES (the appliance refused our key), -EPROTO (no common version).

@@ -10,11 +10,13 @@
 extern const struct sigfs_backend_ops sigfs_backend_soft;
 extern const struct sigfs_backend_ops sigfs_backend_pkcs11;
 extern const struct sigfs_backend_ops sigfs_backend_nethsm;
+extern const struct sigfs_backend_ops sigfs_backend_appliance;
 
 static const struct sigfs_backend_ops *const types[] = {
 	&sigfs_backend_soft,
 	&sigfs_backend_pkcs11,
 	&sigfs_backend_nethsm,
+	&sigfs_backend_appliance,
 };
 #define N_TYPES (sizeof(types) / sizeof(types[0]))
 

@@ -6,13 +6,18 @@
  * (a NetHSM user has one role, and only an Operator may sign); defaults to
  * user. TLS trust: ca_file, or pinned_pubkey (sha256//BASE64 of the server's
  * public key). Password files are read as pkcs11's pin_file is: owned by the
- * daemon's user, mode 0600 or 0400, wiped after curl has a copy.
+ * daemon's user, mode 0600 or 0400, wiped after curl has a copy. tags: the
+ * NetHSM tags every generated key is restricted to (only an Operator carrying
+ * one of them may sign with it).
  *
- * Each signer worker has its own curl handle and admin calls one more, each
- * under a mutex, so TLS connections stay open between signatures. 412 (not
- * Operational), 5xx and transport errors are retried with exponential backoff
- * for at most retry_seconds; 401/403/404 fail at once, naming the status and
- * the NetHSM's message. docs/backend-nethsm.md has the modes per key type.
+ * Each signer worker has its own curl handle, admin calls one more and the
+ * key list of .ctl/status one more, each under a mutex, so TLS connections
+ * stay open between signatures. 412 (not Operational), 5xx and transport
+ * errors are retried with exponential backoff for at most retry_seconds;
+ * 401/403/404 fail at once, naming the status and the NetHSM's message. The
+ * status connection never retries and has short timeouts, so a NetHSM that is
+ * down does not hold up .ctl/status. docs/backend-nethsm.md has the modes per
+ * key type; nethsm_reply.c parses what comes back.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,24 +34,30 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/objects.h>
-#include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include "backends/backend.h"
+#include "backends/nethsm_reply.h"
 #include "backends/secret.h"
 #include "common/err.h"
+#include "common/sbuf.h"
 
 extern const struct sigfs_backend_ops sigfs_backend_nethsm;
 
 #define PASS_MAX 256
 #define REPLY_MAX (1 << 20)
 #define ID_MAX 128
+#define MAX_TAGS 32
+/* The status connection: a NetHSM that is down must not hold up .ctl/status. */
+#define STATUS_CONNECT_MS 2000L
+#define STATUS_TIMEOUT_MS 4000L
 
 struct conn {
 	pthread_mutex_t lock;
 	CURL *h;
 	bool authed;                  /* credentials are set on h */
 	bool admin;                   /* uses admin_user */
+	bool status;                  /* for .ctl/status: one attempt, short timeouts */
 };
 
 struct nh {
@@ -55,16 +66,12 @@ struct nh {
 	char user[256], pass_file[4096];
 	char admin_user[256], admin_pass_file[4096];
 	char ca_file[4096], pinned[256];
+	char *tags[MAX_TAGS];         /* restrictions of generated keys */
+	size_t ntags;
 	long retry_ms;
-	unsigned nconn;               /* workers + 1; the last one is for admin calls */
+	unsigned nworkers;
+	unsigned nconn;               /* nworkers, then admin calls, then status */
 	struct conn *conn;
-};
-
-/* A bounded reply buffer: the NetHSM's answer never grows past REPLY_MAX. */
-struct reply {
-	char *buf;
-	size_t len;
-	bool overflow;
 };
 
 /* One HTTP exchange. */
@@ -74,7 +81,7 @@ struct req {
 	const char *body;             /* JSON or NULL */
 	const char *accept;
 	long status;
-	struct reply rep;
+	struct sbuf rep;              /* the answer, at most REPLY_MAX bytes */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -87,24 +94,10 @@ static void curl_init(void)
 
 /* --- credentials ------------------------------------------------------------- */
 
+/* A reply past REPLY_MAX makes curl fail the transfer (CURLE_WRITE_ERROR). */
 static size_t on_data(char *data, size_t size, size_t n, void *arg)
 {
-	struct reply *rep = arg;
-	size_t len = size * n;
-	char *nb;
-
-	if (rep->len + len > REPLY_MAX) {
-		rep->overflow = true;
-		return 0;
-	}
-	nb = realloc(rep->buf, rep->len + len + 1);
-	if (!nb)
-		return 0;
-	memcpy(nb + rep->len, data, len);
-	rep->len += len;
-	nb[rep->len] = '\0';
-	rep->buf = nb;
-	return len;
+	return sbuf_put(arg, data, size * n) < 0 ? 0 : size * n;
 }
 
 /* Set up c's handle and credentials unless done. Called with c->lock held. */
@@ -138,8 +131,8 @@ static int conn_ready(struct nh *p, struct conn *c, char *err)
 	if (p->pinned[0])
 		curl_easy_setopt(c->h, CURLOPT_PINNEDPUBLICKEY, p->pinned);
 	curl_easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c->h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-	curl_easy_setopt(c->h, CURLOPT_TIMEOUT_MS, 30000L);
+	curl_easy_setopt(c->h, CURLOPT_CONNECTTIMEOUT_MS, c->status ? STATUS_CONNECT_MS : 5000L);
+	curl_easy_setopt(c->h, CURLOPT_TIMEOUT_MS, c->status ? STATUS_TIMEOUT_MS : 30000L);
 	curl_easy_setopt(c->h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(c->h, CURLOPT_PROTOCOLS_STR, "https");
 	curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, on_data);
@@ -157,19 +150,6 @@ static long now_ms(void)
 	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The NetHSM's {"message": ...} of a reply, or "" */
-static void reply_message(const struct req *q, char *msg, size_t size)
-{
-	json_t *j = q->rep.buf ? json_loadb(q->rep.buf, q->rep.len, 0, NULL) : NULL;
-	const char *m = j ? json_string_value(json_object_get(j, "message")) : NULL;
-
-	snprintf(msg, size, "%s", m ? m : "");
-	for (char *s = msg; *s; s++)
-		if (*s == '\n' || *s == '\r')
-			*s = ' ';
-	json_decref(j);
-}
-
 /* One attempt. Returns 0 with q->status set, or a curl error (transport failure). */
 static CURLcode attempt(struct nh *p, struct conn *c, struct req *q)
 {
@@ -177,8 +157,8 @@ static CURLcode attempt(struct nh *p, struct conn *c, struct req *q)
 	char url[1400], accept[128];
 	CURLcode rc;
 
-	free(q->rep.buf);
-	q->rep = (struct reply){ 0 };
+	sbuf_free(&q->rep);
+	sbuf_init(&q->rep, REPLY_MAX);
 	q->status = 0;
 	snprintf(url, sizeof(url), "%s/api/v1%s", p->url, q->path);
 	snprintf(accept, sizeof(accept), "Accept: %s", q->accept);
@@ -220,8 +200,9 @@ static int status_errno(long status)
 
 /*
  * Run q on connection idx: retry 412, 5xx and transport errors with backoff
- * (0.1 s doubling up to 2 s) until retry_seconds have passed. On success
- * q->status is 2xx; otherwise err says what the NetHSM (or the network) said.
+ * (0.1 s doubling up to 2 s) until retry_seconds have passed (never on the
+ * status connection). On success q->status is 2xx; otherwise err says what
+ * the NetHSM (or the network) said.
  */
 static int call(struct nh *p, unsigned idx, struct req *q, char *err)
 {
@@ -248,20 +229,24 @@ static int call(struct nh *p, unsigned idx, struct req *q, char *err)
 			c->authed = false;  /* read password_file again next time */
 		if ((rc == CURLE_OK && q->status != 412 && q->status < 500) ||
 		    rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH ||
-		    rc == CURLE_SSL_CACERT_BADFILE || rc == CURLE_URL_MALFORMAT ||
-		    now_ms() - start + delay > p->retry_ms)
+		    rc == CURLE_SSL_CACERT_BADFILE || rc == CURLE_URL_MALFORMAT || c->status ||
+		    now_ms() - start >= p->retry_ms)
 			break;
+		/* The last try is at the end of the window, not a backoff step before it. */
+		if (now_ms() - start + delay > p->retry_ms)
+			delay = p->retry_ms - (now_ms() - start);
 		usleep((useconds_t)delay * 1000);
 		delay = delay * 2 > 2000 ? 2000 : delay * 2;
 	}
 	if (r == 0 && !ok && rc == CURLE_OK) {
-		reply_message(q, msg, sizeof(msg));
+		nethsm_reply_message(&q->rep, msg, sizeof(msg));
 		if (q->status == 401)
 			hint = "; check user and password_file";
 		else if (q->status == 403)
-			hint = "; the user's role may not do this (signing needs an Operator, "
-			       "generate and delete an Administrator: see admin_user)";
-		else if (q->status == 412 || q->status >= 500)
+			hint = "; the user may not do this (signing needs an Operator carrying one "
+			       "of the key's tags if it has any, generate and delete an "
+			       "Administrator: see admin_user and tags)";
+		else if ((q->status == 412 || q->status >= 500) && !c->status)
 			hint = "; gave up after retry_seconds";
 		r = sigfs_seterr(err, status_errno(q->status), "nethsm backend %s: %s %s: HTTP %ld%s%s "
 				 "(%d tries)%s", p->name, q->method, q->path, q->status, msg[0] ? ": " : "",
@@ -278,7 +263,12 @@ static int call(struct nh *p, unsigned idx, struct req *q, char *err)
 
 static unsigned admin_conn(const struct nh *p)
 {
-	return p->nconn - 1;
+	return p->nworkers;
+}
+
+static unsigned status_conn(const struct nh *p)
+{
+	return p->nworkers + 1;
 }
 
 /* Key ids go into URLs as they are: the spec's ID pattern, nothing to escape. */
@@ -297,8 +287,7 @@ static int check_id(const struct nh *p, const char *id, char *err)
 
 static void req_free(struct req *q)
 {
-	free(q->rep.buf);
-	q->rep = (struct reply){ 0 };
+	sbuf_free(&q->rep);
 }
 
 /* --- keys ---------------------------------------------------------------------------- */
@@ -306,19 +295,13 @@ static void req_free(struct req *q)
 static int fetch_pem(struct nh *p, unsigned idx, const char *id, EVP_PKEY **out, char *err)
 {
 	struct req q = { .method = "GET", .accept = "application/x-pem-file" };
-	BIO *bio;
 	int r;
 
 	snprintf(q.path, sizeof(q.path), "/keys/%s/public.pem", id);
 	r = call(p, idx, &q, err);
-	if (r == 0) {
-		bio = BIO_new_mem_buf(q.rep.buf ? q.rep.buf : "", (int)q.rep.len);
-		*out = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
-		BIO_free(bio);
-		if (!*out)
-			r = sigfs_seterr(err, -EIO, "nethsm backend %s: public.pem of key '%s' is not "
-					 "a PEM public key", p->name, id);
-	}
+	if (r == 0 && nethsm_reply_public_pem(&q.rep, out) < 0)
+		r = sigfs_seterr(err, -EIO, "nethsm backend %s: public.pem of key '%s' is not "
+				 "a PEM public key", p->name, id);
 	req_free(&q);
 	return r;
 }
@@ -329,6 +312,20 @@ static int nh_public_key(struct sigfs_backend *b, const char *id, EVP_PKEY **out
 	int r = check_id(p, id, err);
 
 	return r < 0 ? r : fetch_pem(p, admin_conn(p), id, out, err);
+}
+
+/* The tags setting as JSON, for restrictions.tags. */
+static json_t *tag_list(const struct nh *p)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < p->ntags; i++) {
+		if (json_array_append_new(a, json_string(p->tags[i])) < 0) {
+			json_decref(a);
+			a = NULL;
+		}
+	}
+	return a;
 }
 
 static int nh_generate(struct sigfs_backend *b, const char *id, const struct sigfs_alg *alg,
@@ -381,6 +378,11 @@ static int nh_generate(struct sigfs_backend *b, const char *id, const struct sig
 			      "Curve25519", "id", id);
 		break;
 	}
+	if (j && p->ntags &&
+	    json_object_set_new(j, "restrictions", json_pack("{s:o}", "tags", tag_list(p))) < 0) {
+		json_decref(j);
+		j = NULL;
+	}
 	body = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (!body)
@@ -407,6 +409,20 @@ static int nh_remove(struct sigfs_backend *b, const char *id, char *err)
 	return r;
 }
 
+/* As the Administrator sees them: every key of the namespace, whatever its tags. */
+static int nh_list(struct sigfs_backend *b, char ***ids, size_t *n, char *err)
+{
+	struct nh *p = b->priv;
+	struct req q = { .method = "GET", .path = "/keys", .accept = "application/json" };
+	int r = call(p, status_conn(p), &q, err);
+
+	if (r == 0 && (r = nethsm_reply_key_ids(&q.rep, ids, n)) < 0)
+		r = sigfs_seterr(err, r == -ENOMEM ? r : -EIO, "nethsm backend %s: GET /keys: the "
+				 "reply is not a list of key ids", p->name);
+	req_free(&q);
+	return r;
+}
+
 /* --- signing ---------------------------------------------------------------------------- */
 
 /* The NetHSM's PSS modes, by sigfs digest name. */
@@ -427,9 +443,9 @@ static int nh_sign(struct sigfs_backend *b, const char *id, const struct sigfs_s
 	size_t msglen = in->len;
 	uint8_t *di = NULL;
 	char *b64 = NULL, *body = NULL;
-	const char *mode = NULL, *sigb64;
-	json_t *j = NULL;
-	size_t n, maxsig;
+	const char *mode = NULL;
+	json_t *j;
+	size_t n;
 	int r = check_id(p, id, err);
 
 	if (r < 0)
@@ -477,45 +493,29 @@ static int nh_sign(struct sigfs_backend *b, const char *id, const struct sigfs_s
 	j = json_pack("{s:s,s:s}", "mode", mode, "message", b64);
 	body = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
-	j = NULL;
 	if (!body) {
 		r = sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory", p->name);
 		goto out;
 	}
 	q.body = body;
 	snprintf(q.path, sizeof(q.path), "/keys/%s/sign", id);
-	r = call(p, in->worker % (p->nconn - 1), &q, err);
+	r = call(p, in->worker % p->nworkers, &q, err);
 	if (r < 0)
 		goto out;
-	j = q.rep.buf ? json_loadb(q.rep.buf, q.rep.len, 0, NULL) : NULL;
-	sigb64 = j ? json_string_value(json_object_get(j, "signature")) : NULL;
-	n = sigb64 ? strlen(sigb64) : 0;
-	maxsig = n / 4 * 3;
-	r = sigfs_seterr(err, -EIO, "nethsm backend %s: the sign reply for key '%s' has no valid "
-			 "base64 signature", p->name, id);
-	if (n == 0 || n % 4 || maxsig > SIGFS_MAX_SIG + 3)
-		goto out;
-	{
-		uint8_t raw[SIGFS_MAX_SIG + 3];
-		int len = EVP_DecodeBlock(raw, (const unsigned char *)sigb64, (int)n);
-
-		if (len < 0)
-			goto out;
-		/* DecodeBlock counts the padding as zero bytes. */
-		len -= (sigb64[n - 1] == '=') + (sigb64[n - 2] == '=');
-		if ((size_t)len > *siglen) {
-			r = sigfs_seterr(err, -ENOSPC, "nethsm backend %s: a %d-byte signature does "
-					 "not fit key '%s''s %zu bytes", p->name, len, id, *siglen);
-			goto out;
-		}
-		if (in->alg->kind == SIGFS_KIND_ED25519 && len != 64)
-			goto out;
-		memcpy(sig, raw, (size_t)len);
-		*siglen = (size_t)len;
-		r = 0;
-	}
+	n = *siglen;
+	r = nethsm_reply_signature(&q.rep, sig, &n);
+	if (r == -ENOSPC)
+		r = sigfs_seterr(err, r, "nethsm backend %s: a %zu-byte signature does not fit key "
+				 "'%s''s %zu bytes", p->name, n, id, *siglen);
+	else if (r < 0)
+		r = sigfs_seterr(err, -EIO, "nethsm backend %s: the sign reply for key '%s' has no "
+				 "valid base64 signature", p->name, id);
+	else if (in->alg->kind == SIGFS_KIND_ED25519 && n != 64)
+		r = sigfs_seterr(err, -EIO, "nethsm backend %s: the sign reply for key '%s' holds "
+				 "%zu bytes, not a 64-byte Ed25519 signature", p->name, id, n);
+	else
+		*siglen = n;
 out:
-	json_decref(j);
 	req_free(&q);
 	free(body);
 	free(b64);
@@ -532,6 +532,8 @@ static void nh_free(struct nh *p)
 			curl_easy_cleanup(p->conn[i].h);
 		pthread_mutex_destroy(&p->conn[i].lock);
 	}
+	for (size_t i = 0; i < p->ntags; i++)
+		free(p->tags[i]);
 	free(p->conn);
 	free(p);
 }
@@ -548,6 +550,42 @@ static int copy_setting(const struct nh *p, char *dst, size_t size, const char *
 	if ((size_t)snprintf(dst, size, "%s", v ? v : "") >= size)
 		return sigfs_seterr(err, -ENAMETOOLONG, "nethsm backend %s: %s is too long",
 				    p->name, key);
+	return 0;
+}
+
+/*
+ * tags = a, b: each a NetHSM tag (the spec's ID: letters, digits, _ . -,
+ * starting with a letter or digit, at most 128), checked here so a typo
+ * fails at open instead of as a 400 at the first mkdir.
+ */
+static int parse_tags(struct nh *p, const char *v, char *err)
+{
+	const char *s = v;
+
+	while (v && *s) {
+		size_t lead = strspn(s, " \t"), n = strcspn(s + lead, ","), len = n;
+
+		while (len && (s[lead + len - 1] == ' ' || s[lead + len - 1] == '\t'))
+			len--;
+		if (len == 0 || len > ID_MAX ||
+		    strspn(s + lead, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			   "0123456789_.-") < len || strchr("_.-", s[lead]))
+			return sigfs_seterr(err, -EINVAL, "nethsm backend %s: tags = %s: '%.*s' is "
+					    "not a NetHSM tag (1 to %d letters, digits, _ . -, "
+					    "starting with a letter or digit; tags are separated by "
+					    "commas)", p->name, v, (int)len, s + lead, ID_MAX);
+		if (p->ntags == MAX_TAGS)
+			return sigfs_seterr(err, -EINVAL, "nethsm backend %s: tags: at most %d",
+					    p->name, MAX_TAGS);
+		p->tags[p->ntags] = strndup(s + lead, len);
+		if (!p->tags[p->ntags])
+			return sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory", p->name);
+		p->ntags++;
+		s += lead + n;
+		if (*s == ',' && *++s == '\0')
+			return sigfs_seterr(err, -EINVAL, "nethsm backend %s: tags = %s ends with a "
+					    "comma", p->name, v);
+	}
 	return 0;
 }
 
@@ -601,12 +639,15 @@ static int nh_open(const struct sigfs_backend_conf *conf, struct sigfs_backend *
 	if (r == 0)
 		r = copy_setting(p, p->pinned, sizeof(p->pinned), "pinned_pubkey",
 				 conf->get(conf, "pinned_pubkey", NULL), err);
+	if (r == 0)
+		r = parse_tags(p, conf->get(conf, "tags", NULL), err);
 	if (r < 0)
 		goto fail;
 	ulen = strlen(p->url);
 	while (ulen > 8 && p->url[ulen - 1] == '/')
 		p->url[--ulen] = '\0';
-	p->nconn = (conf->workers ? conf->workers : 1) + 1;
+	p->nworkers = conf->workers ? conf->workers : 1;
+	p->nconn = p->nworkers + 2;
 	p->conn = calloc(p->nconn, sizeof(*p->conn));
 	if (!p->conn) {
 		r = sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory", p->name);
@@ -615,6 +656,8 @@ static int nh_open(const struct sigfs_backend_conf *conf, struct sigfs_backend *
 	for (unsigned i = 0; i < p->nconn; i++)
 		pthread_mutex_init(&p->conn[i].lock, NULL);
 	p->conn[admin_conn(p)].admin = true;
+	p->conn[status_conn(p)].admin = true;
+	p->conn[status_conn(p)].status = true;
 	b = calloc(1, sizeof(*b));
 	if (!b) {
 		r = sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory", p->name);
@@ -639,4 +682,5 @@ const struct sigfs_backend_ops sigfs_backend_nethsm = {
 	.remove = nh_remove,
 	.public_key = nh_public_key,
 	.sign = nh_sign,
+	.list = nh_list,
 };

@@ -7,11 +7,17 @@
  *
  * A key is a private/public object pair whose CKA_LABEL (and CKA_ID) is the
  * key id; the private half is sensitive and not extractable. Each signer
- * worker has its own logged-in R/W session, opened on first use and reopened
- * once when the token says the session is gone; administrative calls
- * (generate, remove, public key) use one more session. A mutex per session
- * keeps PKCS#11's one-operation-per-session rule. Which mechanisms are used is
- * in docs/backend-pkcs11.md.
+ * worker has its own logged-in R/W session, opened on first use; administrative
+ * calls (generate, remove, public key, list) use one more session. A mutex per
+ * session keeps PKCS#11's one-operation-per-session rule. Which mechanisms are
+ * used is in docs/backend-pkcs11.md.
+ *
+ * A token can go away (a YubiHSM's connector stops, a network HSM's link
+ * drops) and come back. When a call says so, the module is re-initialized
+ * (C_Finalize, C_Initialize, the slot found again by label) and the call
+ * retried with backoff for at most retry_seconds; opening the backend does
+ * not wait for the token. A PIN the token refuses is not sent again until
+ * pin_file changes: tokens lock the PIN after a few wrong tries.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -22,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <p11-kit/pkcs11.h>
@@ -37,17 +44,35 @@
 #include "backends/backend.h"
 #include "backends/secret.h"
 #include "common/err.h"
+#include "common/log.h"
 
 extern const struct sigfs_backend_ops sigfs_backend_pkcs11;
 
 #define PIN_MAX 256
 #define LABEL_MAX 128
 #define MAX_MODULES 16
+/* PKCS#11 token labels are 32 bytes, blank padded. */
+#define TOKEN_LABEL_MAX 32
+
+/*
+ * A loaded module, shared by the backends that name it (two tokens of one
+ * HSM). PKCS#11 calls hold lock shared; re-initializing the module after an
+ * outage holds it exclusive. gen counts C_Initialize calls: sessions and slots
+ * found under an older gen are gone.
+ */
+struct module {
+	CK_FUNCTION_LIST_PTR f;
+	unsigned refs;
+	pthread_rwlock_t lock;
+	unsigned long gen;
+	CK_RV init_rv;                /* of the last C_Initialize; CKR_OK: initialized */
+};
 
 struct sess {
 	pthread_mutex_t lock;
 	CK_SESSION_HANDLE h;
 	bool open;
+	unsigned long mod_gen;        /* the module's gen when the session was opened */
 	/* The private key last used, valid while the backend's generation is unchanged. */
 	char key_id[LABEL_MAX];
 	CK_OBJECT_HANDLE key;
@@ -56,20 +81,37 @@ struct sess {
 
 struct p11 {
 	char name[64];
+	char label[TOKEN_LABEL_MAX + 1];
 	char pin_file[4096];
+	long retry_ms;
 	void *dl;
 	CK_FUNCTION_LIST_PTR f;
+	struct module *m;
+	/* The token's slot and mechanisms, found under module gen slot_gen (0: not yet). */
+	pthread_mutex_t slot_lock;
+	unsigned long slot_gen;
 	CK_SLOT_ID slot;
 	CK_MECHANISM_TYPE *mechs;
 	CK_ULONG nmechs;
 	unsigned nsess;               /* workers + 1; the last one is for admin calls */
 	struct sess *sess;
 	unsigned long gen;            /* bumped when keys are created or destroyed */
+	/* One C_Login at a time; a refused PIN is remembered with pin_file's stat. */
+	pthread_mutex_t pin_lock;
+	bool pin_bad;
+	struct stat pin_st;
+	char pin_err[SIGFS_ERRLEN];
+	/* Whether the token is away, to log its going and coming back once. */
+	pthread_mutex_t state_lock;
+	bool down;
+	long down_since;
 };
 
-/* The outcome of the last PKCS#11 call of an operation, to decide on a retry. */
+/* The last failure of one attempt at an operation, to decide on a retry. */
 struct call {
+	const char *fn;               /* the PKCS#11 function that failed, or NULL */
 	CK_RV rv;
+	bool unreachable;             /* the token is gone or not there (yet) */
 };
 
 /* --- CKR names and errnos ---------------------------------------------------- */
@@ -144,13 +186,29 @@ static int ckr_errno(CK_RV rv)
 	return -EIO;
 }
 
+/*
+ * Codes that say the token, or the way to it, is gone. p11-kit-client, for
+ * one, answers CKR_DEVICE_ERROR to every call once its server is gone, and
+ * sees the token again only after C_Finalize and C_Initialize.
+ */
+static bool unreachable(CK_RV rv)
+{
+	return rv == CKR_DEVICE_ERROR || rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT ||
+	       rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
+	       rv == CKR_GENERAL_ERROR || rv == CKR_CRYPTOKI_NOT_INITIALIZED ||
+	       rv == CKR_SLOT_ID_INVALID;
+}
+
 /* Record a failed call fn and say so in err; returns the errno. */
 static int ckerr(const struct p11 *p, struct call *c, const char *fn, CK_RV rv, char *err)
 {
 	const char *hint = "";
 
-	if (c)
+	if (c) {
+		c->fn = fn;
 		c->rv = rv;
+		c->unreachable = unreachable(rv);
+	}
 	if (ckr_errno(rv) == -EACCES)
 		hint = "; check the PIN in pin_file";
 	else if (rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_DEVICE_REMOVED)
@@ -159,52 +217,59 @@ static int ckerr(const struct p11 *p, struct call *c, const char *fn, CK_RV rv, 
 			    p->name, fn, ckr_name(rv), (unsigned long)rv, hint);
 }
 
-/* The session is gone (or the token was removed): reopen it and try once more. */
-static bool session_lost(CK_RV rv)
-{
-	return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
-	       rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT;
-}
-
 /* --- module loading ------------------------------------------------------------ */
 
 /*
- * C_Initialize once per module, C_Finalize when its last backend closes: two
- * backends may share a module (two tokens of one HSM).
+ * C_Initialize once per module in the process, C_Finalize when its last
+ * backend closes: two backends may share a module (two tokens of one HSM).
  */
 static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct {
-	CK_FUNCTION_LIST_PTR f;
-	unsigned refs;
-} modules[MAX_MODULES];
+static struct module modules[MAX_MODULES];
 
-static int module_ref(struct p11 *p, char *err)
+static CK_RV module_init(struct module *m)
 {
 	CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK };
-	int free_slot = -1, r = 0;
-	CK_RV rv;
+	CK_RV rv = m->f->C_Initialize(&args);
+
+	return rv == CKR_CRYPTOKI_ALREADY_INITIALIZED ? CKR_OK : rv;
+}
+
+/*
+ * Share p->f's module, initializing it if p is its first backend. A failing
+ * C_Initialize is not an error here: a module that cannot reach its device
+ * may say so there, and the calls that need the token retry it.
+ */
+static int module_ref(struct p11 *p, char *err)
+{
+	pthread_rwlockattr_t attr;
+	struct module *m = NULL;
+	int r = 0;
 
 	pthread_mutex_lock(&modules_lock);
 	for (int i = 0; i < MAX_MODULES; i++) {
 		if (modules[i].f == p->f) {
 			modules[i].refs++;
+			p->m = &modules[i];
 			goto out;
 		}
-		if (!modules[i].f && free_slot < 0)
-			free_slot = i;
+		if (!modules[i].f && !m)
+			m = &modules[i];
 	}
-	if (free_slot < 0) {
+	if (!m) {
 		r = sigfs_seterr(err, -ENOSPC, "pkcs11 backend %s: too many PKCS#11 modules (at most %d)",
 				 p->name, MAX_MODULES);
 		goto out;
 	}
-	rv = p->f->C_Initialize(&args);
-	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-		r = ckerr(p, NULL, "C_Initialize", rv, err);
-		goto out;
-	}
-	modules[free_slot].f = p->f;
-	modules[free_slot].refs = 1;
+	/* Writers first: a re-initialization must not wait for a gap between busy workers. */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&m->lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	m->f = p->f;
+	m->refs = 1;
+	m->gen = 1;
+	m->init_rv = module_init(m);
+	p->m = m;
 out:
 	pthread_mutex_unlock(&modules_lock);
 	return r;
@@ -212,44 +277,67 @@ out:
 
 static void module_unref(struct p11 *p)
 {
+	struct module *m = p->m;
+
 	pthread_mutex_lock(&modules_lock);
-	for (int i = 0; i < MAX_MODULES; i++) {
-		if (modules[i].f == p->f && --modules[i].refs == 0) {
-			p->f->C_Finalize(NULL);
-			modules[i].f = NULL;
-		}
+	if (--m->refs == 0) {
+		if (m->init_rv == CKR_OK)
+			m->f->C_Finalize(NULL);
+		pthread_rwlock_destroy(&m->lock);
+		m->f = NULL;
 	}
 	pthread_mutex_unlock(&modules_lock);
 }
 
-/* The slot whose token is labelled label (blank-padded to 32 bytes by the token). */
-static int find_slot(struct p11 *p, const char *label, char *err)
+/*
+ * Start p's module afresh after the token went away, unless another call did
+ * since it saw gen seen: C_Finalize ends every session, C_Initialize connects
+ * again. The calls of every backend on the module wait meanwhile.
+ */
+static void module_reinit(struct p11 *p, unsigned long seen)
+{
+	struct module *m = p->m;
+
+	pthread_rwlock_wrlock(&m->lock);
+	if (m->gen == seen) {
+		if (m->init_rv == CKR_OK)
+			m->f->C_Finalize(NULL);
+		m->init_rv = module_init(m);
+		m->gen++;
+	}
+	pthread_rwlock_unlock(&m->lock);
+}
+
+/* The slot whose token is labelled p->label (blank-padded to 32 bytes by the token). */
+static int find_slot(struct p11 *p, struct call *c, char *err)
 {
 	CK_SLOT_ID *slots = NULL;
 	CK_ULONG n = 0;
 	CK_TOKEN_INFO ti;
-	size_t len = strlen(label);
+	size_t len = strlen(p->label);
 	int r;
 	CK_RV rv;
 
 	rv = p->f->C_GetSlotList(CK_TRUE, NULL, &n);
 	if (rv != CKR_OK)
-		return ckerr(p, NULL, "C_GetSlotList", rv, err);
+		return ckerr(p, c, "C_GetSlotList", rv, err);
 	slots = calloc(n ? n : 1, sizeof(*slots));
 	if (!slots)
 		return sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
 	rv = p->f->C_GetSlotList(CK_TRUE, slots, &n);
 	if (rv != CKR_OK) {
-		r = ckerr(p, NULL, "C_GetSlotList", rv, err);
+		r = ckerr(p, c, "C_GetSlotList", rv, err);
 		goto out;
 	}
+	/* A networked token that is down shows no slot at all: wait for it like for one that fails. */
+	c->unreachable = true;
 	r = sigfs_seterr(err, -ENODEV, "pkcs11 backend %s: no token labelled '%s' among %lu; "
-			 "check token_label and that the token is connected", p->name, label,
+			 "check token_label and that the token is connected", p->name, p->label,
 			 (unsigned long)n);
 	for (CK_ULONG i = 0; i < n; i++) {
 		if (p->f->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
 			continue;
-		if (len > sizeof(ti.label) || memcmp(ti.label, label, len) != 0)
+		if (memcmp(ti.label, p->label, len) != 0)
 			continue;
 		bool match = true;
 		for (size_t j = len; j < sizeof(ti.label); j++)
@@ -257,6 +345,7 @@ static int find_slot(struct p11 *p, const char *label, char *err)
 				match = false;
 		if (match) {
 			p->slot = slots[i];
+			c->unreachable = false;
 			r = 0;
 			break;
 		}
@@ -266,22 +355,54 @@ out:
 	return r;
 }
 
-static int load_mechs(struct p11 *p, char *err)
+static int load_mechs(struct p11 *p, struct call *c, char *err)
 {
 	CK_ULONG n = 0;
 	CK_RV rv;
 
+	free(p->mechs);
+	p->mechs = NULL;
+	p->nmechs = 0;
 	rv = p->f->C_GetMechanismList(p->slot, NULL, &n);
 	if (rv != CKR_OK)
-		return ckerr(p, NULL, "C_GetMechanismList", rv, err);
-	p->mechs = calloc(n ? n : 1, sizeof(*p->mechs));
+		return ckerr(p, c, "C_GetMechanismList", rv, err);
+	/*
+	 * One more than asked for: p11-kit-client up to 0.24 reads one entry
+	 * past the list while it drops mechanisms it cannot forward.
+	 */
+	p->mechs = calloc(n + 1, sizeof(*p->mechs));
 	if (!p->mechs)
 		return sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
 	rv = p->f->C_GetMechanismList(p->slot, p->mechs, &n);
 	if (rv != CKR_OK)
-		return ckerr(p, NULL, "C_GetMechanismList", rv, err);
+		return ckerr(p, c, "C_GetMechanismList", rv, err);
 	p->nmechs = n;
 	return 0;
+}
+
+/*
+ * The module is initialized and p's slot and mechanisms are known for its
+ * current gen. Called with the module's lock shared: gen cannot change.
+ */
+static int slot_ready(struct p11 *p, struct call *c, char *err)
+{
+	int r = 0;
+
+	if (p->m->init_rv != CKR_OK) {
+		r = ckerr(p, c, "C_Initialize", p->m->init_rv, err);
+		c->unreachable = true;
+		return r;
+	}
+	pthread_mutex_lock(&p->slot_lock);
+	if (p->slot_gen != p->m->gen) {
+		r = find_slot(p, c, err);
+		if (r == 0)
+			r = load_mechs(p, c, err);
+		if (r == 0)
+			p->slot_gen = p->m->gen;
+	}
+	pthread_mutex_unlock(&p->slot_lock);
+	return r;
 }
 
 static bool has_mech(const struct p11 *p, CK_MECHANISM_TYPE m)
@@ -303,70 +424,211 @@ static int need_mech(const struct p11 *p, CK_MECHANISM_TYPE m, const char *mname
 
 /* --- PIN and sessions ------------------------------------------------------------- */
 
+/* Close s; a session opened before the module was re-initialized is gone already. */
 static void sess_drop(struct p11 *p, struct sess *s)
 {
-	if (s->open)
+	if (s->open && s->mod_gen == p->m->gen)
 		p->f->C_CloseSession(s->h);
 	s->open = false;
 	s->key_id[0] = '\0';
 }
 
-/* Open and log in s unless it is open. Called with s->lock held. */
-static int sess_open(struct p11 *p, struct sess *s, struct call *c, char *err)
+static bool same_file(const struct stat *a, const struct stat *b)
 {
-	char pin[PIN_MAX];
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/*
+ * Log s in as the user. A PIN the token refused is not sent again until
+ * pin_file changes: tokens lock the PIN after a few wrong tries, and every
+ * job would be one. Logins take turns, so workers starting together with a
+ * wrong PIN try it once.
+ */
+static int login(struct p11 *p, struct sess *s, struct call *c, char *err)
+{
+	char pin[PIN_MAX], e[SIGFS_ERRLEN];
 	size_t len = 0;
+	struct stat st = { 0 };
 	int r;
 	CK_RV rv;
 
+	pthread_mutex_lock(&p->pin_lock);
+	if (stat(p->pin_file, &st) == 0 && p->pin_bad && same_file(&st, &p->pin_st)) {
+		r = sigfs_seterr(err, -EACCES, "%s", p->pin_err);
+		goto out;
+	}
+	p->pin_bad = false;
+	r = sigfs_read_secret("pkcs11", p->name, "pin_file", "PIN", p->pin_file, pin,
+			      sizeof(pin), &len, err);
+	if (r == 0) {
+		rv = p->f->C_Login(s->h, CKU_USER, (CK_UTF8CHAR_PTR)pin, len);
+		/* Logging in is per application: other sessions may have done it already. */
+		if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+			r = ckerr(p, c, "C_Login", rv, e);
+			if (r == -EACCES) {
+				p->pin_bad = true;
+				p->pin_st = st;
+				sigfs_seterr(p->pin_err, r, "%s; it is not tried again until "
+					     "pin_file changes", e);
+				sigfs_seterr(err, r, "%s", p->pin_err);
+			} else {
+				sigfs_seterr(err, r, "%s", e);
+			}
+		}
+	}
+	OPENSSL_cleanse(pin, sizeof(pin));
+out:
+	pthread_mutex_unlock(&p->pin_lock);
+	return r;
+}
+
+/* Open and log in s unless it is open. Called with s->lock and the module's lock held. */
+static int sess_open(struct p11 *p, struct sess *s, struct call *c, char *err)
+{
+	int r;
+	CK_RV rv;
+
+	if (s->open && s->mod_gen != p->m->gen)
+		sess_drop(p, s);
 	if (s->open)
 		return 0;
 	rv = p->f->C_OpenSession(p->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s->h);
 	if (rv != CKR_OK)
 		return ckerr(p, c, "C_OpenSession", rv, err);
 	s->open = true;
-	r = sigfs_read_secret("pkcs11", p->name, "pin_file", "PIN", p->pin_file, pin,
-			      sizeof(pin), &len, err);
-	if (r == 0) {
-		rv = p->f->C_Login(s->h, CKU_USER, (CK_UTF8CHAR_PTR)pin, len);
-		/* Logging in is per application: other sessions may have done it already. */
-		if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN)
-			r = ckerr(p, c, "C_Login", rv, err);
-	}
-	OPENSSL_cleanse(pin, sizeof(pin));
+	s->mod_gen = p->m->gen;
+	r = login(p, s, c, err);
 	if (r < 0)
 		sess_drop(p, s);
 	return r;
 }
 
+/* --- retries ---------------------------------------------------------------------- */
+
 typedef int (*sess_fn)(struct p11 *p, struct sess *s, void *arg, struct call *c, char *err);
 
-/* Run fn on session idx; reopen the session and run again once if it was lost. */
-static int with_session(struct p11 *p, unsigned idx, sess_fn fn, void *arg, char *err)
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* What made the token unreachable, for log lines and errors. */
+static void cause(const struct call *c, char *buf, size_t size)
+{
+	if (c->fn)
+		snprintf(buf, size, "%s: %s", c->fn, ckr_name(c->rv));
+	else
+		snprintf(buf, size, "no slot of the module holds it");
+}
+
+/* Say once that the token went away ... */
+static void token_down(struct p11 *p, const struct call *c)
+{
+	char why[96];
+
+	pthread_mutex_lock(&p->state_lock);
+	if (!p->down) {
+		__atomic_store_n(&p->down, true, __ATOMIC_RELAXED);
+		p->down_since = now_ms();
+		cause(c, why, sizeof(why));
+		log_warn("pkcs11 backend %s: token %s is unreachable (%s); re-initializing the module, "
+			 "jobs wait up to %g s for it", p->name, p->label, why,
+			 (double)p->retry_ms / 1000);
+	}
+	pthread_mutex_unlock(&p->state_lock);
+}
+
+/* ... and once that it is back. */
+static void token_up(struct p11 *p)
+{
+	if (!__atomic_load_n(&p->down, __ATOMIC_RELAXED))
+		return;
+	pthread_mutex_lock(&p->state_lock);
+	if (p->down) {
+		__atomic_store_n(&p->down, false, __ATOMIC_RELAXED);
+		log_info("pkcs11 backend %s: token %s is back after %.1f s", p->name, p->label,
+			 (double)(now_ms() - p->down_since) / 1000);
+	}
+	pthread_mutex_unlock(&p->state_lock);
+}
+
+/*
+ * One try of fn on session s, with the module's lock shared; *seen is the
+ * module's gen it ran under. A cached key handle the token no longer knows
+ * is looked up again once.
+ */
+static int attempt(struct p11 *p, struct sess *s, sess_fn fn, void *arg, unsigned long *seen,
+		   struct call *c, char *err)
+{
+	int r;
+
+	pthread_rwlock_rdlock(&p->m->lock);
+	*seen = p->m->gen;
+	*c = (struct call){ NULL, CKR_OK, false };
+	r = slot_ready(p, c, err);
+	if (r == 0) {
+		pthread_mutex_lock(&s->lock);
+		for (int i = 0; i < 2; i++) {
+			*c = (struct call){ NULL, CKR_OK, false };
+			r = sess_open(p, s, c, err);
+			if (r == 0)
+				r = fn(p, s, arg, c, err);
+			if (r == 0 || (c->rv != CKR_KEY_HANDLE_INVALID &&
+				       c->rv != CKR_OBJECT_HANDLE_INVALID))
+				break;
+			s->key_id[0] = '\0';
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	pthread_rwlock_unlock(&p->m->lock);
+	return r;
+}
+
+/*
+ * Run fn on session idx. While the token is unreachable, re-initialize the
+ * module and try again: at once, then after 0.1 s doubling up to 2 s, until
+ * retry_seconds have passed. Without retry (calls that must not wait) the
+ * immediate second try is the last.
+ */
+static int run(struct p11 *p, unsigned idx, sess_fn fn, void *arg, bool retry, char *err)
 {
 	struct sess *s = &p->sess[idx % p->nsess];
-	int r = -EIO;
+	long start = now_ms(), delay = 100, budget = retry ? p->retry_ms : 0, spent;
+	unsigned long seen;
+	struct call c;
+	char why[96];
+	int r;
 
-	pthread_mutex_lock(&s->lock);
-	for (int attempt = 0; attempt < 2; attempt++) {
-		struct call c = { CKR_OK };
-
-		r = sess_open(p, s, &c, err);
-		if (r == 0)
-			r = fn(p, s, arg, &c, err);
-		if (r == 0)
+	for (int tries = 0;; tries++) {
+		r = attempt(p, s, fn, arg, &seen, &c, err);
+		if (!c.unreachable)
 			break;
-		if (session_lost(c.rv)) {
-			sess_drop(p, s);
-			continue;
+		token_down(p, &c);
+		if (tries > 0) {
+			spent = now_ms() - start;
+			if (spent >= budget) {
+				cause(&c, why, sizeof(why));
+				if (!retry)
+					return sigfs_seterr(err, -EHOSTUNREACH, "pkcs11 backend %s: token "
+							    "%s unreachable: %s; is the device/connector "
+							    "up?", p->name, p->label, why);
+				return sigfs_seterr(err, -EHOSTUNREACH, "pkcs11 backend %s: token %s "
+						    "unreachable for %ld s: %s; is the device/connector "
+						    "up?", p->name, p->label, (spent + 500) / 1000, why);
+			}
+			usleep((useconds_t)(delay < budget - spent ? delay : budget - spent) * 1000);
+			delay = delay * 2 > 2000 ? 2000 : delay * 2;
 		}
-		if (c.rv == CKR_KEY_HANDLE_INVALID || c.rv == CKR_OBJECT_HANDLE_INVALID) {
-			s->key_id[0] = '\0';
-			continue;
-		}
-		break;
+		module_reinit(p, seen);
 	}
-	pthread_mutex_unlock(&s->lock);
+	/* The token answered, whatever it said. */
+	if (r == 0 || c.fn)
+		token_up(p);
 	return r;
 }
 
@@ -490,7 +752,21 @@ static int do_generate(struct p11 *p, struct sess *s, void *arg, struct call *c,
 	CK_RV rv;
 	int r;
 
-	r = find_objs(p, s, g->id, CKO_PRIVATE_KEY, &found, 1, &n, c, err);
+	switch (g->alg->kind) {
+	case SIGFS_KIND_RSA:
+		r = need_mech(p, CKM_RSA_PKCS_KEY_PAIR_GEN, "CKM_RSA_PKCS_KEY_PAIR_GEN",
+			      "to create RSA keys", err);
+		break;
+	case SIGFS_KIND_EC:
+		r = need_mech(p, CKM_EC_KEY_PAIR_GEN, "CKM_EC_KEY_PAIR_GEN", "to create ECDSA keys", err);
+		break;
+	default:
+		r = need_mech(p, CKM_EC_EDWARDS_KEY_PAIR_GEN, "CKM_EC_EDWARDS_KEY_PAIR_GEN",
+			      "to create Ed25519 keys", err);
+		break;
+	}
+	if (r == 0)
+		r = find_objs(p, s, g->id, CKO_PRIVATE_KEY, &found, 1, &n, c, err);
 	if (r == 0 && n == 0)
 		r = find_objs(p, s, g->id, CKO_PUBLIC_KEY, &found, 1, &n, c, err);
 	if (r < 0)
@@ -537,26 +813,10 @@ static int p11_generate(struct sigfs_backend *b, const char *id, const struct si
 {
 	struct p11 *p = b->priv;
 	struct gen_arg g = { id, alg };
-	int r;
 
 	if (strlen(id) >= LABEL_MAX)
 		return sigfs_seterr(err, -ENAMETOOLONG, "pkcs11 backend %s: key id too long", p->name);
-	switch (alg->kind) {
-	case SIGFS_KIND_RSA:
-		r = need_mech(p, CKM_RSA_PKCS_KEY_PAIR_GEN, "CKM_RSA_PKCS_KEY_PAIR_GEN",
-			      "to create RSA keys", err);
-		break;
-	case SIGFS_KIND_EC:
-		r = need_mech(p, CKM_EC_KEY_PAIR_GEN, "CKM_EC_KEY_PAIR_GEN", "to create ECDSA keys", err);
-		break;
-	default:
-		r = need_mech(p, CKM_EC_EDWARDS_KEY_PAIR_GEN, "CKM_EC_EDWARDS_KEY_PAIR_GEN",
-			      "to create Ed25519 keys", err);
-		break;
-	}
-	if (r < 0)
-		return r;
-	return with_session(p, admin_session(p), do_generate, &g, err);
+	return run(p, admin_session(p), do_generate, &g, true, err);
 }
 
 /* --- remove ------------------------------------------------------------------------- */
@@ -593,7 +853,7 @@ static int p11_remove(struct sigfs_backend *b, const char *id, char *err)
 {
 	struct p11 *p = b->priv;
 
-	return with_session(p, admin_session(p), do_remove, (void *)id, err);
+	return run(p, admin_session(p), do_remove, (void *)id, true, err);
 }
 
 /* --- public key -------------------------------------------------------------------- */
@@ -728,7 +988,7 @@ static int p11_public_key(struct sigfs_backend *b, const char *id, EVP_PKEY **ou
 {
 	struct p11 *p = b->priv;
 	struct pub_arg a = { id, NULL };
-	int r = with_session(p, admin_session(p), do_public_key, &a, err);
+	int r = run(p, admin_session(p), do_public_key, &a, true, err);
 
 	if (r == 0)
 		*out = a.pkey;
@@ -755,6 +1015,7 @@ static const struct {
 struct sign_arg {
 	const char *id;
 	CK_MECHANISM mech;
+	const char *mname, *what;     /* the mechanism's name and use, if the token lacks it */
 	const uint8_t *data;
 	size_t len;
 	uint8_t raw[SIGFS_MAX_SIG];
@@ -768,6 +1029,9 @@ static int do_sign(struct p11 *p, struct sess *s, void *arg, struct call *c, cha
 	CK_RV rv;
 	int r;
 
+	r = need_mech(p, a->mech.mechanism, a->mname, a->what, err);
+	if (r < 0)
+		return r;
 	if (strcmp(s->key_id, a->id) != 0 || s->key_gen != gen) {
 		r = find_one(p, s, a->id, CKO_PRIVATE_KEY, &s->key, c, err);
 		if (r < 0)
@@ -838,22 +1102,18 @@ static int p11_sign(struct sigfs_backend *b, const char *id, const struct sigfs_
 	switch (in->alg->kind) {
 	case SIGFS_KIND_RSA:
 		if (in->padding == SIGFS_PAD_PKCS1) {
-			r = need_mech(p, CKM_RSA_PKCS, "CKM_RSA_PKCS", "for RSA PKCS#1 v1.5", err);
-			if (r < 0)
-				goto out;
 			if (sigfs_digest_info(in->digest, in->data, in->len, &di, &dilen) < 0) {
 				r = sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory",
 						 p->name);
 				goto out;
 			}
 			a->mech = (CK_MECHANISM){ CKM_RSA_PKCS, NULL, 0 };
+			a->mname = "CKM_RSA_PKCS";
+			a->what = "for RSA PKCS#1 v1.5";
 			a->data = di;
 			a->len = dilen;
 			break;
 		}
-		r = need_mech(p, CKM_RSA_PKCS_PSS, "CKM_RSA_PKCS_PSS", "for RSA PSS", err);
-		if (r < 0)
-			goto out;
 		r = sigfs_seterr(err, -EOPNOTSUPP, "pkcs11 backend %s: PKCS#11 has no PSS parameters "
 				 "for %s; use sha256, sha384 or sha512, or rsa_padding pkcs1",
 				 p->name, in->digest->name);
@@ -868,21 +1128,21 @@ static int p11_sign(struct sigfs_backend *b, const char *id, const struct sigfs_
 		if (r < 0)
 			goto out;
 		a->mech = (CK_MECHANISM){ CKM_RSA_PKCS_PSS, &pss, sizeof(pss) };
+		a->mname = "CKM_RSA_PKCS_PSS";
+		a->what = "for RSA PSS";
 		break;
 	case SIGFS_KIND_EC:
-		r = need_mech(p, CKM_ECDSA, "CKM_ECDSA", "for ECDSA", err);
-		if (r < 0)
-			goto out;
 		a->mech = (CK_MECHANISM){ CKM_ECDSA, NULL, 0 };
+		a->mname = "CKM_ECDSA";
+		a->what = "for ECDSA";
 		break;
 	default:
-		r = need_mech(p, CKM_EDDSA, "CKM_EDDSA", "for Ed25519", err);
-		if (r < 0)
-			goto out;
 		a->mech = (CK_MECHANISM){ CKM_EDDSA, NULL, 0 };
+		a->mname = "CKM_EDDSA";
+		a->what = "for Ed25519";
 		break;
 	}
-	r = with_session(p, in->worker % (p->nsess - 1), do_sign, a, err);
+	r = run(p, in->worker % (p->nsess - 1), do_sign, a, true, err);
 	if (r < 0)
 		goto out;
 	if (in->alg->kind == SIGFS_KIND_EC) {
@@ -902,23 +1162,153 @@ out:
 	return r;
 }
 
+/* --- list ------------------------------------------------------------------------------ */
+
+struct list_arg {
+	char **ids;
+	size_t n;
+};
+
+static int cmp_ids(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Every handle of a private key that may sign; *objs is malloc'd. */
+static int find_signing_keys(struct p11 *p, struct sess *s, CK_OBJECT_HANDLE **objs, CK_ULONG *n,
+			     struct call *c, char *err)
+{
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE tmpl[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_SIGN, &yes, sizeof(yes) },
+	};
+	CK_OBJECT_HANDLE *o = NULL, *no;
+	CK_ULONG cap = 0, got = 0;
+	CK_RV rv;
+	int r = 0;
+
+	*n = 0;
+	rv = p->f->C_FindObjectsInit(s->h, tmpl, 2);
+	if (rv != CKR_OK)
+		return ckerr(p, c, "C_FindObjectsInit", rv, err);
+	for (;;) {
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 64;
+			no = realloc(o, cap * sizeof(*o));
+			if (!no) {
+				r = sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
+				break;
+			}
+			o = no;
+		}
+		rv = p->f->C_FindObjects(s->h, o + *n, cap - *n, &got);
+		if (rv != CKR_OK) {
+			r = ckerr(p, c, "C_FindObjects", rv, err);
+			break;
+		}
+		if (got == 0)
+			break;
+		*n += got;
+	}
+	p->f->C_FindObjectsFinal(s->h);
+	if (r < 0)
+		free(o);
+	else
+		*objs = o;
+	return r;
+}
+
+/* The labels of the token's signing keys of a type sigfs uses, sorted. */
+static int do_list(struct p11 *p, struct sess *s, void *arg, struct call *c, char *err)
+{
+	struct list_arg *a = arg;
+	CK_OBJECT_HANDLE *objs = NULL;
+	CK_KEY_TYPE type;
+	CK_ULONG n = 0;
+	uint8_t *kt, *label;
+	size_t ktlen, len;
+	char **ids = NULL;
+	size_t nids = 0;
+	int r;
+
+	r = find_signing_keys(p, s, &objs, &n, c, err);
+	if (r < 0)
+		return r;
+	ids = calloc(n ? n : 1, sizeof(*ids));
+	if (!ids)
+		r = sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
+	for (CK_ULONG i = 0; r == 0 && i < n; i++) {
+		r = get_attr(p, s, objs[i], CKA_KEY_TYPE, &kt, &ktlen, c, err);
+		if (r < 0)
+			break;
+		type = CKK_VENDOR_DEFINED;
+		if (ktlen == sizeof(type))
+			memcpy(&type, kt, sizeof(type));
+		free(kt);
+		if (type != CKK_RSA && type != CKK_EC && type != CKK_EC_EDWARDS)
+			continue;
+		r = get_attr(p, s, objs[i], CKA_LABEL, &label, &len, c, err);
+		if (r < 0)
+			break;
+		/* Keys are found by label: one sigfs could not name is of no use to it. */
+		if (len > 0 && len < LABEL_MAX && !memchr(label, '\0', len)) {
+			ids[nids] = strndup((const char *)label, len);
+			if (!ids[nids])
+				r = sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory",
+						 p->name);
+			else
+				nids++;
+		}
+		free(label);
+	}
+	free(objs);
+	if (r < 0) {
+		sigfs_backend_list_free(ids, nids);
+		return r;
+	}
+	qsort(ids, nids, sizeof(*ids), cmp_ids);
+	a->ids = ids;
+	a->n = nids;
+	return 0;
+}
+
+static int p11_list(struct sigfs_backend *b, char ***ids, size_t *n, char *err)
+{
+	struct p11 *p = b->priv;
+	struct list_arg a = { NULL, 0 };
+	int r = run(p, admin_session(p), do_list, &a, false, err);
+
+	if (r == 0) {
+		*ids = a.ids;
+		*n = a.n;
+	}
+	return r;
+}
+
 /* --- open, close ----------------------------------------------------------------------- */
 
-static int do_login(struct p11 *p, struct sess *s, void *arg, struct call *c, char *err)
+static int do_connect(struct p11 *p, struct sess *s, void *arg, struct call *c, char *err)
 {
 	(void)p, (void)s, (void)arg, (void)c, (void)err;
 	return 0;
 }
 
-static void p11_free(struct p11 *p, bool initialized)
+static void p11_free(struct p11 *p)
 {
-	for (unsigned i = 0; p->sess && i < p->nsess; i++) {
-		if (initialized)
+	if (p->m) {
+		pthread_rwlock_rdlock(&p->m->lock);
+		for (unsigned i = 0; p->sess && i < p->nsess; i++)
 			sess_drop(p, &p->sess[i]);
-		pthread_mutex_destroy(&p->sess[i].lock);
-	}
-	if (initialized)
+		pthread_rwlock_unlock(&p->m->lock);
 		module_unref(p);
+	}
+	for (unsigned i = 0; p->sess && i < p->nsess; i++)
+		pthread_mutex_destroy(&p->sess[i].lock);
+	pthread_mutex_destroy(&p->slot_lock);
+	pthread_mutex_destroy(&p->pin_lock);
+	pthread_mutex_destroy(&p->state_lock);
 	if (p->dl)
 		dlclose(p->dl);
 	free(p->sess);
@@ -928,7 +1318,7 @@ static void p11_free(struct p11 *p, bool initialized)
 
 static void p11_close(struct sigfs_backend *b)
 {
-	p11_free(b->priv, true);
+	p11_free(b->priv);
 	free(b);
 }
 
@@ -937,24 +1327,45 @@ static int p11_open(const struct sigfs_backend_conf *conf, struct sigfs_backend 
 	const char *module = conf->get(conf, "module", NULL);
 	const char *label = conf->get(conf, "token_label", NULL);
 	const char *pin_file = conf->get(conf, "pin_file", NULL);
+	const char *retry = conf->get(conf, "retry_seconds", "10");
 	CK_C_GetFunctionList getfl;
 	struct sigfs_backend *b;
-	bool initialized = false;
+	char pin[PIN_MAX], *end;
+	size_t pinlen;
 	struct p11 *p;
+	double secs;
 	CK_RV rv;
 	int r;
 
 	if (!module || !label || !pin_file)
 		return sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: set module, token_label and "
 				    "pin_file in [backend %s]", conf->name, conf->name);
+	if (strlen(label) == 0 || strlen(label) > TOKEN_LABEL_MAX)
+		return sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: token_label '%s' must have 1 to "
+				    "%d characters", conf->name, label, TOKEN_LABEL_MAX);
+	secs = strtod(retry, &end);
+	if (*end || end == retry || !(secs >= 0 && secs <= 3600))
+		return sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: retry_seconds %s is not a number "
+				    "of seconds from 0 to 3600", conf->name, retry);
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", conf->name);
+	pthread_mutex_init(&p->slot_lock, NULL);
+	pthread_mutex_init(&p->pin_lock, NULL);
+	pthread_mutex_init(&p->state_lock, NULL);
 	snprintf(p->name, sizeof(p->name), "%s", conf->name);
+	snprintf(p->label, sizeof(p->label), "%s", label);
+	p->retry_ms = (long)(secs * 1000);
 	if ((size_t)snprintf(p->pin_file, sizeof(p->pin_file), "%s", pin_file) >= sizeof(p->pin_file)) {
 		r = sigfs_seterr(err, -ENAMETOOLONG, "pkcs11 backend %s: pin_file path too long", p->name);
 		goto fail;
 	}
+	/* A pin_file sigfs refuses is a configuration error: say so now, token or not. */
+	r = sigfs_read_secret("pkcs11", p->name, "pin_file", "PIN", p->pin_file, pin, sizeof(pin),
+			      &pinlen, err);
+	OPENSSL_cleanse(pin, sizeof(pin));
+	if (r < 0)
+		goto fail;
 	p->nsess = (conf->workers ? conf->workers : 1) + 1;
 	p->sess = calloc(p->nsess, sizeof(*p->sess));
 	if (!p->sess) {
@@ -987,14 +1398,13 @@ static int p11_open(const struct sigfs_backend_conf *conf, struct sigfs_backend 
 	r = module_ref(p, err);
 	if (r < 0)
 		goto fail;
-	initialized = true;
-	r = find_slot(p, label, err);
-	if (r == 0)
-		r = load_mechs(p, err);
-	/* Log in now: a wrong PIN or pin_file shows at once, not at the first signature. */
-	if (r == 0)
-		r = with_session(p, admin_session(p), do_login, NULL, err);
-	if (r < 0)
+	/*
+	 * Log in now, so the log says at once whether the token answers. A
+	 * token that is down is waited for by the jobs, and a PIN it refuses
+	 * fails them (without another C_Login until pin_file changes).
+	 */
+	r = run(p, admin_session(p), do_connect, NULL, false, err);
+	if (r < 0 && r != -EHOSTUNREACH && r != -EACCES)
 		goto fail;
 	b = calloc(1, sizeof(*b));
 	if (!b) {
@@ -1006,7 +1416,7 @@ static int p11_open(const struct sigfs_backend_conf *conf, struct sigfs_backend 
 	*out = b;
 	return 0;
 fail:
-	p11_free(p, initialized);
+	p11_free(p);
 	return r;
 }
 
@@ -1020,4 +1430,5 @@ const struct sigfs_backend_ops sigfs_backend_pkcs11 = {
 	.remove = p11_remove,
 	.public_key = p11_public_key,
 	.sign = p11_sign,
+	.list = p11_list,
 };

@@ -1,9 +1,12 @@
-/* secret.c: credential files of backends (secret.h). */
+/* secret.c: credential files and imported private keys of backends (secret.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/pem.h>
 
 #include "backends/secret.h"
 #include "common/err.h"
@@ -50,4 +53,27 @@ int sigfs_read_secret(const char *type, const char *name, const char *setting,
 out:
 	close(fd);
 	return r;
+}
+
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
+int sigfs_read_private_pem(const uint8_t *pem, size_t len, EVP_PKEY **out)
+{
+	BIO *bio;
+
+	if (len > INT_MAX)
+		return -EFBIG;
+	bio = BIO_new_mem_buf(pem, (int)len);
+	if (!bio)
+		return -ENOMEM;
+	*out = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+	BIO_free(bio);
+	return *out ? 0 : -EINVAL;
 }

@@ -7,6 +7,8 @@
 #define SIGFS_SECRET_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <openssl/evp.h>
 
 /*
  * Read the secret of setting (e.g. "pin_file") at path for backend `name` of
@@ -16,5 +18,11 @@
 int sigfs_read_secret(const char *type, const char *name, const char *setting,
 		      const char *noun, const char *path, char *buf, size_t size, size_t *len,
 		      char *err);
+
+/*
+ * Parse an unencrypted PEM private key (PKCS#8 or traditional) that an admin
+ * imported; never prompts for a passphrase. -EINVAL if it is not one.
+ */
+int sigfs_read_private_pem(const uint8_t *pem, size_t len, EVP_PKEY **out);
 
 #endif

@@ -35,6 +35,7 @@
 #include <openssl/x509.h>
 
 #include "backends/backend.h"
+#include "backends/secret.h"
 #include "common/dirutil.h"
 #include "common/err.h"
 
@@ -267,30 +268,6 @@ static void describe_key(EVP_PKEY *pkey, char *out, size_t len)
 			 EVP_PKEY_get_bits(pkey));
 }
 
-/* Never prompt on a terminal for the passphrase of an encrypted key. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-	(void)buf;
-	(void)size;
-	(void)rwflag;
-	(void)u;
-	return -1;
-}
-
-static int parse_pem(const uint8_t *pem, size_t len, EVP_PKEY **out)
-{
-	BIO *bio;
-
-	if (len > INT_MAX)
-		return -EFBIG;
-	bio = BIO_new_mem_buf(pem, (int)len);
-	if (!bio)
-		return -ENOMEM;
-	*out = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
-	BIO_free(bio);
-	return *out ? 0 : -EINVAL;
-}
-
 /* Read key id from its file; the PEM bytes are wiped before returning. */
 static int load_key(struct soft *s, const char *id, EVP_PKEY **out, char *err)
 {
@@ -331,7 +308,7 @@ static int load_key(struct soft *s, const char *id, EVP_PKEY **out, char *err)
 		r = sigfs_seterr(err, -EFBIG, "soft backend: key file of '%s' is too large; it is not a key we wrote", id);
 		goto out;
 	}
-	r = parse_pem(buf, len, out);
+	r = sigfs_read_private_pem(buf, len, out);
 	if (r)
 		ossl_fail(err, r, "soft backend: key file of '%s' is not a readable PEM private key; re-import the key", id);
 out:
@@ -550,7 +527,7 @@ static int soft_import_pem(struct sigfs_backend *b, const char *id, const uint8_
 	char what[96];
 	int r;
 
-	r = parse_pem(pem, len, &pkey);
+	r = sigfs_read_private_pem(pem, len, &pkey);
 	if (r)
 		return ossl_fail(err, -EINVAL,
 				 "soft backend: cannot read the imported key for '%s'; give an unencrypted PEM private key (PKCS#8 or traditional RSA/EC)",
@@ -723,6 +700,55 @@ out:
 	return r;
 }
 
+/* The ids of the <id>.pem files; files being written (TMP_PREFIX) start with '.'. */
+static int soft_list(struct sigfs_backend *b, char ***ids, size_t *n, char *err)
+{
+	size_t count = 0, cap = 16;
+	struct dirent *de = NULL;
+	char **v;
+	int fd, r;
+	DIR *d;
+
+	/* A descriptor of its own: readdir's position must not be shared. */
+	fd = openat(soft_of(b)->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		r = -errno;
+		if (fd >= 0)
+			close(fd);
+		return sigfs_seterr(err, r, "soft backend: cannot list the key directory: %s",
+				    strerror(-r));
+	}
+	v = malloc(cap * sizeof(*v));
+	while (v && (de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+
+		if (de->d_name[0] == '.' || len <= 4 || strcmp(de->d_name + len - 4, ".pem") != 0)
+			continue;
+		if (count == cap) {
+			char **nv = realloc(v, 2 * cap * sizeof(*v));
+
+			if (!nv)
+				break;
+			v = nv;
+			cap *= 2;
+		}
+		v[count] = strndup(de->d_name, len - 4);
+		if (!v[count])
+			break;
+		count++;
+	}
+	r = v && !de ? 0 : -ENOMEM;
+	closedir(d);
+	if (r < 0) {
+		sigfs_backend_list_free(v, count);
+		return sigfs_seterr(err, r, "soft backend: out of memory");
+	}
+	*ids = v;
+	*n = count;
+	return 0;
+}
+
 const struct sigfs_backend_ops sigfs_backend_soft = {
 	.type = "soft",
 	.open = soft_open,
@@ -732,4 +758,5 @@ const struct sigfs_backend_ops sigfs_backend_soft = {
 	.remove = soft_remove,
 	.public_key = soft_public_key,
 	.sign = soft_sign,
+	.list = soft_list,
 };

@@ -7,6 +7,8 @@
 #  (b) time from the start of `cp BIG INBOX/` until BIG.sig exists, divided by
 #      the time of `cp BIG STATEFS/ && sha256sum STATEFS/BIG` (copy then hash).
 #      Aim: < 1.0. Default key (ecdsa-p256, sha256); ed25519 as a second line.
+#  (c) (d) (e) per backend (pkcs11, nethsm, appliance): bench/backends.sh, run
+#      at the end with this build.
 #
 # Every figure is the median of REPEAT runs; baselines are measured in the
 # same run. See bench/README.md.
@@ -19,6 +21,7 @@
 #   BENCH_REPEAT   repetitions per figure (default 3)
 #   BENCH_BASE     parent directory of the temporary work dir (default /var/lib)
 #   BENCH_NO_BUILD set to 1 to skip the meson build (use build-bench as is)
+#   BENCH_BACKENDS set to 0 to skip bench/backends.sh (its own knobs: see there)
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -307,3 +310,9 @@ echo "(b) ed25519: pure Ed25519 signs the message, not a digest, so sigfs must r
 echo "    the whole file again after close (twice through SHA-512 inside the signature)."
 echo "sigfsd status at the end:"
 sed 's/^/  /' "$MNT/.ctl/status"
+
+# --- (c) (d) (e): the backends, with their own mounts and peers ------------------------
+if [ "${BENCH_BACKENDS:-1}" != 0 ]; then
+	echo
+	bash "$SRC/bench/backends.sh" "$BUILD" || die "bench/backends.sh failed (its output is above)"
+fi

@@ -412,3 +412,17 @@ void sigfs_config_backend(const struct sigfs_config *cfg, const char *name,
 	conf->priv = cfg;
 	conf->workers = cfg->workers;
 }
+
+const char *sigfs_config_backend_at(const struct sigfs_config *cfg, size_t i)
+{
+	int nsec = cfg->ini ? iniparser_getnsec(cfg->ini) : 0;
+
+	for (int k = 0; k < nsec; k++) {
+		const char *sec = iniparser_getsecname(cfg->ini, k);
+
+		if (sec && strlen(sec) > strlen(BACKEND_SECTION) &&
+		    strncmp(sec, BACKEND_SECTION, strlen(BACKEND_SECTION)) == 0 && i-- == 0)
+			return sec + strlen(BACKEND_SECTION);
+	}
+	return NULL;
+}

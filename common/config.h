@@ -49,5 +49,10 @@ void sigfs_config_free(struct sigfs_config *cfg);
 /* Fill conf for backend `name` (its settings are [backend NAME] in the file). */
 void sigfs_config_backend(const struct sigfs_config *cfg, const char *name,
 			  struct sigfs_backend_conf *conf);
+/*
+ * The NAME of the i-th [backend NAME] section, in file order (lower case, as
+ * iniparser keeps section names); NULL past the last.
+ */
+const char *sigfs_config_backend_at(const struct sigfs_config *cfg, size_t i);
 
 #endif

@@ -170,7 +170,30 @@ struct handle {
 	bool attr_dirty;
 	bool attr_bad;
 	bool wrote;                   /* this handle wrote since its last flush */
+	struct handle *prev, *next;   /* every open handle, for sigfs_fs_fini */
 };
+
+/*
+ * Open handles, so that those the kernel never releases (an unmount racing
+ * the last close drops its RELEASE) are freed at the end, not leaked.
+ */
+static struct handle *handles;
+static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct handle *handle_new(void)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	pthread_mutex_lock(&handles_lock);
+	h->next = handles;
+	if (handles)
+		handles->prev = h;
+	handles = h;
+	pthread_mutex_unlock(&handles_lock);
+	return h;
+}
 
 static struct handle *hnd(struct fuse_file_info *fi)
 {
@@ -179,6 +202,14 @@ static struct handle *hnd(struct fuse_file_info *fi)
 
 static void handle_free(struct handle *h)
 {
+	pthread_mutex_lock(&handles_lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&handles_lock);
 	if (h->fd >= 0)
 		close(h->fd);
 	if (h->buf) {
@@ -631,6 +662,28 @@ static int submit(const struct fs_node *n, struct wstate *w, fuse_req_t req, int
 	return r;
 }
 
+/* The last close of h: a writer that wrote hands its file to the engine. */
+static void handle_release(fuse_ino_t ino, struct handle *h)
+{
+	struct wstate *w = h->ws;
+	struct fs_node n;
+
+	if (w) {
+		pthread_mutex_lock(&w->lock);
+		w->writers--;
+		if (w->writers == 0 && w->dirty) {
+			if (resolve(ino, &n) == 0)
+				submit(&n, w, NULL, h->fd);
+			else
+				sigfs_engine_drop(fs->eng, w->jid);
+			w->dirty = false;
+		}
+		pthread_mutex_unlock(&w->lock);
+		ws_put(w);
+	}
+	handle_free(h);
+}
+
 /* --- files --------------------------------------------------------------------------- */
 
 static bool wants_write(int flags)
@@ -663,7 +716,7 @@ static int open_file(fuse_req_t req, const struct fs_node *n, int flags, bool cr
 		close(fd);
 		return -ESTALE;
 	}
-	h = calloc(1, sizeof(*h));
+	h = handle_new();
 	if (!h) {
 		close(fd);
 		return -ENOMEM;
@@ -690,7 +743,7 @@ static int open_file(fuse_req_t req, const struct fs_node *n, int flags, bool cr
 
 static int open_ctl(const struct fs_node *n, int flags, struct handle **out)
 {
-	struct handle *h = calloc(1, sizeof(*h));
+	struct handle *h = handle_new();
 	int r = 0;
 
 	if (!h)
@@ -704,7 +757,7 @@ static int open_ctl(const struct fs_node *n, int flags, struct handle **out)
 	if ((flags & O_ACCMODE) != O_WRONLY)
 		r = ctl_content(n, &h->buf, &h->len);
 	if (r < 0) {
-		free(h);
+		handle_free(h);
 		return r;
 	}
 	*out = h;
@@ -733,7 +786,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (r < 0)
 		goto out_err;
 	fi->fh = (uintptr_t)h;
-	fuse_reply_open(req, fi);
+	/* ENOENT: the open was interrupted; the kernel will never release h. */
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		handle_release(ino, h);
 	return;
 out_err:
 	fuse_reply_err(req, -r);
@@ -803,12 +858,13 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		r = make_entry(&n, &e);
 	if (r < 0) {
 		if (h)
-			handle_free(h);
+			handle_release(n.id, h);
 		fuse_reply_err(req, -r);
 		return;
 	}
 	fi->fh = (uintptr_t)h;
-	fuse_reply_create(req, &e, fi);
+	if (fuse_reply_create(req, &e, fi) == -ENOENT)
+		handle_release(e.ino, h);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -967,24 +1023,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct handle *h = hnd(fi);
-	struct wstate *w = h->ws;
-	struct fs_node n;
-
-	if (w) {
-		pthread_mutex_lock(&w->lock);
-		w->writers--;
-		if (w->writers == 0 && w->dirty) {
-			if (resolve(ino, &n) == 0)
-				submit(&n, w, NULL, h->fd);
-			else
-				sigfs_engine_drop(fs->eng, w->jid);
-			w->dirty = false;
-		}
-		pthread_mutex_unlock(&w->lock);
-		ws_put(w);
-	}
-	handle_free(h);
+	handle_release(ino, hnd(fi));
 	fuse_reply_err(req, 0);
 }
 
@@ -1581,6 +1620,14 @@ int sigfs_fs_init(struct sigfs_fs *f)
 void sigfs_fs_fini(struct sigfs_fs *f)
 {
 	(void)f;
+	/* Handles the kernel did not release: their writes stay journaled (W). */
+	while (handles) {
+		struct handle *h = handles;
+
+		if (h->ws)
+			ws_put(h->ws);
+		handle_free(h);
+	}
 	pthread_mutex_lock(&waiters_lock);
 	timer_stop = true;
 	pthread_cond_signal(&waiters_cond);

@@ -783,6 +783,7 @@ int sigfs_engine_status(struct sigfs_engine *e, char **buf, size_t *len)
 	}
 	if (nk >= 0)
 		free(keys);
+	sigfs_keys_backends_status(e->ks, &b);
 	*buf = (char *)b.d;
 	*len = b.len;
 	return *buf ? 0 : -ENOMEM;

@@ -79,7 +79,7 @@ void sigfs_engine_drop(struct sigfs_engine *e, uint64_t id);
 /* Journal the job (it is then accepted: survives a crash) and queue it. */
 int sigfs_engine_submit(struct sigfs_engine *e, const struct sigfs_submit *s);
 
-/* What the engine is doing, as text for .ctl/status (malloc'd). */
+/* What the engine is doing and how its backends are, as text for .ctl/status (malloc'd). */
 int sigfs_engine_status(struct sigfs_engine *e, char **buf, size_t *len);
 
 #endif

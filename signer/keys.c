@@ -26,6 +26,7 @@
 #include "common/dirutil.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/sbuf.h"
 #include "signer/keys.h"
 
 struct keyent {
@@ -36,6 +37,14 @@ struct keyent {
 };
 
 #define MAX_BACKENDS 16
+/*
+ * The backend lines of .ctl/status are reused for this long: one `cat` makes
+ * the status several times (lookup, getattr for the size, open), and each
+ * would otherwise ask every backend again, a down NetHSM costing its connect
+ * timeout each time. Creating or deleting a key makes them stale at once.
+ */
+#define BACKENDS_STATUS_MS 1000
+#define BACKENDS_STATUS_MAX (1 << 16)
 
 struct sigfs_keys {
 	pthread_mutex_t lock;
@@ -46,6 +55,11 @@ struct sigfs_keys {
 	struct sigfs_audit *audit;
 	struct sigfs_backend *backends[MAX_BACKENDS];
 	size_t nbackends;
+	pthread_mutex_t status_lock;  /* one listing at a time; later readers reuse it */
+	struct sbuf status;           /* the last backend lines */
+	struct timespec status_at;    /* when they were made (CLOCK_MONOTONIC) */
+	unsigned long status_gen;     /* changes when they were made */
+	unsigned long changes;        /* keys created or deleted (atomic) */
 };
 
 enum { A_ALGORITHM, A_DIGEST, A_FORMAT, A_PADDING, A_ALLOW_SHA1, A_DIGEST_FILES,
@@ -128,6 +142,14 @@ int sigfs_keys_name_ok(const char *name, char *err)
 
 /* --- backends ------------------------------------------------------------ */
 
+/* The type setting of backend name (soft needs none); NULL if unset. */
+static const char *backend_type(struct sigfs_keys *ks, const char *name,
+				struct sigfs_backend_conf *conf)
+{
+	sigfs_config_backend(ks->cfg, name, conf);
+	return conf->get(conf, "type", strcmp(name, "soft") == 0 ? "soft" : NULL);
+}
+
 /* Backend name, opened on first use into *out; 0 or the reason it cannot be (in err). */
 static int backend_open(struct sigfs_keys *ks, const char *name, struct sigfs_backend **out,
 			char *err)
@@ -146,8 +168,7 @@ static int backend_open(struct sigfs_keys *ks, const char *name, struct sigfs_ba
 	}
 	if (ks->nbackends == MAX_BACKENDS)
 		return sigfs_seterr(err, -ENOSPC, "too many backends (at most %d)", MAX_BACKENDS);
-	sigfs_config_backend(ks->cfg, name, &conf);
-	type = conf.get(&conf, "type", strcmp(name, "soft") == 0 ? "soft" : NULL);
+	type = backend_type(ks, name, &conf);
 	if (!type)
 		return sigfs_seterr(err, -ENOENT,
 				    "backend %s is not configured: add [backend %s] with a type",
@@ -169,6 +190,67 @@ static struct sigfs_backend *backend_get(struct sigfs_keys *ks, const char *name
 	struct sigfs_backend *b = NULL;
 
 	return backend_open(ks, name, &b, err) < 0 ? NULL : b;
+}
+
+/* One status line of backend name; the list runs without the store's lock. */
+static int backend_status(struct sigfs_keys *ks, const char *name, struct sbuf *out)
+{
+	struct sigfs_backend_conf conf;
+	struct sigfs_backend *b = NULL;
+	char err[SIGFS_ERRLEN], line[SIGFS_ERRLEN + 256], **ids = NULL;
+	const char *type;
+	size_t n = 0;
+	int len, r;
+
+	pthread_mutex_lock(&ks->lock);
+	r = backend_open(ks, name, &b, err);
+	type = r == 0 ? b->ops->type : backend_type(ks, name, &conf);
+	pthread_mutex_unlock(&ks->lock);
+	if (r == 0 && b->ops->list)
+		r = b->ops->list(b, &ids, &n, err);
+	if (r < 0)
+		len = snprintf(line, sizeof(line), "backend %s: %s, unreachable: %s\n", name,
+			       type ? type : "no type", err);
+	else if (b->ops->list)
+		len = snprintf(line, sizeof(line), "backend %s: %s, %zu key%s\n", name, type, n,
+			       n == 1 ? "" : "s");
+	else
+		len = snprintf(line, sizeof(line), "backend %s: %s\n", name, type);
+	sigfs_backend_list_free(ids, n);
+	return sbuf_put(out, line, (size_t)len < sizeof(line) ? (size_t)len : sizeof(line) - 1);
+}
+
+int sigfs_keys_backends_status(struct sigfs_keys *ks, struct sbuf *out)
+{
+	unsigned long changes = __atomic_load_n(&ks->changes, __ATOMIC_ACQUIRE);
+	struct timespec now;
+	const char *name;
+	int r = 0;
+
+	pthread_mutex_lock(&ks->status_lock);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!ks->status.len || ks->status_gen != changes ||
+	    (now.tv_sec - ks->status_at.tv_sec) * 1000 +
+	    (now.tv_nsec - ks->status_at.tv_nsec) / 1000000 >= BACKENDS_STATUS_MS) {
+		sbuf_free(&ks->status);
+		sbuf_init(&ks->status, BACKENDS_STATUS_MAX);
+		r = backend_status(ks, "soft", &ks->status);
+		for (size_t i = 0; r == 0 && (name = sigfs_config_backend_at(ks->cfg, i)); i++)
+			if (strcmp(name, "soft") != 0)
+				r = backend_status(ks, name, &ks->status);
+		clock_gettime(CLOCK_MONOTONIC, &ks->status_at);
+		ks->status_gen = changes;
+	}
+	if (r == 0)
+		r = sbuf_put(out, ks->status.d, ks->status.len);
+	pthread_mutex_unlock(&ks->status_lock);
+	return r;
+}
+
+/* A key was created or deleted: the backend lines of the status are stale. */
+static void status_changed(struct sigfs_keys *ks)
+{
+	__atomic_add_fetch(&ks->changes, 1, __ATOMIC_RELEASE);
 }
 
 /* --- metadata files -------------------------------------------------------- */
@@ -347,6 +429,8 @@ int sigfs_keys_open(const struct sigfs_config *cfg, struct sigfs_audit *audit,
 	if (!ks)
 		return -ENOMEM;
 	pthread_mutex_init(&ks->lock, NULL);
+	pthread_mutex_init(&ks->status_lock, NULL);
+	sbuf_init(&ks->status, BACKENDS_STATUS_MAX);
 	ks->cfg = cfg;
 	ks->audit = audit;
 	ks->keys_fd = ks->inbox_fd = -1;
@@ -415,6 +499,8 @@ void sigfs_keys_close(struct sigfs_keys *ks)
 	if (ks->inbox_fd >= 0)
 		close(ks->inbox_fd);
 	pthread_mutex_destroy(&ks->lock);
+	pthread_mutex_destroy(&ks->status_lock);
+	sbuf_free(&ks->status);
 	free(ks);
 }
 
@@ -511,6 +597,7 @@ int sigfs_keys_create(struct sigfs_keys *ks, const char *name, const char *backe
 		goto out_inbox;
 	sigfs_audit_append(ks->audit, "keygen", name, uid, NULL, NULL, 0, k.alg->name);
 	log_info("key %s created (%s on backend %s)", name, k.alg->name, b->name);
+	status_changed(ks);
 	return 0;
 out_inbox:
 	unlinkat(ks->inbox_fd, name, AT_REMOVEDIR);
@@ -563,6 +650,7 @@ int sigfs_keys_delete(struct sigfs_keys *ks, const char *name, uid_t uid, char *
 	sigfs_audit_append(ks->audit, "keydel", name, uid, NULL, NULL, 0, NULL);
 	log_info("key %s deleted", name);
 	free_ent(e);
+	status_changed(ks);
 out:
 	pthread_mutex_unlock(&ks->lock);
 	return r;

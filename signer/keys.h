@@ -15,6 +15,7 @@
 
 #include "backends/backend.h"
 #include "common/config.h"
+#include "common/sbuf.h"
 #include "signer/alg.h"
 #include "signer/audit.h"
 #include "signer/format.h"
@@ -98,5 +99,15 @@ void sigfs_keys_count(struct sigfs_keys *ks, const char *name);
 
 /* The directory holding the inboxes (<state>/inbox), as an open fd owned by the store. */
 int sigfs_keys_inbox_root(struct sigfs_keys *ks);
+
+/*
+ * Append one line per backend to out, the built-in soft first, then each
+ * [backend NAME] in file order: "backend NAME: TYPE, N keys" (as its list op
+ * counts them), "backend NAME: TYPE, unreachable: WHY" when it cannot be
+ * opened or listed, "backend NAME: TYPE" for a driver without a list op. A
+ * backend that is down fails fast (its list op does not retry). The lines are
+ * reused for a second unless a key was created or deleted meanwhile.
+ */
+int sigfs_keys_backends_status(struct sigfs_keys *ks, struct sbuf *out);
 
 #endif

@@ -1,12 +1,18 @@
 #!/bin/bash
 # Story: an admin manages keys through the control tree: mkdir creates a key
 # and its inbox, the attribute files show and change its settings (and refuse
-# bad values), import brings in an existing key, rmdir deletes it; status and
-# the audit log follow along.
+# bad values), import brings in an existing key, rmdir deletes it; status
+# (keys, and how many keys the soft backend holds) and the audit log follow
+# along.
 . "$(dirname "$0")/lib.sh"
 
 A=$ADMIN_GROUP
 K=$MNT/.ctl/keys
+
+# soft_keys: how many keys .ctl/status says the soft backend holds.
+soft_keys() {
+	sed -n 's/^backend soft: soft, \([0-9]*\) keys\?$/\1/p' "$MNT/.ctl/status"
+}
 start_sigfs
 head -c 100000 /dev/urandom >"$T/fw.bin"
 
@@ -17,6 +23,7 @@ check ".ctl/keys is root:admin 0770" stat_is "$K" "root:$A 770"
 check ".ctl/status is root:admin 0440" stat_is "$MNT/.ctl/status" "root:$A 440"
 check ".ctl holds keys and status" test "$(ls -A "$MNT/.ctl" | tr '\n' ' ')" = "keys status "
 check "no keys yet" test -z "$(ls -A "$K")"
+check "status: the soft backend holds no keys" grep -qx "backend soft: soft, 0 keys" "$MNT/.ctl/status"
 
 check "mkdir .ctl/keys/rel creates a key" mkdir "$K/rel"
 check "its inbox appears at the top" test -d "$MNT/rel"
@@ -45,6 +52,9 @@ check_fails_with "mkdir of an existing key: EEXIST" "File exists" mkdir "$K/rel"
 check "audit log has the keygen line" grep -q " keygen key=rel uid=0 .*name=ecdsa-p256" "$STATE/audit.log"
 check "status lists the key with count 0" grep -qx "key rel: ecdsa-p256 sha256 raw backend=soft count=0" \
 	"$MNT/.ctl/status"
+check "status: the soft backend holds 1 key" grep -qx "backend soft: soft, 1 key" "$MNT/.ctl/status"
+check "status: the backend line comes after the key lines" \
+	test "$(tail -n 1 "$MNT/.ctl/status")" = "backend soft: soft, 1 key"
 
 # --- mkdir elsewhere, bad names -------------------------------------------------------------
 check_fails_with "mkdir at the top: EPERM" "Operation not permitted" mkdir "$MNT/newdir"
@@ -64,6 +74,8 @@ check "key name with a newline: EINVAL" test "$(py_errno "os.mkdir('$K/a\\nb')")
 check "key name of letters, digits, '.', '_', '-' works" mkdir "$K/Rel_2.0-x"
 check "no directory was made for refused names" test "$(ls "$K" | tr '\n' ' ')" = "Rel_2.0-x rel "
 check "no inbox was made for refused names" test "$(ls -A "$MNT" | tr '\n' ' ')" = ".ctl Rel_2.0-x rel "
+check "status: 2 keys on soft (refused names made none, 64 characters came and went)" \
+	test "$(soft_keys)" = 2
 
 # --- algorithm rewrite regenerates until the first signature ---------------------------------
 pub0=$(cat "$K/rel/pubkey.pem")
@@ -189,12 +201,15 @@ check "the key is still there" test -d "$K/rel" -a -d "$MNT/rel"
 check_fails_with "rmdir of the inbox itself: EPERM" "Operation not permitted" rmdir "$MNT/Rel_2.0-x"
 check_fails_with "rmdir of .ctl/keys: EPERM" "Operation not permitted" rmdir "$K"
 rm -f "$MNT/rel"/*
+n0=$(soft_keys)
 check "rmdir after emptying the inbox works" rmdir "$K/rel"
+check "status: soft holds one key less" test "$(soft_keys)" = $((n0 - 1))
 check "the key dir is gone" test ! -e "$K/rel"
 check "the inbox is gone (within the kernel's 1 s entry cache)" wait_gone "$MNT/rel"
 check "status no longer lists it" bash -c "! grep -q '^key rel:' '$MNT/.ctl/status'"
 check "audit log has the keydel line" grep -q " keydel key=rel uid=0" "$STATE/audit.log"
 check "a new key of the same name is a new key" mkdir "$K/rel"
+check "status: soft holds it again" test "$(soft_keys)" = "$n0"
 check "with a fresh count" test "$(cat "$K/rel/count")" = 0
 check "and a different public key" test "$(cat "$K/rel/pubkey.pem")" != "$pub2"
 

@@ -27,9 +27,19 @@ admin_group = $ADMIN_GROUP
 close_timeout = 60
 CONF
 
+# at_exit CMD: run CMD when the test ends (last registered first), before the
+# mount goes; the test's exit status is kept whatever CMD returns.
+_at_exit=()
+at_exit() {
+	_at_exit=("$*" "${_at_exit[@]}")
+}
+
 _cleanup() {
-	local rc=$? pid=$SIGFS_PID
+	local rc=$? pid=$SIGFS_PID cmd
 	trap - EXIT
+	for cmd in "${_at_exit[@]}"; do
+		eval "$cmd" || true
+	done
 	if [ -n "$pid" ]; then
 		SIGFS_PID=
 		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
@@ -83,6 +93,21 @@ check_fails() {
 
 done_testing() {
 	echo "$PASSED passed, 0 failed"
+}
+
+# softhsm_token LABEL PIN: a SoftHSM2 token in $T/tokens (SOFTHSM2_CONF is
+# exported) and its user PIN in $T/pin, mode 0600, as a pkcs11 backend reads it.
+softhsm_token() {
+	mkdir -p "$T/tokens"
+	cat >"$T/softhsm2.conf" <<EOF
+directories.tokendir = $T/tokens
+objectstore.backend = file
+log.level = ERROR
+EOF
+	export SOFTHSM2_CONF=$T/softhsm2.conf
+	softhsm2-util --init-token --free --label "$1" --so-pin 1234 --pin "$2" >/dev/null
+	printf '%s\n' "$2" >"$T/pin"
+	chmod 0600 "$T/pin"
 }
 
 # Add settings to the config: conf_set SECTION KEY VALUE (section must be sigfs or keys).

@@ -9,6 +9,10 @@
 # back; a wrong password gives a clear NAME.err. The password appears nowhere
 # in the mount or the log. tests/nethsm/server.py plays the NetHSM and checks
 # every request against the official spec.
+# .ctl/status counts the keys on each backend, and says at once when the
+# NetHSM is unreachable. A backend with `tags = t1` restricts the keys it
+# generates to Operators carrying tag t1, as the NetHSM enforces: without the
+# tag, signing fails with a NAME.err naming HTTP 403; with it, it signs.
 . "$(dirname "$0")/lib.sh"
 
 SERVER=$SIGFS_SRC/tests/nethsm/server.py
@@ -20,8 +24,12 @@ PORT=0
 
 # start_nethsm [FAULT OPTIONS...]: start the server (same port and keys as before).
 start_nethsm() {
+	# Emptied here, not only by the redirection below, which the background
+	# child makes later: the loop must not read the last server's port.
+	: >"$T/nethsm.out"
 	/usr/bin/python3 "$SERVER" --state "$T/nethsm" --port "$PORT" --verbose \
-		--user "ops~op:Operator:$OPW" --user "ops~admin:Administrator:$APW" "$@" \
+		--user "ops~op:Operator:$OPW" --user "ops~admin:Administrator:$APW" \
+		--user "tg~op:Operator:$OPW" --user "tg~admin:Administrator:$APW" "$@" \
 		>"$T/nethsm.out" 2>>"$T/nethsm.log" &
 	NH_PID=$!
 	local i
@@ -41,8 +49,18 @@ stop_nethsm() {
 	fi
 }
 
-# The server goes before lib.sh's cleanup runs.
-trap 'stop_nethsm; _cleanup' EXIT
+# A "NetHSM" that accepts connections and never answers, for the status timeouts.
+SILENT_PID=
+stop_silent() {
+	if [ -n "$SILENT_PID" ]; then
+		kill "$SILENT_PID" 2>/dev/null || true
+		wait "$SILENT_PID" 2>/dev/null || true
+		SILENT_PID=
+	fi
+}
+
+at_exit stop_nethsm
+at_exit stop_silent
 
 # api USER:PASSWORD METHOD PATH [JSON]: a direct call; prints the body, then the status.
 api() {
@@ -54,6 +72,16 @@ api() {
 
 key_ids() {
 	api "ops~admin:$APW" GET /keys | head -n 1
+}
+
+# status_keys BACKEND: the key count .ctl/status gives for BACKEND.
+status_keys() {
+	sed -n "s/^backend $1: [a-z0-9]*, \([0-9]*\) keys\?\$/\1/p" "$MNT/.ctl/status"
+}
+
+# json_get PYTHON-EXPRESSION: evaluate it on the JSON on stdin (as j).
+json_get() {
+	/usr/bin/python3 -c "import json, sys; j = json.load(sys.stdin); print($1)"
 }
 
 start_nethsm
@@ -69,15 +97,33 @@ password_file = $T/op.pw
 admin_user = ops~admin
 admin_password_file = $T/admin.pw
 ca_file = $T/nethsm/cert.pem
+# Long enough for the last retry (at 3.1 s) to find the server restarted below.
+retry_seconds = 5
+
+[backend nht]
+type = nethsm
+url = https://127.0.0.1:$PORT
+user = tg~op
+password_file = $T/op.pw
+admin_user = tg~admin
+admin_password_file = $T/admin.pw
+ca_file = $T/nethsm/cert.pem
 retry_seconds = 3
+tags = t1
 EOF
 
 # sign_on KEY ALGORITHM [PADDING]: set the key's algorithm (and padding), sign a file, verify.
 start_sigfs
 
+check "status: nh holds no keys yet" grep -qx "backend nh: nethsm, 0 keys" "$MNT/.ctl/status"
+check "status: nht too" grep -qx "backend nht: nethsm, 0 keys" "$MNT/.ctl/status"
+check "status: the built-in soft backend is listed first" \
+	test "$(grep '^backend ' "$MNT/.ctl/status" | head -n 1)" = "backend soft: soft, 0 keys"
 check "mkdir ed@nh creates key ed" mkdir "$K/ed@nh"
 check "ed lives on nh" test "$(cat "$K/ed/backend")" = nh
 check "GET /keys shows ed" grep -q '"id": "ed"' <(key_ids)
+check "status: nh holds 1 key" grep -qx "backend nh: nethsm, 1 key" "$MNT/.ctl/status"
+check "status: nht and soft unchanged" test "$(status_keys nht) $(status_keys soft)" = "0 0"
 sign_on ed ed25519
 mkdir "$K/p256@nh" "$K/p384@nh" "$K/p521@nh" "$K/rsa@nh"
 sign_on p256 ecdsa-p256
@@ -90,6 +136,7 @@ sign_on rsa rsa-2048 pkcs1
 check "rmdir p384" rmdir "$K/p384"
 check "GET /keys no longer shows p384" bash -c "! grep -q '\"p384\"' <<<'$(key_ids)'"
 check "GET /keys still shows p256" grep -q '"id": "p256"' <(key_ids)
+check "status: nh holds 4 keys after 4 mkdir and 1 rmdir" test "$(status_keys nh)" = 4
 
 # The validator: a request with a property the spec does not have is refused.
 api "ops~op:$OPW" POST /keys/p256/sign \
@@ -106,6 +153,50 @@ api "ops~op:wrong" GET /keys >"$T/r"
 check "a wrong password gets 401" test "$(tail -n 1 "$T/r")" = 401
 
 head -c 5000 /dev/urandom >"$T/s.bin"
+
+# Tags: nht generates keys restricted to tag t1; its Operator tg~op has no tag yet.
+check "mkdir tk@nht creates key tk" mkdir "$K/tk@nht"
+check "status: nht holds 1 key" grep -qx "backend nht: nethsm, 1 key" "$MNT/.ctl/status"
+api "tg~admin:$APW" GET /keys/tk >"$T/r"
+check "GET /keys/tk: 200" test "$(tail -n 1 "$T/r")" = 200
+check "GET /keys/tk: restrictions.tags is [t1]" \
+	test "$(head -n 1 "$T/r" | json_get 'j["restrictions"]["tags"]')" = "['t1']"
+api "ops~admin:$APW" GET /keys/ed >"$T/r"
+check "GET /keys/ed (on nh, no tags): no restrictions" \
+	test "$(head -n 1 "$T/r" | json_get 'j.get("restrictions", {}).get("tags", [])')" = "[]"
+check_fails_with "an Operator without tag t1: the copy fails" "Input/output error" \
+	cp "$T/s.bin" "$MNT/tk/notag.bin"
+check "... with notag.bin.err" wait_for "$MNT/tk/notag.bin.err" 30
+check "... naming HTTP 403 and the NetHSM's reason" \
+	grep -q "nethsm backend nht: POST /keys/tk/sign: HTTP 403: tags restriction not met (1 tries); .*tags" \
+	"$MNT/tk/notag.bin.err"
+check "... no signature" test ! -e "$MNT/tk/notag.bin.sig"
+api "tg~op:$OPW" GET "/keys?filter=1" >"$T/r"
+check "GET /keys?filter: the untagged Operator does not see tk" \
+	test "$(head -n 1 "$T/r" | json_get '[k["id"] for k in j]')" = "[]"
+api "tg~admin:$APW" PUT /users/tg~op/tags/t1 >"$T/r"
+check "PUT /users/tg~op/tags/t1: 204" test "$(tail -n 1 "$T/r")" = 204
+api "tg~admin:$APW" PUT /users/tg~op/tags/t1 >"$T/r"
+check "PUT it again: 304" test "$(tail -n 1 "$T/r")" = 304
+api "tg~admin:$APW" PUT /users/tg~admin/tags/t1 >"$T/r"
+check "a tag on an Administrator: 400" test "$(tail -n 1 "$T/r")" = 400
+api "ops~admin:$APW" PUT /users/tg~op/tags/t2 >"$T/r"
+check "a tag on a user of another namespace: 403" test "$(tail -n 1 "$T/r")" = 403
+api "tg~admin:$APW" PUT '/users/tg~op/tags/no%20good' >"$T/r"
+check "a tag outside the spec's pattern: 400" test "$(tail -n 1 "$T/r")" = 400
+api "tg~op:$OPW" GET /users/tg~op/tags >"$T/r"
+check "GET /users/tg~op/tags: [t1]" test "$(head -n 1 "$T/r" | json_get 'j')" = "['t1']"
+sign_on tk ecdsa-p256
+check "tk: the Operator with tag t1 signed" test "$(cat "$K/tk/count")" = 1
+api "tg~admin:$APW" DELETE /users/tg~op/tags/t1 >"$T/r"
+check "DELETE /users/tg~op/tags/t1: 204" test "$(tail -n 1 "$T/r")" = 204
+check_fails_with "tag removed: the copy fails again" "Input/output error" \
+	cp "$T/s.bin" "$MNT/tk/untagged.bin"
+check "... with HTTP 403 in untagged.bin.err" grep -q "HTTP 403: tags restriction not met" \
+	"$MNT/tk/untagged.bin.err"
+rm -f "$MNT/tk"/*
+check "rmdir tk deletes it on the NetHSM" rmdir "$K/tk"
+check "status: nht holds 0 keys" grep -qx "backend nht: nethsm, 0 keys" "$MNT/.ctl/status"
 
 # 412 twice, then Operational: the job still signs.
 stop_nethsm
@@ -135,6 +226,15 @@ check "NetHSM down: the .err says the NetHSM is unreachable" \
 check "NetHSM down: the log says so" bash -c "tail -n +$((mark + 1)) '$LOG' | grep -q 'nethsm backend nh'"
 cp "$T/s.bin" "$MNT/soft1/c.bin"
 check "NetHSM down: soft keys still sign" wait_for "$MNT/soft1/c.bin.sig" 30
+t0=$(date +%s%N)
+cat "$MNT/.ctl/status" >"$T/status"
+t1=$(date +%s%N)
+check "NetHSM down: .ctl/status answers at once (no retries)" test $(((t1 - t0) / 1000000)) -lt 1500
+check "NetHSM down: status says nh is unreachable, and why" \
+	grep -q "^backend nh: nethsm, unreachable: nethsm backend nh: GET /keys: .*(1 tries in [0-9]* ms); check that the NetHSM at https://127.0.0.1:$PORT is up" \
+	"$T/status"
+check "NetHSM down: status still counts soft" grep -qx "backend soft: soft, 1 key" "$T/status"
+check "NetHSM down: status still shows the queue" grep -q "^queue: " "$T/status"
 check "the daemon is still running" kill -0 "$SIGFS_PID"
 
 # Back within retry_seconds: the waiting job completes.
@@ -144,6 +244,7 @@ sleep 1
 start_nethsm
 check "NetHSM back within the retry window: the copy completes" wait "$cp_pid"
 check "... and its signature verifies" verify_raw p256 "$T/s.bin" "$MNT/p256/d.bin.sig"
+check "NetHSM back: status counts nh's keys again" test "$(status_keys nh)" = 4
 
 # Wrong password: a clear NAME.err, no crash.
 stop_sigfs
@@ -180,6 +281,49 @@ for pw in "$OPW" "$APW"; do
 	check "the log does not hold a password" bash -c "! grep -q -F '$pw' '$LOG'"
 done
 
+# A NetHSM that does not answer at all: a status read waits for the status
+# connection's 2 s connect timeout (the TLS handshake never completes), once,
+# not retry_seconds, and not once per lookup, getattr and open of the file.
 stop_sigfs
+/usr/bin/python3 -c '
+import socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(16)
+print(s.getsockname()[1], flush=True)
+held = []
+while True:
+    held.append(s.accept()[0])
+' >"$T/silent.port" &
+SILENT_PID=$!
+for _ in $(seq 1 50); do
+	[ -s "$T/silent.port" ] && break
+	sleep 0.1
+done
+cat >>"$CONF" <<EOF
+
+[backend nhgone]
+type = nethsm
+url = https://127.0.0.1:$(cat "$T/silent.port")
+user = ops~op
+password_file = $T/op.pw
+admin_user = ops~admin
+admin_password_file = $T/admin.pw
+ca_file = $T/nethsm/cert.pem
+retry_seconds = 60
+EOF
+start_sigfs
+t0=$(date +%s%N)
+cat "$MNT/.ctl/status" >"$T/status"
+t1=$(date +%s%N)
+check "a silent NetHSM: cat .ctl/status takes one connect timeout (2 s), not more" \
+	test $(((t1 - t0) / 1000000)) -lt 3500
+check "... and says nhgone is unreachable: timeout" \
+	grep -q "^backend nhgone: nethsm, unreachable: nethsm backend nhgone: GET /keys: Timeout was reached (1 tries in 2[0-9]* ms)" \
+	"$T/status"
+check "... while nh is counted" grep -qx "backend nh: nethsm, 4 keys" "$T/status"
+
+stop_sigfs
+stop_silent
 stop_nethsm
 done_testing

@@ -12,19 +12,10 @@ MODULE=/usr/lib/softhsm/libsofthsm2.so
 PIN=4321
 K=$MNT/.ctl/keys
 
-mkdir "$T/tokens"
-cat >"$T/softhsm2.conf" <<EOF
-directories.tokendir = $T/tokens
-objectstore.backend = file
-log.level = ERROR
-EOF
-export SOFTHSM2_CONF=$T/softhsm2.conf
 # SoftHSM2 leaks inside itself (tests/lsan-softhsm.supp); sanitizer builds only.
 export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0
 export LSAN_OPTIONS=${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$SIGFS_SRC/tests/lsan-softhsm.supp
-softhsm2-util --init-token --free --label sigfs-test --so-pin 1234 --pin $PIN >/dev/null
-printf '%s\n' $PIN >"$T/pin"
-chmod 0600 "$T/pin"
+softhsm_token sigfs-test $PIN
 cat >>"$CONF" <<EOF
 [backend hsm]
 type = pkcs11

@@ -6,9 +6,16 @@ OpenAPI spec (specs/nethsm-api.yaml): every request is matched against the
 spec's paths (unknown path 404, unknown method 405), its JSON body validated
 against the spec's schema with additional properties rejected (400, as the
 spec's preamble says), Basic auth checked (401) and the caller's role against
-the operation's x-annotation-role (403). Implemented: key list, generate,
-delete, public.pem and sign (PKCS1, PSS_*, EdDSA, ECDSA); other operations
-the spec knows answer 501. Keys live in namespaces (user `ns~name`).
+the operation's x-annotation-role (403). Implemented: key list (with
+?filter), generate, get, delete, public.pem, sign (PKCS1, PSS_*, EdDSA,
+ECDSA), key restriction tags and user tags; other operations the spec knows
+answer 501. Keys live in namespaces (user `ns~name`).
+
+Tags work as on a real NetHSM (keyfender's validate_restrictions): a key
+whose restrictions.tags is not empty may be used to sign only by an Operator
+carrying at least one of those tags; any other gets 403 "tags restriction
+not met". User tags (PUT/DELETE /users/{UserID}/tags/{Tag}) exist on
+Operators only (400 otherwise) and are kept in DIR/user-tags.json.
 
 Faults for tests: --latency-ms, --fail-412 N / --fail-500 N (the next N
 requests answer that), --drop N (the next N connections are closed without
@@ -30,6 +37,7 @@ import ssl
 import sys
 import threading
 import time
+import urllib.parse
 
 import jsonschema
 import yaml
@@ -140,6 +148,21 @@ class Store:
                                           serialization.PrivateFormat.PKCS8,
                                           serialization.NoEncryption()))
 
+    def update(self, ns, kid, change):
+        """change(meta) edits the key's metadata in place; returns its result."""
+        base = os.path.join(self._dir(ns), kid)
+        with self.lock:
+            try:
+                with open(base + ".json") as f:
+                    meta = json.load(f)
+            except FileNotFoundError:
+                raise HttpError(404, "key %s not found" % kid)
+            result = change(meta)
+            with open(base + ".json.tmp", "w") as f:
+                json.dump(meta, f)
+            os.rename(base + ".json.tmp", base + ".json")
+            return result
+
     def delete(self, ns, kid):
         base = os.path.join(self._dir(ns), kid)
         with self.lock:
@@ -151,6 +174,41 @@ class Store:
 
 def b64(data):
     return base64.b64encode(data).decode()
+
+
+TAG = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+def check_tag(tag):
+    """Tags are the spec's ID (TagList items); the path parameter is a bare string."""
+    if not TAG.match(tag) or len(tag) > 128:
+        raise HttpError(400, "invalid tag %r" % tag)
+
+
+def may_use(user, meta):
+    """keyfender: no tags, or an Operator sharing one (Administrators are not restricted)."""
+    tags = set(meta.get("restrictions", {}).get("tags", []))
+    return not tags or user is None or user["role"] != "Operator" or bool(tags & user["tags"])
+
+
+def public_json(key, meta):
+    """GET /keys/{KeyID}: the spec's PublicKey."""
+    pub = key.public_key()
+    if meta["type"] == "RSA":
+        nums = pub.public_numbers()
+        be = lambda x: x.to_bytes((x.bit_length() + 7) // 8, "big")
+        public = {"modulus": b64(be(nums.n)), "publicExponent": b64(be(nums.e))}
+    elif meta["type"] == "Curve25519":
+        public = {"data": b64(pub.public_bytes(serialization.Encoding.Raw,
+                                               serialization.PublicFormat.Raw))}
+    else:
+        public = {"data": b64(pub.public_bytes(serialization.Encoding.X962,
+                                               serialization.PublicFormat.UncompressedPoint))}
+    out = {"mechanisms": meta["mechanisms"], "type": meta["type"], "public": public,
+           "operations": meta.get("operations", 0)}
+    if meta.get("restrictions"):
+        out["restrictions"] = meta["restrictions"]
+    return out
 
 
 def generate(store, ns, body):
@@ -205,6 +263,50 @@ def sign(key, meta, mode, msg):
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+
+class Users:
+    """--user accounts; their tags live in DIR/user-tags.json across restarts."""
+
+    def __init__(self, root, specs):
+        self.path = os.path.join(root, "user-tags.json")
+        self.lock = threading.Lock()
+        try:
+            with open(self.path) as f:
+                saved = json.load(f)
+        except FileNotFoundError:
+            saved = {}
+        self.by_name = {}
+        for name, (role, pw) in specs.items():
+            self.by_name[name] = {"name": name, "role": role, "password": pw,
+                                  "namespace": name.split("~", 1)[0] if "~" in name else "",
+                                  "tags": set(saved.get(name, []))}
+
+    def get(self, name):
+        return self.by_name.get(name)
+
+    def target(self, caller, name):
+        """The user an Administrator manages: same namespace (x-annotation-target-namespace)."""
+        u = self.by_name.get(name)
+        if not u:
+            raise HttpError(404, "user %s not found" % name)
+        if caller["namespace"] != u["namespace"]:
+            raise HttpError(403, "user %s is not in your namespace" % name)
+        return u
+
+    def set_tag(self, u, tag, on):
+        """Add or remove tag; False if nothing changed."""
+        if u["role"] != "Operator":
+            raise HttpError(400, "tag operations only exist on operator users")
+        with self.lock:
+            if (tag in u["tags"]) == on:
+                return False
+            (u["tags"].add if on else u["tags"].discard)(tag)
+            data = {n: sorted(v["tags"]) for n, v in self.by_name.items() if v["tags"]}
+            with open(self.path + ".tmp", "w") as f:
+                json.dump(data, f)
+            os.rename(self.path + ".tmp", self.path)
+            return True
 
 
 def make_handler(args, routes, store, users):
@@ -271,7 +373,7 @@ def make_handler(args, routes, store, users):
                 self.error(e.status, e.message)
 
         def dispatch(self, method, raw):
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
             for rx, tmpl, params, ops in routes:
                 m = rx.match(path)
                 if m:
@@ -304,12 +406,15 @@ def make_handler(args, routes, store, users):
                     jsonschema.validate(body, op["schema"])
                 except jsonschema.ValidationError as e:
                     raise HttpError(400, "invalid body: %s" % e.message)
-            self.serve(method, tmpl, m.groupdict(), body, user["namespace"] if user else "")
+            self.serve(method, tmpl, m.groupdict(), body, user, query)
 
-        def serve(self, method, tmpl, p, body, ns):
+        def serve(self, method, tmpl, p, body, user, query):
+            ns = user["namespace"] if user else ""
             if (method, tmpl) == ("GET", "/keys"):
-                out = [{"id": k} for k in store.ids(ns)]
-                return self.reply(200, json.dumps(out).encode())
+                ids = store.ids(ns)
+                if "filter" in urllib.parse.parse_qs(query, keep_blank_values=True):
+                    ids = [k for k in ids if may_use(user, store.get(ns, k)[1])]
+                return self.reply(200, json.dumps([{"id": k} for k in ids]).encode())
             if (method, tmpl) == ("POST", "/keys/generate"):
                 kid = generate(store, ns, body)
                 self.send_response(201)
@@ -319,6 +424,32 @@ def make_handler(args, routes, store, users):
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 return self.wfile.write(data)
+            if (method, tmpl) == ("GET", "/keys/{KeyID}"):
+                key, meta = store.get(ns, p["KeyID"])
+                return self.reply(200, json.dumps(public_json(key, meta)).encode())
+            if tmpl == "/keys/{KeyID}/restrictions/tags/{Tag}":
+                check_tag(p["Tag"])
+
+                def change(meta):
+                    tags = meta.setdefault("restrictions", {}).setdefault("tags", [])
+                    if (p["Tag"] in tags) == (method == "PUT"):
+                        return False
+                    (tags.append if method == "PUT" else tags.remove)(p["Tag"])
+                    return True
+                changed = store.update(ns, p["KeyID"], change)
+                return self.reply(204 if changed or method == "DELETE" else 304)
+            if tmpl == "/users/{UserID}/tags":
+                u = users.target(user, p["UserID"])
+                if u["role"] != "Operator":
+                    raise HttpError(400, "tag operations only exist on operator users")
+                return self.reply(200, json.dumps(sorted(u["tags"])).encode())
+            if tmpl == "/users/{UserID}/tags/{Tag}":
+                check_tag(p["Tag"])
+                u = users.target(user, p["UserID"])
+                changed = users.set_tag(u, p["Tag"], method == "PUT")
+                if method == "DELETE" and not changed:
+                    raise HttpError(404, "user %s has no tag %s" % (u["name"], p["Tag"]))
+                return self.reply(204 if changed else 304)
             if (method, tmpl) == ("DELETE", "/keys/{KeyID}"):
                 store.delete(ns, p["KeyID"])
                 return self.reply(204)
@@ -329,6 +460,8 @@ def make_handler(args, routes, store, users):
                 return self.reply(200, pem, "application/x-pem-file")
             if (method, tmpl) == ("POST", "/keys/{KeyID}/sign"):
                 key, meta = store.get(ns, p["KeyID"])
+                if not may_use(user, meta):
+                    raise HttpError(403, "tags restriction not met")
                 sig = sign(key, meta, body["mode"], base64.b64decode(body["message"]))
                 return self.reply(200, json.dumps({"signature": b64(sig)}).encode())
             raise HttpError(501, "%s %s is valid but not implemented by this test server"
@@ -393,13 +526,13 @@ def main():
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     os.makedirs(args.state, exist_ok=True)
-    users = {}
+    specs = {}
     for u in args.user:
         name, role, pw = u.split(":", 2)
         if role not in ("Administrator", "Operator", "Metrics", "Backup"):
             ap.error("unknown role " + role)
-        users[name] = {"role": role, "password": pw,
-                       "namespace": name.split("~", 1)[0] if "~" in name else ""}
+        specs[name] = (role, pw)
+    users = Users(args.state, specs)
     routes = load_spec(args.spec)
     srv = Server(("127.0.0.1", args.port),
                  make_handler(args, routes, Store(args.state), users))

@@ -2,8 +2,10 @@
  * test_pkcs11.c: the pkcs11 backend against a SoftHSM2 token made in a
  * temporary directory. Every algorithm generates, gives its public key and
  * signs (both RSA paddings); signatures verify with OpenSSL. Also: removal,
- * existing keys, PIN file checks, a wrong PIN, an unknown token, and four
- * workers signing at once on their own sessions.
+ * existing keys, listing, PIN file checks, a wrong PIN (tried once, again when
+ * pin_file changes), retry_seconds, a token that is not there (open succeeds,
+ * calls wait retry_seconds for it, list does not wait), and four workers
+ * signing at once on their own sessions.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -32,6 +35,7 @@ static char tmpdir[4096];
 static char pin_path[4200];
 static struct sigfs_backend *be;
 static const char *label_setting = "sigfs-unit";
+static const char *retry_setting;
 
 static const uint8_t msg[] = "sigfs pkcs11 backend test message\n";
 
@@ -44,6 +48,8 @@ static const char *conf_get(const struct sigfs_backend_conf *c, const char *key,
 		return label_setting;
 	if (strcmp(key, "pin_file") == 0)
 		return pin_path;
+	if (strcmp(key, "retry_seconds") == 0 && retry_setting)
+		return retry_setting;
 	return def;
 }
 
@@ -243,20 +249,115 @@ static void test_pin_file_checks(void **state)
 	assert_int_equal(open_backend(&b, err), -EPERM);
 	assert_non_null(strstr(err, "pin_file"));
 	assert_null(strstr(err, PIN));
+	/*
+	 * A wrong PIN: the backend opens, its calls fail at once without
+	 * sending the PIN again (a token locks it after a few tries) until
+	 * pin_file changes.
+	 */
 	write_pin("9999\n", 0600);
-	assert_int_equal(open_backend(&b, err), -EACCES);
-	assert_non_null(strstr(err, "CKR_PIN_INCORRECT"));
-	assert_non_null(strstr(err, "C_Login"));
+	if (open_backend(&b, err) != 0)
+		fail_msg("open: %s", err);
+	assert_int_equal(b->ops->generate(b, "w", sigfs_alg_by_name("ecdsa-p256"), err), -EACCES);
+	assert_non_null(strstr(err, "C_Login failed: CKR_PIN_INCORRECT"));
+	assert_non_null(strstr(err, "not tried again until pin_file changes"));
+	assert_null(strstr(err, "9999"));
+	assert_int_equal(b->ops->remove(b, "w", err), -EACCES);
 	write_pin(PIN "\n", 0400);
+	assert_int_equal(b->ops->remove(b, "w", err), -ENOENT);
+	b->ops->close(b);
 	if (open_backend(&b, err) != 0)
 		fail_msg("open: %s", err);
 	b->ops->close(b);
 	write_pin(PIN "\n", 0600);
-	label_setting = "no-such-token";
-	assert_int_equal(open_backend(&b, err), -ENODEV);
-	assert_non_null(strstr(err, "no-such-token"));
-	label_setting = "sigfs-unit";
 	assert_int_equal(open_backend(&be, err), 0);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A token that is not there: open succeeds, calls wait retry_seconds for it, list does not. */
+static void test_token_missing(void **state)
+{
+	struct sigfs_backend *b = NULL;
+	char err[SIGFS_ERRLEN] = "", **ids = NULL;
+	size_t n = 0;
+	double t;
+
+	(void)state;
+	label_setting = "no-such-token";
+	retry_setting = "0.6";
+	if (open_backend(&b, err) != 0)
+		fail_msg("open: %s", err);
+	t = now_s();
+	assert_int_equal(b->ops->generate(b, "m", sigfs_alg_by_name("ed25519"), err), -EHOSTUNREACH);
+	t = now_s() - t;
+	assert_true(t > 0.5 && t < 3);
+	assert_non_null(strstr(err, "token no-such-token unreachable for 1 s"));
+	assert_non_null(strstr(err, "is the device/connector up?"));
+	t = now_s();
+	assert_int_equal(b->ops->list(b, &ids, &n, err), -EHOSTUNREACH);
+	assert_true(now_s() - t < 0.25);
+	assert_non_null(strstr(err, "token no-such-token unreachable: "));
+	b->ops->close(b);
+	label_setting = "sigfs-unit";
+	retry_setting = NULL;
+}
+
+static void test_retry_seconds_setting(void **state)
+{
+	static const char *const bad[] = { "", "x", "-1", "3601", "5s", "nan", NULL };
+	struct sigfs_backend *b = NULL;
+	char err[SIGFS_ERRLEN] = "";
+
+	(void)state;
+	for (const char *const *v = bad; *v; v++) {
+		retry_setting = *v;
+		assert_int_equal(open_backend(&b, err), -EINVAL);
+		assert_non_null(strstr(err, "retry_seconds"));
+	}
+	for (const char *const *v = (const char *const[]){ "0", "2.5", "3600", NULL }; *v; v++) {
+		retry_setting = *v;
+		if (open_backend(&b, err) != 0)
+			fail_msg("open with retry_seconds %s: %s", *v, err);
+		b->ops->close(b);
+	}
+	retry_setting = NULL;
+	label_setting = "a-label-longer-than-thirty-two-bytes";
+	assert_int_equal(open_backend(&b, err), -EINVAL);
+	assert_non_null(strstr(err, "token_label"));
+	label_setting = "sigfs-unit";
+}
+
+static void test_list(void **state)
+{
+	char err[SIGFS_ERRLEN] = "", **ids = NULL;
+	size_t n = 0;
+
+	(void)state;
+	gen("l-rsa", "rsa-2048");
+	gen("l-ed", "ed25519");
+	gen("l-ec", "ecdsa-p256");
+	if (be->ops->list(be, &ids, &n, err) != 0)
+		fail_msg("list: %s", err);
+	assert_int_equal(n, 3);
+	assert_string_equal(ids[0], "l-ec");
+	assert_string_equal(ids[1], "l-ed");
+	assert_string_equal(ids[2], "l-rsa");
+	sigfs_backend_list_free(ids, n);
+	assert_int_equal(be->ops->remove(be, "l-ed", err), 0);
+	assert_int_equal(be->ops->list(be, &ids, &n, err), 0);
+	assert_int_equal(n, 2);
+	sigfs_backend_list_free(ids, n);
+	assert_int_equal(be->ops->remove(be, "l-rsa", err), 0);
+	assert_int_equal(be->ops->remove(be, "l-ec", err), 0);
+	assert_int_equal(be->ops->list(be, &ids, &n, err), 0);
+	assert_int_equal(n, 0);
+	sigfs_backend_list_free(ids, n);
 }
 
 struct worker {
@@ -308,6 +409,9 @@ int main(void)
 		cmocka_unit_test(test_remove_and_exists),
 		cmocka_unit_test(test_import_unsupported),
 		cmocka_unit_test(test_pin_file_checks),
+		cmocka_unit_test(test_token_missing),
+		cmocka_unit_test(test_retry_seconds_setting),
+		cmocka_unit_test(test_list),
 		cmocka_unit_test(test_concurrent_signing),
 	};
 

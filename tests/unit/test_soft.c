@@ -2,8 +2,8 @@
  * test_soft.c: the soft backend. Every algorithm signs every digest (both RSA
  * paddings) and the signature verifies with OpenSSL against public_key(); a
  * few cases are also checked with the `openssl` command line, the way users
- * verify. Also: file modes, import of keys made by openssl, error paths and
- * concurrent signing.
+ * verify. Also: file modes, import of keys made by openssl, error paths,
+ * concurrent signing and the list of key ids.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -315,6 +315,46 @@ static void test_dir_override(void **state)
 	b->ops->close(b);
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* list: the ids of the key files and nothing else of the directory. */
+static void test_list(void **state)
+{
+	char dir[4200], id[16], err[SIGFS_ERRLEN] = "", **ids = NULL;
+	struct sigfs_backend *b;
+	size_t n = 99;
+
+	(void)state;
+	path_of(dir, sizeof(dir), "listed");
+	b = open_backend(dir);
+	assert_int_equal(b->ops->list(b, &ids, &n, err), 0);
+	assert_int_equal(n, 0);
+	sigfs_backend_list_free(ids, n);
+	/* More than the list's first allocation. */
+	for (int i = 0; i < 20; i++) {
+		snprintf(id, sizeof(id), "k%02d", i);
+		assert_int_equal(b->ops->generate(b, id, sigfs_alg_by_name("ed25519"), err), 0);
+	}
+	/* Not keys: a key file being written, other names. */
+	t_run("cd '%s' && touch .new-1-2.pem .pem notes.txt pem k99.pem.bak", dir);
+	assert_int_equal(b->ops->list(b, &ids, &n, err), 0);
+	assert_int_equal(n, 20);
+	qsort(ids, n, sizeof(*ids), cmp_str);
+	assert_string_equal(ids[0], "k00");
+	assert_string_equal(ids[19], "k19");
+	sigfs_backend_list_free(ids, n);
+	assert_int_equal(b->ops->remove(b, "k07", err), 0);
+	assert_int_equal(b->ops->list(b, &ids, &n, err), 0);
+	assert_int_equal(n, 19);
+	for (size_t i = 0; i < n; i++)
+		assert_string_not_equal(ids[i], "k07");
+	sigfs_backend_list_free(ids, n);
+	b->ops->close(b);
+}
+
 /* Import a key that `openssl` made with cmd (">" FILE appended). */
 static void import_case(const char *cmd, const char *want)
 {
@@ -606,6 +646,7 @@ int main(void)
 		cmocka_unit_test(test_openssl_cli_verifies),
 		cmocka_unit_test(test_file_modes),
 		cmocka_unit_test(test_dir_override),
+		cmocka_unit_test(test_list),
 		cmocka_unit_test(test_import_openssl_keys),
 		cmocka_unit_test(test_import_rejects),
 		cmocka_unit_test(test_remove),
