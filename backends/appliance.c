@@ -896,7 +896,7 @@ static int ab_open(const struct sigfs_backend_conf *conf, struct sigfs_backend *
 	const char *client = conf->get(conf, "client", "sigfs");
 	const char *secret = conf->get(conf, "secret_file", NULL);
 	struct sigfs_backend *b;
-	double retry, timeout;
+	double retry = 0, timeout = 0;
 	struct ab *p;
 	int r;
 

@@ -171,7 +171,7 @@ static int parse_state(json_t *input, struct sigfs_request *req, char *err)
 static int parse_digest(json_t *input, struct sigfs_request *req, char *err)
 {
 	static const char *const keys[] = { "type", "algorithm", "digest", NULL };
-	const char *alg, *hex;
+	const char *alg = NULL, *hex = NULL;
 	char q[QUOTE_MAX + 4];
 	struct sbuf in;
 	int r;
@@ -225,7 +225,7 @@ static void format_names(char *buf, size_t size)
 static int parse_output(json_t *output, struct sigfs_request *req, char *err)
 {
 	static const char *const keys[] = { "type", NULL };
-	const char *type;
+	const char *type = NULL;
 	char q[QUOTE_MAX + 4], names[128];
 	int r;
 
@@ -296,9 +296,9 @@ static int parse_tree(json_t *root, struct sigfs_request *req, char *err)
 {
 	static const char *const top_keys[] = { "version", "required", "optional", NULL };
 	static const char *const required_keys[] = { "input", "output", NULL };
-	json_t *required, *input, *output, *optional;
+	json_t *required = NULL, *input = NULL, *output = NULL, *optional;
 	const struct sigfs_digest *signed_kind;
-	const char *version, *type;
+	const char *version = NULL, *type = NULL;
 	char q[QUOTE_MAX + 4];
 	int r;
 

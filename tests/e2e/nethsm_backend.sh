@@ -275,6 +275,43 @@ start_sigfs
 cp "$T/s.bin" "$MNT/p256/ok.bin"
 check "password fixed: p256 signs again" verify_raw p256 "$T/s.bin" "$MNT/p256/ok.bin.sig"
 
+# Down when sigfsd starts: a job waits, and completes once the NetHSM is up
+# within retry_seconds.
+stop_sigfs
+stop_nethsm
+start_sigfs
+cp "$T/s.bin" "$MNT/p256/start.bin" &
+cp_pid=$!
+sleep 1
+start_nethsm
+check "NetHSM down at start: the copy completes once it is up" wait "$cp_pid"
+check "... and its signature verifies" verify_raw p256 "$T/s.bin" "$MNT/p256/start.bin.sig"
+
+# Down mid-batch: the NetHSM is killed while 100 files sign and is back a
+# second later; every file ends with a signature, none with .err.
+N=100
+mkdir "$T/batch"
+for n in $(seq 1 $N); do
+	head -c 300 /dev/urandom >"$T/batch/f$n"
+done
+(cd "$T/batch" && ls | xargs -P4 -I{} cp {} "$MNT/p256/{}") &
+cp_pid=$!
+for n in $(seq 1 600); do
+	[ "$(find "$MNT/p256" -name 'f*.sig' | wc -l)" -ge 20 ] && break
+	sleep 0.05
+done
+kill -9 "$NH_PID"
+wait "$NH_PID" 2>/dev/null || true
+NH_PID=
+done_at_kill=$(find "$MNT/p256" -name 'f*.sig' | wc -l)
+check "the kill came mid-batch ($done_at_kill of $N signed)" test "$done_at_kill" -lt $N
+sleep 1
+start_nethsm
+check "NetHSM back mid-batch: the batch finishes" wait "$cp_pid"
+check "all $N files have a .sig" test "$(find "$MNT/p256" -name 'f*.sig' | wc -l)" -eq $N
+check "no .err" test "$(find "$MNT/p256" -name 'f*.err' | wc -l)" -eq 0
+check "all $N signatures verify" verify_many p256 "$MNT/p256" $(cd "$T/batch" && ls)
+
 # The passwords are nowhere in the mount or the log.
 for pw in "$OPW" "$APW"; do
 	check "grep -r over the mount does not find a password" bash -c "! grep -r -s -q -F '$pw' '$MNT'"
