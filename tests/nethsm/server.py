@@ -2,7 +2,7 @@
 """A NetHSM-compatible HTTPS server for sigfs's tests and benchmarks.
 
 No real NetHSM runs on these machines, so this plays one from the official
-OpenAPI spec (specs/nethsm-api.yaml): every request is matched against the
+OpenAPI spec (nethsm-api.yaml beside it): every request is matched against the
 spec's paths (unknown path 404, unknown method 405), its JSON body validated
 against the spec's schema with additional properties rejected (400, as the
 spec's preamble says), Basic auth checked (401) and the caller's role against
@@ -46,8 +46,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 from cryptography.x509.oid import NameOID
 
-SPEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
-                    "shared", "specs", "nethsm-api.yaml")
+# Nitrokey's OpenAPI spec of the NetHSM API v1, kept unchanged beside this file
+# (tests/nethsm/README.md), so a fresh clone tests against it.
+SPEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nethsm-api.yaml")
 
 PSS_HASHES = {"PSS_MD5": hashes.MD5, "PSS_SHA1": hashes.SHA1, "PSS_SHA224": hashes.SHA224,
               "PSS_SHA256": hashes.SHA256, "PSS_SHA384": hashes.SHA384,
