@@ -210,15 +210,6 @@ static int cmd_keygen(struct ctl *c, char **a)
 	return call(c);
 }
 
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-	(void)buf;
-	(void)size;
-	(void)rwflag;
-	(void)u;
-	return 0;
-}
-
 static int cmd_keyload(struct ctl *c, char **a)
 {
 	PKCS8_PRIV_KEY_INFO *p8 = NULL;
@@ -232,9 +223,9 @@ static int cmd_keyload(struct ctl *c, char **a)
 	f = fopen(a[1], "r");
 	if (!f)
 		return sigfs_seterr(c->err, -errno, "%s: %s", a[1], strerror(errno));
-	pk = PEM_read_PrivateKey(f, NULL, no_passphrase, NULL);
+	r = sigfs_read_private_pem_fp(f, &pk);
 	fclose(f);
-	if (pk)
+	if (r == 0)
 		p8 = EVP_PKEY2PKCS8(pk);
 	if (p8)
 		n = i2d_PKCS8_PRIV_KEY_INFO(p8, &der);

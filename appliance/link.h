@@ -47,6 +47,11 @@ int link_listen(const char *hostport, int *fd, char *bound, size_t boundlen, cha
 int link_connect(struct link *l, SSL_CTX *ctx, const char *hostport, int timeout_ms, char *err);
 /* Server: TLS handshake on an accepted fd (the link owns fd afterwards). */
 int link_accept(struct link *l, SSL_CTX *ctx, int fd, int timeout_ms, char *err);
+/*
+ * Close l; closing twice is harmless. Only for a link that link_connect or
+ * link_accept has had (both leave it closed, fd -1, when they fail): a
+ * zero-filled struct has fd 0, which this would close.
+ */
 void link_close(struct link *l);
 
 /* Send one finished frame (proto_end done). */

@@ -5,8 +5,8 @@
  *                   [--name NAME] [--engines N] [--verbose]
  *   sigfs-appliance ctl HOST:PORT --client NAME --secret-file FILE CMD ...  (ctl.c)
  *
- * Holds private keys (store.c) and answers the protocol of proto.h over
- * TLS-PSK links (link.c), one thread per connection, at most MAX_CONNS.
+ * Holds private keys (store.c) and answers the protocol of proto.h (server.c)
+ * over TLS-PSK links (link.c), one thread per connection, at most MAX_CONNS.
  * Like the SEGGER board it stands in for, it signs with a fixed number of
  * "engines": a counting semaphore of --engines around the private-key
  * operation only, so parsing, key lookup and the network run in parallel
@@ -37,15 +37,13 @@
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
-#include <openssl/rsa.h>
-#include <openssl/x509.h>
 
 #include "appliance/ctl.h"
 #include "appliance/link.h"
 #include "appliance/proto.h"
+#include "appliance/server.h"
 #include "appliance/store.h"
 #include "common/err.h"
-#include "common/log.h"
 
 #define MAX_CONNS 64
 #define MAX_ENGINES 256
@@ -65,11 +63,10 @@ struct conn {
 };
 
 static struct {
-	const char *name;
-	bool verbose;
+	struct server srv;           /* its store and engines are the two below */
 	struct store store;
-	SSL_CTX *ctx;
 	sem_t engines;
+	SSL_CTX *ctx;
 
 	pthread_rwlock_t clients_lock;
 	const char *clients_path;
@@ -86,13 +83,11 @@ static void alog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void alog(const char *fmt, ...)
 {
-	char line[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	server_vlog(&app.srv, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "sigfs-appliance %s: %s\n", app.name, line);
 }
 
 /* --- clients file ------------------------------------------------------------- */
@@ -266,437 +261,6 @@ static void clients_reload(void)
 	alog("SIGHUP: %zu clients", n);
 }
 
-/* --- requests ----------------------------------------------------------------- */
-
-/* One request being served: its body, the reply body, and what the log line says. */
-struct req {
-	struct conn *c;
-	struct sbuf *body;
-	struct sbuf *rep;             /* reply body after the status byte */
-	char key[PROTO_MAX_STR + 1];  /* key id for the log line, "" if none */
-	char msg[SIGFS_ERRLEN];       /* error message for the reply */
-};
-
-static uint8_t fail(struct req *q, uint8_t st, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static uint8_t fail(struct req *q, uint8_t st, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(q->msg, sizeof(q->msg), fmt, ap);
-	va_end(ap);
-	return st;
-}
-
-static uint8_t malformed(struct req *q)
-{
-	return fail(q, PROTO_E_MALFORMED, "request body does not parse");
-}
-
-/* The body must be fully consumed: trailing bytes are a malformed request. */
-static bool body_done(struct req *q)
-{
-	return sbuf_avail(q->body) == 0;
-}
-
-/* Read a key id into q->key; PROTO_OK or the status to reply. */
-static uint8_t get_keyid(struct req *q)
-{
-	char esc[SIGFS_ESCAPED_MAX];
-
-	if (proto_get_str(q->body, q->key, sizeof(q->key)) < 0)
-		return malformed(q);
-	if (!proto_keyid_ok(q->key, strlen(q->key)))
-		return fail(q, PROTO_E_MALFORMED, "key id '%.200s' is not valid (1 to %d of A-Z a-z "
-			    "0-9 . _ -)", sigfs_escape(q->key, esc, sizeof(esc)), PROTO_MAX_KEYID);
-	return PROTO_OK;
-}
-
-static uint8_t op_hello(struct req *q)
-{
-	char client[PROTO_MAX_STR + 1];
-	uint8_t lo, hi;
-	int r = 0;
-
-	if (sbuf_get_u8(q->body, &lo) < 0 || sbuf_get_u8(q->body, &hi) < 0 ||
-	    proto_get_str(q->body, client, sizeof(client)) < 0 || !body_done(q) || lo > hi)
-		return malformed(q);
-	if (lo > PROTO_VERSION || hi < PROTO_VERSION)
-		return fail(q, PROTO_E_VERSION, "this appliance speaks protocol version %d; the "
-			    "client offers %u..%u", PROTO_VERSION, lo, hi);
-	if (strcmp(client, q->c->client) != 0)
-		return fail(q, PROTO_E_MALFORMED, "HELLO names another client than the TLS key's");
-	if ((r = sbuf_put_u8(q->rep, PROTO_VERSION)) < 0 || (r = proto_put_str(q->rep, app.name)) < 0 ||
-	    (r = sbuf_put_u32be(q->rep, PROTO_MAX_FRAME)) < 0)
-		return fail(q, PROTO_E_INTERNAL, "cannot encode the reply");
-	return PROTO_OK;
-}
-
-/* LISTKEYS reply under construction. */
-struct listing {
-	struct sbuf *rep;
-	uint32_t n;
-};
-
-static int list_one(void *arg, const struct store_key *k)
-{
-	struct listing *ls = arg;
-	int r;
-
-	if ((r = proto_put_str(ls->rep, k->id)) < 0 || (r = sbuf_put_u8(ls->rep, k->type)) < 0 ||
-	    (r = sbuf_put_u16be(ls->rep, k->bits)) < 0)
-		return r;
-	ls->n++;
-	return 0;
-}
-
-static uint8_t op_listkeys(struct req *q)
-{
-	struct listing ls = { .rep = q->rep };
-
-	if (!body_done(q))
-		return malformed(q);
-	if (sbuf_put_u32be(q->rep, 0) < 0 || store_each(&app.store, list_one, &ls) < 0)
-		return fail(q, PROTO_E_INTERNAL, "the key list does not fit a frame");
-	/* The count goes first, known once every key is written. */
-	q->rep->d[0] = (uint8_t)(ls.n >> 24);
-	q->rep->d[1] = (uint8_t)(ls.n >> 16);
-	q->rep->d[2] = (uint8_t)(ls.n >> 8);
-	q->rep->d[3] = (uint8_t)ls.n;
-	return PROTO_OK;
-}
-
-/* What KEYGEN makes for each key type; RSA takes the requested size. */
-static const struct {
-	uint8_t type;
-	const char *ossl;       /* EVP_PKEY_Q_keygen type */
-	const char *group;
-	uint16_t bits;          /* 0: RSA, 1024..8192 */
-} gens[] = {
-	{ PROTO_KEY_RSA, "RSA", NULL, 0 },
-	{ PROTO_KEY_EC_P256, "EC", "P-256", 256 },
-	{ PROTO_KEY_EC_P384, "EC", "P-384", 384 },
-	{ PROTO_KEY_EC_P521, "EC", "P-521", 521 },
-	{ PROTO_KEY_ED25519, "ED25519", NULL, 255 },
-};
-
-/* Add pk as q->key; the status for the reply. */
-static uint8_t add_key(struct req *q, EVP_PKEY *pk)
-{
-	char err[SIGFS_ERRLEN];
-	int r = store_add(&app.store, q->key, pk, err);
-
-	if (r == -EEXIST)
-		return fail(q, PROTO_E_EXISTS, "key %s exists", q->key);
-	if (r < 0) {
-		alog("%s", err);
-		return fail(q, PROTO_E_INTERNAL, "cannot store key %s", q->key);
-	}
-	return PROTO_OK;
-}
-
-static uint8_t op_keygen(struct req *q)
-{
-	EVP_PKEY *pk = NULL;
-	uint8_t type, st;
-	uint16_t bits;
-	size_t g;
-
-	if ((st = get_keyid(q)) != PROTO_OK)
-		return st;
-	if (sbuf_get_u8(q->body, &type) < 0 || sbuf_get_u16be(q->body, &bits) < 0 || !body_done(q))
-		return malformed(q);
-	for (g = 0; g < sizeof(gens) / sizeof(gens[0]) && gens[g].type != type; g++)
-		;
-	if (g == sizeof(gens) / sizeof(gens[0]))
-		return fail(q, PROTO_E_UNSUPPORTED, "key type %u is not offered", type);
-	if (gens[g].bits == 0 && (bits < 1024 || bits > 8192 || bits % 8))
-		return fail(q, PROTO_E_UNSUPPORTED, "RSA-%u: RSA keys are 1024 to 8192 bits, a "
-			    "multiple of 8", bits);
-	if (gens[g].bits && bits != gens[g].bits)
-		return fail(q, PROTO_E_UNSUPPORTED, "%s keys have %u bits, not %u",
-			    proto_keytype_name(type), gens[g].bits, bits);
-	if (store_has(&app.store, q->key))
-		return fail(q, PROTO_E_EXISTS, "key %s exists", q->key);
-	/* Seconds for RSA-8192: made without any lock, added under the write lock. */
-	if (gens[g].group)
-		pk = EVP_PKEY_Q_keygen(NULL, NULL, gens[g].ossl, gens[g].group);
-	else if (gens[g].bits == 0)
-		pk = EVP_PKEY_Q_keygen(NULL, NULL, gens[g].ossl, (size_t)bits);
-	else
-		pk = EVP_PKEY_Q_keygen(NULL, NULL, gens[g].ossl);
-	if (!pk) {
-		ERR_clear_error();
-		return fail(q, PROTO_E_INTERNAL, "key generation failed");
-	}
-	st = add_key(q, pk);
-	EVP_PKEY_free(pk);
-	return st;
-}
-
-static uint8_t op_keyload(struct req *q)
-{
-	char why[SIGFS_ERRLEN];
-	PKCS8_PRIV_KEY_INFO *p8;
-	const uint8_t *der, *p;
-	EVP_PKEY *pk = NULL;
-	uint8_t st, type;
-	uint16_t bits;
-	size_t n;
-
-	if ((st = get_keyid(q)) != PROTO_OK)
-		return st;
-	if (proto_get_blob(q->body, &der, &n) < 0 || !body_done(q) || n > LONG_MAX)
-		return malformed(q);
-	p = der;
-	p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)n);
-	if (p8 && p == der + n)
-		pk = EVP_PKCS82PKEY(p8);
-	PKCS8_PRIV_KEY_INFO_free(p8);
-	ERR_clear_error();
-	if (!pk)
-		return fail(q, PROTO_E_MALFORMED, "the key is not an unencrypted PKCS#8 DER private "
-			    "key");
-	if (store_key_info(pk, &type, &bits, why) < 0)
-		st = fail(q, PROTO_E_UNSUPPORTED, "%s", why);
-	else
-		st = add_key(q, pk);
-	if (st == PROTO_OK && (sbuf_put_u8(q->rep, type) < 0 || sbuf_put_u16be(q->rep, bits) < 0))
-		st = fail(q, PROTO_E_INTERNAL, "cannot encode the reply");
-	EVP_PKEY_free(pk);
-	return st;
-}
-
-/* Take a reference to key q->key; the status for the reply. */
-static uint8_t get_key(struct req *q, EVP_PKEY **pk, uint8_t *type, uint16_t *bits)
-{
-	if (store_get(&app.store, q->key, pk, type, bits) < 0)
-		return fail(q, PROTO_E_NOKEY, "no key %s", q->key);
-	return PROTO_OK;
-}
-
-static uint8_t op_pubkey(struct req *q)
-{
-	unsigned char *der = NULL;
-	EVP_PKEY *pk;
-	uint8_t st, type;
-	uint16_t bits;
-	int n;
-
-	if ((st = get_keyid(q)) != PROTO_OK)
-		return st;
-	if (!body_done(q))
-		return malformed(q);
-	if ((st = get_key(q, &pk, &type, &bits)) != PROTO_OK)
-		return st;
-	n = i2d_PUBKEY(pk, &der);
-	if (n <= 0 || proto_put_blob(q->rep, der, (size_t)n) < 0)
-		st = fail(q, PROTO_E_INTERNAL, "cannot encode the public key");
-	OPENSSL_free(der);
-	EVP_PKEY_free(pk);
-	return st;
-}
-
-/* The key type a scheme needs: RSA, EC (any curve) or Ed25519. */
-static bool scheme_fits(uint8_t scheme, uint8_t type)
-{
-	switch (scheme) {
-	case PROTO_SCHEME_RSA_PSS:
-	case PROTO_SCHEME_RSA_PKCS1:
-		return type == PROTO_KEY_RSA;
-	case PROTO_SCHEME_ECDSA:
-		return type == PROTO_KEY_EC_P256 || type == PROTO_KEY_EC_P384 ||
-		       type == PROTO_KEY_EC_P521;
-	default:
-		return type == PROTO_KEY_ED25519;
-	}
-}
-
-/* The private-key operation: one engine, held only for it. */
-static int sign_with_engine(EVP_PKEY *pk, uint8_t scheme, const EVP_MD *md, const uint8_t *data,
-			    size_t n, uint8_t *sig, size_t *siglen)
-{
-	EVP_PKEY_CTX *pc = NULL;
-	EVP_MD_CTX *mc = NULL;
-	int ok = 0;
-
-	while (sem_wait(&app.engines) < 0 && errno == EINTR)
-		;
-	if (scheme == PROTO_SCHEME_ED25519) {
-		mc = EVP_MD_CTX_new();
-		ok = mc && EVP_DigestSignInit(mc, NULL, NULL, NULL, pk) == 1 &&
-		     EVP_DigestSign(mc, sig, siglen, data, n) == 1;
-	} else {
-		pc = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL);
-		ok = pc && EVP_PKEY_sign_init(pc) == 1 && EVP_PKEY_CTX_set_signature_md(pc, md) == 1;
-		if (ok && scheme == PROTO_SCHEME_RSA_PSS)
-			ok = EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) == 1 &&
-			     EVP_PKEY_CTX_set_rsa_mgf1_md(pc, md) == 1 &&
-			     EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, RSA_PSS_SALTLEN_DIGEST) == 1;
-		else if (ok && scheme == PROTO_SCHEME_RSA_PKCS1)
-			ok = EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING) == 1;
-		ok = ok && EVP_PKEY_sign(pc, sig, siglen, data, n) == 1;
-	}
-	sem_post(&app.engines);
-	EVP_MD_CTX_free(mc);
-	EVP_PKEY_CTX_free(pc);
-	ERR_clear_error();
-	return ok ? 0 : -EIO;
-}
-
-static const char *const scheme_names[] = {
-	[PROTO_SCHEME_RSA_PSS] = "RSA-PSS", [PROTO_SCHEME_RSA_PKCS1] = "RSA-PKCS1",
-	[PROTO_SCHEME_ECDSA] = "ECDSA", [PROTO_SCHEME_ED25519] = "Ed25519",
-};
-
-/* Whether scheme, digest and data length fit the key; *d gets the digest row. */
-static uint8_t check_sign(struct req *q, uint8_t scheme, uint8_t dig, size_t n, uint8_t type,
-			  uint16_t bits, const struct sigfs_digest **dp)
-{
-	const struct sigfs_digest *d = NULL;
-
-	if (scheme < PROTO_SCHEME_RSA_PSS || scheme > PROTO_SCHEME_ED25519)
-		return fail(q, PROTO_E_UNSUPPORTED, "scheme %u is not offered", scheme);
-	if (!scheme_fits(scheme, type))
-		return fail(q, PROTO_E_MISMATCH, "key %s is %s-%u: %s does not fit it", q->key,
-			    proto_keytype_name(type), bits, scheme_names[scheme]);
-	if (scheme == PROTO_SCHEME_ED25519) {
-		if (dig != PROTO_MD_NONE)
-			return fail(q, PROTO_E_MISMATCH, "Ed25519 signs the message itself: digest "
-				    "must be 0, not %u", dig);
-		*dp = NULL;
-		return PROTO_OK;
-	}
-	d = proto_digest(dig);
-	if (!d)
-		return fail(q, PROTO_E_UNSUPPORTED, "digest %u is not offered", dig);
-	if (n != d->len)
-		return fail(q, PROTO_E_MISMATCH, "the data is %zu bytes; a %s digest is %zu", n,
-			    d->name, d->len);
-	/* EMSA-PSS needs room for the digest, a salt as long, and 2 bytes. */
-	if (scheme == PROTO_SCHEME_RSA_PSS && (bits + 6u) / 8u < 2 * d->len + 2)
-		return fail(q, PROTO_E_MISMATCH, "RSA-%u is too small for PSS with %s (salt = "
-			    "digest length)", bits, d->name);
-	*dp = d;
-	return PROTO_OK;
-}
-
-static uint8_t op_sign(struct req *q)
-{
-	const struct sigfs_digest *d = NULL;
-	uint8_t st, scheme, dig, type, sig[SIGFS_MAX_SIG + 64];
-	size_t n, siglen = sizeof(sig);
-	const uint8_t *data;
-	EVP_PKEY *pk;
-	uint16_t bits;
-
-	if ((st = get_keyid(q)) != PROTO_OK)
-		return st;
-	if (sbuf_get_u8(q->body, &scheme) < 0 || sbuf_get_u8(q->body, &dig) < 0 ||
-	    proto_get_blob(q->body, &data, &n) < 0 || !body_done(q))
-		return malformed(q);
-	if ((st = get_key(q, &pk, &type, &bits)) != PROTO_OK)
-		return st;
-	st = check_sign(q, scheme, dig, n, type, bits, &d);
-	if (st == PROTO_OK && sign_with_engine(pk, scheme, d ? sigfs_digest_md(d) : NULL, data, n,
-					       sig, &siglen) < 0)
-		st = fail(q, PROTO_E_INTERNAL, "signing with key %s failed", q->key);
-	else if (st == PROTO_OK && proto_put_blob(q->rep, sig, siglen) < 0)
-		st = fail(q, PROTO_E_INTERNAL, "cannot encode the reply");
-	EVP_PKEY_free(pk);
-	OPENSSL_cleanse(sig, sizeof(sig));
-	return st;
-}
-
-static uint8_t op_keydel(struct req *q)
-{
-	char err[SIGFS_ERRLEN];
-	uint8_t st;
-	int r;
-
-	if ((st = get_keyid(q)) != PROTO_OK)
-		return st;
-	if (!body_done(q))
-		return malformed(q);
-	r = store_del(&app.store, q->key, err);
-	if (r == -ENOENT)
-		return fail(q, PROTO_E_NOKEY, "no key %s", q->key);
-	if (r < 0) {
-		alog("%s", err);
-		return fail(q, PROTO_E_INTERNAL, "cannot delete key %s", q->key);
-	}
-	return PROTO_OK;
-}
-
-static const struct op {
-	uint8_t op;
-	const char *name;
-	uint8_t (*fn)(struct req *q);
-} ops[] = {
-	{ PROTO_HELLO, "HELLO", op_hello },
-	{ PROTO_LISTKEYS, "LISTKEYS", op_listkeys },
-	{ PROTO_KEYGEN, "KEYGEN", op_keygen },
-	{ PROTO_KEYLOAD, "KEYLOAD", op_keyload },
-	{ PROTO_PUBKEY, "PUBKEY", op_pubkey },
-	{ PROTO_SIGN, "SIGN", op_sign },
-	{ PROTO_KEYDEL, "KEYDEL", op_keydel },
-};
-
-/*
- * Answer one request frame into out; false when the connection must close
- * afterwards (wrong version, or a first request that is not HELLO).
- */
-static bool serve(struct conn *c, const struct proto_frame *f, bool *greeted, struct sbuf *out,
-		  struct sbuf *rep)
-{
-	struct req q = { .c = c, .rep = rep };
-	struct sbuf body = f->body;
-	const struct op *op = NULL;
-	char esc[SIGFS_ESCAPED_MAX];
-	bool keep = true;
-	uint8_t st;
-
-	q.body = &body;
-	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
-		if (ops[i].op == f->op)
-			op = &ops[i];
-	if (f->ver != PROTO_VERSION) {
-		st = fail(&q, PROTO_E_VERSION, "frame version %u; this appliance speaks %d",
-			  f->ver, PROTO_VERSION);
-		keep = false;
-	} else if (!*greeted && f->op != PROTO_HELLO) {
-		st = fail(&q, PROTO_E_MALFORMED, "the first request must be HELLO");
-		keep = false;
-	} else if (!op) {
-		st = fail(&q, PROTO_E_UNKNOWN_OP, "operation %u is not known", f->op);
-	} else {
-		st = op->fn(&q);
-		if (f->op == PROTO_HELLO)
-			keep = *greeted = st == PROTO_OK;
-	}
-	if (st != PROTO_OK || app.verbose) {
-		char line[SIGFS_ERRLEN + 512];
-
-		snprintf(line, sizeof(line), "client %s op %s key %s status %u", c->client,
-			 op ? op->name : "?", q.key[0] ? sigfs_escape(q.key, esc, sizeof(esc)) : "-",
-			 st);
-		if (st != PROTO_OK)
-			alog("%s: %s", line, q.msg);
-		else
-			alog("%s", line);
-	}
-	out->len = out->off = 0;
-	if (proto_begin_reply(out, f->op, f->id, st, q.msg) < 0 ||
-	    (st == PROTO_OK && sbuf_put(out, rep->d, rep->len) < 0) || proto_end(out) < 0) {
-		out->len = out->off = 0;
-		proto_begin_reply(out, f->op, f->id, PROTO_E_INTERNAL, "the reply does not fit a frame");
-		proto_end(out);
-	}
-	return keep;
-}
-
 /* --- connections -------------------------------------------------------------- */
 
 static void conn_release(struct conn *c)
@@ -740,7 +304,7 @@ static void *conn_main(void *arg)
 	pthread_mutex_lock(&app.conns_lock);
 	snprintf(c->client, sizeof(c->client), "%.*s", PROTO_MAX_KEYID, l.client);
 	pthread_mutex_unlock(&app.conns_lock);
-	if (app.verbose)
+	if (app.srv.verbose)
 		alog("client %s connected from %s", c->client, l.peer);
 	sbuf_init(&in, PROTO_MAX_FRAME + 4);
 	sbuf_init(&out, PROTO_MAX_FRAME + 4);
@@ -761,7 +325,7 @@ static void *conn_main(void *arg)
 			break;
 		}
 		rep.len = rep.off = 0;
-		keep = serve(c, &f, &greeted, &out, &rep);
+		keep = server_serve(&app.srv, c->client, &f, &greeted, &out, &rep);
 		/* The request may have carried a private key (KEYLOAD). */
 		OPENSSL_cleanse(in.d, in.len);
 		r = link_send(&l, &out, err);
@@ -771,7 +335,7 @@ static void *conn_main(void *arg)
 			break;
 		}
 	}
-	if (app.verbose)
+	if (app.srv.verbose)
 		alog("client %s disconnected", c->client);
 	sbuf_free(&in);
 	sbuf_free(&out);
@@ -907,7 +471,7 @@ int main(int argc, char **argv)
 		case 'l': listen_on = optarg; break;
 		case 's': store_dir = optarg; break;
 		case 'c': app.clients_path = optarg; break;
-		case 'n': app.name = optarg; break;
+		case 'n': app.srv.name = optarg; break;
 		case 'e':
 			engines = strtol(optarg, &end, 10);
 			if (*end || engines < 1 || engines > MAX_ENGINES) {
@@ -916,7 +480,7 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case 'v': app.verbose = true; break;
+		case 'v': app.srv.verbose = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -925,13 +489,13 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (!app.name) {
+	if (!app.srv.name) {
 		if (gethostname(host, sizeof(host)) < 0)
 			snprintf(host, sizeof(host), "appliance");
 		host[sizeof(host) - 1] = '\0';
-		app.name = host;
+		app.srv.name = host;
 	}
-	if (!proto_keyid_ok(app.name, strlen(app.name)) || strlen(app.name) > 64) {
+	if (!proto_keyid_ok(app.srv.name, strlen(app.srv.name)) || strlen(app.srv.name) > 64) {
 		fprintf(stderr, "sigfs-appliance: --name wants 1 to 64 of A-Z a-z 0-9 . _ -\n");
 		return 2;
 	}
@@ -949,6 +513,9 @@ int main(int argc, char **argv)
 	pthread_mutex_init(&app.conns_lock, NULL);
 	pthread_cond_init(&app.conns_done, NULL);
 	sem_init(&app.engines, 0, (unsigned)engines);
+	app.srv.log = stderr;
+	app.srv.store = &app.store;
+	app.srv.engines = &app.engines;
 	if (sfd < 0) {
 		alog("signalfd: %s", strerror(errno));
 		goto out;

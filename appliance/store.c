@@ -23,6 +23,7 @@
 #include <openssl/pem.h>
 
 #include "appliance/store.h"
+#include "backends/secret.h"
 #include "common/err.h"
 
 #define PEM_SUFFIX ".pem"
@@ -123,16 +124,6 @@ static int insert(struct store *s, size_t i, const char *id, EVP_PKEY *pk, uint8
 	return 0;
 }
 
-/* An encrypted key file fails to load instead of prompting for a passphrase. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-	(void)buf;
-	(void)size;
-	(void)rwflag;
-	(void)u;
-	return 0;
-}
-
 /* Load DIR/name (ID.pem) into the store. */
 static int load_one(struct store *s, int dfd, const char *name, char *err)
 {
@@ -157,9 +148,9 @@ static int load_one(struct store *s, int dfd, const char *name, char *err)
 		return sigfs_seterr(err, r, "store %s: cannot open %s: %s", s->dir, name,
 				    strerror(-r));
 	}
-	pk = PEM_read_PrivateKey(f, NULL, no_passphrase, NULL);
+	r = sigfs_read_private_pem_fp(f, &pk);
 	fclose(f);
-	if (!pk) {
+	if (r < 0) {
 		ERR_clear_error();
 		return sigfs_seterr(err, -EINVAL, "store %s: %s is not an unencrypted PKCS#8 PEM "
 				    "private key; move it away", s->dir, name);
@@ -331,12 +322,12 @@ int store_add(struct store *s, const char *id, EVP_PKEY *pk, char *err)
 	r = write_key(s, id, pk, err);
 	if (r < 0)
 		goto out;
-	r = EVP_PKEY_up_ref(pk) == 1 ? insert(s, i, id, pk, type, bits) : -ENOMEM;
-	if (r < 0) {
-		if (r == -ENOMEM)
-			EVP_PKEY_free(pk);
+	if (EVP_PKEY_up_ref(pk) != 1)
+		r = -ENOMEM;
+	else if ((r = insert(s, i, id, pk, type, bits)) < 0)
+		EVP_PKEY_free(pk);      /* the reference insert did not take */
+	if (r < 0)
 		sigfs_seterr(err, r, "store %s: out of memory", s->dir);
-	}
 out:
 	pthread_rwlock_unlock(&s->lock);
 	return r;

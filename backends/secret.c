@@ -77,3 +77,9 @@ int sigfs_read_private_pem(const uint8_t *pem, size_t len, EVP_PKEY **out)
 	BIO_free(bio);
 	return *out ? 0 : -EINVAL;
 }
+
+int sigfs_read_private_pem_fp(FILE *f, EVP_PKEY **out)
+{
+	*out = PEM_read_PrivateKey(f, NULL, no_passphrase, NULL);
+	return *out ? 0 : -EINVAL;
+}

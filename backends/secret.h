@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <openssl/evp.h>
 
 /*
@@ -24,5 +25,7 @@ int sigfs_read_secret(const char *type, const char *name, const char *setting,
  * imported; never prompts for a passphrase. -EINVAL if it is not one.
  */
 int sigfs_read_private_pem(const uint8_t *pem, size_t len, EVP_PKEY **out);
+/* The same from an open file. */
+int sigfs_read_private_pem_fp(FILE *f, EVP_PKEY **out);
 
 #endif

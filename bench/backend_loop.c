@@ -16,43 +16,23 @@
  *
  * Output: `signatures/s: X` (and `signatures: N seconds: S threads: T`).
  */
-#include <errno.h>
 #include <getopt.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "backends/backend.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "signer/alg.h"
-
-struct worker {
-	pthread_t tid;
-	unsigned index;
-	uint64_t done;
-	int r;                        /* first failure, 0 if none */
-	char err[SIGFS_ERRLEN];
-};
+#include "loop.h"
 
 static struct sigfs_backend *backend;
 static const char *key_id;
 static const struct sigfs_alg *alg;
-static atomic_bool stop;
 static char **settings;       /* SETTING=VALUE from the command line */
 static int nsettings;
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static const char *conf_get(const struct sigfs_backend_conf *c, const char *key, const char *def)
 {
@@ -65,30 +45,24 @@ static const char *conf_get(const struct sigfs_backend_conf *c, const char *key,
 	return def;
 }
 
-static void *run(void *arg)
+/* One signature as sigfsd's worker `thread` would ask for it. */
+static int sign_once(unsigned thread, void **state, char *err)
 {
-	struct worker *w = arg;
 	static const uint8_t digest[32] = { 0x5a, 0x17, 0x42 };  /* any 32 bytes */
-	static uint8_t message[1024];
+	static const uint8_t message[1024];
 	struct sigfs_sign_input in = {
 		.alg = alg,
 		.padding = alg->kind == SIGFS_KIND_RSA ? SIGFS_PAD_PSS : SIGFS_PAD_NONE,
 		.digest = alg->kind == SIGFS_KIND_ED25519 ? NULL : sigfs_digest_by_name("sha256"),
 		.data = alg->kind == SIGFS_KIND_ED25519 ? message : digest,
 		.len = alg->kind == SIGFS_KIND_ED25519 ? sizeof(message) : sizeof(digest),
-		.worker = w->index,
+		.worker = thread,
 	};
 	uint8_t sig[SIGFS_MAX_SIG];
+	size_t siglen = sizeof(sig);
 
-	while (!atomic_load(&stop)) {
-		size_t siglen = sizeof(sig);
-
-		w->r = backend->ops->sign(backend, key_id, &in, sig, &siglen, w->err);
-		if (w->r < 0)
-			break;
-		w->done++;
-	}
-	return NULL;
+	(void)state;
+	return backend->ops->sign(backend, key_id, &in, sig, &siglen, err);
 }
 
 static void usage(FILE *out)
@@ -154,45 +128,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	struct worker *ws = calloc(nthreads, sizeof(*ws));
+	const struct bench_loop loop = {
+		.prog = "backend_loop", .threads = nthreads, .seconds = duration,
+		.sign = sign_once,
+	};
+	int status = bench_loop_run(&loop);
 
-	if (!ws) {
-		perror("backend_loop: calloc");
-		return 1;
-	}
-	double t0 = now();
-
-	for (unsigned i = 0; i < nthreads; i++) {
-		ws[i].index = i;
-		r = pthread_create(&ws[i].tid, NULL, run, &ws[i]);
-		if (r) {
-			fprintf(stderr, "backend_loop: pthread_create: %s\n", strerror(r));
-			return 1;
-		}
-	}
-	struct timespec ts = { (time_t)duration, (long)((duration - (double)(time_t)duration) * 1e9) };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-	atomic_store(&stop, true);
-
-	uint64_t total = 0;
-	int status = 0;
-
-	for (unsigned i = 0; i < nthreads; i++) {
-		pthread_join(ws[i].tid, NULL);
-		total += ws[i].done;
-		if (ws[i].r < 0) {
-			fprintf(stderr, "backend_loop: worker %u: %s\n", i, ws[i].err);
-			status = 1;
-		}
-	}
-	double secs = now() - t0;
-
-	printf("signatures: %llu seconds: %.3f threads: %u\n", (unsigned long long)total, secs,
-	       nthreads);
-	printf("signatures/s: %.1f\n", (double)total / secs);
-	free(ws);
 	backend->ops->close(backend);
 	return status;
 }

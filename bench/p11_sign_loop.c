@@ -18,37 +18,20 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <p11-kit/pkcs11.h>
 
-struct worker {
-	pthread_t tid;
-	uint64_t done;
-	CK_RV rv;                     /* first failure, CKR_OK if none */
-	const char *call;             /* ... and the call that failed */
-};
+#include "loop.h"
 
 static CK_FUNCTION_LIST_PTR f;
 static CK_SLOT_ID slot;
 static const char *key_label;
 static CK_KEY_TYPE key_type;
-static atomic_bool stop;
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int die(const char *call, CK_RV rv)
 {
@@ -107,38 +90,63 @@ static CK_RV find_key(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *key)
 	return rv;
 }
 
-static void *run(void *arg)
+/* A thread's own session and key handle. */
+struct sess {
+	CK_SESSION_HANDLE s;
+	CK_OBJECT_HANDLE key;
+};
+
+static int p11_fail(char *err, const char *call, CK_RV rv)
 {
-	struct worker *w = arg;
+	snprintf(err, BENCH_ERRLEN, "%s failed: CKR 0x%lx", call, (unsigned long)rv);
+	return -EIO;
+}
+
+/* C_SignInit + C_Sign of a fixed digest, in the thread's session (opened on first use). */
+static int sign_once(unsigned thread, void **state, char *err)
+{
 	static const CK_BYTE digest[32] = { 0x5a, 0x17, 0x42 };  /* any 32 bytes */
 	CK_RSA_PKCS_PSS_PARAMS pss = { CKM_SHA256, CKG_MGF1_SHA256, sizeof(digest) };
 	CK_MECHANISM mech = key_type == CKK_RSA ?
 		(CK_MECHANISM){ CKM_RSA_PKCS_PSS, &pss, sizeof(pss) } :
 		(CK_MECHANISM){ CKM_ECDSA, NULL, 0 };
-	CK_SESSION_HANDLE s;
-	CK_OBJECT_HANDLE key;
+	struct sess *ss = *state;
 	CK_BYTE sig[1024];
-	CK_ULONG siglen;
+	CK_ULONG siglen = sizeof(sig);
+	CK_RV rv;
 
-	w->call = "C_OpenSession";
-	w->rv = f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
-	if (w->rv != CKR_OK)
-		return NULL;
-	w->call = "finding the key";
-	w->rv = find_key(s, &key);
-	while (w->rv == CKR_OK && !atomic_load(&stop)) {
-		w->call = "C_SignInit";
-		w->rv = f->C_SignInit(s, &mech, key);
-		if (w->rv != CKR_OK)
-			break;
-		siglen = sizeof(sig);
-		w->call = "C_Sign";
-		w->rv = f->C_Sign(s, (CK_BYTE_PTR)digest, sizeof(digest), sig, &siglen);
-		if (w->rv == CKR_OK)
-			w->done++;
+	(void)thread;
+	if (!ss) {
+		ss = calloc(1, sizeof(*ss));
+		if (!ss) {
+			snprintf(err, BENCH_ERRLEN, "out of memory");
+			return -ENOMEM;
+		}
+		*state = ss;
+		rv = f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &ss->s);
+		if (rv != CKR_OK) {
+			ss->s = CK_INVALID_HANDLE;
+			return p11_fail(err, "C_OpenSession", rv);
+		}
+		rv = find_key(ss->s, &ss->key);
+		if (rv != CKR_OK)
+			return p11_fail(err, "finding the key", rv);
 	}
-	f->C_CloseSession(s);
-	return NULL;
+	rv = f->C_SignInit(ss->s, &mech, ss->key);
+	if (rv != CKR_OK)
+		return p11_fail(err, "C_SignInit", rv);
+	rv = f->C_Sign(ss->s, (CK_BYTE_PTR)digest, sizeof(digest), sig, &siglen);
+	return rv == CKR_OK ? 0 : p11_fail(err, "C_Sign", rv);
+}
+
+static void sess_close(unsigned thread, void *state)
+{
+	struct sess *ss = state;
+
+	(void)thread;
+	if (ss && ss->s != CK_INVALID_HANDLE)
+		f->C_CloseSession(ss->s);
+	free(ss);
 }
 
 static int read_pin(const char *path, char *pin, size_t size)
@@ -225,45 +233,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	struct worker *ws = calloc(nthreads, sizeof(*ws));
+	const struct bench_loop loop = {
+		.prog = "p11_sign_loop", .threads = nthreads, .seconds = duration,
+		.sign = sign_once, .done = sess_close,
+	};
+	int status = bench_loop_run(&loop);
 
-	if (!ws) {
-		perror("p11_sign_loop: calloc");
-		return 1;
-	}
-	double t0 = now();
-
-	for (unsigned i = 0; i < nthreads; i++) {
-		int r = pthread_create(&ws[i].tid, NULL, run, &ws[i]);
-
-		if (r) {
-			fprintf(stderr, "p11_sign_loop: pthread_create: %s\n", strerror(r));
-			return 1;
-		}
-	}
-	struct timespec ts = { (time_t)duration, (long)((duration - (double)(time_t)duration) * 1e9) };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-	atomic_store(&stop, true);
-
-	uint64_t total = 0;
-	int status = 0;
-
-	for (unsigned i = 0; i < nthreads; i++) {
-		pthread_join(ws[i].tid, NULL);
-		total += ws[i].done;
-		if (ws[i].rv != CKR_OK) {
-			die(ws[i].call, ws[i].rv);
-			status = 1;
-		}
-	}
-	double secs = now() - t0;
-
-	printf("signatures: %llu seconds: %.3f threads: %u\n", (unsigned long long)total, secs,
-	       nthreads);
-	printf("signatures/s: %.1f\n", (double)total / secs);
-	free(ws);
 	f->C_Logout(login);
 	f->C_CloseSession(login);
 	f->C_Finalize(NULL);

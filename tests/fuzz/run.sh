@@ -1,12 +1,17 @@
 #!/bin/bash
-# run.sh OUTDIR SOURCE...: build fuzz_request.c with clang (libFuzzer, ASan,
-# UBSan) together with the library SOURCEs (meson passes libsigfs_src, so the
-# real format table is linked, not a stand-in), then fuzz the request parser
-# for SIGFS_FUZZ_TIME seconds (30) from the seed corpus. Passes when libFuzzer
-# finds nothing; prints how many inputs it ran.
+# run.sh TARGET CORPUS OUTDIR SOURCE...: build tests/fuzz/TARGET.c with clang
+# (libFuzzer, ASan, UBSan) together with the SOURCEs (meson passes libsigfs_src
+# and whatever else TARGET needs, so the real code is linked, not a stand-in),
+# then fuzz it for SIGFS_FUZZ_TIME seconds (30) from the seed corpus directory
+# CORPUS (relative to tests/fuzz), with the dictionary NAME.dict for
+# TARGET fuzz_NAME when there is one. Passes when libFuzzer finds nothing;
+# prints how many inputs it ran.
 set -euo pipefail
-out=${1:?usage: run.sh OUTDIR SOURCE...}
-shift
+usage="usage: run.sh TARGET CORPUS OUTDIR SOURCE..."
+target=${1:?$usage}
+corpus=${2:?$usage}
+out=${3:?$usage}
+shift 3
 src=${SIGFS_SRC:?set SIGFS_SRC to the source tree}
 seconds=${SIGFS_FUZZ_TIME:-30}
 
@@ -29,7 +34,7 @@ read -r -a pclibs <<<"$(pkg-config --libs openssl jansson libcurl)"
 cflags+=("${pcflags[@]}")
 
 pids=()
-for f in "$@" "$src/tests/fuzz/fuzz_request.c"; do
+for f in "$@" "$src/tests/fuzz/$target.c"; do
 	o=$(realpath -m --relative-to="$src" "$f")
 	clang "${cflags[@]}" -c "$f" -o "$out/obj/${o//\//_}.o" &
 	pids+=($!)
@@ -37,13 +42,18 @@ done
 for p in "${pids[@]}"; do
 	wait "$p" || { echo "fuzz: compiling with clang failed (see above)" >&2; exit 1; }
 done
-clang -fsanitize=fuzzer,address,undefined "$out"/obj/*.o -o "$out/fuzz_request" \
+clang -fsanitize=fuzzer,address,undefined "$out"/obj/*.o -o "$out/$target" \
 	"${pclibs[@]}" -liniparser -lpthread -ldl
 
+dict=$src/tests/fuzz/${target#fuzz_}.dict
+dictopt=()
+if [ -f "$dict" ]; then
+	dictopt=(-dict="$dict")
+fi
 # New inputs go to $out/corpus; the seeds in the source tree are only read.
-"$out/fuzz_request" -max_total_time="$seconds" -max_len=16384 -timeout=10 \
-	-rss_limit_mb=2048 -print_final_stats=1 -dict="$src/tests/fuzz/request.dict" \
-	-artifact_prefix="$out/" "$out/corpus" "$src/tests/fuzz/corpus" 2>&1 |
+"$out/$target" -max_total_time="$seconds" -max_len=16384 -timeout=10 \
+	-rss_limit_mb=2048 -print_final_stats=1 "${dictopt[@]}" \
+	-artifact_prefix="$out/" "$out/corpus" "$src/tests/fuzz/$corpus" 2>&1 |
 	tee "$out/fuzz.log" | grep -E "^(INFO: Seed|#[0-9]+ +DONE|Done|stat::number_of_executed_units)|ERROR|SUMMARY|crash-|leak-|timeout-" || true
 rc=${PIPESTATUS[0]}
 if [ "$rc" -ne 0 ]; then
