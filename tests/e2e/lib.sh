@@ -95,6 +95,45 @@ done_testing() {
 	echo "$PASSED passed, 0 failed"
 }
 
+# A batch for "backend gone mid-batch" stories.
+# batch_copy KEY N: copy N random files, f1..fN (2000 bytes, made once in
+# $T/batch), into KEY's inbox four at a time, in the background; BATCH_PID is
+# the copying job.
+batch_copy() {
+	local key=$1 n=$2 i
+	mkdir -p "$T/batch"
+	for i in $(seq 1 "$n"); do
+		[ -e "$T/batch/f$i" ] || head -c 2000 /dev/urandom >"$T/batch/f$i"
+	done
+	seq 1 "$n" | (cd "$T/batch" && xargs -P4 -I{} cp f{} "$MNT/$key/f{}") &
+	BATCH_PID=$!
+}
+
+# sigs_of KEY: how many batch files of KEY's inbox have their signature.
+sigs_of() {
+	find "$MNT/$1" -maxdepth 1 -name 'f*.sig' | wc -l
+}
+
+# wait_sigs KEY COUNT: wait (up to 30 s) until COUNT batch files are signed.
+wait_sigs() {
+	local i
+	for i in $(seq 1 600); do
+		[ "$(sigs_of "$1")" -ge "$2" ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# batch_signed KEY N WHAT: the batch ends, every file with a signature that
+# verifies, none with .err (three checks, named after WHAT).
+batch_signed() {
+	local key=$1 n=$2 what=$3
+	check "$what: the batch finishes (every copy succeeds)" wait "$BATCH_PID"
+	check "$what: all $n files have a .sig" test "$(sigs_of "$key")" -eq "$n"
+	check "$what: no .err" test -z "$(find "$MNT/$key" -maxdepth 1 -name 'f*.err')"
+	check "$what: all $n signatures verify" verify_many "$key" "$MNT/$key" $(seq -f 'f%g' 1 "$n")
+}
+
 # softhsm_token LABEL PIN: a SoftHSM2 token in $T/tokens (SOFTHSM2_CONF is
 # exported) and its user PIN in $T/pin, mode 0600, as a pkcs11 backend reads it.
 softhsm_token() {

@@ -289,28 +289,16 @@ check "... and its signature verifies" verify_raw p256 "$T/s.bin" "$MNT/p256/sta
 
 # Down mid-batch: the NetHSM is killed while 100 files sign and is back a
 # second later; every file ends with a signature, none with .err.
-N=100
-mkdir "$T/batch"
-for n in $(seq 1 $N); do
-	head -c 300 /dev/urandom >"$T/batch/f$n"
-done
-(cd "$T/batch" && ls | xargs -P4 -I{} cp {} "$MNT/p256/{}") &
-cp_pid=$!
-for n in $(seq 1 600); do
-	[ "$(find "$MNT/p256" -name 'f*.sig' | wc -l)" -ge 20 ] && break
-	sleep 0.05
-done
+batch_copy p256 100
+wait_sigs p256 20
 kill -9 "$NH_PID"
 wait "$NH_PID" 2>/dev/null || true
 NH_PID=
-done_at_kill=$(find "$MNT/p256" -name 'f*.sig' | wc -l)
-check "the kill came mid-batch ($done_at_kill of $N signed)" test "$done_at_kill" -lt $N
+done_at_kill=$(sigs_of p256)
+check "the kill came mid-batch ($done_at_kill of 100 signed)" test "$done_at_kill" -lt 100
 sleep 1
 start_nethsm
-check "NetHSM back mid-batch: the batch finishes" wait "$cp_pid"
-check "all $N files have a .sig" test "$(find "$MNT/p256" -name 'f*.sig' | wc -l)" -eq $N
-check "no .err" test "$(find "$MNT/p256" -name 'f*.err' | wc -l)" -eq 0
-check "all $N signatures verify" verify_many p256 "$MNT/p256" $(cd "$T/batch" && ls)
+batch_signed p256 100 "NetHSM back mid-batch"
 
 # The passwords are nowhere in the mount or the log.
 for pw in "$OPW" "$APW"; do

@@ -78,10 +78,6 @@ log_has() {
 	log_since "$1" | grep -q -- "$2"
 }
 
-sigs_in() {
-	find "$1" -maxdepth 1 -name '*.sig' | wc -l
-}
-
 # 1. Keys made on the token through the mount sign, and openssl verifies.
 server_start
 start_sigfs
@@ -130,28 +126,15 @@ stop_sigfs
 conf_set "backend hsm" retry_seconds 10
 mark=$(log_mark)
 start_sigfs
-mkdir "$T/batch"
-names=()
-for i in $(seq -w 1 200); do
-	head -c 2000 /dev/urandom >"$T/batch/b$i.bin"
-	names+=("b$i.bin")
-done
-printf '%s\n' "${names[@]}" | (cd "$T/batch" && xargs -P4 -I{} cp {} "$MNT/rsa/{}") &
-batch_pid=$!
-for _ in $(seq 1 2000); do
-	[ "$(sigs_in "$MNT/rsa")" -lt 20 ] || break
-	sleep 0.01
-done
+batch_copy rsa 200
+wait_sigs rsa 20
 server_kill
-signed=$(sigs_in "$MNT/rsa")
+signed=$(sigs_of rsa)
 check "mid-batch: the token went away after some files ($signed) were signed" \
 	test "$signed" -ge 20 -a "$signed" -lt 200
 sleep 1
 server_start
-check "mid-batch: every copy succeeds" wait "$batch_pid"
-check "mid-batch: 200 signatures" test "$(sigs_in "$MNT/rsa")" -eq 200
-check "mid-batch: no .err" test -z "$(find "$MNT/rsa" -maxdepth 1 -name '*.err')"
-check "mid-batch: every signature verifies" verify_many rsa "$MNT/rsa" "${names[@]}"
+batch_signed rsa 200 "mid-batch"
 check "mid-batch: the log says the token went away" \
 	log_has "$mark" "pkcs11 backend hsm: token $LABEL is unreachable"
 check "mid-batch: ... and came back" log_has "$mark" "pkcs11 backend hsm: token $LABEL is back"
