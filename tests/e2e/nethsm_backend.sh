@@ -97,7 +97,7 @@ password_file = $T/op.pw
 admin_user = ops~admin
 admin_password_file = $T/admin.pw
 ca_file = $T/nethsm/cert.pem
-# Long enough for the last retry (at 3.1 s) to find the server restarted below.
+# Long enough for a waiting job to find the server restarted below (about 2 s later).
 retry_seconds = 5
 
 [backend nht]
