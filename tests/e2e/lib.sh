@@ -95,6 +95,13 @@ done_testing() {
 	echo "$PASSED passed, 0 failed"
 }
 
+# gpg only imports and verifies here, which needs no agent: without
+# --no-autostart it would leave a gpg-agent running per GNUPGHOME.
+gpg() {
+	command gpg --no-autostart "$@"
+}
+export -f gpg
+
 # A batch for "backend gone mid-batch" stories.
 # batch_copy KEY N: copy N random files, f1..fN (2000 bytes, made once in
 # $T/batch), into KEY's inbox four at a time, in the background; BATCH_PID is

@@ -708,10 +708,10 @@ static int tools_verify(const char *tag, const uint8_t *cert, size_t cert_len, c
 	t_write_file(c, cert, cert_len);
 	t_write_file(s, sig, sig_len);
 	t_write_file(d, artifact, sizeof(artifact));
-	if (t_run("rm -rf '%s' && mkdir -m 700 '%s' && GNUPGHOME='%s' gpg --batch --quiet --import '%s' 2>/dev/null",
+	if (t_run("rm -rf '%s' && mkdir -m 700 '%s' && GNUPGHOME='%s' gpg --batch --no-autostart --quiet --import '%s' 2>/dev/null",
 		home, home, home, c) != 0)
 		return 0;
-	if (t_run("GNUPGHOME='%s' gpg --batch --status-fd 1 --verify '%s' '%s' 2>/dev/null | grep -q '^\\[GNUPG:\\] VALIDSIG '",
+	if (t_run("GNUPGHOME='%s' gpg --batch --no-autostart --status-fd 1 --verify '%s' '%s' 2>/dev/null | grep -q '^\\[GNUPG:\\] VALIDSIG '",
 		home, s, d) != 0)
 		return 0;
 	return t_run("sq verify --signer-cert '%s' --detached '%s' '%s' >/dev/null 2>&1", c, s, d) == 0;
@@ -793,19 +793,19 @@ static void test_cert_files(void **state)
 	t_write_file(path, bin.d, bin.len);
 	t_write_file(asc, arm.d, arm.len);
 	/* Both files name the sample key's published fingerprint and the user ID. */
-	assert_int_equal(t_run("gpg --batch --with-colons --show-keys '%s' >'%s' 2>/dev/null && "
+	assert_int_equal(t_run("gpg --batch --no-autostart --with-colons --show-keys '%s' >'%s' 2>/dev/null && "
 			     "grep -q '^fpr:::::::::C959BDBAFA32A2F89A153B678CFDE12197965A9A:' '%s' && "
 			     "grep -q '^uid:.*Sample Key <sample@sigfs.test>' '%s' && "
 			     "grep -q '^uid:[^:]*::::1408458507:' '%s' && "
 			     "grep -Eq '^pub:[^:]*:255:22:8CFDE12197965A9A:1408458507:([^:]*:){5}s' '%s'",
 			     path, out, out, out, out, out), 0);
-	assert_int_equal(t_run("gpg --batch --with-colons --show-keys '%s' 2>/dev/null | "
+	assert_int_equal(t_run("gpg --batch --no-autostart --with-colons --show-keys '%s' 2>/dev/null | "
 			     "grep -q '^fpr:::::::::C959BDBAFA32A2F89A153B678CFDE12197965A9A:'", asc), 0);
 	assert_int_equal(t_run("sq inspect '%s' 2>/dev/null >'%s' && "
 			     "grep -q 'Fingerprint: C959BDBAFA32A2F89A153B678CFDE12197965A9A' '%s' && "
 			     "grep -q 'Key flags: signing' '%s'", path, out, out, out), 0);
 	/* The armor is what gpg --dearmor turns back into the binary file. */
-	assert_int_equal(t_run("gpg --batch --dearmor <'%s' | cmp -s - '%s'", asc, path), 0);
+	assert_int_equal(t_run("gpg --batch --no-autostart --dearmor <'%s' | cmp -s - '%s'", asc, path), 0);
 	sbuf_free(&bin);
 	sbuf_free(&arm);
 	EVP_PKEY_free(s.key);
