@@ -52,7 +52,6 @@ extern const struct sigfs_backend_ops sigfs_backend_appliance;
 #define DOWN_MS_FIRST 500
 #define DOWN_MS_MAX 5000
 #define WAIT_MS_FIRST 100
-#define WAIT_MS_MAX 2000
 #define WIRE_ID_MAX (PROTO_MAX_KEYID + 1)
 #define REASON_MAX 48
 
@@ -91,14 +90,6 @@ struct xfer {
 	struct proto_frame f;
 	uint8_t st;
 };
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void xfer_init(struct xfer *x)
 {
@@ -147,7 +138,7 @@ static void mark_down(const struct ab *p, struct appl *a, const char *why)
 	} else {
 		a->backoff = a->backoff * 2 > DOWN_MS_MAX ? DOWN_MS_MAX : a->backoff * 2;
 	}
-	a->down_until = now_ms() + a->backoff;
+	a->down_until = sigfs_backend_now_ms() + a->backoff;
 	pthread_mutex_unlock(&a->lock);
 }
 
@@ -173,7 +164,7 @@ static int pick(struct ab *p, unsigned row, uint32_t skip)
 {
 	unsigned start = (row + atomic_fetch_add(&p->rr[row], 1)) % p->napp;
 	unsigned long best_rank = ULONG_MAX, rank;
-	long now = now_ms();
+	long now = sigfs_backend_now_ms();
 	int best = -1;
 
 	for (unsigned k = 0; k < p->napp; k++) {
@@ -268,16 +259,6 @@ static int call_error(const struct ab *p, const char *what, int r, uint8_t st, c
 	return sigfs_seterr(err, r, "appliance backend %s: %s: %s", p->name, what, e1);
 }
 
-/* Sleep delay ms, but not past deadline (the last try is at the deadline); the next delay. */
-static long nap(long delay, long deadline)
-{
-	long left = deadline - now_ms();
-
-	if (left > 0)
-		usleep((useconds_t)(left < delay ? left : delay) * 1000);
-	return delay * 2 > WAIT_MS_MAX ? WAIT_MS_MAX : delay * 2;
-}
-
 /*
  * Run x on appliance i for key management: transport errors and BUSY are
  * retried with backoff until deadline. 0 or call_one's result, err filled.
@@ -293,9 +274,9 @@ static int call_at(struct ab *p, unsigned i, const char *what, struct xfer *x, i
 		r = call_one(p, admin_row(p), i, x, timeout_ms, e1);
 		if (r == 0)
 			return 0;
-		if ((r == -EREMOTEIO && x->st != PROTO_E_BUSY) || r == -EACCES || now_ms() >= deadline)
+		if ((r == -EREMOTEIO && x->st != PROTO_E_BUSY) || r == -EACCES || sigfs_backend_now_ms() >= deadline)
 			return call_error(p, what, r, x->st, e1, err);
-		delay = nap(delay, deadline);
+		delay = sigfs_backend_backoff(delay, deadline);
 	}
 }
 
@@ -309,7 +290,7 @@ static int call_any(struct ab *p, unsigned row, const char *what, const char *id
 {
 	char why[MAX_APPLIANCES][REASON_MAX], list[SIGFS_ERRLEN], e1[SIGFS_ERRLEN];
 	uint32_t all = (1u << p->napp) - 1, nokey = 0, tried;
-	long start = now_ms(), delay = WAIT_MS_FIRST;
+	long start = sigfs_backend_now_ms(), delay = WAIT_MS_FIRST;
 	size_t n = 0;
 	int i, r;
 
@@ -328,9 +309,9 @@ static int call_any(struct ab *p, unsigned row, const char *what, const char *id
 			snprintf(why[i], REASON_MAX, "%s", r == -EREMOTEIO ? proto_status_name(x->st) :
 				 strerror(-r));
 		}
-		if (nokey == all || now_ms() >= start + p->retry_ms)
+		if (nokey == all || sigfs_backend_now_ms() >= start + p->retry_ms)
 			break;
-		delay = nap(delay, start + p->retry_ms);
+		delay = sigfs_backend_backoff(delay, start + p->retry_ms);
 	}
 	list[0] = '\0';
 	for (unsigned k = 0; k < p->napp && n < sizeof(list); k++)
@@ -340,7 +321,7 @@ static int call_any(struct ab *p, unsigned row, const char *what, const char *id
 		return sigfs_seterr(err, -ENOENT, "appliance backend %s: %s: no appliance holds key "
 				    "'%s' (%s)", p->name, what, id, list);
 	return sigfs_seterr(err, -EHOSTUNREACH, "appliance backend %s: %s of key '%s': no appliance "
-			    "answered in %ld ms (%s)", p->name, what, id, now_ms() - start, list);
+			    "answered in %ld ms (%s)", p->name, what, id, sigfs_backend_now_ms() - start, list);
 }
 
 /* --- requests ----------------------------------------------------------------------- */
@@ -403,7 +384,7 @@ static void unload(struct ab *p, const char *wid, uint32_t mask)
 			continue;
 		xfer_init(&x);
 		if (begin(p, &x, PROTO_KEYDEL, wid, e1) == 0 && finish(p, &x, e1) == 0 &&
-		    call_at(p, i, "KEYDEL", &x, p->timeout_ms, now_ms() + p->retry_ms, e1) < 0)
+		    call_at(p, i, "KEYDEL", &x, p->timeout_ms, sigfs_backend_now_ms() + p->retry_ms, e1) < 0)
 			log_warn("%s; key '%s' stays there: delete it with sigfs-appliance ctl ... "
 				 "keydel", e1, wid);
 		xfer_free(&x);
@@ -417,7 +398,7 @@ static void unload(struct ab *p, const char *wid, uint32_t mask)
 static int load_all(struct ab *p, const char *id, const char *wid, const uint8_t *der,
 		    size_t len, const struct sigfs_alg **alg_out, char *err)
 {
-	long deadline = now_ms() + p->retry_ms;
+	long deadline = sigfs_backend_now_ms() + p->retry_ms;
 	const struct sigfs_alg *alg = NULL, *a;
 	uint32_t done = 0;
 	uint16_t bits, bits0 = 0, tb;
@@ -513,7 +494,7 @@ static int ab_generate(struct sigfs_backend *b, const char *id, const struct sig
 		if (r == 0)
 			r = finish(p, &x, err);
 		if (r == 0)
-			r = call_at(p, 0, "KEYGEN", &x, ms, now_ms() + p->retry_ms, err);
+			r = call_at(p, 0, "KEYGEN", &x, ms, sigfs_backend_now_ms() + p->retry_ms, err);
 		xfer_free(&x);
 		return r;
 	}
@@ -570,7 +551,7 @@ static int ab_import_pem(struct sigfs_backend *b, const char *id, const uint8_t 
 static int ab_remove(struct sigfs_backend *b, const char *id, char *err)
 {
 	struct ab *p = b->priv;
-	long deadline = now_ms() + p->retry_ms;
+	long deadline = sigfs_backend_now_ms() + p->retry_ms;
 	char wid[WIRE_ID_MAX], e1[SIGFS_ERRLEN], e0[SIGFS_ERRLEN] = "";
 	unsigned gone = 0, failed = 0;
 	int r = wire_id(p, id, wid, err), first = 0;
@@ -847,18 +828,6 @@ static int parse_appliances(struct ab *p, const char *v, char *err)
 	return 0;
 }
 
-static int parse_secs(const struct ab *p, const char *key, const char *v, double min,
-		      double *out, char *err)
-{
-	char *end;
-
-	*out = strtod(v, &end);
-	if (*end || end == v || *out < min || *out > 3600)
-		return sigfs_seterr(err, -EINVAL, "appliance backend %s: %s %s is not a number of "
-				    "seconds from %g to 3600", p->name, key, v, min);
-	return 0;
-}
-
 /* The client's 32-byte key from secret_file (64 hex digits), into a fresh SSL_CTX. */
 static int make_ctx(struct ab *p, const char *path, char *err)
 {
@@ -896,7 +865,7 @@ static int ab_open(const struct sigfs_backend_conf *conf, struct sigfs_backend *
 	const char *client = conf->get(conf, "client", "sigfs");
 	const char *secret = conf->get(conf, "secret_file", NULL);
 	struct sigfs_backend *b;
-	double retry = 0, timeout = 0;
+	long timeout = 0;
 	struct ab *p;
 	int r;
 
@@ -914,16 +883,15 @@ static int ab_open(const struct sigfs_backend_conf *conf, struct sigfs_backend *
 		r = sigfs_seterr(err, -EINVAL, "appliance backend %s: client must have 1 to %d "
 				 "characters", p->name, PROTO_MAX_STR);
 	if (r == 0)
-		r = parse_secs(p, "retry_seconds", conf->get(conf, "retry_seconds", "10"), 0,
-			       &retry, err);
+		r = sigfs_backend_seconds(conf, "appliance", "retry_seconds", "10", 0, &p->retry_ms,
+					  err);
 	if (r == 0)
-		r = parse_secs(p, "timeout_seconds", conf->get(conf, "timeout_seconds", "30"), 1,
-			       &timeout, err);
+		r = sigfs_backend_seconds(conf, "appliance", "timeout_seconds", "30", 1, &timeout,
+					  err);
 	if (r < 0)
 		goto fail;
 	snprintf(p->client, sizeof(p->client), "%s", client);
-	p->retry_ms = (long)(retry * 1000);
-	p->timeout_ms = (int)(timeout * 1000);
+	p->timeout_ms = (int)timeout;
 	r = make_ctx(p, secret, err);
 	if (r < 0)
 		goto fail;

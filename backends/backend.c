@@ -2,10 +2,14 @@
  * backend.c: the table of backend drivers. Adding a driver is one row here
  * and one file beside this one; nothing else switches on a backend type.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "backends/backend.h"
+#include "common/err.h"
 
 extern const struct sigfs_backend_ops sigfs_backend_soft;
 extern const struct sigfs_backend_ops sigfs_backend_pkcs11;
@@ -33,4 +37,35 @@ void sigfs_backend_list_free(char **ids, size_t n)
 	for (size_t i = 0; i < n; i++)
 		free(ids[i]);
 	free(ids);
+}
+
+int sigfs_backend_seconds(const struct sigfs_backend_conf *conf, const char *type,
+			  const char *key, const char *def, double min, long *ms, char *err)
+{
+	const char *v = conf->get(conf, key, def);
+	char *end;
+	double secs = strtod(v, &end);
+
+	if (*end || end == v || !(secs >= min && secs <= 3600))
+		return sigfs_seterr(err, -EINVAL, "%s backend %s: %s %s is not a number of seconds "
+				    "from %g to 3600", type, conf->name, key, v, min);
+	*ms = (long)(secs * 1000);
+	return 0;
+}
+
+long sigfs_backend_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+long sigfs_backend_backoff(long delay, long deadline)
+{
+	long left = deadline - sigfs_backend_now_ms();
+
+	if (left > 0)
+		usleep((useconds_t)(left < delay ? left : delay) * 1000);
+	return delay * 2 > 2000 ? 2000 : delay * 2;
 }

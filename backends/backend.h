@@ -80,4 +80,19 @@ struct sigfs_backend {
 const struct sigfs_backend_ops *sigfs_backend_type(const char *type);
 void sigfs_backend_list_free(char **ids, size_t n);
 
+/*
+ * Setting key of conf (def when unset) as seconds from min to 3600, into *ms;
+ * -EINVAL with a line naming the TYPE backend and the setting otherwise.
+ */
+int sigfs_backend_seconds(const struct sigfs_backend_conf *conf, const char *type,
+			  const char *key, const char *def, double min, long *ms, char *err);
+/* A monotonic clock in milliseconds, for retry windows. */
+long sigfs_backend_now_ms(void);
+/*
+ * One backoff step of a retry window: sleep delay ms, but not past deadline
+ * (sigfs_backend_now_ms() time), so the last try is at the deadline; returns
+ * the next delay (doubled, at most 2 s). Retry loops start with 100 ms.
+ */
+long sigfs_backend_backoff(long delay, long deadline);
+
 #endif

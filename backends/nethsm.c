@@ -142,14 +142,6 @@ static int conn_ready(struct nh *p, struct conn *c, char *err)
 
 /* --- HTTP with retries ----------------------------------------------------------- */
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* One attempt. Returns 0 with q->status set, or a curl error (transport failure). */
 static CURLcode attempt(struct nh *p, struct conn *c, struct req *q)
 {
@@ -207,7 +199,7 @@ static int status_errno(long status)
 static int call(struct nh *p, unsigned idx, struct req *q, char *err)
 {
 	struct conn *c = &p->conn[idx % p->nconn];
-	long start = now_ms(), delay = 100;
+	long start = sigfs_backend_now_ms(), delay = 100;
 	char msg[160];
 	const char *hint = "";
 	CURLcode rc = CURLE_OK;
@@ -230,13 +222,9 @@ static int call(struct nh *p, unsigned idx, struct req *q, char *err)
 		if ((rc == CURLE_OK && q->status != 412 && q->status < 500) ||
 		    rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH ||
 		    rc == CURLE_SSL_CACERT_BADFILE || rc == CURLE_URL_MALFORMAT || c->status ||
-		    now_ms() - start >= p->retry_ms)
+		    sigfs_backend_now_ms() - start >= p->retry_ms)
 			break;
-		/* The last try is at the end of the window, not a backoff step before it. */
-		if (now_ms() - start + delay > p->retry_ms)
-			delay = p->retry_ms - (now_ms() - start);
-		usleep((useconds_t)delay * 1000);
-		delay = delay * 2 > 2000 ? 2000 : delay * 2;
+		delay = sigfs_backend_backoff(delay, start + p->retry_ms);
 	}
 	if (r == 0 && !ok && rc == CURLE_OK) {
 		nethsm_reply_message(&q->rep, msg, sizeof(msg));
@@ -255,7 +243,7 @@ static int call(struct nh *p, unsigned idx, struct req *q, char *err)
 		r = sigfs_seterr(err, rc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EHOSTUNREACH,
 				 "nethsm backend %s: %s %s: %s (%d tries in %ld ms); check that the "
 				 "NetHSM at %s is up and trusted", p->name, q->method, q->path,
-				 curl_easy_strerror(rc), tries, now_ms() - start, p->url);
+				 curl_easy_strerror(rc), tries, sigfs_backend_now_ms() - start, p->url);
 	}
 	pthread_mutex_unlock(&c->lock);
 	return r;
@@ -596,12 +584,10 @@ static int nh_open(const struct sigfs_backend_conf *conf, struct sigfs_backend *
 	const char *pass = conf->get(conf, "password_file", NULL);
 	const char *auser = conf->get(conf, "admin_user", user);
 	const char *apass = conf->get(conf, "admin_password_file", pass);
-	const char *retry = conf->get(conf, "retry_seconds", "10");
 	struct sigfs_backend *b;
 	struct nh *p;
-	char *end;
-	double secs;
 	size_t ulen;
+	long retry_ms;
 	int r;
 
 	if (!url || !user || !pass)
@@ -610,10 +596,9 @@ static int nh_open(const struct sigfs_backend_conf *conf, struct sigfs_backend *
 	if (strncmp(url, "https://", 8) != 0)
 		return sigfs_seterr(err, -EINVAL, "nethsm backend %s: url %s must start with https://",
 				    conf->name, url);
-	secs = strtod(retry, &end);
-	if (*end || end == retry || secs < 0 || secs > 3600)
-		return sigfs_seterr(err, -EINVAL, "nethsm backend %s: retry_seconds %s is not a number "
-				    "of seconds from 0 to 3600", conf->name, retry);
+	r = sigfs_backend_seconds(conf, "nethsm", "retry_seconds", "10", 0, &retry_ms, err);
+	if (r < 0)
+		return r;
 	pthread_once(&curl_once, curl_init);
 	if (curl_init_rc != CURLE_OK)
 		return sigfs_seterr(err, -EIO, "nethsm backend %s: curl_global_init failed: %s",
@@ -622,7 +607,7 @@ static int nh_open(const struct sigfs_backend_conf *conf, struct sigfs_backend *
 	if (!p)
 		return sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory", conf->name);
 	snprintf(p->name, sizeof(p->name), "%s", conf->name);
-	p->retry_ms = (long)(secs * 1000);
+	p->retry_ms = retry_ms;
 	r = copy_setting(p, p->url, sizeof(p->url), "url", url, err);
 	if (r == 0)
 		r = copy_setting(p, p->user, sizeof(p->user), "user", user, err);

@@ -509,14 +509,6 @@ static int sess_open(struct p11 *p, struct sess *s, struct call *c, char *err)
 
 typedef int (*sess_fn)(struct p11 *p, struct sess *s, void *arg, struct call *c, char *err);
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* What made the token unreachable, for log lines and errors. */
 static void cause(const struct call *c, char *buf, size_t size)
 {
@@ -534,7 +526,7 @@ static void token_down(struct p11 *p, const struct call *c)
 	pthread_mutex_lock(&p->state_lock);
 	if (!p->down) {
 		__atomic_store_n(&p->down, true, __ATOMIC_RELAXED);
-		p->down_since = now_ms();
+		p->down_since = sigfs_backend_now_ms();
 		cause(c, why, sizeof(why));
 		log_warn("pkcs11 backend %s: token %s is unreachable (%s); re-initializing the module, "
 			 "jobs wait up to %g s for it", p->name, p->label, why,
@@ -552,7 +544,7 @@ static void token_up(struct p11 *p)
 	if (p->down) {
 		__atomic_store_n(&p->down, false, __ATOMIC_RELAXED);
 		log_info("pkcs11 backend %s: token %s is back after %.1f s", p->name, p->label,
-			 (double)(now_ms() - p->down_since) / 1000);
+			 (double)(sigfs_backend_now_ms() - p->down_since) / 1000);
 	}
 	pthread_mutex_unlock(&p->state_lock);
 }
@@ -598,7 +590,7 @@ static int attempt(struct p11 *p, struct sess *s, sess_fn fn, void *arg, unsigne
 static int run(struct p11 *p, unsigned idx, sess_fn fn, void *arg, bool retry, char *err)
 {
 	struct sess *s = &p->sess[idx % p->nsess];
-	long start = now_ms(), delay = 100, budget = retry ? p->retry_ms : 0, spent;
+	long start = sigfs_backend_now_ms(), delay = 100, budget = retry ? p->retry_ms : 0, spent;
 	unsigned long seen;
 	struct call c;
 	char why[96];
@@ -610,7 +602,7 @@ static int run(struct p11 *p, unsigned idx, sess_fn fn, void *arg, bool retry, c
 			break;
 		token_down(p, &c);
 		if (tries > 0) {
-			spent = now_ms() - start;
+			spent = sigfs_backend_now_ms() - start;
 			if (spent >= budget) {
 				cause(&c, why, sizeof(why));
 				if (!retry)
@@ -621,8 +613,7 @@ static int run(struct p11 *p, unsigned idx, sess_fn fn, void *arg, bool retry, c
 						    "unreachable for %ld s: %s; is the device/connector "
 						    "up?", p->name, p->label, (spent + 500) / 1000, why);
 			}
-			usleep((useconds_t)(delay < budget - spent ? delay : budget - spent) * 1000);
-			delay = delay * 2 > 2000 ? 2000 : delay * 2;
+			delay = sigfs_backend_backoff(delay, start + budget);
 		}
 		module_reinit(p, seen);
 	}
@@ -1327,13 +1318,12 @@ static int p11_open(const struct sigfs_backend_conf *conf, struct sigfs_backend 
 	const char *module = conf->get(conf, "module", NULL);
 	const char *label = conf->get(conf, "token_label", NULL);
 	const char *pin_file = conf->get(conf, "pin_file", NULL);
-	const char *retry = conf->get(conf, "retry_seconds", "10");
 	CK_C_GetFunctionList getfl;
 	struct sigfs_backend *b;
-	char pin[PIN_MAX], *end;
+	char pin[PIN_MAX];
 	size_t pinlen;
 	struct p11 *p;
-	double secs;
+	long retry_ms;
 	CK_RV rv;
 	int r;
 
@@ -1343,10 +1333,9 @@ static int p11_open(const struct sigfs_backend_conf *conf, struct sigfs_backend 
 	if (strlen(label) == 0 || strlen(label) > TOKEN_LABEL_MAX)
 		return sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: token_label '%s' must have 1 to "
 				    "%d characters", conf->name, label, TOKEN_LABEL_MAX);
-	secs = strtod(retry, &end);
-	if (*end || end == retry || !(secs >= 0 && secs <= 3600))
-		return sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: retry_seconds %s is not a number "
-				    "of seconds from 0 to 3600", conf->name, retry);
+	r = sigfs_backend_seconds(conf, "pkcs11", "retry_seconds", "10", 0, &retry_ms, err);
+	if (r < 0)
+		return r;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", conf->name);
@@ -1355,7 +1344,7 @@ static int p11_open(const struct sigfs_backend_conf *conf, struct sigfs_backend 
 	pthread_mutex_init(&p->state_lock, NULL);
 	snprintf(p->name, sizeof(p->name), "%s", conf->name);
 	snprintf(p->label, sizeof(p->label), "%s", label);
-	p->retry_ms = (long)(secs * 1000);
+	p->retry_ms = retry_ms;
 	if ((size_t)snprintf(p->pin_file, sizeof(p->pin_file), "%s", pin_file) >= sizeof(p->pin_file)) {
 		r = sigfs_seterr(err, -ENAMETOOLONG, "pkcs11 backend %s: pin_file path too long", p->name);
 		goto fail;
