@@ -33,7 +33,7 @@ struct setting {
 	int (*parse)(struct sigfs_config *cfg, const char *s, char *why);
 };
 
-static int parse_bool(const char *s, bool *out, char *why)
+int sigfs_parse_bool(const char *s, bool *out)
 {
 	static const char *const yes[] = { "yes", "true", "on", "1" };
 	static const char *const no[] = { "no", "false", "off", "0" };
@@ -48,7 +48,14 @@ static int parse_bool(const char *s, bool *out, char *why)
 			return 0;
 		}
 	}
-	return sigfs_seterr(why, -EINVAL, "not a boolean (yes or no)");
+	return -EINVAL;
+}
+
+static int parse_bool(const char *s, bool *out, char *why)
+{
+	if (sigfs_parse_bool(s, out) < 0)
+		return sigfs_seterr(why, -EINVAL, "not a boolean (yes or no)");
+	return 0;
 }
 
 static int parse_uint(const char *s, unsigned max, unsigned *out, char *why)

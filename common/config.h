@@ -46,6 +46,12 @@ struct sigfs_config {
 int sigfs_config_load(const char *path, struct sigfs_config *cfg, char *err);
 void sigfs_config_free(struct sigfs_config *cfg);
 
+/*
+ * The one boolean rule of sigfs (sigfs.conf, .ctl attributes): yes/no,
+ * true/false, on/off, 1/0, in any case. 0, or -EINVAL for anything else.
+ */
+int sigfs_parse_bool(const char *s, bool *out);
+
 /* Fill conf for backend `name` (its settings are [backend NAME] in the file). */
 void sigfs_config_backend(const struct sigfs_config *cfg, const char *name,
 			  struct sigfs_backend_conf *conf);

@@ -61,6 +61,7 @@ struct wstate {
 	unsigned refs;                /* handles holding this state */
 	bool dirty;                   /* modified since the last job */
 	uint64_t jid;                 /* journal id of the write (engine_begin), 0 if none */
+	uid_t uid;                    /* who modified it last: the audit's uid= for a release */
 	struct sigfs_hasher *hash;    /* hash of bytes 0..next (the format's kind), valid while seq */
 	off_t next;
 	bool seq;
@@ -126,17 +127,19 @@ static void ws_restart_hash(struct wstate *w, const char *key)
  * the last job removes its outputs and journals the write. truncated: the
  * file is empty now, so hashing can follow the writes from byte 0.
  */
-static void ws_modify(struct wstate *w, const struct fs_node *n, bool truncated, uint64_t jid)
+static void ws_modify(struct wstate *w, const struct fs_node *n, bool truncated, uint64_t jid,
+		      uid_t uid)
 {
+	w->uid = uid;
 	if (w->dirty) {
 		sigfs_engine_drop(fs->eng, jid);
 	} else {
 		if (jid) {
 			/* Journaled (and outputs removed) before the file was created. */
 			w->jid = jid;
-			sigfs_engine_begun(fs->eng, jid, n->key, n->name, w->ino);
+			sigfs_engine_begun(fs->eng, jid, n->key, n->name, w->ino, uid);
 		} else {
-			w->jid = sigfs_engine_begin(fs->eng, n->key, n->name, w->ino);
+			w->jid = sigfs_engine_begin(fs->eng, n->key, n->name, w->ino, uid);
 		}
 		w->dirty = true;
 		if (!truncated) {
@@ -610,9 +613,9 @@ static void *timer_main(void *arg)
  * for the job; without, the job runs on its own. Called with w->lock held
  * when w is not NULL.
  */
-static int submit(const struct fs_node *n, struct wstate *w, fuse_req_t req, int fd)
+static int submit(const struct fs_node *n, struct wstate *w, fuse_req_t req, int fd, uid_t uid)
 {
-	struct sigfs_submit s = { .key = n->key, .name = n->name, .ino = n->id };
+	struct sigfs_submit s = { .key = n->key, .name = n->name, .ino = n->id, .uid = uid };
 	struct waiter *wt = NULL;
 	struct stat st;
 	int r;
@@ -673,7 +676,7 @@ static void handle_release(fuse_ino_t ino, struct handle *h)
 		w->writers--;
 		if (w->writers == 0 && w->dirty) {
 			if (resolve(ino, &n) == 0)
-				submit(&n, w, NULL, h->fd);
+				submit(&n, w, NULL, h->fd, w->uid);
 			else
 				sigfs_engine_drop(fs->eng, w->jid);
 			w->dirty = false;
@@ -734,7 +737,7 @@ static int open_file(fuse_req_t req, const struct fs_node *n, int flags, bool cr
 		pthread_mutex_lock(&h->ws->lock);
 		h->ws->writers++;
 		if (created || (flags & O_TRUNC))
-			ws_modify(h->ws, n, true, jid);
+			ws_modify(h->ws, n, true, jid, fuse_req_ctx(req)->uid);
 		pthread_mutex_unlock(&h->ws->lock);
 	}
 	*out = h;
@@ -821,7 +824,7 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	}
 	snprintf(path, sizeof(path), "%s/%s", p.key, name);
 	/* Journal the write before the file exists: a crash in between still ends in NAME.err. */
-	jid = h ? sigfs_engine_begin(fs->eng, p.key, name, 0) : 0;
+	jid = h ? sigfs_engine_begin(fs->eng, p.key, name, 0, ctx->uid) : 0;
 	fd = openat(root, path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (flags & O_EXCL),
 		    0600);
 	if (fd < 0) {
@@ -961,7 +964,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		goto reply;
 	}
 	pthread_mutex_lock(&w->lock);
-	ws_modify(w, &n, false, 0);
+	ws_modify(w, &n, false, 0, fuse_req_ctx(req)->uid);
 	h->wrote = true;
 	done = pwrite(h->fd, buf, size, off);
 	if (done > 0) {
@@ -1013,7 +1016,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * such a close are signed at release.
 	 */
 	if (w->dirty && w->writers == 1 && h->wrote)
-		r = submit(&n, w, req, h->fd);
+		r = submit(&n, w, req, h->fd, fuse_req_ctx(req)->uid);
 	h->wrote = false;
 	pthread_mutex_unlock(&w->lock);
 	if (r == 1)
@@ -1090,7 +1093,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			goto out;
 		}
 		pthread_mutex_lock(&w->lock);
-		ws_modify(w, &n, attr->st_size == 0, 0);
+		ws_modify(w, &n, attr->st_size == 0, 0, fuse_req_ctx(req)->uid);
 		fd = h && h->fd >= 0 ? h->fd : openat(root, path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
 		r = fd < 0 || ftruncate(fd, attr->st_size) < 0 ? -errno : 0;
 		if (r == 0 && attr->st_size != 0)
@@ -1099,7 +1102,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			h->wrote = true;
 		/* truncate(2) without an open writer: nobody else will close it. */
 		if (w->writers == 0)
-			submit(&n, w, NULL, fd);
+			submit(&n, w, NULL, fd, fuse_req_ctx(req)->uid);
 		if (fd >= 0 && !(h && h->fd == fd))
 			close(fd);
 		pthread_mutex_unlock(&w->lock);
@@ -1316,7 +1319,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	snprintf(from, sizeof(from), "%s/%s", p.key, name);
 	snprintf(to, sizeof(to), "%s/%s", np.key, newname);
 	/* Journal before the rename: a crash in between leaves NEWNAME.err, not nothing. */
-	jid = sigfs_engine_begin(fs->eng, np.key, newname, n.id);
+	jid = sigfs_engine_begin(fs->eng, np.key, newname, n.id, fuse_req_ctx(req)->uid);
 	if (renameat2(root, from, root, to, flags) < 0) {
 		r = -errno;
 		sigfs_engine_drop(fs->eng, jid);
@@ -1337,9 +1340,9 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 			if (w->dirty)
 				sigfs_engine_drop(fs->eng, w->jid);
 			w->dirty = false;
-			ws_modify(w, &n, false, jid);
+			ws_modify(w, &n, false, jid, fuse_req_ctx(req)->uid);
 			if (w->writers == 0)
-				submit(&n, w, NULL, -1);
+				submit(&n, w, NULL, -1, fuse_req_ctx(req)->uid);
 			pthread_mutex_unlock(&w->lock);
 			ws_put(w);
 		} else {

@@ -32,7 +32,7 @@
  */
 #define AUDIT_LINE_MAX (4 * SIGFS_ESCAPED_MAX + 2 * SIGFS_MAX_DIGEST + 256)
 #define AUDIT_HASH 32
-#define AUDIT_FIELDS 8
+#define AUDIT_FIELDS 9            /* with owner=; lines of older versions have 8 */
 
 struct sigfs_audit {
 	pthread_mutex_t lock;
@@ -123,8 +123,13 @@ static int parse_line(const char *line, size_t len, uint64_t *seq, uint8_t prev[
 		      char *why)
 {
 	static const char *const prefix[AUDIT_FIELDS] = {
+		NULL, NULL, NULL, "key=", "uid=", "owner=", "digest=", "name=", "prev=",
+	};
+	/* A line of a version before owner= (8 fields) skips that prefix. */
+	static const char *const prefix8[AUDIT_FIELDS - 1] = {
 		NULL, NULL, NULL, "key=", "uid=", "digest=", "name=", "prev=",
 	};
+	const char *const *want;
 	const char *f[AUDIT_FIELDS];
 	size_t flen[AUDIT_FIELDS], n = 0, start = 0;
 
@@ -141,22 +146,23 @@ static int parse_line(const char *line, size_t len, uint64_t *seq, uint8_t prev[
 		flen[n++] = i - start;
 		start = i + 1;
 	}
-	if (n != AUDIT_FIELDS)
+	if (n != AUDIT_FIELDS && n != AUDIT_FIELDS - 1)
 		return sigfs_seterr(why, -EBADMSG, "%zu fields, expected %d", n, AUDIT_FIELDS);
+	want = n == AUDIT_FIELDS ? prefix : prefix8;
 	if (!all_digits(f[0], flen[0]) || f[0][0] == '0')
 		return sigfs_seterr(why, -EBADMSG, "the sequence number is not a number");
 	if (!all_digits(f[1], flen[1]))
 		return sigfs_seterr(why, -EBADMSG, "the time is not a number");
 	if (flen[2] == 0)
 		return sigfs_seterr(why, -EBADMSG, "no event");
-	for (int i = 3; i < AUDIT_FIELDS; i++) {
-		size_t pl = strlen(prefix[i]);
+	for (size_t i = 3; i < n; i++) {
+		size_t pl = strlen(want[i]);
 
-		if (flen[i] <= pl || memcmp(f[i], prefix[i], pl) != 0)
-			return sigfs_seterr(why, -EBADMSG, "field %d does not start with %s", i + 1,
-					    prefix[i]);
+		if (flen[i] <= pl || memcmp(f[i], want[i], pl) != 0)
+			return sigfs_seterr(why, -EBADMSG, "field %zu does not start with %s", i + 1,
+					    want[i]);
 	}
-	if (flen[7] != 5 + 2 * AUDIT_HASH || unhex(f[7] + 5, prev, AUDIT_HASH) < 0)
+	if (flen[n - 1] != 5 + 2 * AUDIT_HASH || unhex(f[n - 1] + 5, prev, AUDIT_HASH) < 0)
 		return sigfs_seterr(why, -EBADMSG, "prev= is not %d lowercase hex digits",
 				    2 * AUDIT_HASH);
 	*seq = strtoull(f[0], NULL, 10);
@@ -257,9 +263,17 @@ void sigfs_audit_close(struct sigfs_audit *a)
 	free(a);
 }
 
+static void uid_field(uid_t uid, char out[24])
+{
+	if (uid == (uid_t)-1)
+		strcpy(out, "-");
+	else
+		snprintf(out, 24, "%u", (unsigned)uid);
+}
+
 int sigfs_audit_append(struct sigfs_audit *a, const char *event, const char *key, uid_t uid,
-		       const char *digest_name, const uint8_t *digest, size_t digest_len,
-		       const char *name)
+		       uid_t owner, const char *digest_name, const uint8_t *digest,
+		       size_t digest_len, const char *name)
 {
 	char line[AUDIT_LINE_MAX + 1], prevhex[2 * AUDIT_HASH + 1];
 	char evbuf[SIGFS_ESCAPED_MAX], kbuf[SIGFS_ESCAPED_MAX], nbuf[SIGFS_ESCAPED_MAX];
@@ -267,7 +281,7 @@ int sigfs_audit_append(struct sigfs_audit *a, const char *event, const char *key
 	const char *ev = field(event, evbuf, sizeof(evbuf));
 	const char *k = field(key, kbuf, sizeof(kbuf));
 	const char *n = field(name, nbuf, sizeof(nbuf));
-	char uidbuf[24];
+	char uidbuf[24], ownerbuf[24];
 	ssize_t w;
 	int len, r = 0;
 
@@ -281,16 +295,14 @@ int sigfs_audit_append(struct sigfs_audit *a, const char *event, const char *key
 	} else {
 		strcpy(dig, "-");
 	}
-	if (uid == (uid_t)-1)
-		strcpy(uidbuf, "-");
-	else
-		snprintf(uidbuf, sizeof(uidbuf), "%u", (unsigned)uid);
+	uid_field(uid, uidbuf);
+	uid_field(owner, ownerbuf);
 
 	pthread_mutex_lock(&a->lock);
 	hex(a->prev, AUDIT_HASH, prevhex);
 	len = snprintf(line, sizeof(line),
-		       "%" PRIu64 " %lld %s key=%s uid=%s digest=%s name=%s prev=%s\n",
-		       a->seq + 1, (long long)time(NULL), ev, k, uidbuf, dig, n, prevhex);
+		       "%" PRIu64 " %lld %s key=%s uid=%s owner=%s digest=%s name=%s prev=%s\n",
+		       a->seq + 1, (long long)time(NULL), ev, k, uidbuf, ownerbuf, dig, n, prevhex);
 	w = write(a->fd, line, (size_t)len);
 	if (w == len) {
 		a->seq++;

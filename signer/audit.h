@@ -4,10 +4,12 @@
  * (a hash chain), so editing, removing or reordering a line is detected by
  * sigfs_audit_verify() (`sigfsd --verify-audit FILE`). Format: docs/audit.md.
  *
- *   <seq> <unix-time> <event> key=<key> uid=<uid> digest=<alg>:<hex>
- *     name=<escaped-name> prev=<hex sha256 of previous line> 
+ *   <seq> <unix-time> <event> key=<key> uid=<uid> owner=<uid> digest=<alg>:<hex>
+ *     name=<escaped-name> prev=<hex sha256 of previous line>
  *
- * (one line; fields that do not apply are "-").
+ * (one line; fields that do not apply are "-"). uid= is the user whose request
+ * caused the event, owner= the owner of the file signed. Lines of versions
+ * before owner= existed have no owner= field; verify accepts both shapes.
  */
 #ifndef SIGFS_AUDIT_H
 #define SIGFS_AUDIT_H
@@ -23,12 +25,13 @@ int sigfs_audit_open(const char *path, struct sigfs_audit **out, char *err);
 void sigfs_audit_close(struct sigfs_audit *a);
 
 /*
- * Append one event ("sign", "keygen", "keydel", "import"...). digest_name and
- * digest may be NULL. Thread-safe. name is escaped before it is written.
+ * Append one event ("sign", "keygen", "keydel", "import"...): uid caused it,
+ * owner owns the file it is about ((uid_t)-1 for "-"). digest_name and digest
+ * may be NULL. Thread-safe. name is escaped before it is written.
  */
 int sigfs_audit_append(struct sigfs_audit *a, const char *event, const char *key, uid_t uid,
-		       const char *digest_name, const uint8_t *digest, size_t digest_len,
-		       const char *name);
+		       uid_t owner, const char *digest_name, const uint8_t *digest,
+		       size_t digest_len, const char *name);
 
 /*
  * Check the chain of the log at path. Returns 0 when intact (and *lines, if

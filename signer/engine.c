@@ -39,6 +39,7 @@ struct job {
 	char name[NAME_MAX_LEN + 1];
 	char base[NAME_MAX_LEN + 1];       /* outputs are base + suffix */
 	uint64_t ino;
+	uid_t uid;                          /* who asked: the closer or renamer */
 	struct sigfs_hasher *state;         /* hash of the whole file made while it was written, or NULL */
 	bool stale;
 	void (*done)(void *arg, int result);
@@ -459,7 +460,7 @@ static int run_job(struct sigfs_engine *e, struct job *j, unsigned worker)
 	if (r == 0) {
 		r = place_output(e, j, dirfd, f->suffix, out.d, out.len, st.st_uid, st.st_gid);
 		if (r == 0) {
-			sigfs_audit_append(e->audit, "sign", k.name, st.st_uid, what.name,
+			sigfs_audit_append(e->audit, "sign", k.name, j->uid, st.st_uid, what.name,
 					   what.value, what.len, j->name);
 			sigfs_keys_count(e->ks, k.name);
 		} else if (r != -ESTALE) {
@@ -571,7 +572,7 @@ static int enqueue(struct sigfs_engine *e, struct job *j)
 }
 
 uint64_t sigfs_engine_begin(struct sigfs_engine *e, const char *key, const char *name,
-			    uint64_t ino)
+			    uint64_t ino, uid_t uid)
 {
 	char base[NAME_MAX_LEN + 1];
 	struct sigfs_key k;
@@ -583,7 +584,7 @@ uint64_t sigfs_engine_begin(struct sigfs_engine *e, const char *key, const char 
 		return 0;
 	/* Journal first: a crash from here on leaves NAME.err, never nothing. */
 	id = sigfs_journal_next_id(e->journal);
-	sigfs_journal_append(e->journal, 'W', id, ino, key, name);
+	sigfs_journal_append(e->journal, 'W', id, ino, uid, key, name);
 	output_base(&k, name, base);
 	dirfd = openat(e->inbox_root, key, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	pthread_mutex_lock(&e->out_lock);
@@ -603,10 +604,10 @@ uint64_t sigfs_engine_begin(struct sigfs_engine *e, const char *key, const char 
 }
 
 void sigfs_engine_begun(struct sigfs_engine *e, uint64_t id, const char *key, const char *name,
-			uint64_t ino)
+			uint64_t ino, uid_t uid)
 {
 	if (id)
-		sigfs_journal_append(e->journal, 'W', id, ino, key, name);
+		sigfs_journal_append(e->journal, 'W', id, ino, uid, key, name);
 }
 
 const EVP_MD *sigfs_engine_file_md(struct sigfs_engine *e, const char *key)
@@ -641,11 +642,12 @@ int sigfs_engine_submit(struct sigfs_engine *e, const struct sigfs_submit *s)
 	strcpy(j->key, s->key);
 	strcpy(j->name, s->name);
 	j->ino = s->ino;
+	j->uid = s->uid;
 	j->id = s->id ? s->id : sigfs_journal_next_id(e->journal);
 	j->state = s->state;
 	j->done = s->done;
 	j->arg = s->arg;
-	r = sigfs_journal_append(e->journal, 'A', j->id, j->ino, j->key, j->name);
+	r = sigfs_journal_append(e->journal, 'A', j->id, j->ino, j->uid, j->key, j->name);
 	if (r < 0) {
 		sigfs_hasher_free(j->state);
 		free(j);
@@ -664,7 +666,7 @@ static void recover(struct sigfs_engine *e, const struct sigfs_journal_entry *v,
 	for (size_t i = 0; i < n; i++) {
 		struct job j = { .id = v[i].id, .ino = v[i].ino };
 		struct sigfs_submit s = { .key = v[i].key, .name = v[i].name, .ino = v[i].ino,
-					  .id = v[i].id };
+					  .id = v[i].id, .uid = v[i].uid };
 		struct sigfs_key k;
 		struct stat st;
 		int dirfd;

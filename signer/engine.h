@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "common/config.h"
 #include "signer/alg.h"
@@ -32,6 +33,7 @@ struct sigfs_submit {
 	const char *name;                   /* artifact name in the key's inbox */
 	uint64_t ino;                       /* its inode: a replaced file is not signed */
 	uint64_t id;                        /* from sigfs_engine_begin(), or 0 */
+	uid_t uid;                          /* whose close/rename asks for it (audit uid=) */
 	/* A hash of the whole file made while it was written, or NULL; the engine takes it. */
 	struct sigfs_hasher *state;
 	/* Called once from a worker: 0 (output written) or a negative errno (NAME.err written). */
@@ -66,10 +68,10 @@ int sigfs_engine_name_check(const char *name, char *err);
  * the journal id to pass to submit (0 for ignored names).
  */
 uint64_t sigfs_engine_begin(struct sigfs_engine *e, const char *key, const char *name,
-			    uint64_t ino);
+			    uint64_t ino, uid_t uid);
 /* The file begun with ino 0 exists now, as inode ino. */
 void sigfs_engine_begun(struct sigfs_engine *e, uint64_t id, const char *key, const char *name,
-			uint64_t ino);
+			uint64_t ino, uid_t uid);
 /* The hash to compute while an artifact of key is written (its format's), or NULL. */
 const EVP_MD *sigfs_engine_file_md(struct sigfs_engine *e, const char *key);
 

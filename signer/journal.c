@@ -100,21 +100,31 @@ static int format_rec(const struct sigfs_journal_entry *e, char *buf, size_t len
 		return snprintf(buf, len, "D %" PRIu64 "\n", e->id);
 	hex(e->key, hk);
 	hex(e->name, hn);
-	return snprintf(buf, len, "%c %" PRIu64 " %" PRIu64 " %s %s\n", e->op, e->id, e->ino, hk, hn);
+	if (e->uid == (uid_t)-1)
+		return snprintf(buf, len, "%c %" PRIu64 " %" PRIu64 " %s %s\n", e->op, e->id, e->ino,
+				hk, hn);
+	return snprintf(buf, len, "%c %" PRIu64 " %" PRIu64 " %s %s %u\n", e->op, e->id, e->ino,
+			hk, hn, (unsigned)e->uid);
 }
 
 static int parse_rec(char *line, struct sigfs_journal_entry *e)
 {
 	char hk[256], hn[1024];
+	unsigned uid;
+	int n;
 
 	memset(e, 0, sizeof(*e));
+	e->uid = (uid_t)-1;
 	if (sscanf(line, "D %" SCNu64, &e->id) == 1 && line[0] == 'D') {
 		e->op = 'D';
 		return 0;
 	}
-	if (sscanf(line, "%c %" SCNu64 " %" SCNu64 " %255s %1023s", &e->op, &e->id, &e->ino, hk,
-		   hn) != 5 || (e->op != 'W' && e->op != 'A'))
+	n = sscanf(line, "%c %" SCNu64 " %" SCNu64 " %255s %1023s %u", &e->op, &e->id, &e->ino, hk,
+		   hn, &uid);
+	if (n < 5 || (e->op != 'W' && e->op != 'A'))
 		return -EINVAL;
+	if (n == 6)
+		e->uid = (uid_t)uid;
 	if (unhex(hk, e->key, sizeof(e->key)) < 0 || unhex(hn, e->name, sizeof(e->name)) < 0)
 		return -EINVAL;
 	return 0;
@@ -274,10 +284,10 @@ static int append(struct sigfs_journal *j, const struct sigfs_journal_entry *e)
 	return r;
 }
 
-int sigfs_journal_append(struct sigfs_journal *j, char op, uint64_t id, uint64_t ino,
+int sigfs_journal_append(struct sigfs_journal *j, char op, uint64_t id, uint64_t ino, uid_t uid,
 			 const char *key, const char *name)
 {
-	struct sigfs_journal_entry e = { .op = op, .id = id, .ino = ino };
+	struct sigfs_journal_entry e = { .op = op, .id = id, .ino = ino, .uid = uid };
 
 	if (strlen(key) >= sizeof(e.key) || strlen(name) >= sizeof(e.name))
 		return -ENAMETOOLONG;

@@ -2,10 +2,12 @@
  * journal.h: what the signer promised, kept across crashes.
  *
  * The journal is an append-only file of one-line records:
- *   W id ino key name   an artifact is being written (its outputs were removed)
- *   A id ino key name   the artifact was accepted: its close() may succeed now
- *   D id                the job ended (output or .err written) or was dropped
- * key and name are hex-encoded, so any byte of a name is safe. A record is one
+ *   W id ino key name uid   an artifact is being written (its outputs were removed)
+ *   A id ino key name uid   the artifact was accepted: its close() may succeed now
+ *   D id                    the job ended (output or .err written) or was dropped
+ * key and name are hex-encoded, so any byte of a name is safe; uid is the user
+ * whose write, close or rename caused the record (the audit log's uid= after a
+ * restart), absent in records of versions before it (read as unknown). A record is one
  * write() on an O_APPEND descriptor: a crash of the daemon cannot lose it once
  * written (with fsync = yes, neither can a power cut).
  *
@@ -19,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct sigfs_journal;
 
@@ -26,6 +29,7 @@ struct sigfs_journal_entry {
 	char op;                 /* 'W' or 'A' */
 	uint64_t id;
 	uint64_t ino;
+	uid_t uid;               /* who caused it; (uid_t)-1 if unknown */
 	char key[65];
 	char name[256];
 };
@@ -41,8 +45,8 @@ void sigfs_journal_close(struct sigfs_journal *j);
 
 /* A new record id (never 0). */
 uint64_t sigfs_journal_next_id(struct sigfs_journal *j);
-/* Append W or A. */
-int sigfs_journal_append(struct sigfs_journal *j, char op, uint64_t id, uint64_t ino,
+/* Append W or A; uid is the user who caused it ((uid_t)-1: unknown). */
+int sigfs_journal_append(struct sigfs_journal *j, char op, uint64_t id, uint64_t ino, uid_t uid,
 			 const char *key, const char *name);
 /* Append D for id. */
 int sigfs_journal_done(struct sigfs_journal *j, uint64_t id);

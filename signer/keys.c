@@ -288,17 +288,6 @@ static void set_default_names(struct sigfs_key *k)
 		snprintf(k->ssh_namespace, sizeof(k->ssh_namespace), "file");
 }
 
-static bool parse_bool(const char *v, bool *out)
-{
-	if (!strcmp(v, "yes") || !strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "on"))
-		*out = true;
-	else if (!strcmp(v, "no") || !strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "off"))
-		*out = false;
-	else
-		return false;
-	return true;
-}
-
 static int read_meta(struct sigfs_keys *ks, struct sigfs_key *k, char *err)
 {
 	char path[SIGFS_KEYNAME_MAX + 16], buf[2048];
@@ -332,9 +321,9 @@ static int read_meta(struct sigfs_keys *ks, struct sigfs_key *k, char *err)
 		else if (!strcmp(line, "padding"))
 			ok = strcmp(v, "none") == 0 || sigfs_padding_parse(v, &k->padding) == 0;
 		else if (!strcmp(line, "allow_sha1"))
-			ok = parse_bool(v, &k->allow_sha1);
+			ok = sigfs_parse_bool(v, &k->allow_sha1) == 0;
 		else if (!strcmp(line, "digest_files"))
-			ok = parse_bool(v, &k->digest_files);
+			ok = sigfs_parse_bool(v, &k->digest_files) == 0;
 		else if (!strcmp(line, "backend"))
 			snprintf(k->backend, sizeof(k->backend), "%s", v);
 		else if (!strcmp(line, "created"))
@@ -595,7 +584,7 @@ int sigfs_keys_create(struct sigfs_keys *ks, const char *name, const char *backe
 	pthread_mutex_unlock(&ks->lock);
 	if (r < 0)
 		goto out_inbox;
-	sigfs_audit_append(ks->audit, "keygen", name, uid, NULL, NULL, 0, k.alg->name);
+	sigfs_audit_append(ks->audit, "keygen", name, uid, (uid_t)-1, NULL, NULL, 0, k.alg->name);
 	log_info("key %s created (%s on backend %s)", name, k.alg->name, b->name);
 	status_changed(ks);
 	return 0;
@@ -647,7 +636,7 @@ int sigfs_keys_delete(struct sigfs_keys *ks, const char *name, uid_t uid, char *
 	}
 	*pp = e->next;
 	remove_keydir(ks, name);
-	sigfs_audit_append(ks->audit, "keydel", name, uid, NULL, NULL, 0, NULL);
+	sigfs_audit_append(ks->audit, "keydel", name, uid, (uid_t)-1, NULL, NULL, 0, NULL);
 	log_info("key %s deleted", name);
 	free_ent(e);
 	status_changed(ks);
@@ -891,7 +880,7 @@ static int read_format_attr(struct sigfs_keys *ks, const struct sigfs_key *k,
 	}
 	if (write_keyfile(ks, k->name, cache, out.d, out.len) < 0)
 		log_warn("key %s: cannot keep %s; it is rendered again next time", k->name, fa->name);
-	sigfs_audit_append(ks->audit, "certify", k->name, 0, NULL, NULL, 0, fa->name);
+	sigfs_audit_append(ks->audit, "certify", k->name, 0, (uid_t)-1, NULL, NULL, 0, fa->name);
 	*buf = (char *)out.d;
 	*len = out.len;
 	return 0;
@@ -1043,7 +1032,7 @@ static int apply(const struct sigfs_key *cur, size_t i, const char *v, struct si
 			return sigfs_seterr(err, -EINVAL, "padding is pss or pkcs1, not %s", v);
 		break;
 	case A_ALLOW_SHA1:
-		if (!parse_bool(v, &b))
+		if (sigfs_parse_bool(v, &b) < 0)
 			return sigfs_seterr(err, -EINVAL, "allow_sha1 is yes or no, not %s", v);
 		if (!b && sigfs_digest_is_weak(cur->digest))
 			return sigfs_seterr(err, -EINVAL, "key %s uses sha1: change its digest first",
@@ -1051,7 +1040,7 @@ static int apply(const struct sigfs_key *cur, size_t i, const char *v, struct si
 		k->allow_sha1 = b;
 		break;
 	case A_DIGEST_FILES:
-		if (!parse_bool(v, &b))
+		if (sigfs_parse_bool(v, &b) < 0)
 			return sigfs_seterr(err, -EINVAL, "digest_files is yes or no, not %s", v);
 		k->digest_files = b;
 		break;
@@ -1137,7 +1126,7 @@ static int import_key(struct sigfs_keys *ks, struct keyent *e, const uint8_t *pe
 		return sigfs_seterr(err, r, "key %s: cannot write its settings", e->k.name);
 	e->k = k;
 	key_changed(ks, e);
-	sigfs_audit_append(ks->audit, "import", e->k.name, uid, NULL, NULL, 0, alg->name);
+	sigfs_audit_append(ks->audit, "import", e->k.name, uid, (uid_t)-1, NULL, NULL, 0, alg->name);
 	log_info("key %s: imported a %s key", e->k.name, alg->name);
 	return 0;
 }
@@ -1254,7 +1243,7 @@ int sigfs_keys_attr_write(struct sigfs_keys *ks, const char *name, size_t i,
 			b->ops->generate(b, name, e->k.alg, NULL);
 			goto out;
 		}
-		sigfs_audit_append(ks->audit, "keygen", name, uid, NULL, NULL, 0, k.alg->name);
+		sigfs_audit_append(ks->audit, "keygen", name, uid, (uid_t)-1, NULL, NULL, 0, k.alg->name);
 		log_info("key %s regenerated as %s", name, k.alg->name);
 	}
 	r = write_meta(ks, &k);

@@ -107,10 +107,10 @@ static void make_log(const char *path, int n)
 		memset(digest, i, sizeof(digest));
 		snprintf(name, sizeof(name), "fw-%d.bin", i);
 		if (i % 10 == 0)
-			assert_int_equal(sigfs_audit_append(a, "keygen", "release", 0, NULL, NULL, 0,
+			assert_int_equal(sigfs_audit_append(a, "keygen", "release", 0, (uid_t)-1, NULL, NULL, 0,
 							    NULL), 0);
 		else
-			assert_int_equal(sigfs_audit_append(a, "sign", "release", 1000 + i, "sha256",
+			assert_int_equal(sigfs_audit_append(a, "sign", "release", 1000 + i, 2000 + i, "sha256",
 							    digest, sizeof(digest), name), 0);
 	}
 	sigfs_audit_close(a);
@@ -146,11 +146,11 @@ static void test_append_and_verify(void **state)
 	split(&l, path);
 	assert_int_equal(l.n, 100);
 	assert_true(strncmp(l.start[0], "1 ", 2) == 0);
-	assert_non_null(strstr(l.start[0], " sign key=release uid=1001 digest=sha256:"
+	assert_non_null(strstr(l.start[0], " sign key=release uid=1001 owner=2001 digest=sha256:"
 			       "0101010101010101010101010101010101010101010101010101010101010101"
 			       " name=fw-1.bin prev="
 			       "0000000000000000000000000000000000000000000000000000000000000000\n"));
-	assert_non_null(strstr(l.start[9], " keygen key=release uid=0 digest=- name=- prev="));
+	assert_non_null(strstr(l.start[9], " keygen key=release uid=0 owner=- digest=- name=- prev="));
 	for (size_t i = 1; i < l.n; i++) {
 		uint8_t h[32];
 		char hex[65], want[80], seq[24];
@@ -180,7 +180,7 @@ static void test_reopen_continues_chain(void **state)
 	make_log(path, 100);
 	for (int round = 0; round < 3; round++) {
 		assert_int_equal(sigfs_audit_open(path, &a, err), 0);
-		assert_int_equal(sigfs_audit_append(a, "keydel", "old", 0, NULL, NULL, 0, NULL), 0);
+		assert_int_equal(sigfs_audit_append(a, "keydel", "old", 0, (uid_t)-1, NULL, NULL, 0, NULL), 0);
 		sigfs_audit_close(a);
 	}
 	assert_int_equal(sigfs_audit_verify(path, &n, err), 0);
@@ -193,7 +193,7 @@ static void test_reopen_continues_chain(void **state)
 	unlink(path);
 	spit(path, "", 0);
 	assert_int_equal(sigfs_audit_open(path, &a, err), 0);
-	assert_int_equal(sigfs_audit_append(a, "keygen", "k", 0, NULL, NULL, 0, NULL), 0);
+	assert_int_equal(sigfs_audit_append(a, "keygen", "k", 0, (uid_t)-1, NULL, NULL, 0, NULL), 0);
 	sigfs_audit_close(a);
 	assert_int_equal(sigfs_audit_verify(path, &n, err), 0);
 	assert_int_equal(n, 1);
@@ -377,6 +377,39 @@ static void test_malformed_lines(void **state)
 	unlink(path);
 }
 
+/* A log begun by a version without owner= goes on with lines that have it. */
+static void test_old_lines_continue(void **state)
+{
+	static const char old[] = "1 1700000000 keygen key=k uid=0 digest=- name=- prev="
+		"0000000000000000000000000000000000000000000000000000000000000000\n";
+	char path[512], err[SIGFS_ERRLEN] = "";
+	struct sigfs_audit *a = NULL;
+	struct lines l;
+	size_t n = 0;
+
+	(void)state;
+	tmp_path(path, sizeof(path), "old");
+	spit(path, old, strlen(old));
+	assert_int_equal(sigfs_audit_open(path, &a, err), 0);
+	assert_int_equal(sigfs_audit_append(a, "sign", "k", 1001, 1000, NULL, NULL, 0, "f"), 0);
+	sigfs_audit_close(a);
+	assert_int_equal(sigfs_audit_verify(path, &n, err), 0);
+	assert_int_equal(n, 2);
+	split(&l, path);
+	assert_non_null(strstr(l.start[1], "2 "));
+	assert_non_null(strstr(l.start[1], " sign key=k uid=1001 owner=1000 digest=- name=f prev="));
+	free(l.text);
+	/* owner= in the place of another field is refused. */
+	{
+		static const char swapped[] = "1 1700000000 sign key=k owner=0 uid=0 digest=- "
+			"name=- prev=0000000000000000000000000000000000000000000000000000000000000000\n";
+
+		spit(path, swapped, strlen(swapped));
+	}
+	expect_bad(path, "line 1: ");
+	unlink(path);
+}
+
 static void test_open_refuses_partial_last_line(void **state)
 {
 	char path[512], err[SIGFS_ERRLEN] = "";
@@ -405,12 +438,12 @@ static void test_names_stay_on_one_line(void **state)
 	(void)state;
 	tmp_path(path, sizeof(path), "escape");
 	assert_int_equal(sigfs_audit_open(path, &a, err), 0);
-	assert_int_equal(sigfs_audit_append(a, "sign", "release", 1000, NULL, NULL, 0,
+	assert_int_equal(sigfs_audit_append(a, "sign", "release", 1000, 1000, NULL, NULL, 0,
 					    "evil\n2 0 keydel key=release uid=0 digest=- name=- prev=00"), 0);
-	assert_int_equal(sigfs_audit_append(a, "sign", "my key", 1000, NULL, NULL, 0,
+	assert_int_equal(sigfs_audit_append(a, "sign", "my key", 1000, 1001, NULL, NULL, 0,
 					    "a b\\c"), 0);
-	assert_int_equal(sigfs_audit_append(a, "sign", "-", (uid_t)-1, NULL, NULL, 0, "-"), 0);
-	assert_int_equal(sigfs_audit_append(a, "sign", "", 5, "sha3-512", (const uint8_t *)"\xff", 1,
+	assert_int_equal(sigfs_audit_append(a, "sign", "-", (uid_t)-1, (uid_t)-1, NULL, NULL, 0, "-"), 0);
+	assert_int_equal(sigfs_audit_append(a, "sign", "", 5, 6, "sha3-512", (const uint8_t *)"\xff", 1,
 					    "\xc3\xa9t\xc3\xa9.bin"), 0);
 	sigfs_audit_close(a);
 	assert_int_equal(sigfs_audit_verify(path, &n, err), 0);
@@ -418,11 +451,11 @@ static void test_names_stay_on_one_line(void **state)
 	split(&l, path);
 	assert_int_equal(l.n, 4);
 	assert_non_null(strstr(l.start[0], " name=evil\\x0a2\\x200\\x20keydel\\x20key=release"));
-	assert_non_null(strstr(l.start[1], " key=my\\x20key uid=1000 "));
+	assert_non_null(strstr(l.start[1], " key=my\\x20key uid=1000 owner=1001 "));
 	assert_non_null(strstr(l.start[1], " name=a\\x20b\\x5cc prev="));
-	assert_non_null(strstr(l.start[2], " key=\\x2d uid=- digest=- name=\\x2d prev="));
+	assert_non_null(strstr(l.start[2], " key=\\x2d uid=- owner=- digest=- name=\\x2d prev="));
 	assert_non_null(strstr(l.start[3],
-			       " key=- uid=5 digest=sha3-512:ff name=\\xc3\\xa9t\\xc3\\xa9.bin "));
+			       " key=- uid=5 owner=6 digest=sha3-512:ff name=\\xc3\\xa9t\\xc3\\xa9.bin "));
 	free(l.text);
 	unlink(path);
 }
@@ -440,7 +473,7 @@ static void *writer(void *arg)
 		char name[32];
 
 		snprintf(name, sizeof(name), "t%d-%d", w->id, i);
-		if (sigfs_audit_append(w->a, "sign", "k", (uid_t)w->id, NULL, NULL, 0, name) < 0)
+		if (sigfs_audit_append(w->a, "sign", "k", (uid_t)w->id, (uid_t)w->id, NULL, NULL, 0, name) < 0)
 			return (void *)1;
 	}
 	return NULL;
@@ -511,6 +544,7 @@ int main(void)
 		cmocka_unit_test(test_reopen_continues_chain),
 		cmocka_unit_test(test_tampering_detected),
 		cmocka_unit_test(test_malformed_lines),
+		cmocka_unit_test(test_old_lines_continue),
 		cmocka_unit_test(test_open_refuses_partial_last_line),
 		cmocka_unit_test(test_names_stay_on_one_line),
 		cmocka_unit_test(test_concurrent_appends),

@@ -254,6 +254,19 @@ static void test_booleans(void **state)
 		assert_int_equal(c.fsync, cases[i].want);
 		sigfs_config_free(&c);
 	}
+	/* The same rule everywhere a boolean is read (.ctl attributes too). */
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		bool b = !cases[i].want;
+
+		assert_int_equal(sigfs_parse_bool(cases[i].text, &b), 0);
+		assert_int_equal(b, cases[i].want);
+	}
+	{
+		bool b;
+
+		assert_int_equal(sigfs_parse_bool("yess", &b), -EINVAL);
+		assert_int_equal(sigfs_parse_bool("", &b), -EINVAL);
+	}
 }
 
 static void test_bad_values(void **state)

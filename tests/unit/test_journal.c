@@ -84,13 +84,13 @@ static void test_replay(void **state)
 	d = sigfs_journal_next_id(j);
 	assert_true(a < b && b < c && c < d);
 	/* a: written, accepted, done. b: written only. c: accepted. d: written then accepted. */
-	assert_int_equal(sigfs_journal_append(j, 'W', a, 11, "release", "a.bin"), 0);
-	assert_int_equal(sigfs_journal_append(j, 'A', a, 11, "release", "a.bin"), 0);
+	assert_int_equal(sigfs_journal_append(j, 'W', a, 11, 1000, "release", "a.bin"), 0);
+	assert_int_equal(sigfs_journal_append(j, 'A', a, 11, 1000, "release", "a.bin"), 0);
 	assert_int_equal(sigfs_journal_done(j, a), 0);
-	assert_int_equal(sigfs_journal_append(j, 'W', b, 12, "release", odd), 0);
-	assert_int_equal(sigfs_journal_append(j, 'A', c, 13, "k2", "c.bin"), 0);
-	assert_int_equal(sigfs_journal_append(j, 'W', d, 14, "k2", "d.bin"), 0);
-	assert_int_equal(sigfs_journal_append(j, 'A', d, 15, "k2", "d2.bin"), 0);
+	assert_int_equal(sigfs_journal_append(j, 'W', b, 12, 1000, "release", odd), 0);
+	assert_int_equal(sigfs_journal_append(j, 'A', c, 13, 1000, "k2", "c.bin"), 0);
+	assert_int_equal(sigfs_journal_append(j, 'W', d, 14, 1000, "k2", "d.bin"), 0);
+	assert_int_equal(sigfs_journal_append(j, 'A', d, 15, 1000, "k2", "d2.bin"), 0);
 	/* A crash: the file is simply left as it is. */
 	sigfs_journal_close(j);
 
@@ -104,6 +104,7 @@ static void test_replay(void **state)
 	assert_int_equal(v[1].id, c);
 	assert_int_equal(v[1].op, 'A');
 	assert_string_equal(v[1].name, "c.bin");
+	assert_int_equal(v[1].uid, 1000);
 	/* The last record of an id wins: d was accepted under its new name. */
 	assert_int_equal(v[2].id, d);
 	assert_int_equal(v[2].op, 'A');
@@ -132,7 +133,7 @@ static void test_torn_line(void **state)
 	(void)state;
 	j = open_j(&v, &n);
 	free(v);
-	assert_int_equal(sigfs_journal_append(j, 'A', 7, 70, "k", "ok.bin"), 0);
+	assert_int_equal(sigfs_journal_append(j, 'A', 7, 70, 1000, "k", "ok.bin"), 0);
 	sigfs_journal_close(j);
 	/* What a crash in the middle of a write() leaves, and garbage. */
 	f = fopen(path, "a");
@@ -142,8 +143,11 @@ static void test_torn_line(void **state)
 	j = open_j(&v, &n);
 	assert_int_equal(n, 2);
 	assert_int_equal(v[0].id, 7);
+	assert_int_equal(v[0].uid, 1000);
 	assert_int_equal(v[1].id, 8);
 	assert_string_equal(v[1].name, "ok2");
+	/* A record of a version before uids were journaled: the uid is unknown. */
+	assert_int_equal(v[1].uid, (uid_t)-1);
 	free(v);
 	sigfs_journal_close(j);
 }
@@ -160,7 +164,7 @@ static void test_bad_names(void **state)
 	longname[sizeof(longname) - 1] = '\0';
 	j = open_j(&v, &n);
 	free(v);
-	assert_int_equal(sigfs_journal_append(j, 'A', 1, 1, "k", longname), -ENAMETOOLONG);
+	assert_int_equal(sigfs_journal_append(j, 'A', 1, 1, 1000, "k", longname), -ENAMETOOLONG);
 	sigfs_journal_close(j);
 }
 
@@ -176,13 +180,13 @@ static void test_compaction(void **state)
 	j = open_j(&v, &n);
 	free(v);
 	keep = sigfs_journal_next_id(j);
-	assert_int_equal(sigfs_journal_append(j, 'A', keep, 5, "k", "kept.bin"), 0);
+	assert_int_equal(sigfs_journal_append(j, 'A', keep, 5, 1000, "k", "kept.bin"), 0);
 	/* 100,000 finished jobs: far past the 16 MiB compaction point. */
 	for (int i = 0; i < 100000; i++) {
 		uint64_t id = sigfs_journal_next_id(j);
 
-		sigfs_journal_append(j, 'W', id, 6, "release", "some-artifact-with-a-long-name.bin");
-		sigfs_journal_append(j, 'A', id, 6, "release", "some-artifact-with-a-long-name.bin");
+		sigfs_journal_append(j, 'W', id, 6, 1000, "release", "some-artifact-with-a-long-name.bin");
+		sigfs_journal_append(j, 'A', id, 6, 1000, "release", "some-artifact-with-a-long-name.bin");
 		sigfs_journal_done(j, id);
 	}
 	assert_int_equal(stat(path, &st), 0);
