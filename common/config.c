@@ -195,12 +195,17 @@ static int set_inbox_mode(struct sigfs_config *cfg, const char *s, char *why)
 {
 	unsigned long v;
 
-	if (*s == '\0' || strlen(s) > 4 || strspn(s, "01234567") != strlen(s))
-		return sigfs_seterr(why, -EINVAL, "not an octal mode like 0770");
+	if (*s == '\0' || strlen(s) > 5 || strspn(s, "01234567") != strlen(s))
+		return sigfs_seterr(why, -EINVAL, "not an octal mode like 1770");
 	v = strtoul(s, NULL, 8);
-	/* setuid, setgid and sticky bits make no sense on an inbox. */
-	if (v > 0777)
-		return sigfs_seterr(why, -EINVAL, "larger than 0777");
+	/*
+	 * The sticky bit is what keeps members of a shared inbox from removing or
+	 * replacing each other's files and signatures; setuid and setgid make no
+	 * sense on an inbox.
+	 */
+	if (v & ~(mode_t)01777)
+		return sigfs_seterr(why, -EINVAL, "only permission bits and the sticky bit "
+				    "(at most 1777)");
 	cfg->inbox_mode = (mode_t)v;
 	return 0;
 }
@@ -225,7 +230,7 @@ static const struct setting settings[] = {
 	{ "keys", "format", "raw", set_format },
 	{ "keys", "rsa_padding", "pss", set_padding },
 	{ "keys", "backend", "soft", set_backend },
-	{ "keys", "inbox_mode", "0770", set_inbox_mode },
+	{ "keys", "inbox_mode", "1770", set_inbox_mode },
 	{ "keys", "inbox_group", "", set_inbox_group },
 };
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))

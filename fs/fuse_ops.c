@@ -62,6 +62,7 @@ struct wstate {
 	bool dirty;                   /* modified since the last job */
 	uint64_t jid;                 /* journal id of the write (engine_begin), 0 if none */
 	uid_t uid;                    /* who modified it last: the audit's uid= for a release */
+	int write_err;                /* a write failed (errno): the content is incomplete */
 	struct sigfs_hasher *hash;    /* hash of bytes 0..next (the format's kind), valid while seq */
 	off_t next;
 	bool seq;
@@ -120,26 +121,37 @@ static void ws_restart_hash(struct wstate *w, const char *key)
 	w->hash = md ? sigfs_hasher_new(md) : NULL;
 	w->next = 0;
 	w->seq = w->hash != NULL;
+	w->write_err = 0;       /* empty again: what failed before is gone */
 }
 
 /*
  * The artifact is being modified (w->lock held): the first modification since
  * the last job removes its outputs and journals the write. truncated: the
- * file is empty now, so hashing can follow the writes from byte 0.
+ * file is empty now, so hashing can follow the writes from byte 0. Fails
+ * (nothing begun) when the write cannot be journaled: without that record a
+ * crash could leave no NAME.err.
  */
-static void ws_modify(struct wstate *w, const struct fs_node *n, bool truncated, uint64_t jid,
-		      uid_t uid)
+static int ws_modify(struct wstate *w, const struct fs_node *n, bool truncated, uint64_t jid,
+		     uid_t uid)
 {
+	int r;
+
 	w->uid = uid;
 	if (w->dirty) {
 		sigfs_engine_drop(fs->eng, jid);
 	} else {
 		if (jid) {
 			/* Journaled (and outputs removed) before the file was created. */
+			r = sigfs_engine_begun(fs->eng, jid, n->key, n->name, w->ino, uid);
+			if (r < 0) {
+				sigfs_engine_drop(fs->eng, jid);
+				return r;
+			}
 			w->jid = jid;
-			sigfs_engine_begun(fs->eng, jid, n->key, n->name, w->ino, uid);
 		} else {
-			w->jid = sigfs_engine_begin(fs->eng, n->key, n->name, w->ino, uid);
+			r = sigfs_engine_begin(fs->eng, n->key, n->name, w->ino, uid, &w->jid);
+			if (r < 0)
+				return r;
 		}
 		w->dirty = true;
 		if (!truncated) {
@@ -155,6 +167,7 @@ static void ws_modify(struct wstate *w, const struct fs_node *n, bool truncated,
 	}
 	if (truncated)
 		ws_restart_hash(w, n->key);
+	return 0;
 }
 
 /* --- handles ------------------------------------------------------------------ */
@@ -173,6 +186,7 @@ struct handle {
 	bool attr_dirty;
 	bool attr_bad;
 	bool wrote;                   /* this handle wrote since its last flush */
+	uid_t uid;                    /* who opened it */
 	struct handle *prev, *next;   /* every open handle, for sigfs_fs_fini */
 };
 
@@ -441,6 +455,68 @@ static void refuse(fuse_req_t req, int code, const char *what, const char *name)
 	fuse_reply_err(req, code);
 }
 
+/* --- who may take an artifact's output names ----------------------------------------- */
+
+/*
+ * Writing an artifact removes the outputs of its name and puts new ones in
+ * their place. In a sticky inbox (mode 1770) the kernel lets a user remove
+ * or replace only files they own, unless they own the inbox or are root: the
+ * outputs, and the other inputs that would write them (NAME, NAME.<digest>,
+ * NAME.sigreq), get the same protection, so no member can remove, replace or
+ * shadow another member's signature by writing a digest line or a request
+ * for the same name (docs/inbox.md, "Shared inboxes"). In an inbox without
+ * the sticky bit every member may remove every file anyway.
+ *
+ * names_lock makes the check and the change it allows one step; it is taken
+ * before any write state's lock.
+ */
+static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct claim {
+	uid_t uid;                    /* who asks */
+	struct stat inbox;
+	char in_the_way[NAME_MAX + 1];
+	uid_t owner;
+};
+
+static int claim_cb(void *arg, const char *name, const struct stat *st)
+{
+	struct claim *c = arg;
+
+	if (c->uid == st->st_uid)
+		return 0;
+	snprintf(c->in_the_way, sizeof(c->in_the_way), "%s", name);
+	c->owner = st->st_uid;
+	return -EPERM;
+}
+
+/*
+ * May the caller of req take the output names of name in inbox key, whose
+ * own file (when it exists) the kernel has let them write? 0, or -EPERM with
+ * a log line naming the file in the way. names_lock held.
+ */
+static int claim_outputs(fuse_req_t req, const char *key, const char *name)
+{
+	struct claim c = { .uid = fuse_req_ctx(req)->uid };
+	char esc[SIGFS_ESCAPED_MAX], esc2[SIGFS_ESCAPED_MAX];
+	int r;
+
+	if (c.uid == 0)
+		return 0;
+	if (fstatat(sigfs_keys_inbox_root(fs->ks), key, &c.inbox, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	if (!(c.inbox.st_mode & S_ISVTX) || c.uid == c.inbox.st_uid)
+		return 0;
+	r = sigfs_engine_siblings(fs->eng, key, name, claim_cb, &c);
+	if (r == -EPERM)
+		log_warn("refused (%s): uid %u: %s/%s shares its outputs with %s, which belongs to "
+			 "uid %u, in a sticky inbox: only that user, the inbox's owner or root may "
+			 "replace them", strerror(EPERM), (unsigned)c.uid, key,
+			 sigfs_escape(name, esc, sizeof(esc)),
+			 sigfs_escape(c.in_the_way, esc2, sizeof(esc2)), (unsigned)c.owner);
+	return r;
+}
+
 /* --- lookup, getattr ----------------------------------------------------------------- */
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -562,12 +638,35 @@ static void waiter_reply(struct waiter *w, int err)
 	pthread_mutex_unlock(&w->lock);
 }
 
+/*
+ * What close() returns for a job's result (engine.h): 0 only when the
+ * writer's bytes are signed; ECANCELED when someone rewrote, replaced or
+ * removed the file before it was signed (nothing was signed for these bytes);
+ * ENOSPC/EDQUOT when the state directory is full (the signature comes when
+ * there is room); ETIMEDOUT when sigfsd stopped first (it comes after the
+ * restart); EIO when signing failed (NAME.err says why).
+ */
+static int close_errno(int result)
+{
+	switch (result) {
+	case 0:
+		return 0;
+	case -ECANCELED:
+	case -ENOSPC:
+	case -EDQUOT:
+	case -ETIMEDOUT:
+		return -result;
+	default:
+		return EIO;
+	}
+}
+
 /* Engine callback: the job of a waiting close() ended. */
 static void job_done(void *arg, int result)
 {
 	struct waiter *w = arg;
 
-	waiter_reply(w, result < 0 ? EIO : 0);
+	waiter_reply(w, close_errno(result));
 	pthread_mutex_lock(&waiters_lock);
 	for (struct waiter **pp = &waiters; *pp; pp = &(*pp)->next) {
 		if (*pp == w) {
@@ -624,6 +723,7 @@ static int submit(const struct fs_node *n, struct wstate *w, fuse_req_t req, int
 		s.id = w->jid;
 		w->jid = 0;
 		w->dirty = false;
+		s.write_err = w->write_err;
 		/* The writes covered the whole file, in order: hand over a copy of their hash. */
 		if (w->seq && w->hash && fd >= 0 && fstat(fd, &st) == 0 && st.st_size == w->next)
 			s.state = sigfs_hasher_dup(w->hash);
@@ -694,11 +794,14 @@ static bool wants_write(int flags)
 	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 }
 
-/* Open file n; created: by create(), which journaled the write as jid. */
+/*
+ * Open file n; created: by create(), which journaled the write as jid. A
+ * caller opening for writing holds names_lock.
+ */
 static int open_file(fuse_req_t req, const struct fs_node *n, int flags, bool created,
 		     uint64_t jid, struct handle **out)
 {
-	int root = sigfs_keys_inbox_root(fs->ks), fd;
+	int root = sigfs_keys_inbox_root(fs->ks), fd, acc = flags & O_ACCMODE, r;
 	struct handle *h;
 	char path[600];
 	struct stat st;
@@ -710,9 +813,19 @@ static int open_file(fuse_req_t req, const struct fs_node *n, int flags, bool cr
 			refuse(req, EPERM, "outputs are read-only", n->name);
 			return 1;
 		}
+		r = claim_outputs(req, n->key, n->name);
+		if (r < 0)
+			return r;
 	}
+	/*
+	 * O_TRUNC is done here, not by open(): only once the file is known to be
+	 * n and its write is begun (outputs gone, running jobs stale) may it lose
+	 * its content.
+	 */
+	if ((flags & O_TRUNC) && acc == O_RDONLY)
+		acc = O_RDWR;
 	backing_path(n, path, sizeof(path));
-	fd = openat(root, path, (flags & (O_ACCMODE | O_TRUNC | O_APPEND)) | O_NOFOLLOW | O_CLOEXEC);
+	fd = openat(root, path, acc | (flags & O_APPEND) | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0 || st.st_ino != n->id) {
@@ -728,17 +841,26 @@ static int open_file(fuse_req_t req, const struct fs_node *n, int flags, bool cr
 	h->id = n->id;
 	h->kind = FS_FILE;
 	h->writable = wants_write(flags);
+	h->uid = fuse_req_ctx(req)->uid;
 	if (h->writable) {
 		h->ws = ws_get(n->id);
 		if (!h->ws) {
 			handle_free(h);
 			return -ENOMEM;
 		}
+		r = 0;
 		pthread_mutex_lock(&h->ws->lock);
 		h->ws->writers++;
-		if (created || (flags & O_TRUNC))
-			ws_modify(h->ws, n, true, jid, fuse_req_ctx(req)->uid);
+		if (created || (flags & O_TRUNC)) {
+			r = ws_modify(h->ws, n, true, jid, h->uid);
+			if (r == 0 && !created && ftruncate(fd, 0) < 0)
+				r = -errno;
+		}
 		pthread_mutex_unlock(&h->ws->lock);
+		if (r < 0) {
+			handle_release(n->id, h);
+			return r;
+		}
 	}
 	*out = h;
 	return 0;
@@ -777,7 +899,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (r < 0)
 		goto out_err;
 	if (n.kind == FS_FILE) {
+		if (wants_write(fi->flags))
+			pthread_mutex_lock(&names_lock);
 		r = open_file(req, &n, fi->flags, false, 0, &h);
+		if (wants_write(fi->flags))
+			pthread_mutex_unlock(&names_lock);
 		if (r == 1)
 			return;     /* refused, replied */
 	} else if (n.kind == FS_ATTR || n.kind == FS_STATUS) {
@@ -808,7 +934,8 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	int root = sigfs_keys_inbox_root(fs->ks), fd, r;
 	char err[SIGFS_ERRLEN], path[600];
 	struct fs_node p;
-	uint64_t jid;
+	uint64_t jid = 0;
+	struct stat st;
 
 	r = resolve(parent, &p);
 	if (r < 0)
@@ -823,26 +950,46 @@ static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		return 1;
 	}
 	snprintf(path, sizeof(path), "%s/%s", p.key, name);
+	pthread_mutex_lock(&names_lock);
+	if (fstatat(root, path, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		/* Created since the kernel looked (by another client, or over NFS). */
+		r = -EEXIST;
+		if (h && !(flags & O_EXCL)) {
+			r = learn(p.key, name, n);
+			if (r == 0)
+				r = open_file(req, n, flags, false, 0, h);
+		}
+		goto out;
+	}
+	r = claim_outputs(req, p.key, name);
 	/* Journal the write before the file exists: a crash in between still ends in NAME.err. */
-	jid = h ? sigfs_engine_begin(fs->eng, p.key, name, 0, ctx->uid) : 0;
-	fd = openat(root, path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (flags & O_EXCL),
-		    0600);
+	if (r == 0 && h)
+		r = sigfs_engine_begin(fs->eng, p.key, name, 0, ctx->uid, &jid);
+	if (r < 0)
+		goto out;
+	fd = openat(root, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		r = -errno;
 		sigfs_engine_drop(fs->eng, jid);
-		return r;
+		goto out;
 	}
 	/* The file belongs to its writer, with the mode asked for. */
 	r = fchown(fd, ctx->uid, ctx->gid) < 0 || fchmod(fd, mode & 0777 & ~ctx->umask) < 0 ?
 		-errno : 0;
 	close(fd);
+	if (r < 0)
+		unlinkat(root, path, 0);
 	if (r == 0)
 		r = learn(p.key, name, n);
 	if (r == 0 && h)
 		r = open_file(req, n, flags | O_TRUNC, true, jid, h);
+	else if (r == 0)
+		sigfs_engine_forget(fs->eng, p.key, name);  /* mknod: earlier outputs are void */
 	/* On success the open file's write state owns jid (ws_modify is open_file's last step). */
 	if (r < 0 || !h)
 		sigfs_engine_drop(fs->eng, jid);
+out:
+	pthread_mutex_unlock(&names_lock);
 	return r;
 }
 
@@ -903,7 +1050,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
-static int write_ctl(struct handle *h, const char *buf, size_t size, off_t off)
+static int write_ctl(struct handle *h, const char *buf, size_t size, off_t off, uid_t uid)
 {
 	char err[SIGFS_ERRLEN];
 	size_t end = (size_t)off + size;
@@ -931,8 +1078,10 @@ static int write_ctl(struct handle *h, const char *buf, size_t size, off_t off)
 		r = sigfs_keys_attr_check(fs->ks, h->key, (size_t)h->attr, (uint8_t *)h->buf,
 					  h->len, err);
 		if (r < 0) {
-			log_warn("key %s: %s: %s", h->key, sigfs_key_attr_at((size_t)h->attr)->name,
-				 err);
+			const char *attr = sigfs_key_attr_at((size_t)h->attr)->name;
+
+			log_warn("key %s: %s: %s", h->key, attr, err);
+			sigfs_keys_set_last_error(fs->ks, h->key, uid, attr, err);
 			h->attr_bad = true;
 			return r;
 		}
@@ -947,10 +1096,10 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	struct wstate *w = h->ws;
 	struct fs_node n;
 	ssize_t done;
-	int r;
+	int r, saverr = 0;
 
 	if (h->kind != FS_FILE) {
-		r = write_ctl(h, buf, size, off);
+		r = write_ctl(h, buf, size, off, fuse_req_ctx(req)->uid);
 		if (r < 0)
 			fuse_reply_err(req, -r);
 		else
@@ -961,13 +1110,23 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	if (r < 0) {
 		/* Unlinked while open: write on, nothing will be signed. */
 		done = pwrite(h->fd, buf, size, off);
+		saverr = errno;
 		goto reply;
 	}
 	pthread_mutex_lock(&w->lock);
-	ws_modify(w, &n, false, 0, fuse_req_ctx(req)->uid);
+	r = ws_modify(w, &n, false, 0, fuse_req_ctx(req)->uid);
+	if (r < 0) {
+		pthread_mutex_unlock(&w->lock);
+		fuse_reply_err(req, -r);
+		return;
+	}
 	h->wrote = true;
 	done = pwrite(h->fd, buf, size, off);
-	if (done > 0) {
+	if (done < 0) {
+		/* The file lacks these bytes now: it must not be signed as it is. */
+		saverr = errno;
+		w->write_err = saverr;
+	} else if (done > 0) {
 		if (w->seq && off == w->next)
 			w->seq = sigfs_hasher_update(w->hash, buf, (size_t)done) == 0;
 		else
@@ -977,7 +1136,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	pthread_mutex_unlock(&w->lock);
 reply:
 	if (done < 0)
-		fuse_reply_err(req, errno);
+		fuse_reply_err(req, saverr);
 	else
 		fuse_reply_write(req, (size_t)done);
 }
@@ -998,9 +1157,12 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 		r = sigfs_keys_attr_write(fs->ks, h->key, (size_t)h->attr, (uint8_t *)h->buf,
 					  h->len, fuse_req_ctx(req)->uid, err);
-		if (r < 0)
-			log_warn("key %s: %s: %s", h->key, sigfs_key_attr_at((size_t)h->attr)->name,
-				 err);
+		if (r < 0) {
+			const char *attr = sigfs_key_attr_at((size_t)h->attr)->name;
+
+			log_warn("key %s: %s: %s", h->key, attr, err);
+			sigfs_keys_set_last_error(fs->ks, h->key, fuse_req_ctx(req)->uid, attr, err);
+		}
 		fuse_reply_err(req, -r);
 		return;
 	}
@@ -1048,6 +1210,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct handle *h = fi ? hnd(fi) : NULL;
 	char path[600], err[SIGFS_ERRLEN];
 	struct fs_node n;
+	struct stat st;
 
 	r = resolve(ino, &n);
 	if (r < 0)
@@ -1087,26 +1250,37 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			refuse(req, EPERM, "outputs are read-only", n.name);
 			return;
 		}
-		w = ws_get(n.id);
+		pthread_mutex_lock(&names_lock);
+		r = claim_outputs(req, n.key, n.name);
+		w = r == 0 ? ws_get(n.id) : NULL;
 		if (!w) {
-			r = -ENOMEM;
+			pthread_mutex_unlock(&names_lock);
+			if (r == 0)
+				r = -ENOMEM;
 			goto out;
 		}
 		pthread_mutex_lock(&w->lock);
-		ws_modify(w, &n, attr->st_size == 0, 0, fuse_req_ctx(req)->uid);
 		fd = h && h->fd >= 0 ? h->fd : openat(root, path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
-		r = fd < 0 || ftruncate(fd, attr->st_size) < 0 ? -errno : 0;
+		if (fd < 0)
+			r = -errno;
+		else if (!(h && h->fd == fd) && (fstat(fd, &st) < 0 || st.st_ino != n.id))
+			r = -ESTALE;        /* the name holds another file now */
+		else
+			r = ws_modify(w, &n, attr->st_size == 0, 0, fuse_req_ctx(req)->uid);
+		if (r == 0 && ftruncate(fd, attr->st_size) < 0)
+			r = -errno;
 		if (r == 0 && attr->st_size != 0)
 			w->seq = false;
-		if (h)
+		if (r == 0 && h)
 			h->wrote = true;
 		/* truncate(2) without an open writer: nobody else will close it. */
-		if (w->writers == 0)
+		if (w->writers == 0 && w->dirty)
 			submit(&n, w, NULL, fd, fuse_req_ctx(req)->uid);
 		if (fd >= 0 && !(h && h->fd == fd))
 			close(fd);
 		pthread_mutex_unlock(&w->lock);
 		ws_put(w);
+		pthread_mutex_unlock(&names_lock);
 		if (r < 0)
 			goto out;
 	}
@@ -1230,13 +1404,16 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (!fs->cfg->allow_key_delete) {
-		refuse(req, EPERM, "key deletion is switched off (allow_key_delete = no)", name);
+		snprintf(err, sizeof(err), "key deletion is switched off (allow_key_delete = no)");
+		sigfs_keys_set_last_error(fs->ks, name, fuse_req_ctx(req)->uid, "rmdir", err);
+		refuse(req, EPERM, err, name);
 		return;
 	}
 	if (learn(name, NULL, &in) < 0)
 		in.id = 0;
 	r = sigfs_keys_delete(fs->ks, name, fuse_req_ctx(req)->uid, err);
 	if (r < 0) {
+		sigfs_keys_set_last_error(fs->ks, name, fuse_req_ctx(req)->uid, "rmdir", err);
 		refuse(req, -r, err, name);
 		return;
 	}
@@ -1282,9 +1459,10 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 {
 	int root = sigfs_keys_inbox_root(fs->ks), r;
 	char from[600], to[600], err[SIGFS_ERRLEN];
+	uid_t uid = fuse_req_ctx(req)->uid;
 	struct fs_node p, np, n, old;
+	uint64_t jid = 0;
 	bool replaced;
-	uint64_t jid;
 
 	r = resolve(parent, &p);
 	if (r == 0)
@@ -1318,11 +1496,17 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	}
 	snprintf(from, sizeof(from), "%s/%s", p.key, name);
 	snprintf(to, sizeof(to), "%s/%s", np.key, newname);
+	pthread_mutex_lock(&names_lock);
+	r = claim_outputs(req, np.key, newname);
 	/* Journal before the rename: a crash in between leaves NEWNAME.err, not nothing. */
-	jid = sigfs_engine_begin(fs->eng, np.key, newname, n.id, fuse_req_ctx(req)->uid);
-	if (renameat2(root, from, root, to, flags) < 0) {
+	if (r == 0)
+		r = sigfs_engine_begin(fs->eng, np.key, newname, n.id, uid, &jid);
+	if (r == 0 && renameat2(root, from, root, to, flags) < 0) {
 		r = -errno;
 		sigfs_engine_drop(fs->eng, jid);
+	}
+	if (r < 0) {
+		pthread_mutex_unlock(&names_lock);
 		goto out_err;
 	}
 	if (replaced && old.id != n.id)
@@ -1340,15 +1524,24 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 			if (w->dirty)
 				sigfs_engine_drop(fs->eng, w->jid);
 			w->dirty = false;
-			ws_modify(w, &n, false, jid, fuse_req_ctx(req)->uid);
-			if (w->writers == 0)
-				submit(&n, w, NULL, -1, fuse_req_ctx(req)->uid);
+			r = ws_modify(w, &n, false, jid, uid);
+			if (r == 0 && w->writers == 0)
+				r = submit(&n, w, NULL, -1, uid);
 			pthread_mutex_unlock(&w->lock);
 			ws_put(w);
 		} else {
 			sigfs_engine_drop(fs->eng, jid);
+			r = -ENOMEM;
+		}
+		/* The rename happened: it succeeds; what failed is in the log. */
+		if (r < 0) {
+			char esc[SIGFS_ESCAPED_MAX];
+
+			log_err("key %s: %s: renamed into the inbox but not queued for signing: %s",
+				np.key, sigfs_escape(newname, esc, sizeof(esc)), strerror(-r));
 		}
 	}
+	pthread_mutex_unlock(&names_lock);
 	fuse_reply_err(req, 0);
 	return;
 out_err:

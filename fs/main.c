@@ -231,13 +231,25 @@ int main(int argc, char **argv)
 	sd_notify(0, "STOPPING=1");
 	ret = r < 0 ? 1 : 0;
 	err[0] = '\0';
+	/*
+	 * The engine stops while the session exists: a worker that finishes a
+	 * job answers the close() waiting for it through the session, and so
+	 * does the close() timer.
+	 */
+	sigfs_engine_stop(eng);
+	eng = NULL;
+	sigfs_fs_fini(&fs);
 	fuse_session_unmount(se);
+	fuse_remove_signal_handlers(se);
+	fuse_session_destroy(se);
+	goto out;
 out_session:
 	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);
 out_fs:
-	sigfs_fs_fini(&fs);
 	sigfs_engine_stop(eng);
+	sigfs_fs_fini(&fs);
+out:
 	sigfs_keys_close(ks);
 	sigfs_audit_close(audit);
 	if (err[0])

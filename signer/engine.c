@@ -1,12 +1,29 @@
 /*
- * engine.c: job queue, workers, and the rules of engine.h.
+ * engine.c: job queues, workers, and the rules of engine.h.
  *
- * A job's life: submit() journals "A" and queues it; a worker hashes the
- * artifact if the front end could not hash it while it was written, signs
- * through the key's backend, writes the output under a temporary name and,
- * holding out_lock, renames it into place unless the artifact was rewritten
- * meanwhile (begin() marks such jobs stale under the same lock). Then the
- * journal gets "D" and the front end's done() callback runs.
+ * A job's life: submit() journals "A" and queues it in the lane of its key's
+ * backend, in the flow of the user who asked. A lane's workers serve its
+ * flows in turn (one job per turn), so one user's batch cannot starve
+ * another's file, and a backend that is down holds only its own lane. A job
+ * that must read a large file reads it in slices and, when another user is
+ * waiting, gives its worker up between slices, keeping what it has read.
+ * Then it signs through the key's backend and writes the output under a
+ * temporary name; holding out_lock, it audits the signature and renames it
+ * into place, unless the artifact was rewritten meanwhile (begin() marks such
+ * jobs stale under the same lock). Then the journal gets "D" and the front
+ * end's done() runs.
+ *
+ * The artifact belongs to a client who may change it at any time: it is only
+ * ever read with read(2), never mapped. A format that needs the whole message
+ * (pure Ed25519) signs a private copy, made while hashing, so no client can
+ * change or truncate what is being signed, and a job whose artifact changed
+ * while it was read ends without an output.
+ *
+ * Locks, in the order they are taken:
+ *   lock       lanes, their flows and delayed jobs, counters, stopping
+ *   out_lock   the live list (every job not yet finished) and stale flags;
+ *              removal and placement of outputs, and the audit line of a
+ *              placed signature
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +34,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
 
@@ -29,9 +47,55 @@
 #include "signer/request.h"
 
 #define HASH_CHUNK (1u << 20)
+#define SLICE_MS 50                         /* a reading job's turn when others wait */
+#define COPY_MEM_MAX (16u << 20)            /* larger messages are copied to a file */
 #define OUTPUT_MAX (256u << 10)             /* the largest output a format may write */
 #define DIGEST_FILE_MAX 4096
 #define NAME_MAX_LEN 255
+#define DEFER_FIRST_MS 500                  /* retrying a job that found no space */
+#define DEFER_MAX_MS 5000
+#define JOB_YIELD 1                         /* run_job: the job gave its worker up */
+
+enum input_kind { IN_FILE, IN_DIGEST, IN_REQUEST };
+
+/* What a job keeps between its slices: the artifact open, and what was read. */
+struct job_io {
+	bool open;
+	int dirfd, fd;
+	struct stat st;                     /* the artifact when the job opened it */
+	struct sigfs_key k;                 /* the key's settings for this job */
+	enum input_kind kind;
+	const struct sigfs_format *f;
+	struct sigfs_hasher *h;             /* hash of bytes 0..off */
+	off_t off;
+	bool done_reading;
+	bool need_msg;                      /* the format signs the message itself */
+	int copyfd;                         /* private copy of the message, or -1 */
+	uint8_t *copy;                      /* the same in memory, or NULL */
+	const uint8_t *msg;                 /* the message to sign (mapped copy or copy) */
+};
+
+/* What is what: an output's digest name and value, for the audit log. */
+struct signed_what {
+	char name[32];
+	uint8_t value[SIGFS_MAX_DIGEST];
+	size_t len;
+};
+
+/*
+ * An output made but not placed yet: kept while the state directory has no
+ * room for it, so a retry only writes it (signing is not done twice).
+ */
+struct ready {
+	struct sbuf out;                    /* its bytes; out.d NULL: nothing made */
+	const char *suffix;
+	bool is_sig;                        /* a signature (audited), or NAME.err */
+	struct signed_what what;
+	int result;                         /* the job's result once it is placed */
+	struct stat st;                     /* the artifact: owner, inode */
+};
+
+struct lane;
 
 struct job {
 	uint64_t id;
@@ -40,12 +104,39 @@ struct job {
 	char base[NAME_MAX_LEN + 1];       /* outputs are base + suffix */
 	uint64_t ino;
 	uid_t uid;                          /* who asked: the closer or renamer */
+	int write_err;                      /* a write to the artifact failed: not signed */
 	struct sigfs_hasher *state;         /* hash of the whole file made while it was written, or NULL */
 	bool stale;
+	unsigned defers;                    /* times it found no space */
+	struct timespec not_before;         /* a deferred job waits until then */
 	void (*done)(void *arg, int result);
 	void *arg;
-	struct job *next;                   /* queue */
+	struct lane *lane;
+	struct job *next;                   /* its flow, or the lane's delayed list */
 	struct job *lprev, *lnext;          /* live list */
+	struct job_io io;
+	struct ready ready;
+};
+
+/* The jobs of one user in one lane, oldest first. */
+struct flow {
+	uid_t uid;
+	struct job *head, *tail;
+	struct flow *next;
+};
+
+/* The queue and workers of one backend. */
+struct lane {
+	struct sigfs_engine *e;
+	char backend[64];
+	struct flow *flows, *flows_tail;    /* flows with jobs, served from the head */
+	struct job *delayed;                /* deferred jobs, waiting for not_before */
+	pthread_cond_t cond;
+	size_t queued;
+	unsigned running;
+	pthread_t *threads;
+	unsigned nthreads;
+	struct lane *next;
 };
 
 struct sigfs_engine {
@@ -55,18 +146,13 @@ struct sigfs_engine {
 	struct sigfs_journal *journal;
 	int inbox_root;
 
-	pthread_mutex_t lock;               /* queue, live list, counters */
-	pthread_cond_t cond;
-	struct job *head, *tail;
-	struct job *live;
+	pthread_mutex_t lock;
+	struct lane *lanes;
 	bool stopping;
-	unsigned running;
-	size_t queued;
 	uint64_t signed_total, failed_total;
 
-	pthread_mutex_t out_lock;           /* outputs: removal and placement */
-	pthread_t *threads;
-	unsigned nthreads;
+	pthread_mutex_t out_lock;
+	struct job *live;
 };
 
 /* --- names ------------------------------------------------------------------ */
@@ -146,51 +232,131 @@ static void remove_outputs(int dirfd, const char *base)
 	unlinkat(dirfd, out, 0);
 }
 
+/* Call cb for name if it exists in dirfd (not following a symlink). */
+static int sibling(int dirfd, const char *name, sigfs_sibling_fn cb, void *arg)
+{
+	struct stat st;
+
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return 0;
+	return cb(arg, name, &st);
+}
+
+int sigfs_engine_siblings(struct sigfs_engine *e, const char *key, const char *name,
+			  sigfs_sibling_fn cb, void *arg)
+{
+	char base[NAME_MAX_LEN + 1], cand[NAME_MAX_LEN + 32];
+	const struct sigfs_digest *d;
+	const struct sigfs_format *f;
+	struct sigfs_key k;
+	int dirfd, r = 0;
+
+	if (sigfs_engine_ignored(name) || strlen(name) > NAME_MAX_LEN ||
+	    sigfs_keys_get(e->ks, key, &k) < 0)
+		return 0;
+	output_base(&k, name, base);
+	dirfd = openat(e->inbox_root, key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dirfd < 0)
+		return 0;
+	/* The other inputs whose outputs would have the same names. */
+	if (strcmp(base, name) != 0)
+		r = sibling(dirfd, base, cb, arg);
+	for (size_t i = 0; r == 0 && k.digest_files && (d = sigfs_digest_at(i)); i++) {
+		snprintf(cand, sizeof(cand), "%s.%s", base, d->name);
+		if (strcmp(cand, name) != 0)
+			r = sibling(dirfd, cand, cb, arg);
+	}
+	snprintf(cand, sizeof(cand), "%s.sigreq", base);
+	if (r == 0 && strcmp(cand, name) != 0)
+		r = sibling(dirfd, cand, cb, arg);
+	/* And the outputs. */
+	for (size_t i = 0; r == 0 && (f = sigfs_format_at(i)); i++) {
+		snprintf(cand, sizeof(cand), "%s%s", base, f->suffix);
+		r = sibling(dirfd, cand, cb, arg);
+	}
+	snprintf(cand, sizeof(cand), "%s.err", base);
+	if (r == 0)
+		r = sibling(dirfd, cand, cb, arg);
+	close(dirfd);
+	return r;
+}
+
 /* --- output files ------------------------------------------------------------ */
 
+static int write_all(int fd, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 /*
- * Write data as base+suffix in dirfd, atomically, owned by uid/gid, read-only.
- * Placed only if the job is still current; returns -ESTALE if it is not.
+ * Write data as j->base + suffix in the job's inbox dirfd, atomically, owned
+ * by the artifact's owner (ast), read-only. Placed only if the job is still current
+ * (-ECANCELED if not). A signature (what != NULL) is audited in the same
+ * step, so the log has a line for every signature placed and none is placed
+ * whose line could not be written.
  */
-static int place_output(struct sigfs_engine *e, struct job *j, int dirfd, const char *suffix,
-			const void *data, size_t len, uid_t uid, gid_t gid)
+static int place_output(struct sigfs_engine *e, struct job *j, int dirfd, const struct stat *ast,
+			const char *suffix, const void *data, size_t len,
+			const struct signed_what *what)
 {
 	char tmp[64], out[NAME_MAX_LEN + 16];
 	struct stat st;
-	int fd, r = 0;
+	int fd, r;
 
 	snprintf(tmp, sizeof(tmp), ".sigfs-tmp.%" PRIu64 ".%lx", j->id, (unsigned long)pthread_self());
 	snprintf(out, sizeof(out), "%s%s", j->base, suffix);
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0444);
+	unlinkat(dirfd, tmp, 0);
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
 	if (fd < 0)
 		return -errno;
-	if (write(fd, data, len) != (ssize_t)len)
-		r = -EIO;
-	else if (fchown(fd, uid, gid) < 0 || fchmod(fd, 0444) < 0)
+	r = write_all(fd, data, len);
+	if (r == 0 && (fchown(fd, ast->st_uid, ast->st_gid) < 0 || fchmod(fd, 0444) < 0))
 		r = -errno;
-	else if (e->cfg->fsync && fdatasync(fd) < 0)
+	if (r == 0 && e->cfg->fsync && fdatasync(fd) < 0)
 		r = -errno;
-	close(fd);
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
 	if (r < 0)
 		goto fail;
 	pthread_mutex_lock(&e->out_lock);
-	if (j->stale || fstatat(dirfd, j->name, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_ino != j->ino) {
-		r = -ESTALE;
-	} else {
+	if (j->stale || fstatat(dirfd, j->name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    st.st_ino != j->ino) {
+		r = -ECANCELED;
+	} else if (what) {
+		r = sigfs_audit_append(e->audit, "sign", j->key, j->uid, ast->st_uid, what->name,
+				       what->value, what->len, j->name);
+		if (r < 0 && r != -ENOSPC && r != -EDQUOT)
+			r = -EIO;
+	}
+	if (r == 0) {
 		/* One result per artifact: a .sig replaces an old .err and back. */
-		bool is_err = strcmp(suffix, ".err") == 0;
 		char other[NAME_MAX_LEN + 16];
 
-		if (is_err)
+		if (!what)
 			remove_outputs(dirfd, j->base);
 		if (renameat(dirfd, tmp, dirfd, out) < 0) {
 			r = -errno;
-		} else if (!is_err) {
+		} else if (what) {
 			snprintf(other, sizeof(other), "%s.err", j->base);
 			unlinkat(dirfd, other, 0);
 		}
 	}
 	pthread_mutex_unlock(&e->out_lock);
+	if (r == 0 && what)
+		sigfs_keys_count(e->ks, j->key);
 	if (r == 0)
 		return 0;
 fail:
@@ -198,37 +364,153 @@ fail:
 	return r;
 }
 
-/* --- hashing and signing -------------------------------------------------------- */
+/* --- reading the artifact ---------------------------------------------------------- */
 
-/* Hash the whole file with md into a new hasher state. */
-static int hash_fd(int fd, const EVP_MD *md, struct sigfs_hasher **out, char *err)
+static long long now_ms(void)
 {
-	struct sigfs_hasher *h = sigfs_hasher_new(md);
-	uint8_t *buf = malloc(HASH_CHUNK);
-	off_t off = 0;
-	ssize_t n;
-	int r = 0;
+	struct timespec ts;
 
-	if (!h || !buf) {
-		r = sigfs_seterr(err, -ENOMEM, "cannot start %s", EVP_MD_get0_name(md));
-		goto out;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Does a user other than uid wait in lane l? */
+static bool others_waiting(struct sigfs_engine *e, struct lane *l, uid_t uid)
+{
+	bool r = false;
+
+	pthread_mutex_lock(&e->lock);
+	for (struct flow *fl = l->flows; fl && !r; fl = fl->next)
+		r = fl->uid != uid;
+	pthread_mutex_unlock(&e->lock);
+	return r;
+}
+
+static void io_close(struct job_io *io)
+{
+	if (!io->open)
+		return;
+	if (io->msg && io->copyfd >= 0)
+		munmap((void *)io->msg, (size_t)io->st.st_size);
+	if (io->copyfd >= 0)
+		close(io->copyfd);
+	free(io->copy);
+	sigfs_hasher_free(io->h);
+	if (io->fd >= 0)
+		close(io->fd);
+	if (io->dirfd >= 0)
+		close(io->dirfd);
+	memset(io, 0, sizeof(*io));
+}
+
+/*
+ * Where the copy of a message goes: memory for small ones, else an unnamed
+ * file in the state directory, which no client can reach.
+ */
+static int copy_start(struct sigfs_engine *e, struct job_io *io, char *err)
+{
+	size_t size = (size_t)io->st.st_size;
+
+	if (size > COPY_MEM_MAX) {
+		io->copyfd = openat(e->inbox_root, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (io->copyfd >= 0)
+			return 0;
+		if (errno == ENOSPC || errno == EDQUOT)
+			return -errno;
+		log_debug("O_TMPFILE in the state directory: %s; copying into memory",
+			  strerror(errno));
 	}
-	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	while ((n = pread(fd, buf, HASH_CHUNK, off)) > 0) {
-		sigfs_hasher_update(h, buf, (size_t)n);
-		off += n;
-	}
-	if (n < 0)
-		r = sigfs_seterr(err, -EIO, "cannot read the artifact: %s", strerror(errno));
-out:
-	free(buf);
-	if (r < 0) {
-		sigfs_hasher_free(h);
-		return r;
-	}
-	*out = h;
+	io->copy = malloc(size);
+	if (!io->copy)
+		return sigfs_seterr(err, -ENOMEM, "not enough memory to copy the %zu-byte file "
+				    "(the key's format signs the whole file)", size);
 	return 0;
 }
+
+/* The copy is complete: the message to sign. */
+static int copy_finish(struct job_io *io, char *err)
+{
+	void *m;
+
+	if (io->copy) {
+		io->msg = io->copy;
+		return 0;
+	}
+	m = mmap(NULL, (size_t)io->st.st_size, PROT_READ, MAP_PRIVATE, io->copyfd, 0);
+	if (m == MAP_FAILED)
+		return sigfs_seterr(err, -errno, "cannot map the copy of the artifact: %s",
+				    strerror(errno));
+	io->msg = m;
+	return 0;
+}
+
+/*
+ * Read the artifact on from io->off: hash it and, for formats that sign the
+ * message, copy it. Returns 0 when all of it was read, JOB_YIELD when another
+ * user waits and this job had its turn, -ECANCELED when the file changed
+ * size, or an error.
+ */
+static int read_file(struct sigfs_engine *e, struct job *j, char *err)
+{
+	struct job_io *io = &j->io;
+	long long start = now_ms();
+	uint8_t *buf = malloc(HASH_CHUNK);
+	int r = 0;
+
+	if (!buf)
+		return sigfs_seterr(err, -ENOMEM, "out of memory");
+	while (io->off < io->st.st_size) {
+		size_t want = io->st.st_size - io->off < HASH_CHUNK ?
+			(size_t)(io->st.st_size - io->off) : HASH_CHUNK;
+		ssize_t n = pread(io->fd, buf, want, io->off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = sigfs_seterr(err, -EIO, "cannot read the artifact: %s", strerror(errno));
+			break;
+		}
+		if (n == 0) {
+			r = -ECANCELED;         /* truncated while it was read */
+			break;
+		}
+		sigfs_hasher_update(io->h, buf, (size_t)n);
+		if (io->copy) {
+			memcpy(io->copy + io->off, buf, (size_t)n);
+		} else if (io->copyfd >= 0 && pwrite(io->copyfd, buf, (size_t)n, io->off) != n) {
+			r = errno == ENOSPC || errno == EDQUOT ? -errno :
+				sigfs_seterr(err, -EIO, "cannot copy the artifact: %s",
+					     strerror(errno));
+			break;
+		}
+		io->off += n;
+		if (io->off < io->st.st_size && now_ms() - start >= SLICE_MS &&
+		    others_waiting(e, j->lane, j->uid)) {
+			r = JOB_YIELD;
+			break;
+		}
+	}
+	OPENSSL_cleanse(buf, HASH_CHUNK);
+	free(buf);
+	if (r == 0) {
+		io->done_reading = true;
+		if (io->need_msg)
+			r = copy_finish(io, err);
+	}
+	return r;
+}
+
+/* Has the artifact changed since the job opened it? Then nothing is placed. */
+static bool artifact_changed(const struct job_io *io)
+{
+	struct stat st;
+
+	return fstat(io->fd, &st) < 0 || st.st_size != io->st.st_size ||
+	       st.st_mtim.tv_sec != io->st.st_mtim.tv_sec ||
+	       st.st_mtim.tv_nsec != io->st.st_mtim.tv_nsec;
+}
+
+/* --- signing ------------------------------------------------------------------ */
 
 struct sign_ctx {
 	struct sigfs_keys *ks;
@@ -256,13 +538,6 @@ static int read_small(int fd, uint8_t *buf, size_t cap, size_t *len)
 	return 0;
 }
 
-/* What was signed, for the audit log: a digest name and value. */
-struct signed_what {
-	char name[32];
-	uint8_t value[SIGFS_MAX_DIGEST];
-	size_t len;
-};
-
 static void note_state(struct signed_what *w, const struct sigfs_hasher *h)
 {
 	const struct sigfs_digest *d = sigfs_digest_by_ossl(h->name);
@@ -280,144 +555,194 @@ static void note_digest(struct signed_what *w, const struct sigfs_digest *d, con
 	w->len = d->len;
 }
 
-/* Parse NAME.sigreq: what it asks to sign goes into in, its format into *f. */
-static int read_request(int fd, const struct sigfs_key *k, struct sigfs_request *req,
-			const struct sigfs_format **f, char *err)
+/* Encode what in describes with format f and key k into out. */
+static int produce(struct sigfs_engine *e, const struct sigfs_key *k, const struct sigfs_format *f,
+		   struct sigfs_format_input *in, unsigned worker, struct sbuf *out, char *err)
 {
-	uint8_t *buf = malloc(SIGFS_REQUEST_MAX + 1);
+	struct sign_ctx sc = { e->ks, k, worker };
+	struct sigfs_format_key fk;
+	int r;
+
+	r = sigfs_keys_format_key(e->ks, k, f, &fk, err);
+	if (r < 0)
+		return r;
+	in->key = &fk;
+	r = f->produce(in, sign_cb, &sc, out, err);
+	sigfs_keys_format_key_free(&fk);
+	return r;
+}
+
+/* NAME.sigreq: sign what the request says, in the format it asks for. */
+static int sign_request(struct sigfs_engine *e, struct job *j, unsigned worker, struct sbuf *out,
+			struct signed_what *what, char *err)
+{
+	const struct sigfs_key *k = &j->io.k;
+	struct sigfs_format_input in = { .name = j->base, .now = time(NULL) };
+	struct sigfs_request req = { 0 };
 	const struct sigfs_digest *d;
+	uint8_t *buf = malloc(SIGFS_REQUEST_MAX + 1);
 	size_t len = 0;
 	int r;
 
 	if (!buf)
 		return -ENOMEM;
-	r = read_small(fd, buf, SIGFS_REQUEST_MAX + 1, &len);
+	r = read_small(j->io.fd, buf, SIGFS_REQUEST_MAX + 1, &len);
 	if (r < 0)
 		sigfs_seterr(err, r, "cannot read the request: %s", strerror(-r));
 	else if (len > SIGFS_REQUEST_MAX)
 		r = sigfs_seterr(err, -EFBIG, "the request is larger than %d bytes",
 				 SIGFS_REQUEST_MAX);
 	else
-		r = sigfs_request_parse(buf, len, req, err);
+		r = sigfs_request_parse(buf, len, &req, err);
 	free(buf);
 	if (r < 0)
-		return r;
-	if (req->format)
-		*f = req->format;
-	if (req->digest && sigfs_digest_is_weak(req->digest) && !k->allow_sha1)
-		return sigfs_seterr(err, -EPERM, "key %s does not allow sha1 digests", k->name);
+		goto out;
+	if (req.format)
+		j->io.f = req.format;
+	if (req.digest && sigfs_digest_is_weak(req.digest) && !k->allow_sha1) {
+		r = sigfs_seterr(err, -EPERM, "key %s does not allow sha1 digests", k->name);
+		goto out;
+	}
 	/* Judge the pair by what the request hashed with, not by the key's setting. */
-	d = req->digest ? req->digest : req->state ? sigfs_digest_by_ossl(req->state->name) : NULL;
-	return (*f)->check(k->alg, d ? d : k->digest, err);
+	d = req.digest ? req.digest : req.state ? sigfs_digest_by_ossl(req.state->name) : NULL;
+	r = j->io.f->check(k->alg, d ? d : k->digest, err);
+	if (r < 0)
+		goto out;
+	if (req.state) {
+		in.state = req.state;
+		note_state(what, req.state);
+	} else {
+		in.digest = req.digest;
+		in.digest_value = req.digest_value;
+		note_digest(what, req.digest, req.digest_value);
+	}
+	r = produce(e, k, j->io.f, &in, worker, out, err);
+out:
+	sigfs_request_free(&req);
+	return r;
 }
 
 /*
- * Produce the output of job j with key k into out, in format *f (the key's,
- * or the one a request asks for). Returns 0, or a negative errno with the
- * reason in err.
+ * NAME.<digest>: sign the digest line's value. A file that is not meant as a
+ * digest line turns the job into an ordinary file (*as_file).
  */
-static int make_output(struct sigfs_engine *e, struct job *j, const struct sigfs_key *k, int fd,
-		       const struct stat *st, unsigned worker, struct sbuf *out,
-		       const struct sigfs_format **f, struct signed_what *what, char *err)
+static int sign_digest_line(struct sigfs_engine *e, struct job *j, unsigned worker,
+			    struct sbuf *out, struct signed_what *what, bool *as_file, char *err)
 {
+	const struct sigfs_key *k = &j->io.k;
+	const struct sigfs_format *f = j->io.f;
 	struct sigfs_format_input in = { .name = j->base, .now = time(NULL) };
-	struct sign_ctx sc = { e->ks, k, worker };
-	struct sigfs_request req = { 0 };
-	struct sigfs_hasher *state = NULL;
+	uint8_t content[DIGEST_FILE_MAX + 1], dv[SIGFS_MAX_DIGEST];
 	const struct sigfs_digest *dd;
-	struct sigfs_format_key fk;
-	uint8_t dv[SIGFS_MAX_DIGEST];
-	void *map = MAP_FAILED;
-	size_t base_len;
+	size_t len = 0, base_len;
 	int r;
 
-	*f = k->format;
-	dd = k->digest_files ? sigfs_dl_suffix(j->name, &base_len) : NULL;
-	if (has_suffix(j->name, ".sigreq")) {
-		r = read_request(fd, k, &req, f, err);
-		if (r < 0)
-			goto out;
-		if (req.state) {
-			in.state = req.state;
-			note_state(what, req.state);
-		} else {
-			in.digest = req.digest;
-			in.digest_value = req.digest_value;
-			note_digest(what, req.digest, req.digest_value);
-		}
-	} else if (dd) {
-		uint8_t content[DIGEST_FILE_MAX + 1];
-		size_t len = 0;
+	*as_file = false;
+	dd = sigfs_dl_suffix(j->name, &base_len);
+	r = read_small(j->io.fd, content, sizeof(content), &len);
+	if (r < 0)
+		return sigfs_seterr(err, r, "cannot read the digest file: %s", strerror(-r));
+	switch (sigfs_dl_parse(dd, j->base, content, len, dv, err)) {
+	case SIGFS_DL_OK:
+		break;
+	case SIGFS_DL_BAD:
+		return -EINVAL;
+	case SIGFS_DL_NOT_A_LINE:
+		/* An ordinary artifact that happens to have a digest's suffix. */
+		*as_file = true;
+		return 0;
+	}
+	if (sigfs_digest_is_weak(dd) && !k->allow_sha1)
+		return sigfs_seterr(err, -EPERM, "key %s does not allow sha1 digests", k->name);
+	if (f->needs_message(k->alg))
+		return sigfs_seterr(err, -EINVAL, "key %s is %s: it signs whole files, not "
+				    "digests; copy the file itself", k->name, k->alg->name);
+	r = f->check(k->alg, dd, err);
+	if (r < 0)
+		return r;
+	in.digest = dd;
+	in.digest_value = dv;
+	note_digest(what, dd, dv);
+	return produce(e, k, f, &in, worker, out, err);
+}
 
-		r = read_small(fd, content, sizeof(content), &len);
-		if (r < 0)
-			return sigfs_seterr(err, r, "cannot read the digest file: %s", strerror(-r));
-		switch (sigfs_dl_parse(dd, j->base, content, len, dv, err)) {
-		case SIGFS_DL_OK:
-			if (sigfs_digest_is_weak(dd) && !k->allow_sha1)
-				return sigfs_seterr(err, -EPERM, "key %s does not allow sha1 "
-						    "digests", k->name);
-			if ((*f)->needs_message(k->alg))
-				return sigfs_seterr(err, -EINVAL, "key %s is %s: it signs whole "
-						    "files, not digests; copy the file itself",
-						    k->name, k->alg->name);
-			r = (*f)->check(k->alg, dd, err);
-			if (r < 0)
-				return r;
-			in.digest = dd;
-			in.digest_value = dv;
-			note_digest(what, dd, dv);
-			break;
-		case SIGFS_DL_BAD:
-			return -EINVAL;
-		case SIGFS_DL_NOT_A_LINE:
-			/* An ordinary artifact that happens to have a digest's suffix. */
-			strcpy(j->base, j->name);
-			dd = NULL;
-			break;
-		}
-	}
-	if (!in.state && !in.digest) {
-		const EVP_MD *md = sigfs_format_file_md(*f, k->alg, k->digest);
+/* Set a file job up to hash (and maybe copy) the artifact, unless its writes were hashed. */
+static int file_start(struct sigfs_engine *e, struct job *j, char *err)
+{
+	struct job_io *io = &j->io;
+	const EVP_MD *md = sigfs_format_file_md(io->f, io->k.alg, io->k.digest);
 
-		if (st->st_size == 0)
-			return sigfs_seterr(err, -ENODATA, "the file is empty: there is nothing to sign");
-		if (j->state && sigfs_hasher_is(j->state, md)) {
-			log_debug("key %s: job %" PRIu64 ": digest computed while the file was written",
-				  k->name, j->id);
-			state = j->state;
-			j->state = NULL;
-		} else {
-			log_debug("key %s: job %" PRIu64 ": reading the file to hash it", k->name, j->id);
-			r = hash_fd(fd, md, &state, err);
-			if (r < 0)
-				return r;
-		}
-		in.state = state;
-		note_state(what, state);
-		if ((*f)->needs_message(k->alg)) {
-			map = mmap(NULL, (size_t)st->st_size, PROT_READ, MAP_SHARED, fd, 0);
-			if (map == MAP_FAILED) {
-				r = sigfs_seterr(err, -errno, "cannot map the artifact: %s",
-						 strerror(errno));
-				goto out;
-			}
-			in.message = map;
-			in.message_len = (size_t)st->st_size;
-		}
+	io->kind = IN_FILE;
+	if (j->write_err)
+		return sigfs_seterr(err, -EIO, "a write to this file failed (%s): it is "
+				    "incomplete and was not signed; write it again",
+				    strerror(j->write_err));
+	if (io->st.st_size == 0)
+		return sigfs_seterr(err, -ENODATA, "the file is empty: there is nothing to sign");
+	io->need_msg = io->f->needs_message(io->k.alg);
+	if (!io->need_msg && j->state && sigfs_hasher_is(j->state, md)) {
+		log_debug("key %s: job %" PRIu64 ": digest computed while the file was written",
+			  io->k.name, j->id);
+		io->h = j->state;
+		j->state = NULL;
+		io->done_reading = true;
+		return 0;
 	}
-	r = sigfs_keys_format_key(e->ks, k, *f, &fk, err);
-	if (r == 0) {
-		in.key = &fk;
-		r = (*f)->produce(&in, sign_cb, &sc, out, err);
-		sigfs_keys_format_key_free(&fk);
+	log_debug("key %s: job %" PRIu64 ": reading the file to hash it", io->k.name, j->id);
+	io->h = sigfs_hasher_new(md);
+	if (!io->h)
+		return sigfs_seterr(err, -ENOMEM, "cannot start %s", EVP_MD_get0_name(md));
+	return io->need_msg ? copy_start(e, io, err) : 0;
+}
+
+/* The whole file was read (or hashed while written): sign it. */
+static int sign_file(struct sigfs_engine *e, struct job *j, unsigned worker, struct sbuf *out,
+		     struct signed_what *what, char *err)
+{
+	struct job_io *io = &j->io;
+	struct sigfs_format_input in = { .name = j->base, .now = time(NULL), .state = io->h };
+
+	if (artifact_changed(io))
+		return -ECANCELED;
+	note_state(what, io->h);
+	if (io->need_msg) {
+		in.message = io->msg;
+		in.message_len = (size_t)io->st.st_size;
 	}
-out:
-	if (map != MAP_FAILED)
-		munmap(map, (size_t)st->st_size);
-	sigfs_hasher_free(state);
-	sigfs_request_free(&req);
-	return r;
+	return produce(e, &io->k, io->f, &in, worker, out, err);
+}
+
+/* Open the job's artifact and find out what it is. */
+static int job_open(struct sigfs_engine *e, struct job *j, char *err)
+{
+	struct job_io *io = &j->io;
+	size_t n;
+
+	memset(io, 0, sizeof(*io));
+	io->open = true;
+	io->dirfd = io->fd = io->copyfd = -1;
+	if (sigfs_keys_get(e->ks, j->key, &io->k) < 0) {
+		log_warn("key %s: deleted before its job for an artifact ran", j->key);
+		return -ECANCELED;
+	}
+	io->f = io->k.format;
+	output_base(&io->k, j->name, j->base);
+	io->dirfd = openat(e->inbox_root, j->key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (io->dirfd < 0)
+		return -ECANCELED;
+	io->fd = openat(io->dirfd, j->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	/* Removed or replaced since: the replacement has its own job. */
+	if (io->fd < 0 || fstat(io->fd, &io->st) < 0 || io->st.st_ino != j->ino)
+		return -ECANCELED;
+	if (!S_ISREG(io->st.st_mode))
+		return sigfs_seterr(err, -EINVAL, "not a regular file");
+	if (has_suffix(j->name, ".sigreq"))
+		io->kind = IN_REQUEST;
+	else if (io->k.digest_files && sigfs_dl_suffix(j->name, &n))
+		io->kind = IN_DIGEST;
+	else
+		return file_start(e, j, err);
+	return 0;
 }
 
 static void log_failure(const struct job *j, const char *err)
@@ -427,138 +752,401 @@ static void log_failure(const struct job *j, const char *err)
 	log_err("key %s: %s: %s", j->key, sigfs_escape(j->name, esc, sizeof(esc)), err);
 }
 
-/* Run one job; returns the result passed to done(). */
-static int run_job(struct sigfs_engine *e, struct job *j, unsigned worker)
+static bool no_space(int r)
 {
-	struct signed_what what = { .len = 0 };
-	const struct sigfs_format *f = NULL;
-	char err[SIGFS_ERRLEN] = "";
-	struct sigfs_key k;
-	struct sbuf out;
-	struct stat st;
-	int dirfd, fd = -1, r;
+	return r == -ENOSPC || r == -EDQUOT;
+}
 
-	if (sigfs_keys_get(e->ks, j->key, &k) < 0) {
-		log_warn("key %s: deleted before its job for an artifact ran", j->key);
-		return -ENOENT;
-	}
-	output_base(&k, j->name, j->base);
-	dirfd = openat(e->inbox_root, j->key, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dirfd < 0)
-		return -errno;
-	fd = openat(dirfd, j->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0 || fstat(fd, &st) < 0 || st.st_ino != j->ino) {
-		/* Removed or replaced since: the replacement has its own job. */
-		r = -ESTALE;
-		goto out;
-	}
-	sbuf_init(&out, OUTPUT_MAX);
-	if (!S_ISREG(st.st_mode))
-		r = sigfs_seterr(err, -EINVAL, "not a regular file");
-	else
-		r = make_output(e, j, &k, fd, &st, worker, &out, &f, &what, err);
-	if (r == 0) {
-		r = place_output(e, j, dirfd, f->suffix, out.d, out.len, st.st_uid, st.st_gid);
-		if (r == 0) {
-			sigfs_audit_append(e->audit, "sign", k.name, j->uid, st.st_uid, what.name,
-					   what.value, what.len, j->name);
-			sigfs_keys_count(e->ks, k.name);
-		} else if (r != -ESTALE) {
-			snprintf(err, sizeof(err), "cannot write the signature: %s", strerror(-r));
+/*
+ * Make the job's output into j->ready: its signature, or the one line of
+ * NAME.err saying why it failed. Returns 0 (j->ready holds an output),
+ * JOB_YIELD, -ECANCELED (nothing to place), or -ENOSPC/-EDQUOT (no room
+ * for the private copy of the message).
+ */
+static int make_output(struct sigfs_engine *e, struct job *j, unsigned worker)
+{
+	struct ready *rd = &j->ready;
+	char err[SIGFS_ERRLEN] = "", line[SIGFS_ERRLEN + 2];
+	bool as_file = false;
+	int r = 0, n;
+
+	if (!j->io.open)
+		r = job_open(e, j, err);
+	if (r == 0 && j->io.kind == IN_DIGEST && !j->io.done_reading) {
+		r = sign_digest_line(e, j, worker, &rd->out, &rd->what, &as_file, err);
+		if (r == 0 && as_file) {
+			strcpy(j->base, j->name);
+			r = file_start(e, j, err);
 		}
 	}
-	sbuf_free(&out);
-	if (r < 0 && r != -ESTALE) {
-		char line[SIGFS_ERRLEN + 2];
-		int n;
-
-		if (!err[0])
-			snprintf(err, sizeof(err), "signing failed: %s", strerror(-r));
-		log_failure(j, err);
-		n = snprintf(line, sizeof(line), "%s\n", err);
-		place_output(e, j, dirfd, ".err", line, (size_t)n, st.st_uid, st.st_gid);
+	if (r == 0 && j->io.kind == IN_FILE && !j->io.done_reading)
+		r = read_file(e, j, err);
+	if (r == JOB_YIELD)
+		return r;
+	if (r == 0 && j->io.kind == IN_REQUEST)
+		r = sign_request(e, j, worker, &rd->out, &rd->what, err);
+	else if (r == 0 && j->io.kind == IN_FILE)
+		r = sign_file(e, j, worker, &rd->out, &rd->what, err);
+	rd->st = j->io.st;
+	rd->result = r;
+	if (r == 0) {
+		rd->suffix = j->io.f->suffix;
+		rd->is_sig = true;
+		return 0;
 	}
-out:
-	if (fd >= 0)
-		close(fd);
+	if (r == -ECANCELED || no_space(r) || j->io.st.st_ino != j->ino)
+		return r == -ECANCELED || no_space(r) ? r : -ECANCELED;
+	if (!err[0])
+		snprintf(err, sizeof(err), "signing failed: %s", strerror(-r));
+	log_failure(j, err);
+	n = snprintf(line, sizeof(line), "%s\n", err);
+	sbuf_free(&rd->out);
+	sbuf_init(&rd->out, OUTPUT_MAX);
+	rd->suffix = ".err";
+	rd->is_sig = false;
+	return sbuf_put(&rd->out, line, (size_t)n) == 0 ? 0 : -ENOMEM;
+}
+
+/* Place j->ready; a signature that cannot be written becomes NAME.err. */
+static int place_ready(struct sigfs_engine *e, struct job *j)
+{
+	struct ready *rd = &j->ready;
+	int dirfd, r;
+
+	dirfd = openat(e->inbox_root, j->key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dirfd < 0)
+		return -ECANCELED;
+	r = place_output(e, j, dirfd, &rd->st, rd->suffix, rd->out.d, rd->out.len,
+			 rd->is_sig ? &rd->what : NULL);
+	if (r < 0 && rd->is_sig && r != -ECANCELED && !no_space(r)) {
+		char line[SIGFS_ERRLEN + 2];
+		int n = snprintf(line, sizeof(line), "cannot write the signature: %s\n",
+				 strerror(-r));
+
+		log_failure(j, line);
+		rd->result = r;
+		r = place_output(e, j, dirfd, &rd->st, ".err", line, (size_t)n, NULL);
+	}
 	close(dirfd);
+	return r < 0 ? r : rd->result;
+}
+
+/*
+ * Run one turn of a job. Returns 0 (signed), JOB_YIELD (more to read, another
+ * user waits), -ECANCELED (the artifact changed or went: nothing placed),
+ * -ENOSPC/-EDQUOT (no room for the copy, the output or the audit line: try
+ * again later; a made output is kept for that), or another negative errno
+ * (failed, NAME.err written).
+ */
+static int run_job(struct sigfs_engine *e, struct job *j, unsigned worker)
+{
+	int r = 0;
+
+	/* Rewritten or replaced since it was queued (or while it waited for its turn). */
+	if (__atomic_load_n(&j->stale, __ATOMIC_RELAXED)) {
+		r = -ECANCELED;
+		goto out;
+	}
+	if (!j->ready.out.d) {
+		sbuf_init(&j->ready.out, OUTPUT_MAX);
+		r = make_output(e, j, worker);
+		if (r == JOB_YIELD)
+			return r;
+		if (r < 0)
+			goto out;
+	}
+	io_close(&j->io);
+	r = place_ready(e, j);
+	if (no_space(r))
+		return r;
+out:
+	io_close(&j->io);
+	sbuf_free(&j->ready.out);
 	return r;
 }
 
-/* --- queue ------------------------------------------------------------------ */
+/* --- lanes -------------------------------------------------------------------- */
 
 static void live_unlink(struct sigfs_engine *e, struct job *j)
 {
+	pthread_mutex_lock(&e->out_lock);
 	if (j->lprev)
 		j->lprev->lnext = j->lnext;
 	else
 		e->live = j->lnext;
 	if (j->lnext)
 		j->lnext->lprev = j->lprev;
+	pthread_mutex_unlock(&e->out_lock);
+}
+
+static void job_free(struct job *j)
+{
+	io_close(&j->io);
+	sbuf_free(&j->ready.out);
+	sigfs_hasher_free(j->state);
+	free(j);
+}
+
+/* Queue j in its user's flow (lock held): at the end, or first (a job resuming its turn). */
+static int flow_push(struct lane *l, struct job *j, bool front)
+{
+	struct flow *fl;
+
+	for (fl = l->flows; fl && fl->uid != j->uid; fl = fl->next)
+		;
+	if (!fl) {
+		fl = calloc(1, sizeof(*fl));
+		if (!fl)
+			return -ENOMEM;
+		fl->uid = j->uid;
+		if (l->flows_tail)
+			l->flows_tail->next = fl;
+		else
+			l->flows = fl;
+		l->flows_tail = fl;
+	}
+	if (front) {
+		j->next = fl->head;
+		fl->head = j;
+		if (!fl->tail)
+			fl->tail = j;
+	} else {
+		j->next = NULL;
+		if (fl->tail)
+			fl->tail->next = j;
+		else
+			fl->head = j;
+		fl->tail = j;
+	}
+	l->queued++;
+	pthread_cond_signal(&l->cond);
+	return 0;
+}
+
+static bool due(const struct timespec *t, const struct timespec *now)
+{
+	return t->tv_sec < now->tv_sec || (t->tv_sec == now->tv_sec && t->tv_nsec <= now->tv_nsec);
+}
+
+/*
+ * The next job of lane l (lock held): the first job of the first flow, whose
+ * flow then goes to the end of the line. Deferred jobs whose time has come
+ * join their flows first. NULL if nothing is ready; *wake is then when the
+ * next deferred job is (tv_sec 0: none).
+ */
+static struct job *lane_next(struct lane *l, struct timespec *wake)
+{
+	struct timespec now;
+	struct flow *fl;
+	struct job *j;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	wake->tv_sec = 0;
+	for (struct job **pp = &l->delayed; (j = *pp);) {
+		if (due(&j->not_before, &now)) {
+			*pp = j->next;
+			if (flow_push(l, j, false) == 0)
+				continue;
+			j->next = *pp;      /* no memory for a flow: stays delayed */
+			*pp = j;
+		}
+		if (!wake->tv_sec || !due(wake, &j->not_before))
+			*wake = j->not_before;
+		pp = &j->next;
+	}
+	fl = l->flows;
+	if (!fl)
+		return NULL;
+	j = fl->head;
+	fl->head = j->next;
+	if (!fl->head)
+		fl->tail = NULL;
+	l->flows = fl->next;
+	if (!l->flows)
+		l->flows_tail = NULL;
+	if (fl->head) {
+		fl->next = NULL;
+		if (l->flows_tail)
+			l->flows_tail->next = fl;
+		else
+			l->flows = fl;
+		l->flows_tail = fl;
+	} else {
+		free(fl);
+	}
+	l->queued--;
+	return j;
+}
+
+/* A job that found no space waits and tries again, later each time (lock held). */
+static void lane_defer(struct lane *l, struct job *j)
+{
+	unsigned ms = DEFER_FIRST_MS << (j->defers < 4 ? j->defers : 4);
+
+	if (ms > DEFER_MAX_MS)
+		ms = DEFER_MAX_MS;
+	j->defers++;
+	clock_gettime(CLOCK_MONOTONIC, &j->not_before);
+	j->not_before.tv_sec += ms / 1000;
+	j->not_before.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (j->not_before.tv_nsec >= 1000000000) {
+		j->not_before.tv_sec++;
+		j->not_before.tv_nsec -= 1000000000;
+	}
+	j->next = l->delayed;
+	l->delayed = j;
+}
+
+/* Tell the front end once; a deferred job's later end has nobody to tell. */
+static void job_report(struct job *j, int result)
+{
+	void (*done)(void *, int) = j->done;
+
+	j->done = NULL;
+	if (done)
+		done(j->arg, result);
 }
 
 struct worker_arg {
-	struct sigfs_engine *e;
+	struct lane *l;
 	unsigned index;
 };
 
 static void *worker_main(void *p)
 {
 	struct worker_arg *wa = p;
-	struct sigfs_engine *e = wa->e;
+	struct lane *l = wa->l;
+	struct sigfs_engine *e = l->e;
 	unsigned index = wa->index;
 
 	free(wa);
+	pthread_mutex_lock(&e->lock);
 	for (;;) {
+		struct timespec wake;
 		struct job *j;
 		int r;
 
-		pthread_mutex_lock(&e->lock);
-		while (!e->head && !e->stopping)
-			pthread_cond_wait(&e->cond, &e->lock);
-		j = e->head;
-		if (!j) {
-			pthread_mutex_unlock(&e->lock);
+		if (e->stopping)
 			break;
+		j = lane_next(l, &wake);
+		if (!j) {
+			if (wake.tv_sec)
+				pthread_cond_timedwait(&l->cond, &e->lock, &wake);
+			else
+				pthread_cond_wait(&l->cond, &e->lock);
+			continue;
 		}
-		e->head = j->next;
-		if (!e->head)
-			e->tail = NULL;
-		e->queued--;
-		e->running++;
+		l->running++;
 		pthread_mutex_unlock(&e->lock);
 
 		r = run_job(e, j, index);
-		sigfs_journal_done(e->journal, j->id);
 
 		pthread_mutex_lock(&e->lock);
-		e->running--;
+		l->running--;
+		if (r == JOB_YIELD && !e->stopping && flow_push(l, j, true) == 0)
+			continue;
+		if (no_space(r) && !e->stopping) {
+			char esc[SIGFS_ESCAPED_MAX];
+
+			if (j->defers == 0)
+				log_err("key %s: %s: no space left for its output: it is signed when "
+					"the state directory has room again", j->key,
+					sigfs_escape(j->name, esc, sizeof(esc)));
+			lane_defer(l, j);
+			pthread_mutex_unlock(&e->lock);
+			job_report(j, r);
+			pthread_mutex_lock(&e->lock);
+			continue;
+		}
+		if (r == JOB_YIELD || no_space(r)) {
+			/* Stopping: the job stays journaled and is done at the next start. */
+			pthread_mutex_unlock(&e->lock);
+			live_unlink(e, j);
+			job_report(j, -ETIMEDOUT);
+			job_free(j);
+			pthread_mutex_lock(&e->lock);
+			continue;
+		}
 		if (r == 0)
 			e->signed_total++;
-		else if (r != -ESTALE)
+		else if (r != -ECANCELED)
 			e->failed_total++;
-		pthread_mutex_lock(&e->out_lock);
-		live_unlink(e, j);
-		pthread_mutex_unlock(&e->out_lock);
 		pthread_mutex_unlock(&e->lock);
-		if (j->done)
-			j->done(j->arg, r == -ESTALE ? 0 : r);
-		sigfs_hasher_free(j->state);
-		free(j);
+		sigfs_journal_done(e->journal, j->id);
+		live_unlink(e, j);
+		job_report(j, r);
+		job_free(j);
+		pthread_mutex_lock(&e->lock);
 	}
+	pthread_mutex_unlock(&e->lock);
 	return NULL;
+}
+
+/* The lane of backend (lock held), made with its workers on first use. */
+static int lane_get(struct sigfs_engine *e, const char *backend, struct lane **out)
+{
+	unsigned n = e->cfg->workers ? e->cfg->workers : 1;
+	pthread_condattr_t ca;
+	struct lane *l;
+
+	for (l = e->lanes; l; l = l->next) {
+		if (strcmp(l->backend, backend) == 0) {
+			*out = l;
+			return 0;
+		}
+	}
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->threads = calloc(n, sizeof(*l->threads));
+	if (!l->threads) {
+		free(l);
+		return -ENOMEM;
+	}
+	l->e = e;
+	snprintf(l->backend, sizeof(l->backend), "%s", backend);
+	/* Deferred jobs wake workers at CLOCK_MONOTONIC times (lane_next). */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&l->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	for (unsigned i = 0; i < n; i++) {
+		struct worker_arg *wa = malloc(sizeof(*wa));
+
+		if (!wa)
+			break;
+		wa->l = l;
+		wa->index = i;
+		if (pthread_create(&l->threads[i], NULL, worker_main, wa) != 0) {
+			free(wa);
+			break;
+		}
+		l->nthreads++;
+	}
+	if (l->nthreads == 0) {
+		pthread_cond_destroy(&l->cond);
+		free(l->threads);
+		free(l);
+		log_err("backend %s: cannot start a signer thread", backend);
+		return -EAGAIN;
+	}
+	if (l->nthreads < n)
+		log_warn("backend %s: started %u of %u signer threads", backend, l->nthreads, n);
+	l->next = e->lanes;
+	e->lanes = l;
+	*out = l;
+	return 0;
 }
 
 static int enqueue(struct sigfs_engine *e, struct job *j)
 {
-	pthread_mutex_lock(&e->lock);
-	j->next = NULL;
-	if (e->tail)
-		e->tail->next = j;
-	else
-		e->head = j;
-	e->tail = j;
-	e->queued++;
+	struct sigfs_key k;
+	int r;
+
+	/* A job of a deleted key goes anywhere: it ends at once. */
+	if (sigfs_keys_get(e->ks, j->key, &k) < 0)
+		snprintf(k.backend, sizeof(k.backend), "%s", "");
+	/* Live before it is queued: a worker may take it (and end it) at once. */
 	pthread_mutex_lock(&e->out_lock);
 	j->lnext = e->live;
 	j->lprev = NULL;
@@ -566,48 +1154,69 @@ static int enqueue(struct sigfs_engine *e, struct job *j)
 		e->live->lprev = j;
 	e->live = j;
 	pthread_mutex_unlock(&e->out_lock);
-	pthread_cond_signal(&e->cond);
+	pthread_mutex_lock(&e->lock);
+	r = e->stopping ? -ESHUTDOWN : lane_get(e, k.backend, &j->lane);
+	if (r == 0)
+		r = flow_push(j->lane, j, false);
 	pthread_mutex_unlock(&e->lock);
-	return 0;
+	if (r < 0)
+		live_unlink(e, j);
+	return r;
 }
 
-uint64_t sigfs_engine_begin(struct sigfs_engine *e, const char *key, const char *name,
-			    uint64_t ino, uid_t uid)
+/* --- the front end's calls ---------------------------------------------------- */
+
+void sigfs_engine_forget(struct sigfs_engine *e, const char *key, const char *name)
 {
 	char base[NAME_MAX_LEN + 1];
 	struct sigfs_key k;
-	uint64_t id;
 	int dirfd;
 
-	if (sigfs_engine_ignored(name) || sigfs_keys_get(e->ks, key, &k) < 0 ||
-	    strlen(name) > NAME_MAX_LEN)
-		return 0;
-	/* Journal first: a crash from here on leaves NAME.err, never nothing. */
-	id = sigfs_journal_next_id(e->journal);
-	sigfs_journal_append(e->journal, 'W', id, ino, uid, key, name);
+	if (sigfs_engine_ignored(name) || strlen(name) > NAME_MAX_LEN ||
+	    sigfs_keys_get(e->ks, key, &k) < 0)
+		return;
 	output_base(&k, name, base);
-	dirfd = openat(e->inbox_root, key, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dirfd = openat(e->inbox_root, key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	pthread_mutex_lock(&e->out_lock);
 	for (struct job *j = e->live; j; j = j->lnext) {
 		char jbase[NAME_MAX_LEN + 1];
 
 		output_base(&k, j->name, jbase);
 		if (strcmp(j->key, key) == 0 && strcmp(jbase, base) == 0)
-			j->stale = true;
+			__atomic_store_n(&j->stale, true, __ATOMIC_RELAXED);
 	}
 	if (dirfd >= 0)
 		remove_outputs(dirfd, base);
 	pthread_mutex_unlock(&e->out_lock);
 	if (dirfd >= 0)
 		close(dirfd);
-	return id;
 }
 
-void sigfs_engine_begun(struct sigfs_engine *e, uint64_t id, const char *key, const char *name,
-			uint64_t ino, uid_t uid)
+int sigfs_engine_begin(struct sigfs_engine *e, const char *key, const char *name, uint64_t ino,
+		       uid_t uid, uint64_t *id)
 {
-	if (id)
-		sigfs_journal_append(e->journal, 'W', id, ino, uid, key, name);
+	struct sigfs_key k;
+	uint64_t nid;
+	int r;
+
+	*id = 0;
+	if (sigfs_engine_ignored(name) || sigfs_keys_get(e->ks, key, &k) < 0 ||
+	    strlen(name) > NAME_MAX_LEN)
+		return 0;
+	/* Journal first: a crash from here on leaves NAME.err, never nothing. */
+	nid = sigfs_journal_next_id(e->journal);
+	r = sigfs_journal_append(e->journal, 'W', nid, ino, uid, key, name);
+	if (r < 0)
+		return r;
+	sigfs_engine_forget(e, key, name);
+	*id = nid;
+	return 0;
+}
+
+int sigfs_engine_begun(struct sigfs_engine *e, uint64_t id, const char *key, const char *name,
+		       uint64_t ino, uid_t uid)
+{
+	return id ? sigfs_journal_append(e->journal, 'W', id, ino, uid, key, name) : 0;
 }
 
 const EVP_MD *sigfs_engine_file_md(struct sigfs_engine *e, const char *key)
@@ -627,6 +1236,7 @@ void sigfs_engine_drop(struct sigfs_engine *e, uint64_t id)
 
 int sigfs_engine_submit(struct sigfs_engine *e, const struct sigfs_submit *s)
 {
+	bool reported;
 	struct job *j;
 	int r;
 
@@ -643,20 +1253,60 @@ int sigfs_engine_submit(struct sigfs_engine *e, const struct sigfs_submit *s)
 	strcpy(j->name, s->name);
 	j->ino = s->ino;
 	j->uid = s->uid;
+	j->write_err = s->write_err;
 	j->id = s->id ? s->id : sigfs_journal_next_id(e->journal);
 	j->state = s->state;
 	j->done = s->done;
 	j->arg = s->arg;
 	r = sigfs_journal_append(e->journal, 'A', j->id, j->ino, j->uid, j->key, j->name);
-	if (r < 0) {
-		sigfs_hasher_free(j->state);
-		free(j);
-		return r;
+	reported = no_space(r);
+	if (reported) {
+		/*
+		 * Not accepted for good (a crash now leaves NAME.err, from the write's
+		 * record), but it is signed, or gets its NAME.err, once there is room;
+		 * the writer learns that at once.
+		 */
+		job_report(j, r);
+		r = 0;
 	}
-	return enqueue(e, j);
+	if (r == 0)
+		r = enqueue(e, j);
+	if (r < 0) {
+		job_free(j);
+		return reported ? 0 : r;    /* done() ran already: it was told */
+	}
+	return 0;
 }
 
 /* --- start, stop, status ---------------------------------------------------------- */
+
+/* 'W' left by the last run: the writer never finished; say so in NAME.err. */
+static void mark_unfinished(struct sigfs_engine *e, const struct sigfs_journal_entry *v)
+{
+	static const char msg[] = "sigfsd stopped while this file was being written: it was not "
+				  "signed; write it again\n";
+	struct job j = { .id = v->id, .ino = v->ino, .uid = v->uid };
+	struct job_io *io = &j.io;
+	int r;
+
+	io->dirfd = io->fd = io->copyfd = -1;
+	io->open = true;
+	strcpy(j.key, v->key);
+	strcpy(j.name, v->name);
+	io->dirfd = openat(e->inbox_root, v->key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	/* Inode 0: the daemon stopped while creating it; whatever holds the name now is that file. */
+	if (io->dirfd >= 0 && sigfs_keys_get(e->ks, v->key, &io->k) == 0 &&
+	    fstatat(io->dirfd, v->name, &io->st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISREG(io->st.st_mode) && (io->st.st_ino == v->ino || v->ino == 0)) {
+		j.ino = io->st.st_ino;
+		output_base(&io->k, j.name, j.base);
+		r = place_output(e, &j, io->dirfd, &io->st, ".err", msg, sizeof(msg) - 1, NULL);
+		if (r < 0)
+			log_err("journal: cannot mark %s/%s as unfinished: %s", v->key, v->name,
+				strerror(-r));
+	}
+	io_close(io);
+}
 
 /* Finish what the journal says was left when the daemon last stopped. */
 static void recover(struct sigfs_engine *e, const struct sigfs_journal_entry *v, size_t n)
@@ -664,39 +1314,19 @@ static void recover(struct sigfs_engine *e, const struct sigfs_journal_entry *v,
 	size_t resumed = 0, incomplete = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		struct job j = { .id = v[i].id, .ino = v[i].ino };
 		struct sigfs_submit s = { .key = v[i].key, .name = v[i].name, .ino = v[i].ino,
 					  .id = v[i].id, .uid = v[i].uid };
-		struct sigfs_key k;
-		struct stat st;
-		int dirfd;
 
 		if (v[i].op == 'A') {
-			sigfs_engine_submit(e, &s);
-			resumed++;
+			if (sigfs_engine_submit(e, &s) == 0)
+				resumed++;
+			else
+				log_err("journal: cannot queue the accepted job for %s/%s again",
+					v[i].key, v[i].name);
 			continue;
 		}
-		/*
-		 * 'W': the writer never closed the file while we ran. Inode 0: the
-		 * daemon stopped while creating it; whatever holds the name now is
-		 * that file.
-		 */
-		dirfd = openat(e->inbox_root, v[i].key, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dirfd >= 0 && sigfs_keys_get(e->ks, v[i].key, &k) == 0 &&
-		    fstatat(dirfd, v[i].name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    (st.st_ino == v[i].ino || v[i].ino == 0)) {
-			j.ino = st.st_ino;
-			static const char msg[] = "sigfsd stopped while this file was being "
-						  "written: it was not signed; write it again\n";
-
-			strcpy(j.key, v[i].key);
-			strcpy(j.name, v[i].name);
-			output_base(&k, j.name, j.base);
-			place_output(e, &j, dirfd, ".err", msg, sizeof(msg) - 1, st.st_uid, st.st_gid);
-			incomplete++;
-		}
-		if (dirfd >= 0)
-			close(dirfd);
+		mark_unfinished(e, &v[i]);
+		incomplete++;
 		sigfs_journal_done(e->journal, v[i].id);
 	}
 	if (resumed || incomplete)
@@ -714,28 +1344,20 @@ int sigfs_engine_start(const struct sigfs_config *cfg, struct sigfs_keys *ks,
 	int r;
 
 	if (!e)
-		return -ENOMEM;
+		return sigfs_seterr(err, -ENOMEM, "out of memory");
 	e->cfg = cfg;
 	e->ks = ks;
 	e->audit = audit;
 	e->inbox_root = sigfs_keys_inbox_root(ks);
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_mutex_init(&e->out_lock, NULL);
-	pthread_cond_init(&e->cond, NULL);
 	snprintf(path, sizeof(path), "%s/journal", cfg->state_dir);
 	r = sigfs_journal_open(path, cfg->fsync, &e->journal, &pending, &npending, err);
 	if (r < 0) {
+		pthread_mutex_destroy(&e->lock);
+		pthread_mutex_destroy(&e->out_lock);
 		free(e);
 		return r;
-	}
-	e->nthreads = cfg->workers ? cfg->workers : 1;
-	e->threads = calloc(e->nthreads, sizeof(*e->threads));
-	for (unsigned i = 0; e->threads && i < e->nthreads; i++) {
-		struct worker_arg *wa = malloc(sizeof(*wa));
-
-		wa->e = e;
-		wa->index = i;
-		pthread_create(&e->threads[i], NULL, worker_main, wa);
 	}
 	recover(e, pending, npending);
 	free(pending);
@@ -743,39 +1365,84 @@ int sigfs_engine_start(const struct sigfs_config *cfg, struct sigfs_keys *ks,
 	return 0;
 }
 
+/* Jobs still queued at stop stay journaled: the next start signs them. */
+static void lane_drop_queued(struct sigfs_engine *e, struct lane *l)
+{
+	struct timespec wake;
+	struct job *j;
+
+	while ((j = l->delayed)) {
+		l->delayed = j->next;
+		live_unlink(e, j);
+		job_free(j);
+	}
+	while ((j = lane_next(l, &wake))) {
+		live_unlink(e, j);
+		job_report(j, -ETIMEDOUT);
+		job_free(j);
+	}
+}
+
 void sigfs_engine_stop(struct sigfs_engine *e)
 {
+	struct lane *l, *next;
+
 	if (!e)
 		return;
 	pthread_mutex_lock(&e->lock);
 	e->stopping = true;
-	pthread_cond_broadcast(&e->cond);
+	for (l = e->lanes; l; l = l->next)
+		pthread_cond_broadcast(&l->cond);
 	pthread_mutex_unlock(&e->lock);
-	for (unsigned i = 0; i < e->nthreads; i++)
-		pthread_join(e->threads[i], NULL);
-	free(e->threads);
+	for (l = e->lanes; l; l = l->next)
+		for (unsigned i = 0; i < l->nthreads; i++)
+			pthread_join(l->threads[i], NULL);
+	for (l = e->lanes; l; l = next) {
+		next = l->next;
+		lane_drop_queued(e, l);
+		pthread_cond_destroy(&l->cond);
+		free(l->threads);
+		free(l);
+	}
 	sigfs_journal_close(e->journal);
 	pthread_mutex_destroy(&e->lock);
 	pthread_mutex_destroy(&e->out_lock);
-	pthread_cond_destroy(&e->cond);
 	free(e);
 }
 
 int sigfs_engine_status(struct sigfs_engine *e, char **buf, size_t *len)
 {
 	struct sigfs_key *keys;
+	size_t queued = 0;
+	unsigned running = 0;
 	struct sbuf b;
 	char line[512];
 	int n, nk;
 
 	sbuf_init(&b, 1 << 20);
 	pthread_mutex_lock(&e->lock);
+	for (struct lane *l = e->lanes; l; l = l->next) {
+		queued += l->queued;
+		running += l->running;
+	}
 	n = snprintf(line, sizeof(line),
-		     "queue: %zu waiting, %u signing\nworkers: %u\nsigned: %" PRIu64 "\n"
-		     "failed: %" PRIu64 "\n", e->queued, e->running, e->nthreads,
+		     "queue: %zu waiting, %u signing\nworkers: %u\nsigned: %" PRIu64
+		     "\nfailed: %" PRIu64 "\n", queued, running, e->cfg->workers ? e->cfg->workers : 1,
 		     e->signed_total, e->failed_total);
-	pthread_mutex_unlock(&e->lock);
 	sbuf_put(&b, line, (size_t)n);
+	for (struct lane *l = e->lanes; l; l = l->next) {
+		size_t users = 0, delayed = 0;
+
+		for (struct flow *fl = l->flows; fl; fl = fl->next)
+			users++;
+		for (struct job *j = l->delayed; j; j = j->next)
+			delayed++;
+		n = snprintf(line, sizeof(line), "lane %s: %zu waiting (%zu users), %u signing, "
+			     "%zu deferred (no space), %u workers\n", l->backend[0] ? l->backend : "-",
+			     l->queued, users, l->running, delayed, l->nthreads);
+		sbuf_put(&b, line, (size_t)n);
+	}
+	pthread_mutex_unlock(&e->lock);
 	nk = sigfs_keys_list(e->ks, &keys);
 	for (int i = 0; i < nk; i++) {
 		n = snprintf(line, sizeof(line), "key %s: %s %s %s backend=%s count=%" PRIu64 "\n",

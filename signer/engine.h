@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "common/config.h"
@@ -34,21 +35,32 @@ struct sigfs_submit {
 	uint64_t ino;                       /* its inode: a replaced file is not signed */
 	uint64_t id;                        /* from sigfs_engine_begin(), or 0 */
 	uid_t uid;                          /* whose close/rename asks for it (audit uid=) */
+	int write_err;                      /* a write to it failed (errno): NAME.err, not signed */
 	/* A hash of the whole file made while it was written, or NULL; the engine takes it. */
 	struct sigfs_hasher *state;
-	/* Called once from a worker: 0 (output written) or a negative errno (NAME.err written). */
+	/*
+	 * Called once, from a worker: 0 (output written), -ECANCELED (the artifact
+	 * was rewritten, replaced or removed before it was signed: nothing was
+	 * placed for these bytes), -ENOSPC or -EDQUOT (no room in the state
+	 * directory: the job stays accepted and is signed when there is room
+	 * again), -ETIMEDOUT (the daemon stopped first: the job stays accepted),
+	 * or another negative errno (NAME.err written).
+	 */
 	void (*done)(void *arg, int result);
 	void *arg;
 };
 
 /*
- * Start the engine: open the journal under cfg->state_dir, finish what the
- * journal says was left (sign accepted artifacts, mark unfinished writes with
- * .err), start the workers.
+ * Start the engine: open the journal under cfg->state_dir and finish what it
+ * says was left (sign accepted artifacts, mark unfinished writes with .err).
+ * Each backend gets its own queue and cfg->workers threads, on first use.
  */
 int sigfs_engine_start(const struct sigfs_config *cfg, struct sigfs_keys *ks,
 		       struct sigfs_audit *audit, struct sigfs_engine **out, char *err);
-/* Stop the workers after the jobs in the queue are done. */
+/*
+ * Stop: jobs being signed finish; queued ones stay journaled for the next
+ * start (their done() gets -ETIMEDOUT).
+ */
 void sigfs_engine_stop(struct sigfs_engine *e);
 
 /* Is name ignored (never signed)? */
@@ -61,17 +73,33 @@ bool sigfs_engine_ignored(const char *name);
 int sigfs_engine_name_check(const char *name, char *err);
 
 /*
- * Artifact name of key is being (re)written: journal the write, then remove
- * its outputs at once and make sure a job still running for it cannot put a
- * stale output back. ino may be 0 when the file does not exist yet (journal
- * before create); report it with sigfs_engine_begun() once known. Returns
- * the journal id to pass to submit (0 for ignored names).
+ * The files that share outputs with name in key's inbox, as they are now:
+ * the other inputs with the same output names (NAME, NAME.<digest>,
+ * NAME.sigreq) and the outputs themselves. cb runs for each that exists; a
+ * negative return stops the walk and is returned. The front end uses it to
+ * decide whether a client may take these output names (docs/inbox.md).
  */
-uint64_t sigfs_engine_begin(struct sigfs_engine *e, const char *key, const char *name,
-			    uint64_t ino, uid_t uid);
+typedef int (*sigfs_sibling_fn)(void *arg, const char *name, const struct stat *st);
+int sigfs_engine_siblings(struct sigfs_engine *e, const char *key, const char *name,
+			  sigfs_sibling_fn cb, void *arg);
+
+/*
+ * Artifact name of key is being (re)written by uid: journal the write, then
+ * forget its outputs (below). ino may be 0 when the file does not exist yet
+ * (journal before create); report it with sigfs_engine_begun() once known.
+ * *id is the journal id to pass to submit (0 for ignored names). Returns 0,
+ * or the journal's error (-ENOSPC ...): then nothing was begun.
+ */
+int sigfs_engine_begin(struct sigfs_engine *e, const char *key, const char *name, uint64_t ino,
+		       uid_t uid, uint64_t *id);
 /* The file begun with ino 0 exists now, as inode ino. */
-void sigfs_engine_begun(struct sigfs_engine *e, uint64_t id, const char *key, const char *name,
-			uint64_t ino, uid_t uid);
+int sigfs_engine_begun(struct sigfs_engine *e, uint64_t id, const char *key, const char *name,
+		       uint64_t ino, uid_t uid);
+/*
+ * name's outputs are void: remove them at once and make sure no job still
+ * queued or running for the same output names places one.
+ */
+void sigfs_engine_forget(struct sigfs_engine *e, const char *key, const char *name);
 /* The hash to compute while an artifact of key is written (its format's), or NULL. */
 const EVP_MD *sigfs_engine_file_md(struct sigfs_engine *e, const char *key);
 

@@ -33,6 +33,13 @@ struct keyent {
 	struct sigfs_key k;
 	int countfd;
 	EVP_PKEY *pub;              /* public key, loaded on first use; NULL after a change */
+	/*
+	 * Its backend is changing it (delete, regenerate, import): the store's
+	 * lock is not held meanwhile, so a slow or unreachable backend stalls
+	 * nothing else, and other changes of this key are refused (EBUSY).
+	 */
+	bool busy;
+	char last_error[SIGFS_ERRLEN + 64];  /* the last refused change, for .ctl */
 	struct keyent *next;
 };
 
@@ -63,11 +70,13 @@ struct sigfs_keys {
 };
 
 enum { A_ALGORITHM, A_DIGEST, A_FORMAT, A_PADDING, A_ALLOW_SHA1, A_DIGEST_FILES,
-       A_IMPORT, A_PUBKEY, A_COUNT, A_BACKEND, A_CREATED, A_UID, A_NAMESPACE, A_N };
+       A_IMPORT, A_PUBKEY, A_COUNT, A_BACKEND, A_CREATED, A_UID, A_NAMESPACE, A_LAST_ERROR,
+       A_N };
 
 /* Attributes past A_N are the formats' files (format.h), in format table order. */
 #define MAX_FORMAT_ATTRS 16
 #define CACHE_PREFIX "cache."
+#define DELETING_PREFIX ".deleting."
 
 static const struct sigfs_key_attr attrs[A_N] = {
 	[A_ALGORITHM] = { "algorithm", 0660 },
@@ -83,6 +92,7 @@ static const struct sigfs_key_attr attrs[A_N] = {
 	[A_CREATED] = { "created", 0440 },
 	[A_UID] = { "uid", 0660 },
 	[A_NAMESPACE] = { "namespace", 0660 },
+	[A_LAST_ERROR] = { "last-error", 0440 },
 };
 
 static struct sigfs_key_attr format_attrs[MAX_FORMAT_ATTRS];
@@ -261,11 +271,13 @@ static int write_meta(struct sigfs_keys *ks, const struct sigfs_key *k)
 	int fd, n, r = 0;
 
 	n = snprintf(buf, sizeof(buf),
-		     "algorithm=%s\ndigest=%s\nformat=%s\npadding=%s\nallow_sha1=%s\n"
-		     "digest_files=%s\nbackend=%s\ncreated=%lld\nuid=%s\nnamespace=%s\n",
-		     k->alg->name, k->digest->name, k->format->name, sigfs_padding_name(k->padding),
-		     k->allow_sha1 ? "yes" : "no", k->digest_files ? "yes" : "no", k->backend,
-		     (long long)k->created, k->uid, k->ssh_namespace);
+		     "algorithm=%s\ndigest=%s\ndigest_auto=%s\nformat=%s\npadding=%s\n"
+		     "allow_sha1=%s\ndigest_files=%s\nbackend=%s\ncreated=%lld\nuid=%s\n"
+		     "namespace=%s\n",
+		     k->alg->name, k->digest->name, k->digest_auto ? "yes" : "no", k->format->name,
+		     sigfs_padding_name(k->padding), k->allow_sha1 ? "yes" : "no",
+		     k->digest_files ? "yes" : "no", k->backend, (long long)k->created, k->uid,
+		     k->ssh_namespace);
 	snprintf(tmp, sizeof(tmp), "%s/.meta.tmp", k->name);
 	snprintf(path, sizeof(path), "%s/meta", k->name);
 	fd = openat(ks->keys_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -277,6 +289,24 @@ static int write_meta(struct sigfs_keys *ks, const struct sigfs_key *k)
 	if (r == 0 && renameat(ks->keys_fd, tmp, ks->keys_fd, path) < 0)
 		r = -errno;
 	return r;
+}
+
+/*
+ * The digest a key of alg gets unless an admin chooses one: the configured
+ * default, raised to the curve's size for ECDSA P-384 and P-521 (sha384,
+ * sha512), as gpg does, so that formats which refuse a digest shorter than
+ * the curve (OpenPGP) work with those keys out of the box.
+ */
+static const struct sigfs_digest *default_digest(const struct sigfs_alg *alg,
+						 const struct sigfs_digest *cfg_default)
+{
+	const struct sigfs_digest *want = NULL;
+
+	if (strcmp(alg->name, "ecdsa-p384") == 0)
+		want = sigfs_digest_by_name("sha384");
+	else if (strcmp(alg->name, "ecdsa-p521") == 0)
+		want = sigfs_digest_by_name("sha512");
+	return want && want->len > cfg_default->len ? want : cfg_default;
 }
 
 /* Settings a key has from its name until an admin changes them. */
@@ -292,6 +322,7 @@ static int read_meta(struct sigfs_keys *ks, struct sigfs_key *k, char *err)
 {
 	char path[SIGFS_KEYNAME_MAX + 16], buf[2048];
 	char *line, *save = NULL;
+	bool auto_seen = false;
 	ssize_t n;
 	int fd;
 
@@ -320,6 +351,8 @@ static int read_meta(struct sigfs_keys *ks, struct sigfs_key *k, char *err)
 			ok = (k->format = sigfs_format_by_name(v)) != NULL;
 		else if (!strcmp(line, "padding"))
 			ok = strcmp(v, "none") == 0 || sigfs_padding_parse(v, &k->padding) == 0;
+		else if (!strcmp(line, "digest_auto"))
+			ok = (auto_seen = sigfs_parse_bool(v, &k->digest_auto) == 0);
 		else if (!strcmp(line, "allow_sha1"))
 			ok = sigfs_parse_bool(v, &k->allow_sha1) == 0;
 		else if (!strcmp(line, "digest_files"))
@@ -338,6 +371,9 @@ static int read_meta(struct sigfs_keys *ks, struct sigfs_key *k, char *err)
 	}
 	if (!k->alg || !k->digest || !k->format || !k->backend[0])
 		return sigfs_seterr(err, -EINVAL, "key %s: incomplete settings file", k->name);
+	/* Settings of a version before digest_auto: the digest follows the key if it is the default. */
+	if (!auto_seen)
+		k->digest_auto = k->digest == default_digest(k->alg, ks->cfg->default_digest);
 	set_default_names(k);
 	return 0;
 }
@@ -407,6 +443,30 @@ static int load_key(struct sigfs_keys *ks, const char *name, struct keyent **out
 	return 0;
 }
 
+/*
+ * Inboxes left aside by a delete the daemon did not finish (it stopped
+ * meanwhile): back in place if their key is still there, else gone if empty.
+ */
+static void restore_aside(struct sigfs_keys *ks)
+{
+	DIR *d = fdopendir(dup(ks->inbox_fd));
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		const char *key = de->d_name + strlen(DELETING_PREFIX);
+
+		if (strncmp(de->d_name, DELETING_PREFIX, strlen(DELETING_PREFIX)) != 0)
+			continue;
+		if (find(ks, key) && renameat(ks->inbox_fd, de->d_name, ks->inbox_fd, key) == 0)
+			log_info("key %s: its inbox is back (a delete was interrupted)", key);
+		else if (!find(ks, key))
+			unlinkat(ks->inbox_fd, de->d_name, AT_REMOVEDIR);
+	}
+	closedir(d);
+}
+
 int sigfs_keys_open(const struct sigfs_config *cfg, struct sigfs_audit *audit,
 		    struct sigfs_keys **out, char *err)
 {
@@ -462,6 +522,7 @@ int sigfs_keys_open(const struct sigfs_config *cfg, struct sigfs_audit *audit,
 		ks->list = e;
 	}
 	closedir(d);
+	restore_aside(ks);
 out:
 	if (r < 0) {
 		sigfs_keys_close(ks);
@@ -541,7 +602,8 @@ int sigfs_keys_create(struct sigfs_keys *ks, const char *name, const char *backe
 	snprintf(k.name, sizeof(k.name), "%s", name);
 	snprintf(k.backend, sizeof(k.backend), "%s", b->name);
 	k.alg = cfg->default_algorithm;
-	k.digest = cfg->default_digest;
+	k.digest = default_digest(k.alg, cfg->default_digest);
+	k.digest_auto = true;
 	k.format = sigfs_format_by_name(cfg->default_format);
 	if (!k.format)
 		return sigfs_seterr(err, -EINVAL, "the configured default format %s is unknown",
@@ -597,43 +659,100 @@ out_dir:
 	return r;
 }
 
+/* Where a key's inbox waits while its key is deleted ('.' starts no key name). */
+static void aside_name(const char *name, char *out, size_t len)
+{
+	snprintf(out, len, DELETING_PREFIX "%s", name);
+}
+
+/* Is directory name of dirfd empty? 1, 0, or a negative errno. */
+static int dir_empty(int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct dirent *de;
+	int r = 1;
+	DIR *d;
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	while (r == 1 && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			r = 0;
+	closedir(d);
+	return r;
+}
+
+/*
+ * The inbox is moved aside first (so no client can add a file while the key
+ * goes) and checked empty; the backend removes the key with the store's lock
+ * released; if it cannot, the inbox comes back as it was, with the owner,
+ * group and mode the admins gave it.
+ */
 int sigfs_keys_delete(struct sigfs_keys *ks, const char *name, uid_t uid, char *err)
 {
+	char aside[SIGFS_KEYNAME_MAX + 16];
 	struct keyent **pp, *e;
 	struct sigfs_backend *b;
+	bool inbox;
 	int r = 0;
 
+	aside_name(name, aside, sizeof(aside));
 	pthread_mutex_lock(&ks->lock);
-	for (pp = &ks->list; *pp && strcmp((*pp)->k.name, name) != 0; pp = &(*pp)->next)
-		;
-	e = *pp;
+	e = find(ks, name);
 	if (!e) {
 		r = sigfs_seterr(err, -ENOENT, "no key %s", name);
 		goto out;
 	}
-	if (unlinkat(ks->inbox_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT) {
-		r = -errno;
-		if (r == -ENOTEMPTY || r == -EEXIST)
-			r = sigfs_seterr(err, -ENOTEMPTY,
-					 "key %s: its inbox is not empty; empty it first", name);
-		else
-			sigfs_seterr(err, r, "key %s: cannot remove its inbox: %s", name,
-				     strerror(-r));
+	if (e->busy) {
+		r = sigfs_seterr(err, -EBUSY, "key %s is being changed on its backend; try again "
+				 "when that is done", name);
 		goto out;
 	}
 	b = backend_get(ks, e->k.backend, err);
-	if (b) {
-		r = b->ops->remove(b, name, err);
-		if (r == -ENOENT)
-			r = 0;
-	} else {
+	if (!b) {
 		r = -EIO;
-	}
-	if (r < 0) {
-		/* Keep the key usable: give its inbox back. */
-		mkdirat(ks->inbox_fd, name, ks->cfg->inbox_mode);
 		goto out;
 	}
+	inbox = renameat(ks->inbox_fd, name, ks->inbox_fd, aside) == 0;
+	if (!inbox && errno != ENOENT) {
+		r = sigfs_seterr(err, -errno, "key %s: cannot remove its inbox: %s", name,
+				 strerror(errno));
+		goto out;
+	}
+	r = inbox ? dir_empty(ks->inbox_fd, aside) : 1;
+	if (r != 1) {
+		renameat(ks->inbox_fd, aside, ks->inbox_fd, name);
+		if (r == 0)
+			r = sigfs_seterr(err, -ENOTEMPTY, "key %s: its inbox is not empty; empty "
+					 "it first", name);
+		else
+			sigfs_seterr(err, r, "key %s: cannot read its inbox: %s", name,
+				     strerror(-r));
+		goto out;
+	}
+	e->busy = true;
+	pthread_mutex_unlock(&ks->lock);
+	r = b->ops->remove(b, name, err);
+	if (r == -ENOENT)
+		r = 0;
+	pthread_mutex_lock(&ks->lock);
+	e->busy = false;
+	if (r < 0) {
+		/* Keep the key usable: give its inbox back as it was. */
+		if (inbox && renameat(ks->inbox_fd, aside, ks->inbox_fd, name) < 0)
+			log_err("key %s: cannot put its inbox back from %s: %s", name, aside,
+				strerror(errno));
+		goto out;
+	}
+	if (inbox && unlinkat(ks->inbox_fd, aside, AT_REMOVEDIR) < 0)
+		log_warn("key %s: cannot remove its old inbox %s: %s", name, aside, strerror(errno));
+	for (pp = &ks->list; *pp != e; pp = &(*pp)->next)
+		;
 	*pp = e->next;
 	remove_keydir(ks, name);
 	sigfs_audit_append(ks->audit, "keydel", name, uid, (uid_t)-1, NULL, NULL, 0, NULL);
@@ -930,6 +1049,20 @@ void sigfs_keys_format_key_free(struct sigfs_format_key *fk)
 	memset(fk, 0, sizeof(*fk));
 }
 
+static int read_last_error(struct sigfs_keys *ks, const char *name, char **buf, size_t *len)
+{
+	struct keyent *e;
+
+	pthread_mutex_lock(&ks->lock);
+	e = find(ks, name);
+	*buf = e ? strdup(e->last_error) : NULL;
+	pthread_mutex_unlock(&ks->lock);
+	if (!*buf)
+		return e ? -ENOMEM : -ENOENT;
+	*len = strlen(*buf);
+	return 0;
+}
+
 int sigfs_keys_attr_read(struct sigfs_keys *ks, const char *name, size_t i, char **buf,
 			 size_t *len)
 {
@@ -961,6 +1094,7 @@ int sigfs_keys_attr_read(struct sigfs_keys *ks, const char *name, size_t i, char
 	case A_CREATED: n = snprintf(tmp, sizeof(tmp), "%lld\n", (long long)k.created); break;
 	case A_UID: n = snprintf(tmp, sizeof(tmp), "%s\n", k.uid); break;
 	case A_NAMESPACE: n = snprintf(tmp, sizeof(tmp), "%s\n", k.ssh_namespace); break;
+	case A_LAST_ERROR: return read_last_error(ks, name, buf, len);
 	default: return -ENOENT;
 	}
 	*buf = strdup(tmp);
@@ -981,11 +1115,14 @@ static int value_str(const uint8_t *val, size_t len, char *out, size_t outlen)
 	return 0;
 }
 
-/* Apply value v of attribute i to k (in memory only): the one place that validates settings. */
-static int apply(const struct sigfs_key *cur, size_t i, const char *v, struct sigfs_key *k,
-		 char *err)
+/*
+ * Apply value v of attribute i to k (in memory only): the one place that
+ * validates settings. cfg_digest is the configured default digest.
+ */
+static int apply(const struct sigfs_key *cur, size_t i, const char *v,
+		 const struct sigfs_digest *cfg_digest, struct sigfs_key *k, char *err)
 {
-	const struct sigfs_format *f = k->format;
+	const struct sigfs_format *f;
 	bool b;
 
 	*k = *cur;
@@ -1003,11 +1140,14 @@ static int apply(const struct sigfs_key *cur, size_t i, const char *v, struct si
 			k->padding = SIGFS_PAD_NONE;
 		else if (k->padding == SIGFS_PAD_NONE)
 			k->padding = SIGFS_PAD_PSS;
+		if (k->digest_auto)
+			k->digest = default_digest(k->alg, cfg_digest);
 		break;
 	case A_DIGEST:
 		k->digest = sigfs_digest_by_name(v);
 		if (!k->digest)
 			return sigfs_seterr(err, -EINVAL, "unknown digest %s", v);
+		k->digest_auto = false;
 		if (sigfs_digest_is_weak(k->digest) && !k->allow_sha1)
 			return sigfs_seterr(err, -EPERM, "key %s does not allow sha1: write yes "
 					    "into allow_sha1 first", cur->name);
@@ -1079,56 +1219,87 @@ int sigfs_keys_attr_check(struct sigfs_keys *ks, const char *name, size_t i,
 		return sigfs_seterr(err, -ENOENT, "no key %s", name);
 	if (value_str(val, len, v, sizeof(v)) < 0)
 		return sigfs_seterr(err, -EINVAL, "%s takes one word on one line", attrs[i].name);
-	return apply(&cur, i, v, &k, err);
+	return apply(&cur, i, v, ks->cfg->default_digest, &k, err);
 }
 
-static int import_key(struct sigfs_keys *ks, struct keyent *e, const uint8_t *pem, size_t len,
-		      uid_t uid, char *err)
+/*
+ * Put the key in pem on key cur's backend b in place of cur (the store's
+ * lock not held, the key busy); *alg is the imported key's algorithm.
+ */
+static int import_on_backend(struct sigfs_backend *b, const struct sigfs_key *cur,
+			     const uint8_t *pem, size_t len, const struct sigfs_alg **alg, char *err)
+{
+	char stage[SIGFS_KEYNAME_MAX + 16];
+	int r;
+
+	/* Try the new key under a staging id ('~' is not a key name character): refused, the old key stays. */
+	snprintf(stage, sizeof(stage), "%s~import", cur->name);
+	b->ops->remove(b, stage, NULL);
+	r = b->ops->import_pem(b, stage, pem, len, alg, err);
+	b->ops->remove(b, stage, NULL);
+	if (r < 0)
+		return r;
+	r = b->ops->remove(b, cur->name, err);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	r = b->ops->import_pem(b, cur->name, pem, len, alg, err);
+	if (r < 0) {
+		log_err("key %s: import failed, generating a fresh %s key in its place",
+			cur->name, cur->alg->name);
+		b->ops->generate(b, cur->name, cur->alg, NULL);
+	}
+	return r;
+}
+
+/* Make a new key of alg k->alg in place of cur on backend b (lock not held, the key busy). */
+static int regenerate_on_backend(struct sigfs_backend *b, const struct sigfs_key *cur,
+				 const struct sigfs_key *k, char *err)
+{
+	int r = b->ops->remove(b, cur->name, err);
+
+	if (r < 0 && r != -ENOENT)
+		return r;
+	r = b->ops->generate(b, cur->name, k->alg, err);
+	if (r < 0)
+		b->ops->generate(b, cur->name, cur->alg, NULL);
+	return r;
+}
+
+/*
+ * Run op (import or regenerate) on e's backend with the store's lock
+ * released: a backend that retries for seconds (network HSMs) holds up
+ * nothing but this key. Lock held on entry and return.
+ */
+static int on_backend(struct sigfs_keys *ks, struct keyent *e, const uint8_t *pem, size_t len,
+		      struct sigfs_key *k, char *err)
 {
 	struct sigfs_backend *b = backend_get(ks, e->k.backend, err);
-	char stage[SIGFS_KEYNAME_MAX + 16];
-	const struct sigfs_alg *alg;
-	struct sigfs_key k = e->k;
+	struct sigfs_key cur = e->k;
+	const struct sigfs_alg *alg = NULL;
 	int r;
 
 	if (!b)
 		return -EIO;
-	if (e->k.count > 0)
-		return sigfs_seterr(err, -EPERM, "key %s has signed %" PRIu64 " times: it cannot "
-				    "be replaced; create a new key to import into", e->k.name,
-				    e->k.count);
-	if (!b->ops->import_pem)
+	if (pem && !b->ops->import_pem)
 		return sigfs_seterr(err, -EOPNOTSUPP, "backend %s cannot import keys", b->name);
-	/* Try the new key under a staging id ('~' is not a key name character): refused, the old key stays. */
-	snprintf(stage, sizeof(stage), "%s~import", e->k.name);
-	b->ops->remove(b, stage, NULL);
-	r = b->ops->import_pem(b, stage, pem, len, &alg, err);
-	b->ops->remove(b, stage, NULL);
-	if (r < 0)
-		return r;
-	r = b->ops->remove(b, e->k.name, err);
-	if (r < 0 && r != -ENOENT)
-		return r;
-	r = b->ops->import_pem(b, e->k.name, pem, len, &alg, err);
-	if (r < 0) {
-		log_err("key %s: import failed, generating a fresh %s key in its place",
-			e->k.name, e->k.alg->name);
-		b->ops->generate(b, e->k.name, e->k.alg, NULL);
-		return r;
+	e->busy = true;
+	pthread_mutex_unlock(&ks->lock);
+	if (pem)
+		r = import_on_backend(b, &cur, pem, len, &alg, err);
+	else
+		r = regenerate_on_backend(b, &cur, k, err);
+	pthread_mutex_lock(&ks->lock);
+	e->busy = false;
+	if (r == 0 && pem) {
+		k->alg = alg;
+		if (alg->kind != SIGFS_KIND_RSA)
+			k->padding = SIGFS_PAD_NONE;
+		else if (k->padding == SIGFS_PAD_NONE)
+			k->padding = ks->cfg->default_padding;
+		if (k->digest_auto)
+			k->digest = default_digest(alg, ks->cfg->default_digest);
 	}
-	k.alg = alg;
-	if (alg->kind != SIGFS_KIND_RSA)
-		k.padding = SIGFS_PAD_NONE;
-	else if (k.padding == SIGFS_PAD_NONE)
-		k.padding = ks->cfg->default_padding;
-	r = write_meta(ks, &k);
-	if (r < 0)
-		return sigfs_seterr(err, r, "key %s: cannot write its settings", e->k.name);
-	e->k = k;
-	key_changed(ks, e);
-	sigfs_audit_append(ks->audit, "import", e->k.name, uid, (uid_t)-1, NULL, NULL, 0, alg->name);
-	log_info("key %s: imported a %s key", e->k.name, alg->name);
-	return 0;
+	return r;
 }
 
 /*
@@ -1197,9 +1368,8 @@ static int write_format_attr(struct sigfs_keys *ks, const char *name,
 int sigfs_keys_attr_write(struct sigfs_keys *ks, const char *name, size_t i,
 			  const uint8_t *val, size_t len, uid_t uid, char *err)
 {
-	struct sigfs_backend *b;
+	struct keyent *e = NULL;
 	struct sigfs_key k;
-	struct keyent *e;
 	bool rerender;
 	char v[128];
 	int r;
@@ -1215,36 +1385,41 @@ int sigfs_keys_attr_write(struct sigfs_keys *ks, const char *name, size_t i,
 		r = sigfs_seterr(err, -ENOENT, "no key %s", name);
 		goto out;
 	}
+	if (e->busy) {
+		r = sigfs_seterr(err, -EBUSY, "key %s is being changed on its backend; try again "
+				 "when that is done", name);
+		goto out;
+	}
 	if (i == A_IMPORT) {
-		r = import_key(ks, e, val, len, uid, err);
-		goto out;
-	}
-	if (value_str(val, len, v, sizeof(v)) < 0) {
-		r = sigfs_seterr(err, -EINVAL, "%s takes one word on one line", attrs[i].name);
-		goto out;
-	}
-	r = apply(&e->k, i, v, &k, err);
-	if (r < 0)
-		goto out;
-	/* A key that becomes RSA gets the configured rsa_padding, as a new RSA key does. */
-	if (e->k.padding == SIGFS_PAD_NONE && k.padding != SIGFS_PAD_NONE)
-		k.padding = ks->cfg->default_padding;
-	if (k.alg != e->k.alg) {
-		b = backend_get(ks, k.backend, err);
-		if (!b) {
-			r = -EIO;
+		k = e->k;
+		if (e->k.count > 0)
+			r = sigfs_seterr(err, -EPERM, "key %s has signed %" PRIu64 " times: it "
+					 "cannot be replaced; create a new key to import into",
+					 name, e->k.count);
+		else
+			r = on_backend(ks, e, val, len, &k, err);
+		if (r < 0)
+			goto out;
+	} else {
+		if (value_str(val, len, v, sizeof(v)) < 0) {
+			r = sigfs_seterr(err, -EINVAL, "%s takes one word on one line",
+					 attrs[i].name);
 			goto out;
 		}
-		r = b->ops->remove(b, name, err);
-		if (r < 0 && r != -ENOENT)
+		r = apply(&e->k, i, v, ks->cfg->default_digest, &k, err);
+		if (r < 0)
 			goto out;
-		r = b->ops->generate(b, name, k.alg, err);
-		if (r < 0) {
-			b->ops->generate(b, name, e->k.alg, NULL);
-			goto out;
+		/* A key that becomes RSA gets the configured rsa_padding, as a new RSA key does. */
+		if (e->k.padding == SIGFS_PAD_NONE && k.padding != SIGFS_PAD_NONE)
+			k.padding = ks->cfg->default_padding;
+		if (k.alg != e->k.alg) {
+			r = on_backend(ks, e, NULL, 0, &k, err);
+			if (r < 0)
+				goto out;
+			sigfs_audit_append(ks->audit, "keygen", name, uid, (uid_t)-1, NULL, NULL, 0,
+					   k.alg->name);
+			log_info("key %s regenerated as %s", name, k.alg->name);
 		}
-		sigfs_audit_append(ks->audit, "keygen", name, uid, (uid_t)-1, NULL, NULL, 0, k.alg->name);
-		log_info("key %s regenerated as %s", name, k.alg->name);
 	}
 	r = write_meta(ks, &k);
 	if (r < 0) {
@@ -1256,13 +1431,37 @@ int sigfs_keys_attr_write(struct sigfs_keys *ks, const char *name, size_t i,
 	 * settings keep them: an X.509 trust anchor must stay the bytes users
 	 * pinned, and ECDSA self-signatures differ on every render.
 	 */
-	rerender = k.alg != e->k.alg || strcmp(k.uid, e->k.uid) != 0;
+	rerender = i == A_IMPORT || k.alg != e->k.alg || strcmp(k.uid, e->k.uid) != 0;
+	k.count = e->k.count;       /* it may have signed meanwhile */
 	e->k = k;
 	if (rerender)
 		key_changed(ks, e);
+	if (i == A_IMPORT) {
+		sigfs_audit_append(ks->audit, "import", name, uid, (uid_t)-1, NULL, NULL, 0,
+				   k.alg->name);
+		log_info("key %s: imported a %s key", name, k.alg->name);
+	}
 out:
 	pthread_mutex_unlock(&ks->lock);
 	return r;
+}
+
+void sigfs_keys_set_last_error(struct sigfs_keys *ks, const char *name, uid_t uid,
+			       const char *what, const char *why)
+{
+	struct keyent *e;
+	struct tm tm;
+	time_t now = time(NULL);
+	char when[32];
+
+	gmtime_r(&now, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	pthread_mutex_lock(&ks->lock);
+	e = find(ks, name);
+	if (e)
+		snprintf(e->last_error, sizeof(e->last_error), "%s uid %u: %s: %s\n", when,
+			 (unsigned)uid, what, why);
+	pthread_mutex_unlock(&ks->lock);
 }
 
 int sigfs_keys_sign(struct sigfs_keys *ks, const struct sigfs_key *k,

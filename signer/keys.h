@@ -27,6 +27,7 @@ struct sigfs_key {
 	char name[SIGFS_KEYNAME_MAX + 1];
 	const struct sigfs_alg *alg;
 	const struct sigfs_digest *digest;      /* digest used to hash artifacts */
+	bool digest_auto;                       /* never set by an admin: follows the algorithm */
 	const struct sigfs_format *format;
 	enum sigfs_padding padding;             /* RSA keys only */
 	bool allow_sha1;                        /* sha1 may be used (digest, digest files) */
@@ -90,6 +91,13 @@ int sigfs_keys_attr_write(struct sigfs_keys *ks, const char *name, size_t i,
 int sigfs_keys_format_key(struct sigfs_keys *ks, const struct sigfs_key *k,
 			  const struct sigfs_format *f, struct sigfs_format_key *fk, char *err);
 void sigfs_keys_format_key_free(struct sigfs_format_key *fk);
+
+/*
+ * Note a refused change of key name (an attribute write, rmdir ...) for its
+ * .ctl/keys/NAME/last-error file: what was refused, for whom and why.
+ */
+void sigfs_keys_set_last_error(struct sigfs_keys *ks, const char *name, uid_t uid,
+			       const char *what, const char *why);
 
 /* Sign with key k on its backend. */
 int sigfs_keys_sign(struct sigfs_keys *ks, const struct sigfs_key *k,

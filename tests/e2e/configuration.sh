@@ -45,7 +45,7 @@ check "shipped defaults: algorithm ecdsa-p256" test "$(cat "$MNT/.ctl/keys/def/a
 check "shipped defaults: digest sha256" test "$(cat "$MNT/.ctl/keys/def/digest")" = sha256
 check "shipped defaults: format raw" test "$(cat "$MNT/.ctl/keys/def/format")" = raw
 check "shipped defaults: backend soft" test "$(cat "$MNT/.ctl/keys/def/backend")" = soft
-check "shipped defaults: inbox mode 0770" test "$(stat -c %a "$MNT/def")" = 770
+check "shipped defaults: inbox mode 1770 (sticky)" test "$(stat -c %a "$MNT/def")" = 1770
 if getent group sigfs-admin >/dev/null; then
 	check "shipped admin_group sigfs-admin owns .ctl" test "$(stat -c %G "$MNT/.ctl")" = sigfs-admin
 else
@@ -82,7 +82,7 @@ bad_config bad-digest "digest = md5" "[keys]\ndigest = md5"
 bad_config sha1-default "digest = sha1" "[keys]\ndigest = sha1"
 bad_config bad-boolean "wait_on_close = maybe" "[sigfs]\nwait_on_close = maybe"
 bad_config bad-boolean2 "allow_key_delete = 2" "[sigfs]\nallow_key_delete = 2"
-bad_config bad-mode "inbox_mode = 01777" "[keys]\ninbox_mode = 01777"
+bad_config bad-mode "inbox_mode = 02770" "[keys]\ninbox_mode = 02770"
 bad_config bad-workers "workers = 2000" "[sigfs]\nworkers = 2000"
 bad_config bad-padding "rsa_padding = oaep" "[keys]\nrsa_padding = oaep"
 bad_config bad-log-level "log_level = verbose" "[sigfs]\nlog_level = verbose"

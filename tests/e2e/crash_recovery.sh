@@ -21,7 +21,7 @@ for line in open(path, errors="replace"):
         continue
     if f[0] == "D" and len(f) == 2:
         last.pop(f[1], None)
-    elif f[0] in "WA" and len(f) == 5:
+    elif f[0] in "WA" and len(f) >= 5:
         last[f[1]] = (f[0], bytes.fromhex(f[3]).decode(), bytes.fromhex(f[4]).decode())
 for o, k, n in last.values():
     if o == op and k == key:
@@ -118,7 +118,8 @@ for k in rsa ed; do
 	echo "  $k: $(wc -l <"$T/a.pending.$k") accepted jobs unfinished at the kill"
 	grep -qxFf "$T/a.pending.$k" "$T/a.ok.$k" 2>/dev/null && echo "  ($k: some of them are copies that succeeded)"
 done
-check "(a) jobs were still queued at the kill (rsa-4096, one worker)" test -s "$T/a.pending.rsa"
+check "(a) jobs were still queued at the kill (one worker)" \
+	bash -c "test -s '$T/a.pending.rsa' || test -s '$T/a.pending.ed'"
 check "(a) some copies that succeeded had no signature yet at the kill" bash -c \
 	"for n in \$(cat '$T/a.ok.rsa'); do test -e '$STATE/inbox/rsa/'\$n.sig || exit 0; done; exit 1"
 journal_at_kill=$(stat -c %s "$STATE/journal")

@@ -27,10 +27,10 @@ check "status: the soft backend holds no keys" grep -qx "backend soft: soft, 0 k
 
 check "mkdir .ctl/keys/rel creates a key" mkdir "$K/rel"
 check "its inbox appears at the top" test -d "$MNT/rel"
-check "inbox is root:admin 0770" stat_is "$MNT/rel" "root:$A 770"
+check "inbox is root:admin 1770 (sticky)" stat_is "$MNT/rel" "root:$A 1770"
 check "key dir is root:admin 0750" stat_is "$K/rel" "root:$A 750"
 check "key dir lists exactly the attributes" test "$(ls "$K/rel" | tr '\n' ' ')" = \
-	"algorithm allow_sha1 backend cert.asc cert.pem cert.pgp count created digest digest_files format import namespace padding pubkey.minisign pubkey.pem pubkey.ssh uid "
+	"algorithm allow_sha1 backend cert.asc cert.pem cert.pgp count created digest digest_files format import last-error namespace padding pubkey.minisign pubkey.pem pubkey.ssh uid "
 for a in algorithm digest format padding allow_sha1 digest_files uid namespace; do
 	check "attribute $a is settable (0660)" stat_is "$K/rel/$a" "root:$A 660"
 done
@@ -91,21 +91,24 @@ check "padding of an RSA key defaults to pss" test "$(cat "$K/rel/padding")" = p
 check "writing algorithm ecdsa-p384 works" bash -c "echo ecdsa-p384 > '$K/rel/algorithm'"
 check "padding of a non-RSA key is none" test "$(cat "$K/rel/padding")" = none
 check "pubkey.pem is now P-384" bash -c "openssl pkey -pubin -in '$K/rel/pubkey.pem' -noout -text | grep -q 'NIST CURVE: P-384'"
-check "status follows the algorithm" grep -qx "key rel: ecdsa-p384 sha256 raw backend=soft count=0" "$MNT/.ctl/status"
+check "status follows the algorithm, and the digest follows it to sha384 (never set by an admin)" \
+	grep -qx "key rel: ecdsa-p384 sha384 raw backend=soft count=0" "$MNT/.ctl/status"
+check "so format openpgp works for the P-384 key (it refuses digests shorter than the curve)" \
+	bash -c "echo openpgp > '$K/rel/format' && echo raw > '$K/rel/format'"
 signed0=$(sed -n 's/^signed: //p' "$MNT/.ctl/status")
 cp "$T/fw.bin" "$MNT/rel/fw.bin"
-check "a signature with the regenerated key verifies" verify_raw rel "$T/fw.bin" "$MNT/rel/fw.bin.sig"
+check "a signature with the regenerated key verifies" verify_raw rel "$T/fw.bin" "$MNT/rel/fw.bin.sig" sha384
 check_fails "the first key's pubkey does not verify it" openssl dgst -sha256 -verify <(echo "$pub0") \
 	-signature "$MNT/rel/fw.bin.sig" "$T/fw.bin"
 check "count is 1" test "$(cat "$K/rel/count")" = 1
-check "status shows count=1" grep -qx "key rel: ecdsa-p384 sha256 raw backend=soft count=1" "$MNT/.ctl/status"
+check "status shows count=1" grep -qx "key rel: ecdsa-p384 sha384 raw backend=soft count=1" "$MNT/.ctl/status"
 check "status total signed went up by one" test "$(sed -n 's/^signed: //p' "$MNT/.ctl/status")" = $((signed0 + 1))
 pub2=$(cat "$K/rel/pubkey.pem")
 check_fails_with "algorithm after the first signature: EPERM" "Operation not permitted" \
 	bash -c "echo ecdsa-p256 > '$K/rel/algorithm'"
 check "algorithm unchanged" test "$(cat "$K/rel/algorithm")" = ecdsa-p384
 check "pubkey.pem unchanged" test "$(cat "$K/rel/pubkey.pem")" = "$pub2"
-check "the old signature still verifies" verify_raw rel "$T/fw.bin" "$MNT/rel/fw.bin.sig"
+check "the old signature still verifies" verify_raw rel "$T/fw.bin" "$MNT/rel/fw.bin.sig" sha384
 
 # --- validation of the other attributes -----------------------------------------------------
 check_fails_with "unknown algorithm: EINVAL" "Invalid argument" bash -c "echo ecdsa-p999 > '$K/Rel_2.0-x/algorithm'"
@@ -121,7 +124,7 @@ check_fails_with "padding on an EC key: EINVAL" "Invalid argument" bash -c "echo
 check_fails_with "padding pkcs1 on an EC key: EINVAL" "Invalid argument" bash -c "echo pkcs1 > '$K/rel/padding'"
 check "padding unchanged" test "$(cat "$K/rel/padding")" = none
 check_fails_with "digest sha1 without allow_sha1: EPERM" "Operation not permitted" bash -c "echo sha1 > '$K/rel/digest'"
-check "digest unchanged" test "$(cat "$K/rel/digest")" = sha256
+check "digest unchanged" test "$(cat "$K/rel/digest")" = sha384
 check_fails_with "allow_sha1 = maybe: EINVAL" "Invalid argument" bash -c "echo maybe > '$K/rel/allow_sha1'"
 check "allow_sha1 = yes works" bash -c "echo yes > '$K/rel/allow_sha1'"
 check "allow_sha1 reads yes" test "$(cat "$K/rel/allow_sha1")" = yes
@@ -135,6 +138,12 @@ check "signature with digest sha512 verifies" verify_raw rel "$T/fw.bin" "$MNT/r
 check_fails "and not as sha256" verify_raw rel "$T/fw.bin" "$MNT/rel/fw512.bin.sig" sha256
 echo sha256 >"$K/rel/digest"
 check_fails_with "digest_files = perhaps: EINVAL" "Invalid argument" bash -c "echo perhaps > '$K/rel/digest_files'"
+
+# --- a digest an admin chose stays ----------------------------------------------------------
+echo sha256 >"$K/Rel_2.0-x/digest"
+echo ecdsa-p521 >"$K/Rel_2.0-x/algorithm"
+check "a digest an admin wrote is kept when the algorithm changes" \
+	test "$(cat "$K/Rel_2.0-x/digest")" = sha256
 
 # --- padding on RSA -------------------------------------------------------------------------
 echo rsa-2048 >"$K/Rel_2.0-x/algorithm"
@@ -169,14 +178,17 @@ import_one() { # NAME GENKEY-ARGS... ; expected algorithm in $want
 	check "$name: pubkey.pem is the imported key's public key" \
 		cmp -s <(openssl pkey -in "$T/$name.key" -pubout) "$K/$name/pubkey.pem"
 	cp "$T/fw.bin" "$MNT/$name/fw.bin"
-	check "$name: a signature verifies with the imported key" verify_raw "$name" "$T/fw.bin" "$MNT/$name/fw.bin.sig"
+	check "$name: the digest follows the key (${wantdg:-sha256})" \
+		test "$(cat "$K/$name/digest")" = "${wantdg:-sha256}"
+	check "$name: a signature verifies with the imported key" \
+		verify_raw "$name" "$T/fw.bin" "$MNT/$name/fw.bin.sig" "${wantdg:-sha256}"
 	check "$name: audit log has the import line" grep -q " import key=$name uid=0 .*name=$want" "$STATE/audit.log"
 }
 want=rsa-2048 import_one imp-rsa2048 -algorithm RSA -pkeyopt rsa_keygen_bits:2048
 want=rsa-3072 import_one imp-rsa3072 -algorithm RSA -pkeyopt rsa_keygen_bits:3072
 want=ecdsa-p256 import_one imp-p256 -algorithm EC -pkeyopt ec_paramgen_curve:P-256
-want=ecdsa-p384 import_one imp-p384 -algorithm EC -pkeyopt ec_paramgen_curve:P-384
-want=ecdsa-p521 import_one imp-p521 -algorithm EC -pkeyopt ec_paramgen_curve:P-521
+want=ecdsa-p384 wantdg=sha384 import_one imp-p384 -algorithm EC -pkeyopt ec_paramgen_curve:P-384
+want=ecdsa-p521 wantdg=sha512 import_one imp-p521 -algorithm EC -pkeyopt ec_paramgen_curve:P-521
 want=ed25519 import_one imp-ed -algorithm ED25519
 # A traditional-format key (BEGIN EC PRIVATE KEY) is fine too.
 openssl ecparam -name prime256v1 -genkey -noout -out "$T/trad.key"

@@ -392,6 +392,62 @@ sign_on() {
 	head -c 30000 /dev/urandom >"$T/$key.bin"
 	cp "$T/$key.bin" "$MNT/$key/doc.bin"
 	check "$key ($alg${pad:+ $pad}): signature verifies with openssl" \
-		verify_raw "$key" "$T/$key.bin" "$MNT/$key/doc.bin.sig"
+		verify_raw "$key" "$T/$key.bin" "$MNT/$key/doc.bin.sig" "$(cat "$K/$key/digest")"
 	rm -f "$MNT/$key"/doc.bin*
+}
+
+# The NetHSM-compatible test server (tests/nethsm/server.py), for stories with
+# keys on a NetHSM. NH_PORT is its port (0 before the first start: any free
+# one; later starts reuse it); NH_OPW and NH_APW are the Operator's and the
+# Administrator's passwords of namespaces ops and tg (users ops~op, ops~admin ...).
+NH_SERVER=$SIGFS_SRC/tests/nethsm/server.py
+NH_OPW=op-Secret-7781
+NH_APW=admin-Secret-4410
+NH_PID=
+NH_PORT=0
+
+# start_nethsm [FAULT OPTIONS...]: start the server (same port and keys as before).
+start_nethsm() {
+	# Emptied here, not only by the redirection below, which the background
+	# child makes later: the loop must not read the last server's port.
+	: >"$T/nethsm.out"
+	/usr/bin/python3 "$NH_SERVER" --state "$T/nethsm" --port "$NH_PORT" --verbose \
+		--user "ops~op:Operator:$NH_OPW" --user "ops~admin:Administrator:$NH_APW" \
+		--user "tg~op:Operator:$NH_OPW" --user "tg~admin:Administrator:$NH_APW" "$@" \
+		>"$T/nethsm.out" 2>>"$T/nethsm.log" &
+	NH_PID=$!
+	local i
+	for i in $(seq 1 100); do
+		grep -q '^port ' "$T/nethsm.out" 2>/dev/null && break
+		sleep 0.1
+	done
+	NH_PORT=$(awk '/^port /{print $2}' "$T/nethsm.out")
+	[ -n "$NH_PORT" ] || fail "the NetHSM test server did not start: $(cat "$T/nethsm.log")"
+}
+
+stop_nethsm() {
+	if [ -n "$NH_PID" ]; then
+		kill "$NH_PID" 2>/dev/null || true
+		wait "$NH_PID" 2>/dev/null || true
+		NH_PID=
+	fi
+}
+
+# nethsm_backend NAME NAMESPACE RETRY_SECONDS: a [backend NAME] section for the
+# server's namespace NAMESPACE (password files in $T), appended to the config.
+nethsm_backend() {
+	printf '%s\n' "$NH_OPW" >"$T/op.pw"
+	printf '%s\n' "$NH_APW" >"$T/admin.pw"
+	chmod 0600 "$T/op.pw" "$T/admin.pw"
+	cat >>"$CONF" <<EOF
+[backend $1]
+type = nethsm
+url = https://127.0.0.1:$NH_PORT
+user = $2~op
+password_file = $T/op.pw
+admin_user = $2~admin
+admin_password_file = $T/admin.pw
+ca_file = $T/nethsm/cert.pem
+retry_seconds = $3
+EOF
 }

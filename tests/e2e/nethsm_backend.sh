@@ -15,39 +15,10 @@
 # tag, signing fails with a NAME.err naming HTTP 403; with it, it signs.
 . "$(dirname "$0")/lib.sh"
 
-SERVER=$SIGFS_SRC/tests/nethsm/server.py
-OPW=op-Secret-7781
-APW=admin-Secret-4410
+# The server and its users: start_nethsm, stop_nethsm, NH_PORT ... (lib.sh).
+OPW=$NH_OPW
+APW=$NH_APW
 K=$MNT/.ctl/keys
-NH_PID=
-PORT=0
-
-# start_nethsm [FAULT OPTIONS...]: start the server (same port and keys as before).
-start_nethsm() {
-	# Emptied here, not only by the redirection below, which the background
-	# child makes later: the loop must not read the last server's port.
-	: >"$T/nethsm.out"
-	/usr/bin/python3 "$SERVER" --state "$T/nethsm" --port "$PORT" --verbose \
-		--user "ops~op:Operator:$OPW" --user "ops~admin:Administrator:$APW" \
-		--user "tg~op:Operator:$OPW" --user "tg~admin:Administrator:$APW" "$@" \
-		>"$T/nethsm.out" 2>>"$T/nethsm.log" &
-	NH_PID=$!
-	local i
-	for i in $(seq 1 100); do
-		grep -q '^port ' "$T/nethsm.out" 2>/dev/null && break
-		sleep 0.1
-	done
-	PORT=$(awk '/^port /{print $2}' "$T/nethsm.out")
-	[ -n "$PORT" ] || fail "the NetHSM test server did not start: $(cat "$T/nethsm.log")"
-}
-
-stop_nethsm() {
-	if [ -n "$NH_PID" ]; then
-		kill "$NH_PID" 2>/dev/null || true
-		wait "$NH_PID" 2>/dev/null || true
-		NH_PID=
-	fi
-}
 
 # A "NetHSM" that accepts connections and never answers, for the status timeouts.
 SILENT_PID=
@@ -67,7 +38,7 @@ api() {
 	local auth=$1 method=$2 path=$3 body=${4:-}
 	curl -s --cacert "$T/nethsm/cert.pem" -u "$auth" -X "$method" -w '\n%{http_code}\n' \
 		${body:+-H 'Content-Type: application/json' -d "$body"} \
-		"https://127.0.0.1:$PORT/api/v1$path"
+		"https://127.0.0.1:$NH_PORT/api/v1$path"
 }
 
 key_ids() {
@@ -91,7 +62,7 @@ chmod 0600 "$T/op.pw" "$T/admin.pw"
 cat >>"$CONF" <<EOF
 [backend nh]
 type = nethsm
-url = https://127.0.0.1:$PORT
+url = https://127.0.0.1:$NH_PORT
 user = ops~op
 password_file = $T/op.pw
 admin_user = ops~admin
@@ -102,7 +73,7 @@ retry_seconds = 5
 
 [backend nht]
 type = nethsm
-url = https://127.0.0.1:$PORT
+url = https://127.0.0.1:$NH_PORT
 user = tg~op
 password_file = $T/op.pw
 admin_user = tg~admin
@@ -221,7 +192,7 @@ check_fails_with "NetHSM down: close of the copy reports the failure" "Input/out
 	cp "$T/s.bin" "$MNT/p256/c.bin"
 check "NetHSM down: the job gives c.bin.err" wait_for "$MNT/p256/c.bin.err" 30
 check "NetHSM down: the .err says the NetHSM is unreachable" \
-	grep -q "nethsm backend nh: POST /keys/p256/sign: .*check that the NetHSM at https://127.0.0.1:$PORT is up" \
+	grep -q "nethsm backend nh: POST /keys/p256/sign: .*check that the NetHSM at https://127.0.0.1:$NH_PORT is up" \
 	"$MNT/p256/c.bin.err"
 check "NetHSM down: the log says so" bash -c "tail -n +$((mark + 1)) '$LOG' | grep -q 'nethsm backend nh'"
 cp "$T/s.bin" "$MNT/soft1/c.bin"
@@ -231,7 +202,7 @@ cat "$MNT/.ctl/status" >"$T/status"
 t1=$(date +%s%N)
 check "NetHSM down: .ctl/status answers at once (no retries)" test $(((t1 - t0) / 1000000)) -lt 1500
 check "NetHSM down: status says nh is unreachable, and why" \
-	grep -q "^backend nh: nethsm, unreachable: nethsm backend nh: GET /keys: .*(1 tries in [0-9]* ms); check that the NetHSM at https://127.0.0.1:$PORT is up" \
+	grep -q "^backend nh: nethsm, unreachable: nethsm backend nh: GET /keys: .*(1 tries in [0-9]* ms); check that the NetHSM at https://127.0.0.1:$NH_PORT is up" \
 	"$T/status"
 check "NetHSM down: status still counts soft" grep -qx "backend soft: soft, 1 key" "$T/status"
 check "NetHSM down: status still shows the queue" grep -q "^queue: " "$T/status"

@@ -65,7 +65,7 @@ static void assert_defaults(const struct sigfs_config *c)
 	assert_string_equal(c->default_format, "raw");
 	assert_int_equal(c->default_padding, SIGFS_PAD_PSS);
 	assert_string_equal(c->default_backend, "soft");
-	assert_int_equal(c->inbox_mode, 0770);
+	assert_int_equal(c->inbox_mode, 01770);
 	assert_string_equal(c->inbox_group, "");
 	/* The inbox group defaults to the admin group, however that resolved. */
 	assert_int_equal(c->inbox_gid, c->admin_gid);
@@ -306,9 +306,10 @@ static void test_bad_values(void **state)
 		{ "keys", "rsa_padding", "oaep" },
 		{ "keys", "backend", "" },
 		{ "keys", "inbox_mode", "0778" },
-		{ "keys", "inbox_mode", "1770" },
+		{ "keys", "inbox_mode", "2770" },
 		{ "keys", "inbox_mode", "4755" },
 		{ "keys", "inbox_mode", "07770" },
+		{ "keys", "inbox_mode", "011770" },
 		{ "keys", "inbox_mode", "rwxrwx---" },
 		{ "keys", "inbox_mode", "" },
 		{ "keys", "inbox_mode", "-770" },
