@@ -109,24 +109,6 @@ static int key_file(const char *id, char *name, size_t len, char *err)
 	return 0;
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	const char *c = p;
-
-	while (n) {
-		ssize_t w = write(fd, c, n);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		c += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static int soft_open(const struct sigfs_backend_conf *conf, struct sigfs_backend **out, char *err)
 {
 	const char *dir = conf->get ? conf->get(conf, "dir", NULL) : NULL;
@@ -424,7 +406,7 @@ static int write_pkcs8(int fd, EVP_PKEY *pkey, char *err)
 		goto out;
 	}
 	BIO_get_mem_ptr(bio, &mem);
-	r = write_all(fd, mem->data, mem->length);
+	r = sigfs_write_all(fd, mem->data, mem->length);
 	if (!r && fsync(fd) < 0)
 		r = -errno;
 	if (r)

@@ -38,6 +38,7 @@
 #include <unistd.h>
 #include <openssl/crypto.h>
 
+#include "common/dirutil.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "signer/digestline.h"
@@ -283,22 +284,10 @@ int sigfs_engine_siblings(struct sigfs_engine *e, const char *key, const char *n
 
 /* --- output files ------------------------------------------------------------ */
 
-static int write_all(int fd, const void *data, size_t len)
+/* No room in the state directory: the job waits and tries again (no NAME.err). */
+static bool no_space(int r)
 {
-	const uint8_t *p = data;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return r == -ENOSPC || r == -EDQUOT;
 }
 
 /*
@@ -322,7 +311,7 @@ static int place_output(struct sigfs_engine *e, struct job *j, int dirfd, const 
 	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
 	if (fd < 0)
 		return -errno;
-	r = write_all(fd, data, len);
+	r = sigfs_write_all(fd, data, len);
 	if (r == 0 && (fchown(fd, ast->st_uid, ast->st_gid) < 0 || fchmod(fd, 0444) < 0))
 		r = -errno;
 	if (r == 0 && e->cfg->fsync && fdatasync(fd) < 0)
@@ -413,7 +402,8 @@ static int copy_start(struct sigfs_engine *e, struct job_io *io, char *err)
 
 	if (size > COPY_MEM_MAX) {
 		io->copyfd = openat(e->inbox_root, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-		if (io->copyfd >= 0)
+		/* Its full size at once (a hole): the mapping never reaches past its end. */
+		if (io->copyfd >= 0 && ftruncate(io->copyfd, io->st.st_size) == 0)
 			return 0;
 		if (errno == ENOSPC || errno == EDQUOT)
 			return -errno;
@@ -441,6 +431,28 @@ static int copy_finish(struct job_io *io, char *err)
 		return sigfs_seterr(err, -errno, "cannot map the copy of the artifact: %s",
 				    strerror(errno));
 	io->msg = m;
+	return 0;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* Copy n bytes at off into the copy file; zeros stay a hole (sparse images stay cheap). */
+static int copy_out(int fd, const uint8_t *p, size_t n, off_t off)
+{
+	if (all_zero(p, n))
+		return 0;
+	while (n > 0) {
+		ssize_t w = pwrite(fd, p, n, off);
+
+		if (w <= 0)
+			return w < 0 && errno != EINTR ? -errno : w == 0 ? -EIO : 0;
+		p += w;
+		n -= (size_t)w;
+		off += w;
+	}
 	return 0;
 }
 
@@ -477,11 +489,13 @@ static int read_file(struct sigfs_engine *e, struct job *j, char *err)
 		sigfs_hasher_update(io->h, buf, (size_t)n);
 		if (io->copy) {
 			memcpy(io->copy + io->off, buf, (size_t)n);
-		} else if (io->copyfd >= 0 && pwrite(io->copyfd, buf, (size_t)n, io->off) != n) {
-			r = errno == ENOSPC || errno == EDQUOT ? -errno :
-				sigfs_seterr(err, -EIO, "cannot copy the artifact: %s",
-					     strerror(errno));
-			break;
+		} else if (io->copyfd >= 0) {
+			r = copy_out(io->copyfd, buf, (size_t)n, io->off);
+			if (r < 0 && !no_space(r))
+				r = sigfs_seterr(err, -EIO, "cannot copy the artifact: %s",
+						 strerror(-r));
+			if (r < 0)
+				break;
 		}
 		io->off += n;
 		if (io->off < io->st.st_size && now_ms() - start >= SLICE_MS &&
@@ -750,11 +764,6 @@ static void log_failure(const struct job *j, const char *err)
 	char esc[SIGFS_ESCAPED_MAX];
 
 	log_err("key %s: %s: %s", j->key, sigfs_escape(j->name, esc, sizeof(esc)), err);
-}
-
-static bool no_space(int r)
-{
-	return r == -ENOSPC || r == -EDQUOT;
 }
 
 /*

@@ -64,6 +64,13 @@ check "which says the file is empty" grep -q "the file is empty" "$MNT/ed/big.bi
 check "no signature over the 1 GiB that are gone" test ! -e "$MNT/ed/big.bin.sig"
 cp "$T/pub/fw.bin" "$MNT/ed/after.bin"
 check "signing goes on" verify_raw ed "$T/pub/fw.bin" "$MNT/ed/after.bin.sig"
+# Past 16 MiB the private copy is a file, not memory; with a hole in the middle.
+head -c 12M /dev/urandom >"$T/large.bin"
+truncate -s 30M "$T/large.bin"
+head -c 4M /dev/urandom >>"$T/large.bin"
+cp "$T/large.bin" "$MNT/ed/large.bin"
+check "a 34 MiB file with a hole is signed from its private copy, and verifies" \
+	verify_raw ed "$T/large.bin" "$MNT/ed/large.bin.sig"
 
 # --- 2. in a sticky inbox an output belongs to the artifact that made it -------------------------
 shared team 1770
