@@ -19,9 +19,9 @@ for line in open(path, errors="replace"):
     f = line.split()
     if not f:
         continue
-    if f[0] == "D" and len(f) == 2:
+    if f[0] == "D" and len(f) in (2, 3):
         last.pop(f[1], None)
-    elif f[0] in "WA" and len(f) == 5:
+    elif f[0] in "WA" and len(f) in (5, 6, 7):
         last[f[1]] = (f[0], bytes.fromhex(f[3]).decode(), bytes.fromhex(f[4]).decode())
 for o, k, n in last.values():
     if o == op and k == key:
