@@ -68,18 +68,23 @@ static struct sigfs_journal *open_j(struct sigfs_journal_entry **v, size_t *n)
 /* Open, and keep what the journal logged (stderr) in logpath. */
 static struct sigfs_journal *open_logged(struct sigfs_journal_entry **v, size_t *n)
 {
-	struct sigfs_journal *j;
+	struct sigfs_journal *j = NULL;
+	char err[SIGFS_ERRLEN] = "";
 	int saved = dup(STDERR_FILENO);
 	int fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int r;
 
 	assert_true(saved >= 0 && fd >= 0);
 	fflush(stderr);
 	dup2(fd, STDERR_FILENO);
-	j = open_j(v, n);
+	r = try_open(&j, v, n, err);
 	fflush(stderr);
+	/* Back before any assertion, so that cmocka's report is seen. */
 	dup2(saved, STDERR_FILENO);
 	close(saved);
 	close(fd);
+	if (r != 0)
+		fail_msg("journal open: %d %s", r, err);
 	return j;
 }
 
