@@ -375,8 +375,10 @@ static int load_key(struct sigfs_journal *j, bool *created, char *err)
 	}
 	if (r != -ENOENT)
 		return r;
-	if (RAND_bytes(key, KEY_LEN) != 1)
-		return sigfs_seterr(err, -EIO, "cannot make %s: no random bytes from OpenSSL", shown);
+	if (RAND_bytes(key, KEY_LEN) != 1) {
+		r = sigfs_seterr(err, -EIO, "cannot make %s: no random bytes from OpenSSL", shown);
+		goto out;
+	}
 	fd = openat(j->dirfd, kname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		r = sigfs_seterr(err, -errno, "cannot make %s: %s", shown, strerror(errno));
