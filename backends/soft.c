@@ -1,7 +1,8 @@
 /*
  * soft.c: the local key store. Each key is one file <dir>/<id>.pem holding
  * the private key as unencrypted PKCS#8 PEM, mode 0600 in a 0700 directory
- * owned by the daemon; <dir> is <state_dir>/soft unless "dir" is set.
+ * owned by the daemon and reached by the state directory's path-safety rule
+ * (common/safedir.h); <dir> is <state_dir>/soft unless "dir" is set.
  *
  * A key is read from its file when a signature needs it and kept, parsed,
  * while signatures keep coming: parsing a PEM key costs far more than an
@@ -38,6 +39,7 @@
 #include "backends/secret.h"
 #include "common/dirutil.h"
 #include "common/err.h"
+#include "common/safedir.h"
 
 /* An RSA-4096 PKCS#8 PEM is about 3.3 KiB; anything much larger is not ours. */
 #define KEYFILE_MAX 16384
@@ -118,7 +120,6 @@ static int soft_open(const struct sigfs_backend_conf *conf, struct sigfs_backend
 	unsigned long ttl;
 	struct sigfs_backend *b;
 	struct soft *s;
-	struct stat st;
 	int fd, r;
 
 	errno = 0;
@@ -132,24 +133,14 @@ static int soft_open(const struct sigfs_backend_conf *conf, struct sigfs_backend
 					    "soft backend: state directory path is too long");
 		dir = path;
 	}
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		r = -errno;
-		return sigfs_seterr(err, r, "soft backend: cannot create key directory %s: %s; check the state directory",
-				    dir, strerror(-r));
-	}
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0) {
-		r = -errno;
-		return sigfs_seterr(err, r, "soft backend: cannot open key directory %s: %s; it must be a real directory",
-				    dir, strerror(-r));
-	}
-	/* Only the daemon may list or read keys, whatever the umask or an admin did. */
-	if (fstat(fd, &st) < 0 || ((st.st_mode & 077) && fchmod(fd, 0700) < 0)) {
-		r = -errno;
-		close(fd);
-		return sigfs_seterr(err, r, "soft backend: cannot make %s private (mode 0700): %s",
-				    dir, strerror(-r));
-	}
+	/*
+	 * The state directory's rule (common/safedir.h): nobody else can swap the
+	 * directory or a link on the way, and it ends up the daemon's, mode 0700,
+	 * whatever the umask or an admin did.
+	 */
+	r = sigfs_safedir_open(dir, "soft backend key directory", &fd, err);
+	if (r < 0)
+		return r;
 	/* Temporary key files a crash left behind hold private keys. */
 	sigfs_unlink_prefixed(fd, NULL, TMP_PREFIX);
 

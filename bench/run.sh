@@ -9,6 +9,8 @@
 #      Aim: < 1.0. Default key (ecdsa-p256, sha256); ed25519 as a second line.
 #  (c) (d) (e) per backend (pkcs11, nethsm, appliance): bench/backends.sh, run
 #      at the end with this build.
+#  (f) one user's stream of large files vs another user's small files:
+#      bench/fairness.sh, run last with this build.
 #
 # Every figure is the median of REPEAT runs; baselines are measured in the
 # same run. See bench/README.md.
@@ -22,6 +24,7 @@
 #   BENCH_BASE     parent directory of the temporary work dir (default /var/lib)
 #   BENCH_NO_BUILD set to 1 to skip the meson build (use build-bench as is)
 #   BENCH_BACKENDS set to 0 to skip bench/backends.sh (its own knobs: see there)
+#   BENCH_FAIRNESS set to 0 to skip bench/fairness.sh (its own knobs: see there)
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -315,4 +318,10 @@ sed 's/^/  /' "$MNT/.ctl/status"
 if [ "${BENCH_BACKENDS:-1}" != 0 ]; then
 	echo
 	bash "$SRC/bench/backends.sh" "$BUILD" || die "bench/backends.sh failed (its output is above)"
+fi
+
+# --- (f): fairness between users, with its own mount and users -----------------------
+if [ "${BENCH_FAIRNESS:-1}" != 0 ]; then
+	echo
+	bash "$SRC/bench/fairness.sh" "$BUILD" || die "bench/fairness.sh failed (its output is above)"
 fi

@@ -22,6 +22,7 @@
 #include "common/config.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/safedir.h"
 #include "fs/fuse_ops.h"
 #include "signer/audit.h"
 #include "signer/engine.h"
@@ -108,15 +109,27 @@ static void clear_dead_mount(const char *mnt)
 	}
 }
 
-static int make_state_dir(const char *dir, char *err)
+/*
+ * Open the state directory by the path-safety rule (common/safedir.h), once,
+ * and everything in it relative to that descriptor: the audit log, the key
+ * store and the engine with its journal (the store and the journal keep their
+ * own copies of the descriptor).
+ */
+static int open_state(const struct sigfs_config *cfg, struct sigfs_audit **audit,
+		      struct sigfs_keys **ks, struct sigfs_engine **eng, char *err)
 {
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return sigfs_seterr(err, -errno, "cannot create state directory %s: %s", dir,
-				    strerror(errno));
-	/* Inboxes are reached only through the mount; key files never. */
-	if (chmod(dir, 0700) < 0)
-		return sigfs_seterr(err, -errno, "state directory %s: %s", dir, strerror(errno));
-	return 0;
+	int sfd, r;
+
+	r = sigfs_safedir_open(cfg->state_dir, "state directory", &sfd, err);
+	if (r < 0)
+		return r;
+	r = sigfs_audit_open(sfd, "audit.log", audit, err);
+	if (r == 0)
+		r = sigfs_keys_open(cfg, sfd, *audit, ks, err);
+	if (r == 0)
+		r = sigfs_engine_start(cfg, *ks, *audit, eng, err);
+	close(sfd);
+	return r;
 }
 
 int main(int argc, char **argv)
@@ -139,7 +152,7 @@ int main(int argc, char **argv)
 	struct sigfs_config cfg;
 	struct sigfs_fs fs = { 0 };
 	struct fuse_session *se = NULL;
-	char err[SIGFS_ERRLEN], path[4200];
+	char err[SIGFS_ERRLEN];
 	bool foreground = false;
 	int c, r, ret = 1, ready_fd = -1;
 
@@ -189,14 +202,7 @@ int main(int argc, char **argv)
 			goto out_err;
 		}
 	}
-	if (make_state_dir(cfg.state_dir, err) < 0)
-		goto out_err;
-	snprintf(path, sizeof(path), "%s/audit.log", cfg.state_dir);
-	if (sigfs_audit_open(path, &audit, err) < 0)
-		goto out_err;
-	if (sigfs_keys_open(&cfg, audit, &ks, err) < 0)
-		goto out_err;
-	if (sigfs_engine_start(&cfg, ks, audit, &eng, err) < 0)
+	if (open_state(&cfg, &audit, &ks, &eng, err) < 0)
 		goto out_err;
 	fs.cfg = &cfg;
 	fs.ks = ks;

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/safedir.h"
 #include "signer/alg.h"
 #include "signer/audit.h"
 
@@ -220,18 +222,18 @@ out:
 	return r;
 }
 
-int sigfs_audit_open(const char *path, struct sigfs_audit **out, char *err)
+int sigfs_audit_open(int dirfd, const char *name, struct sigfs_audit **out, char *err)
 {
+	char path[PATH_MAX];
 	struct sigfs_audit *a;
 	int r;
 
+	sigfs_safedir_shown(dirfd, name, path, sizeof(path));
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return sigfs_seterr(err, -ENOMEM, "%s: out of memory", path);
-	a->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	if (a->fd < 0) {
-		r = sigfs_seterr(err, -errno, "cannot open the audit log %s: %s", path,
-				 strerror(errno));
+	r = sigfs_safedir_file(dirfd, name, O_RDWR | O_APPEND | O_CREAT, 0600, &a->fd, err);
+	if (r < 0) {
 		free(a);
 		return r;
 	}

@@ -20,8 +20,12 @@
 
 struct sigfs_audit;
 
-/* Open (create) the log at path, read its last line to continue the chain. */
-int sigfs_audit_open(const char *path, struct sigfs_audit **out, char *err);
+/*
+ * Open (create, mode 0600) the log name in directory dirfd, read its last
+ * line to continue the chain. It must be a regular file of the daemon's
+ * (common/safedir.h: no link, one hard link, not group/other-writable).
+ */
+int sigfs_audit_open(int dirfd, const char *name, struct sigfs_audit **out, char *err);
 void sigfs_audit_close(struct sigfs_audit *a);
 
 /*

@@ -1349,7 +1349,6 @@ int sigfs_engine_start(const struct sigfs_config *cfg, struct sigfs_keys *ks,
 	struct sigfs_engine *e = calloc(1, sizeof(*e));
 	struct sigfs_journal_entry *pending = NULL;
 	size_t npending = 0;
-	char path[4200];
 	int r;
 
 	if (!e)
@@ -1360,8 +1359,8 @@ int sigfs_engine_start(const struct sigfs_config *cfg, struct sigfs_keys *ks,
 	e->inbox_root = sigfs_keys_inbox_root(ks);
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_mutex_init(&e->out_lock, NULL);
-	snprintf(path, sizeof(path), "%s/journal", cfg->state_dir);
-	r = sigfs_journal_open(path, cfg->fsync, &e->journal, &pending, &npending, err);
+	r = sigfs_journal_open(sigfs_keys_state_dir(ks), "journal", cfg->fsync, &e->journal,
+			       &pending, &npending, err);
 	if (r < 0) {
 		pthread_mutex_destroy(&e->lock);
 		pthread_mutex_destroy(&e->out_lock);

@@ -51,8 +51,9 @@ struct sigfs_submit {
 };
 
 /*
- * Start the engine: open the journal under cfg->state_dir and finish what it
- * says was left (sign accepted artifacts, mark unfinished writes with .err).
+ * Start the engine: open the journal in the key store's state directory
+ * (sigfs_keys_state_dir) and finish what it says was left (sign accepted
+ * artifacts, mark unfinished writes with .err).
  * Each backend gets its own queue and cfg->workers threads, on first use.
  */
 int sigfs_engine_start(const struct sigfs_config *cfg, struct sigfs_keys *ks,

@@ -26,6 +26,7 @@
 #include "common/dirutil.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/safedir.h"
 #include "common/sbuf.h"
 #include "signer/keys.h"
 
@@ -56,6 +57,7 @@ struct keyent {
 struct sigfs_keys {
 	pthread_mutex_t lock;
 	struct keyent *list;
+	int state_fd;
 	int keys_fd;
 	int inbox_fd;
 	const struct sigfs_config *cfg;
@@ -467,12 +469,12 @@ static void restore_aside(struct sigfs_keys *ks)
 	closedir(d);
 }
 
-int sigfs_keys_open(const struct sigfs_config *cfg, struct sigfs_audit *audit,
+int sigfs_keys_open(const struct sigfs_config *cfg, int state_fd, struct sigfs_audit *audit,
 		    struct sigfs_keys **out, char *err)
 {
 	struct sigfs_keys *ks = calloc(1, sizeof(*ks));
 	struct dirent *de;
-	int sfd, r = 0;
+	int r = 0;
 	DIR *d;
 
 	if (!ks)
@@ -483,22 +485,17 @@ int sigfs_keys_open(const struct sigfs_config *cfg, struct sigfs_audit *audit,
 	ks->cfg = cfg;
 	ks->audit = audit;
 	ks->keys_fd = ks->inbox_fd = -1;
-	sfd = open(cfg->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (sfd < 0) {
+	ks->state_fd = fcntl(state_fd, F_DUPFD_CLOEXEC, 0);
+	if (ks->state_fd < 0) {
 		r = sigfs_seterr(err, -errno, "state directory %s: %s", cfg->state_dir,
 				 strerror(errno));
 		goto out;
 	}
-	mkdirat(sfd, "keys", 0700);
-	mkdirat(sfd, "inbox", 0711);
-	ks->keys_fd = openat(sfd, "keys", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	ks->inbox_fd = openat(sfd, "inbox", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	close(sfd);
-	if (ks->keys_fd < 0 || ks->inbox_fd < 0) {
-		r = sigfs_seterr(err, -EIO, "state directory %s: cannot open keys/ or inbox/",
-				 cfg->state_dir);
+	r = sigfs_safedir_subdir(state_fd, "keys", 0700, &ks->keys_fd, err);
+	if (r == 0)
+		r = sigfs_safedir_subdir(state_fd, "inbox", 0711, &ks->inbox_fd, err);
+	if (r < 0)
 		goto out;
-	}
 	if (!backend_get(ks, cfg->default_backend, err)) {
 		r = -EINVAL;
 		goto out;
@@ -548,6 +545,8 @@ void sigfs_keys_close(struct sigfs_keys *ks)
 		close(ks->keys_fd);
 	if (ks->inbox_fd >= 0)
 		close(ks->inbox_fd);
+	if (ks->state_fd >= 0)
+		close(ks->state_fd);
 	pthread_mutex_destroy(&ks->lock);
 	pthread_mutex_destroy(&ks->status_lock);
 	sbuf_free(&ks->status);
@@ -557,6 +556,11 @@ void sigfs_keys_close(struct sigfs_keys *ks)
 int sigfs_keys_inbox_root(struct sigfs_keys *ks)
 {
 	return ks->inbox_fd;
+}
+
+int sigfs_keys_state_dir(struct sigfs_keys *ks)
+{
+	return ks->state_fd;
 }
 
 /* Remove keys/NAME and everything in it (only our own small files). */

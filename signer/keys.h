@@ -48,8 +48,13 @@ struct sigfs_key_attr {
 
 struct sigfs_keys;
 
-/* Open the store under cfg->state_dir, open the configured backends. */
-int sigfs_keys_open(const struct sigfs_config *cfg, struct sigfs_audit *audit,
+/*
+ * Open the store in the state directory state_fd (opened by the rule of
+ * common/safedir.h; the store keeps its own copy of the descriptor) and the
+ * default backend. keys/ and inbox/ are opened without following links and
+ * must be the daemon's, not group/other-writable.
+ */
+int sigfs_keys_open(const struct sigfs_config *cfg, int state_fd, struct sigfs_audit *audit,
 		    struct sigfs_keys **out, char *err);
 void sigfs_keys_close(struct sigfs_keys *ks);
 
@@ -107,6 +112,8 @@ void sigfs_keys_count(struct sigfs_keys *ks, const char *name);
 
 /* The directory holding the inboxes (<state>/inbox), as an open fd owned by the store. */
 int sigfs_keys_inbox_root(struct sigfs_keys *ks);
+/* The state directory, as an open fd owned by the store (the journal opens relative to it). */
+int sigfs_keys_state_dir(struct sigfs_keys *ks);
 
 /*
  * Append one line per backend to out, the built-in soft first, then each

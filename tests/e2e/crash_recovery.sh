@@ -19,9 +19,9 @@ for line in open(path, errors="replace"):
     f = line.split()
     if not f:
         continue
-    if f[0] == "D" and len(f) == 2:
+    if f[0] == "D" and len(f) in (2, 3):
         last.pop(f[1], None)
-    elif f[0] in "WA" and len(f) >= 5:
+    elif f[0] in "WA" and len(f) in (5, 6, 7):
         last[f[1]] = (f[0], bytes.fromhex(f[3]).decode(), bytes.fromhex(f[4]).decode())
 for o, k, n in last.values():
     if o == op and k == key:
@@ -86,12 +86,23 @@ outputs_verify() {
 	verify_many "$key" "$MNT/$key" $(cat "$list")
 }
 
+# kill_mid_batch TAG AT [KEY]: kill sigfsd once AT copies succeeded. With KEY,
+# first rename a 512 MiB file into KEY's inbox and wait until copies queue
+# behind it (one worker reads it): jobs are then surely waiting at the kill.
 kill_mid_batch() {
-	local tag=$1 at=$2
+	local tag=$1 at=$2 key=${3:-}
 	for _ in $(seq 1 1200); do
 		[ "$(ok_count "$tag")" -ge "$at" ] && break
 		sleep 0.05
 	done
+	if [ -n "$key" ]; then
+		truncate -s 512M "$MNT/$key/.hold"
+		mv "$MNT/$key/.hold" "$MNT/$key/hold.bin"
+		for _ in $(seq 1 200); do
+			grep -qE '^queue: ([3-9]|[1-9][0-9]+) waiting' "$MNT/.ctl/status" && break
+			sleep 0.025
+		done
+	fi
 	echo "  killing sigfsd after $(ok_count "$tag") successful copies"
 	kill9_sigfs
 	# shellcheck disable=SC2086
@@ -109,7 +120,7 @@ start_sigfs
 make_key rsa rsa-4096
 make_key ed ed25519
 batch a rsa ed
-kill_mid_batch a $((NFILES / 3))
+kill_mid_batch a $((NFILES / 3)) rsa
 check "(a) the batch was interrupted: some copies failed" test "$(ok_count a)" -lt "$NFILES"
 check "(a) and some succeeded" test "$(ok_count a)" -gt 0
 for k in rsa ed; do
@@ -135,6 +146,7 @@ for k in rsa ed; do
 done
 check "(a) no .err for a copy that succeeded" bash -c \
 	"cd '$MNT' && for k in rsa ed; do for n in \$(cat '$T/a.ok.'\$k); do test ! -e \$k/\$n.err || exit 1; done; done"
+check "(a) the file that held the worker at the kill is signed too" wait_for "$MNT/rsa/hold.bin.sig" 120
 # Every signature in the inboxes (also those of copies the kill interrupted) verifies.
 for k in rsa ed; do
 	(cd "$MNT/$k" && for f in *.sig; do echo "${f%.sig}"; done) >"$T/a.all.$k"

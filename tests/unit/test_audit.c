@@ -4,6 +4,7 @@
  * kind of tampering is found at the right line.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,6 +29,21 @@ static void tmp_path(char *out, size_t len, const char *name)
 
 	snprintf(out, len, "%s/audit-%d-%s.log", dir ? dir : "/tmp", (int)getpid(), name);
 	unlink(out);
+}
+
+/* sigfs_audit_open() on the directory and name of path. */
+static int audit_open(const char *path, struct sigfs_audit **a, char *err)
+{
+	char dir[512];
+	const char *slash = strrchr(path, '/');
+	int dfd, r;
+
+	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dfd >= 0);
+	r = sigfs_audit_open(dfd, slash + 1, a, err);
+	close(dfd);
+	return r;
 }
 
 static char *slurp(const char *path, size_t *len)
@@ -100,7 +116,7 @@ static void make_log(const char *path, int n)
 	char err[SIGFS_ERRLEN] = "";
 	uint8_t digest[32];
 
-	assert_int_equal(sigfs_audit_open(path, &a, err), 0);
+	assert_int_equal(audit_open(path, &a, err), 0);
 	for (int i = 1; i <= n; i++) {
 		char name[64];
 
@@ -179,7 +195,7 @@ static void test_reopen_continues_chain(void **state)
 	tmp_path(path, sizeof(path), "reopen");
 	make_log(path, 100);
 	for (int round = 0; round < 3; round++) {
-		assert_int_equal(sigfs_audit_open(path, &a, err), 0);
+		assert_int_equal(audit_open(path, &a, err), 0);
 		assert_int_equal(sigfs_audit_append(a, "keydel", "old", 0, (uid_t)-1, NULL, NULL, 0, NULL), 0);
 		sigfs_audit_close(a);
 	}
@@ -192,7 +208,7 @@ static void test_reopen_continues_chain(void **state)
 	/* An empty existing log starts at seq 1 with a zero prev. */
 	unlink(path);
 	spit(path, "", 0);
-	assert_int_equal(sigfs_audit_open(path, &a, err), 0);
+	assert_int_equal(audit_open(path, &a, err), 0);
 	assert_int_equal(sigfs_audit_append(a, "keygen", "k", 0, (uid_t)-1, NULL, NULL, 0, NULL), 0);
 	sigfs_audit_close(a);
 	assert_int_equal(sigfs_audit_verify(path, &n, err), 0);
@@ -364,7 +380,7 @@ static void test_malformed_lines(void **state)
 		spit(path, cases[i], strlen(cases[i]));
 		expect_bad(path, "line 1: ");
 		/* Nor does the daemon continue a chain it cannot read. */
-		assert_int_equal(sigfs_audit_open(path, &a, err), -EBADMSG);
+		assert_int_equal(audit_open(path, &a, err), -EBADMSG);
 	}
 	/* The well-formed version of the same line is fine. */
 	{
@@ -390,7 +406,7 @@ static void test_old_lines_continue(void **state)
 	(void)state;
 	tmp_path(path, sizeof(path), "old");
 	spit(path, old, strlen(old));
-	assert_int_equal(sigfs_audit_open(path, &a, err), 0);
+	assert_int_equal(audit_open(path, &a, err), 0);
 	assert_int_equal(sigfs_audit_append(a, "sign", "k", 1001, 1000, NULL, NULL, 0, "f"), 0);
 	sigfs_audit_close(a);
 	assert_int_equal(sigfs_audit_verify(path, &n, err), 0);
@@ -422,7 +438,7 @@ static void test_open_refuses_partial_last_line(void **state)
 	make_log(path, 10);
 	text = slurp(path, &len);
 	spit(path, text, len - 5);
-	assert_int_equal(sigfs_audit_open(path, &a, err), -EBADMSG);
+	assert_int_equal(audit_open(path, &a, err), -EBADMSG);
 	assert_non_null(strstr(err, "incomplete"));
 	free(text);
 	unlink(path);
@@ -437,7 +453,7 @@ static void test_names_stay_on_one_line(void **state)
 
 	(void)state;
 	tmp_path(path, sizeof(path), "escape");
-	assert_int_equal(sigfs_audit_open(path, &a, err), 0);
+	assert_int_equal(audit_open(path, &a, err), 0);
 	assert_int_equal(sigfs_audit_append(a, "sign", "release", 1000, 1000, NULL, NULL, 0,
 					    "evil\n2 0 keydel key=release uid=0 digest=- name=- prev=00"), 0);
 	assert_int_equal(sigfs_audit_append(a, "sign", "my key", 1000, 1001, NULL, NULL, 0,
@@ -489,7 +505,7 @@ static void test_concurrent_appends(void **state)
 
 	(void)state;
 	tmp_path(path, sizeof(path), "threads");
-	assert_int_equal(sigfs_audit_open(path, &w[0].a, err), 0);
+	assert_int_equal(audit_open(path, &w[0].a, err), 0);
 	for (int i = 0; i < 4; i++) {
 		w[i].a = w[0].a;
 		w[i].id = i;
@@ -512,12 +528,12 @@ static void test_one_writer_per_log(void **state)
 
 	(void)state;
 	tmp_path(path, sizeof(path), "lock");
-	assert_int_equal(sigfs_audit_open(path, &a, err), 0);
-	assert_int_equal(sigfs_audit_open(path, &b, err), -EBUSY);
+	assert_int_equal(audit_open(path, &a, err), 0);
+	assert_int_equal(audit_open(path, &b, err), -EBUSY);
 	assert_null(b);
 	assert_non_null(strstr(err, "in use"));
 	sigfs_audit_close(a);
-	assert_int_equal(sigfs_audit_open(path, &b, err), 0);
+	assert_int_equal(audit_open(path, &b, err), 0);
 	sigfs_audit_close(b);
 	unlink(path);
 }
