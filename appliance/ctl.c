@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <openssl/crypto.h>
@@ -304,6 +305,7 @@ static int sign_request(struct ctl *c, const char *id, const char *scheme, const
 static int sign_data(struct ctl *c, const char *arg, uint8_t **data, size_t *n)
 {
 	size_t got = 0, rd;
+	struct stat st;
 	FILE *f;
 
 	if (arg[0] != '@') {
@@ -317,17 +319,18 @@ static int sign_data(struct ctl *c, const char *arg, uint8_t **data, size_t *n)
 	f = fopen(arg + 1, "rb");
 	if (!f)
 		return sigfs_seterr(c->err, -errno, "%s: %s", arg + 1, strerror(errno));
-	/* One byte more than a frame can carry, so a larger file is seen as such. */
-	*data = malloc((size_t)PROTO_MAX_FRAME + 1);
-	while (*data && got <= PROTO_MAX_FRAME &&
-	       (rd = fread(*data + got, 1, (size_t)PROTO_MAX_FRAME + 1 - got, f)) > 0)
+	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > PROTO_MAX_FRAME) {
+		fclose(f);
+		return sigfs_seterr(c->err, -EFBIG, "%s is not a regular file of at most %u bytes "
+				    "(a frame's most)", arg + 1, PROTO_MAX_FRAME);
+	}
+	*data = malloc((size_t)st.st_size + 1);
+	while (*data && got < (size_t)st.st_size &&
+	       (rd = fread(*data + got, 1, (size_t)st.st_size - got, f)) > 0)
 		got += rd;
 	fclose(f);
 	if (!*data)
 		return sigfs_seterr(c->err, -ENOMEM, "out of memory");
-	if (got > PROTO_MAX_FRAME)
-		return sigfs_seterr(c->err, -EFBIG, "%s is larger than any frame (%u bytes)",
-				    arg + 1, PROTO_MAX_FRAME);
 	*n = got;
 	return 0;
 }

@@ -699,9 +699,10 @@ int main(int argc, char **argv)
 	alog("listening on %s", bound);
 	alog("%zu keys, %zu clients (%zu without roles: sign only), %ld signing engines",
 	     app.store.n, app.nclients, sign_only_by_default(app.clients, app.nclients), engines);
-	alog("limits: frames of %u bytes, %d clients idle at most %g s; %ld connections before "
-	     "authentication, %ld per address, %g s each", app.srv.max_frame, MAX_CONNS,
-	     app.idle_ms / 1000.0, handshakes, per_src, app.handshake_ms / 1000.0);
+	alog("limits: frames of %u bytes; %d authenticated connections, closed after %g s idle; "
+	     "%ld connections before authentication, %ld per address, %g s each",
+	     app.srv.max_frame, MAX_CONNS, app.idle_ms / 1000.0, handshakes, per_src,
+	     app.handshake_ms / 1000.0);
 	rc = serve_forever(lfd, sfd);
 	close(lfd);
 	conns_stop();

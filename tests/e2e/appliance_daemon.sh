@@ -30,6 +30,7 @@ A_LOG=
 ADDR=
 STARTS=0
 BG_PID=
+A_ASAN_OPTIONS=${ASAN_OPTIONS:-}
 
 # Stop the appliance; its exit status must be 0.
 stop_appliance() {
@@ -73,7 +74,7 @@ start_appliance() {
 	A_LOG=$T/appliance.$STARTS.log
 	# Created here: the background job's redirection may come after the first read.
 	: >"$A_LOG"
-	"$APPL" --listen 127.0.0.1:0 --store "$STORE" --clients "$CLIENTS" --name box1 \
+	ASAN_OPTIONS=$A_ASAN_OPTIONS "$APPL" --listen 127.0.0.1:0 --store "$STORE" --clients "$CLIENTS" --name box1 \
 		--engines 2 --verbose "$@" 2>"$A_LOG" &
 	A_PID=$!
 	for i in $(seq 1 100); do
@@ -389,24 +390,35 @@ for key in list(sel.get_map().values()):
     key.fileobj.close()
 PY
 }
+# timed_sign: sign once with ctl; MS gets how long it took.
+timed_sign() {
+	local t0 r=0
+	t0=$(date +%s%N)
+	ctl_quiet sign p256 ecdsa sha256 "$D32" || r=$?
+	MS=$((($(date +%s%N) - t0) / 1000000))
+	return $r
+}
+calm=0
+for i in 1 2 3; do
+	timed_sign
+	[ $MS -le $calm ] || calm=$MS
+done
 attack 12 >"$T/attack.out" &
 BG_PID=$!
 sleep 1
 worst=0
 for i in $(seq 1 10); do
-	t0=$(date +%s%N)
-	check "under attack from 127.0.0.2: ctl from 127.0.0.1 signs ($i of 10)" \
-		ctl_quiet sign p256 ecdsa sha256 "$D32"
-	ms=$((($(date +%s%N) - t0) / 1000000))
-	[ $ms -le $worst ] || worst=$ms
+	check "under attack from 127.0.0.2: ctl from 127.0.0.1 signs ($i of 10)" timed_sign
+	[ $MS -le $worst ] || worst=$MS
 	sleep 0.5
 done
-# Each ctl run connects, does its TLS handshake and HELLO and signs, while the
-# attacker keeps both cores busy churning connections: measured at most 250 ms
-# (700 ms under ASan); 2 s is the bound (the attacker's own connections are
-# held that long).
-echo "# slowest ctl sign under attack: $worst ms"
-check "under attack: every ctl sign took at most 2000 ms (slowest $worst ms)" test $worst -le 2000
+# Each ctl run starts, connects, does its TLS handshake and HELLO and signs while
+# the attacker keeps both cores busy churning connections. Measured: at most
+# 270 ms (calm: 30 ms), under ASan 1150 ms (calm: 400 ms). The bound: 1.5 s more
+# than the slowest of three runs before the attack.
+echo "# slowest ctl sign under attack: $worst ms; before it: $calm ms"
+check "under attack: every ctl sign took at most $calm + 1500 ms (slowest $worst ms)" \
+	test $worst -le $((calm + 1500))
 check "the attack ran to its end" wait "$BG_PID"
 BG_PID=
 read -r opened closed held <"$T/attack.out"
@@ -427,8 +439,14 @@ check "bench with 16 connections opened at once from one address" \
 # --- limits: frames and memory ------------------------------------------------------
 # Many s_client connections at once from 127.0.0.1 (s_client does not retry): the
 # handshake budget is not what this part tests.
+# Under ASan freed memory waits in a quarantine (256 MiB) and RSS never falls: for
+# the RSS bounds the appliance runs without one (everything else keeps it).
 stop_appliance
+if ldd "$APPL" | grep -q libasan; then
+	A_ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=0:thread_local_quarantine_size_kb=0
+fi
 start_appliance --max-handshakes 64 --max-handshakes-per-address 64
+A_ASAN_OPTIONS=${ASAN_OPTIONS:-}
 LIMIT=1048576
 ctl keygen big ed25519 255
 ctl pubkey big >"$T/big.pub"
@@ -500,29 +518,45 @@ peak=$(($(status_kb VmHWM) - base))
 echo "# $N clients sending 4 MiB of 16 MiB frames: RSS peak $peak KiB above the $base KiB before"
 check "oversized frames are not buffered: peak RSS +$peak KiB <= $N x $PER_CONN_KB KiB" \
 	test $peak -le $((N * PER_CONN_KB))
+# idle_clients WHAT LINE: N clients at once send HELLO and WHAT's frames, then stay
+# connected, idle, for 10 s; returns once the appliance logged LINE for each.
+idle_clients() {
+	local what=$1 line=$2 before i
+	before=$(grep -c "$line" "$A_LOG" || true)
+	IDLE_PIDS=()
+	for i in $(seq 1 $N); do
+		{ hello; $what; sleep 10; } | raw >/dev/null 2>&1 &
+		IDLE_PIDS+=($!)
+	done
+	for i in $(seq 1 200); do
+		[ "$(grep -c "$line" "$A_LOG" || true)" -ge $((before + N)) ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+idle_end() {
+	local p
+	for p in "${IDLE_PIDS[@]}"; do wait "$p" || true; done
+}
+# What N idle connections cost without any large frame (threads, TLS state, and
+# under ASan its own bookkeeping): the reference for the idle bound below.
+base=$(status_kb VmRSS)
+check "$N clients connected and idle" idle_clients true 'client alice op HELLO key - status 0'
+plain=$(($(status_kb VmRSS) - base))
+idle_end
 base=$(status_kb VmRSS)
 echo 5 >"/proc/$A_PID/clear_refs"
-# N clients at once send a SIGN that fills a frame, then stay connected, idle.
-signed_big() { grep -c 'client alice op SIGN key big status 0' "$A_LOG" || true; }
-before=$(signed_big)
-pids=()
-for i in $(seq 1 $N); do
-	{ hello; sign_big; sleep 10; } | raw >/dev/null 2>&1 &
-	pids+=($!)
-done
-for i in $(seq 1 200); do
-	[ "$(signed_big)" -ge $((before + N)) ] && break
-	sleep 0.1
-done
-check "all $N full-frame SIGN requests are answered" test "$(signed_big)" -ge $((before + N))
+check "$N clients at once send a SIGN that fills a frame, and it is answered" \
+	idle_clients sign_big 'client alice op SIGN key big status 0'
 idle=$(($(status_kb VmRSS) - base))
-for p in "${pids[@]}"; do wait "$p" || true; done
+idle_end
 peak=$(($(status_kb VmHWM) - base))
-echo "# $N clients each sending a $LIMIT-byte frame: RSS peak $peak KiB, $idle KiB while they idle"
+echo "# $N clients each sending a $LIMIT-byte frame: RSS peak $peak KiB, $idle KiB while they idle ($plain KiB for $N idle clients that sent none)"
 check "$N full frames at once: peak RSS +$peak KiB <= $N x $PER_CONN_KB KiB" \
 	test $peak -le $((N * PER_CONN_KB))
-check "after a large frame an idle connection holds no frame: RSS +$idle KiB <= $N x 256 KiB" \
-	test $idle -le $((N * 256))
+# A buffer of up to 64 KiB may stay with a connection (see main.c, KEEP_BYTES).
+check "after a large frame an idle connection holds no frame: +$idle KiB <= $plain + $N x 64 KiB" \
+	test $idle -le $((plain + N * 64))
 ctl keydel big
 stop_appliance
 
