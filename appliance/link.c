@@ -419,7 +419,12 @@ int link_listen(const char *hostport, int *fdp, char *bound, size_t boundlen, ch
 			continue;
 		}
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 64) == 0)
+		/*
+		 * The longest accept queue the kernel allows: a full one drops a
+		 * client's SYN, which it sends again only after a second, and an
+		 * attacker reopening connections in a loop keeps hundreds queued.
+		 */
+		if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, SOMAXCONN) == 0)
 			break;
 		r = -errno;
 		close(fd);
