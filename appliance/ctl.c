@@ -3,7 +3,8 @@
  * the appliance's admin client, also what the tests drive it with. Each
  * command opens one link (link.c) and sends one request; `bench` opens one
  * link per thread and signs a fixed digest in a loop. A refused request
- * prints the appliance's message and status name and exits 1.
+ * prints the appliance's message and status name and exits 1. Replies are
+ * read with reply.h's parsers, the ones sigfsd's backend uses.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <openssl/crypto.h>
@@ -22,6 +24,7 @@
 #include "appliance/ctl.h"
 #include "appliance/link.h"
 #include "appliance/proto.h"
+#include "appliance/reply.h"
 #include "backends/secret.h"
 #include "common/err.h"
 
@@ -169,7 +172,7 @@ static int put_id(struct ctl *c, const char *id)
 
 static int cmd_listkeys(struct ctl *c, char **a)
 {
-	char id[PROTO_MAX_STR + 1];
+	char id[PROTO_MAX_KEYID + 1];
 	uint32_t n;
 	uint16_t bits;
 	uint8_t type;
@@ -178,11 +181,10 @@ static int cmd_listkeys(struct ctl *c, char **a)
 	(void)a;
 	if ((r = begin(c, PROTO_LISTKEYS)) < 0 || (r = call(c)) < 0)
 		return r;
-	if (sbuf_get_u32be(&c->f.body, &n) < 0)
+	if (reply_listkeys_count(&c->f.body, &n) < 0)
 		return sigfs_seterr(c->err, -EPROTO, "LISTKEYS reply does not parse");
 	for (uint32_t i = 0; i < n; i++) {
-		if (proto_get_str(&c->f.body, id, sizeof(id)) < 0 ||
-		    sbuf_get_u8(&c->f.body, &type) < 0 || sbuf_get_u16be(&c->f.body, &bits) < 0)
+		if (reply_listkeys_entry(&c->f.body, id, &type, &bits) < 0)
 			return sigfs_seterr(c->err, -EPROTO, "LISTKEYS reply does not parse");
 		printf("%s %s %u\n", id, type_name(type), bits);
 	}
@@ -243,7 +245,7 @@ static int cmd_keyload(struct ctl *c, char **a)
 	OPENSSL_cleanse(c->req.d, c->req.len);
 	if (r < 0)
 		return r;
-	if (sbuf_get_u8(&c->f.body, &type) < 0 || sbuf_get_u16be(&c->f.body, &bits) < 0)
+	if (reply_keyload(&c->f.body, &type, &bits) < 0)
 		return sigfs_seterr(c->err, -EPROTO, "KEYLOAD reply does not parse");
 	printf("%s %s %u\n", a[0], type_name(type), bits);
 	return 0;
@@ -251,15 +253,12 @@ static int cmd_keyload(struct ctl *c, char **a)
 
 static int cmd_pubkey(struct ctl *c, char **a)
 {
-	const uint8_t *der;
 	EVP_PKEY *pk;
-	size_t n;
 	int r;
 
 	if ((r = begin(c, PROTO_PUBKEY)) < 0 || (r = put_id(c, a[0])) < 0 || (r = call(c)) < 0)
 		return r;
-	if (proto_get_blob(&c->f.body, &der, &n) < 0 ||
-	    !(pk = d2i_PUBKEY(NULL, &der, (long)n)))
+	if (reply_pubkey(&c->f.body, &pk) < 0)
 		return sigfs_seterr(c->err, -EPROTO, "PUBKEY reply is not a DER public key");
 	r = PEM_write_PUBKEY(stdout, pk) == 1 ? 0 : -EIO;
 	EVP_PKEY_free(pk);
@@ -299,20 +298,53 @@ static int sign_request(struct ctl *c, const char *id, const char *scheme, const
 	return 0;
 }
 
+/*
+ * The data to sign: HEXDATA, or @FILE for the bytes of FILE (an Ed25519
+ * message too large for a command line), at most a frame's worth.
+ */
+static int sign_data(struct ctl *c, const char *arg, uint8_t **data, size_t *n)
+{
+	size_t got = 0, rd;
+	struct stat st;
+	FILE *f;
+
+	if (arg[0] != '@') {
+		*data = malloc(strlen(arg) / 2 + 1);
+		if (!*data)
+			return sigfs_seterr(c->err, -ENOMEM, "out of memory");
+		if (hex_decode(arg, *data, strlen(arg) / 2, n) < 0)
+			return sigfs_seterr(c->err, -EINVAL, "HEXDATA is not hex");
+		return 0;
+	}
+	f = fopen(arg + 1, "rb");
+	if (!f)
+		return sigfs_seterr(c->err, -errno, "%s: %s", arg + 1, strerror(errno));
+	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > PROTO_MAX_FRAME) {
+		fclose(f);
+		return sigfs_seterr(c->err, -EFBIG, "%s is not a regular file of at most %u bytes "
+				    "(a frame's most)", arg + 1, PROTO_MAX_FRAME);
+	}
+	*data = malloc((size_t)st.st_size + 1);
+	while (*data && got < (size_t)st.st_size &&
+	       (rd = fread(*data + got, 1, (size_t)st.st_size - got, f)) > 0)
+		got += rd;
+	fclose(f);
+	if (!*data)
+		return sigfs_seterr(c->err, -ENOMEM, "out of memory");
+	*n = got;
+	return 0;
+}
+
 static int cmd_sign(struct ctl *c, char **a)
 {
 	const uint8_t *sig;
-	uint8_t *data;
+	uint8_t *data = NULL;
 	size_t n, siglen;
 	int r;
 
-	data = malloc(strlen(a[3]) / 2 + 1);
-	if (!data)
-		return sigfs_seterr(c->err, -ENOMEM, "out of memory");
-	if (hex_decode(a[3], data, strlen(a[3]) / 2, &n) < 0)
-		r = sigfs_seterr(c->err, -EINVAL, "HEXDATA is not hex");
-	else if ((r = sign_request(c, a[0], a[1], a[2], data, n)) == 0 && (r = call(c)) == 0 &&
-		 proto_get_blob(&c->f.body, &sig, &siglen) < 0)
+	r = sign_data(c, a[3], &data, &n);
+	if (r == 0 && (r = sign_request(c, a[0], a[1], a[2], data, n)) == 0 && (r = call(c)) == 0 &&
+	    reply_sign(&c->f.body, &sig, &siglen) < 0)
 		r = sigfs_seterr(c->err, -EPROTO, "SIGN reply does not parse");
 	free(data);
 	if (r == 0)
@@ -412,7 +444,8 @@ static void ctl_usage(void)
 		"  pubkey ID                         the public key, PEM\n"
 		"  keydel ID\n"
 		"  sign ID SCHEME DIGEST HEXDATA     SCHEME: rsa-pss rsa-pkcs1 ecdsa ed25519;\n"
-		"                                    DIGEST: sha1 ... sha3-512, none for ed25519\n"
+		"                                    DIGEST: sha1 ... sha3-512, none for ed25519;\n"
+		"                                    @FILE instead of HEXDATA: FILE's bytes\n"
 		"  bench ID SCHEME DIGEST SECONDS THREADS\n");
 }
 

@@ -30,12 +30,17 @@
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 
 #include "appliance/link.h"
+#include "appliance/reply.h"
 #include "common/err.h"
 
 #define CIPHER_SUITE "TLS_AES_128_GCM_SHA256"
 #define READ_CHUNK 16384
+/* Handshakes closed at once by a busy appliance: tries, and the first pause (then doubled). */
+#define CONNECT_TRIES 6
+#define CONNECT_PAUSE_MS 10
 
 /* TLS_AES_128_GCM_SHA256 on the wire (RFC 8446, B.4). */
 static const unsigned char suite_id[2] = { 0x13, 0x01 };
@@ -301,6 +306,8 @@ SSL_CTX *link_server_ctx(link_psk_lookup lookup, void *arg, char *err)
 	cfg->lookup = lookup;
 	cfg->arg = arg;
 	SSL_CTX_set_psk_find_session_callback(ctx, psk_find);
+	/* An idle connection holds no TLS record buffers (some 34 KiB each). */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	return ctx;
 }
 
@@ -412,7 +419,12 @@ int link_listen(const char *hostport, int *fdp, char *bound, size_t boundlen, ch
 			continue;
 		}
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 64) == 0)
+		/*
+		 * The longest accept queue the kernel allows: a full one drops a
+		 * client's SYN, which it sends again only after a second, and an
+		 * attacker reopening connections in a loop keeps hundreds queued.
+		 */
+		if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, SOMAXCONN) == 0)
 			break;
 		r = -errno;
 		close(fd);
@@ -487,6 +499,7 @@ static void link_reset(struct link *l)
 {
 	memset(l, 0, sizeof(*l));
 	l->fd = -1;
+	l->max_frame = PROTO_MAX_FRAME;
 }
 
 /* Milliseconds left until deadline, for calls that take a timeout; -1: none. */
@@ -502,11 +515,10 @@ static int ms_left(long long deadline)
 
 static int hello(struct link *l, const char *client, long long deadline, char *err)
 {
+	struct reply_hello h;
 	struct sbuf req, buf;
 	struct proto_frame f;
-	char name[PROTO_MAX_STR + 1];
-	uint32_t max_frame;
-	uint8_t st = PROTO_OK, ver;
+	uint8_t st = PROTO_OK;
 	int r;
 
 	sbuf_init(&req, PROTO_MAX_STR + 64);
@@ -523,12 +535,12 @@ static int hello(struct link *l, const char *client, long long deadline, char *e
 		r = -EPROTO;
 	if (r < 0)
 		goto out;
-	if (sbuf_get_u8(&f.body, &ver) < 0 || proto_get_str(&f.body, name, sizeof(name)) < 0 ||
-	    sbuf_get_u32be(&f.body, &max_frame) < 0 || ver != PROTO_VERSION) {
+	if (reply_hello(&f.body, &h) < 0 || h.ver != PROTO_VERSION) {
 		r = sigfs_seterr(err, -EPROTO, "appliance %s: bad HELLO reply (protocol version "
 				 "%d expected)", l->peer, PROTO_VERSION);
 		goto out;
 	}
+	l->max_frame = h.max_frame < PROTO_MAX_FRAME ? h.max_frame : PROTO_MAX_FRAME;
 	r = 0;
 out:
 	sbuf_free(&req);
@@ -536,18 +548,13 @@ out:
 	return r;
 }
 
-int link_connect(struct link *l, SSL_CTX *ctx, const char *hostport, int timeout_ms, char *err)
+/* TCP and the TLS handshake to host:port, once, before the deadline. */
+static int handshake(struct link *l, SSL_CTX *ctx, const char *host, const char *port,
+		     long long deadline, char *err)
 {
 	struct link_cfg *cfg = SSL_CTX_get_app_data(ctx);
-	long long deadline = deadline_in(timeout_ms);
-	char host[256], port[8];
 	int r, rc;
 
-	link_reset(l);
-	snprintf(l->peer, sizeof(l->peer), "%s", hostport);
-	r = split_hostport(hostport, host, sizeof(host), port, sizeof(port), err);
-	if (r < 0)
-		return r;
 	r = tcp_connect(l, host, port, deadline, err);
 	if (r < 0)
 		return r;
@@ -568,12 +575,55 @@ int link_connect(struct link *l, SSL_CTX *ctx, const char *hostport, int timeout
 		if (r < 0)
 			goto fail;
 	}
-	r = hello(l, cfg->client, deadline, err);
-	if (r < 0)
-		goto fail;
 	return 0;
 fail:
 	link_close(l);
+	return r;
+}
+
+int link_connect(struct link *l, SSL_CTX *ctx, const char *hostport, int timeout_ms, char *err)
+{
+	struct link_cfg *cfg = SSL_CTX_get_app_data(ctx);
+	long long deadline = deadline_in(timeout_ms);
+	char host[256], port[8];
+	long long pause = CONNECT_PAUSE_MS;
+	uint16_t jitter;
+	int r, tries;
+
+	link_reset(l);
+	snprintf(l->peer, sizeof(l->peer), "%s", hostport);
+	r = split_hostport(hostport, host, sizeof(host), port, sizeof(port), err);
+	if (r < 0)
+		return r;
+	/*
+	 * An appliance closes a new connection at once when its budget for
+	 * connections in their handshake has no room for our address, as when
+	 * all of sigfsd's workers connect together. That is not the appliance
+	 * being down: try again a few times, soon and at jittered moments (so
+	 * the workers do not collide again), before the deadline.
+	 */
+	for (tries = 1;; tries++) {
+		r = handshake(l, ctx, host, port, deadline, err);
+		if (r != -ECONNRESET || tries == CONNECT_TRIES ||
+		    (deadline >= 0 && now_ms() + 2 * pause > deadline))
+			break;
+		if (RAND_bytes((unsigned char *)&jitter, sizeof(jitter)) != 1)
+			jitter = (uint16_t)now_ms();
+		poll(NULL, 0, (int)(pause + jitter % pause));
+		pause *= 2;
+		link_reset(l);
+		snprintf(l->peer, sizeof(l->peer), "%s", hostport);
+	}
+	if (r == -ECONNRESET && tries > 1)
+		return sigfs_seterr(err, r, "appliance %s closed the connection before the TLS "
+				    "handshake ended, %d times: it is stopping, or busy with "
+				    "handshakes from this address (its --max-handshakes-per-address)",
+				    l->peer, tries);
+	if (r < 0)
+		return r;
+	r = hello(l, cfg->client, deadline, err);
+	if (r < 0)
+		link_close(l);
 	return r;
 }
 
@@ -622,6 +672,18 @@ refused:
 fail:
 	link_close(l);
 	return r;
+}
+
+int link_idle_ok(struct link *l)
+{
+	struct pollfd p = { .fd = l->fd, .events = POLLIN | POLLRDHUP };
+
+	if (!l->ssl || SSL_pending(l->ssl) > 0)
+		return -ECONNRESET;
+	while (poll(&p, 1, 0) < 0)
+		if (errno != EINTR)
+			return -ECONNRESET;
+	return p.revents ? -ECONNRESET : 0;
 }
 
 void link_close(struct link *l)
@@ -681,7 +743,7 @@ static int read_full(struct link *l, uint8_t *p, size_t n, long long deadline, c
 int link_recv(struct link *l, struct sbuf *buf, struct proto_frame *f, int timeout_ms, char *err)
 {
 	long long deadline = deadline_in(timeout_ms);
-	uint8_t hdr[4], *chunk = NULL;
+	uint8_t hdr[4], head[PROTO_HDR_LEN], *chunk = NULL;
 	uint32_t len;
 	size_t left, n;
 	int r;
@@ -694,13 +756,20 @@ int link_recv(struct link *l, struct sbuf *buf, struct proto_frame *f, int timeo
 	r = read_full(l, hdr, sizeof(hdr), deadline, err);
 	if (r < 0)
 		return r;
-	len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
-	if (len < PROTO_HDR_LEN)
-		return sigfs_seterr(err, -EBADMSG, "%s sent a frame of %u bytes (at least %d)",
-				    l->peer, len, PROTO_HDR_LEN);
-	if (len > PROTO_MAX_FRAME || len > buf->max - sizeof(hdr))
-		return sigfs_seterr(err, -EMSGSIZE, "%s sent a frame of %u bytes (at most %u)",
-				    l->peer, len, PROTO_MAX_FRAME);
+	r = proto_frame_len(hdr, buf->max - sizeof(hdr), &len);
+	if (r == -EBADMSG)
+		return sigfs_seterr(err, r, "%s sent a frame of %u bytes (at least %d)", l->peer,
+				    len, PROTO_HDR_LEN);
+	if (r == -EMSGSIZE) {
+		/* Only the header, so the refusal can answer it; never the body. */
+		r = read_full(l, head, sizeof(head), deadline, err);
+		if (r < 0)
+			return r;
+		proto_parse(head, sizeof(head), f);
+		f->len = len;
+		return sigfs_seterr(err, -EMSGSIZE, "%s sent a frame of %u bytes (at most %zu)",
+				    l->peer, len, buf->max - sizeof(hdr));
+	}
 	chunk = malloc(READ_CHUNK);
 	if (!chunk)
 		return sigfs_seterr(err, -ENOMEM, "%s: out of memory", l->peer);
@@ -730,29 +799,33 @@ int link_call(struct link *l, const struct sbuf *req, struct sbuf *buf, struct p
 {
 	char msg[PROTO_MAX_STR + 1];
 	struct proto_frame q;
-	uint8_t st;
+	uint8_t st = PROTO_OK;
 	int r;
 
 	if (req->len < 4 || proto_parse(req->d + 4, req->len - 4, &q) < 0)
 		return sigfs_seterr(err, -EINVAL, "appliance %s: request frame not finished",
 				    l->peer);
+	if (q.len > l->max_frame)
+		return sigfs_seterr(err, -EMSGSIZE, "appliance %s accepts frames of at most %u "
+				    "bytes (its --max-frame); this %s request is %u bytes", l->peer,
+				    l->max_frame, proto_op_name(q.op), q.len);
 	r = link_send(l, req, err);
 	if (r < 0)
 		return r;
 	r = link_recv(l, buf, f, timeout_ms, err);
 	if (r < 0)
 		return r;
-	if (f->ver != PROTO_VERSION || f->op != (q.op | PROTO_REPLY) || f->id != q.id ||
-	    sbuf_get_u8(&f->body, &st) < 0)
-		return sigfs_seterr(err, -EPROTO, "appliance %s: reply (version %u, op %u, id %u) "
-				    "does not answer request (op %u, id %u)", l->peer, f->ver,
-				    f->op, f->id, q.op, q.id);
+	r = reply_status(f, q.op, q.id, &st, msg, sizeof(msg));
 	if (status)
 		*status = st;
-	if (st == PROTO_OK)
+	if (r == -EPROTO)
+		return sigfs_seterr(err, r, "appliance %s: reply (version %u, op %u, id %u) does not "
+				    "answer request (op %u, id %u)", l->peer, f->ver, f->op, f->id,
+				    q.op, q.id);
+	if (r == 0)
 		return 0;
-	if (proto_get_str(&f->body, msg, sizeof(msg)) < 0)
-		snprintf(msg, sizeof(msg), "(no message)");
-	return sigfs_seterr(err, -EREMOTEIO, "appliance %s: %s (%s)", l->peer, msg,
-			    proto_status_name(st));
+	if (st == PROTO_E_DENIED)
+		return sigfs_seterr(err, r, "appliance %s refused %s: %s", l->peer,
+				    proto_op_name(q.op), msg);
+	return sigfs_seterr(err, r, "appliance %s: %s (%s)", l->peer, msg, proto_status_name(st));
 }

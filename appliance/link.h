@@ -31,6 +31,7 @@ struct link {
 	SSL *ssl;
 	char peer[128];          /* "host:port" for messages */
 	char client[PROTO_MAX_STR + 1];  /* server side: the authenticated client name */
+	uint32_t max_frame;      /* client side: the largest frame the appliance takes (HELLO) */
 };
 
 /*
@@ -42,11 +43,25 @@ int link_listen(const char *hostport, int *fd, char *bound, size_t boundlen, cha
 /*
  * Client: connect to "host:port" (IPv4/IPv6 literal or name) within
  * timeout_ms, run the TLS handshake and HELLO. -ECONNREFUSED, -ETIMEDOUT,
- * -EACCES (the appliance refused our key), -EPROTO (no common version).
+ * -EACCES (the appliance refused our key), -EPROTO (no common version). A
+ * connection the appliance closes before the handshake ends (its budget for
+ * handshakes from our address was full at that moment) is tried again, up to
+ * 6 times in all, after jittered pauses from 10 ms, doubling; then -ECONNRESET.
  */
 int link_connect(struct link *l, SSL_CTX *ctx, const char *hostport, int timeout_ms, char *err);
-/* Server: TLS handshake on an accepted fd (the link owns fd afterwards). */
+/*
+ * Server: TLS handshake on an accepted fd (the link owns fd afterwards),
+ * finished within timeout_ms (-ETIMEDOUT). -EACCES: the client's name or key
+ * is not in the clients file.
+ */
 int link_accept(struct link *l, SSL_CTX *ctx, int fd, int timeout_ms, char *err);
+/*
+ * Client: whether a link kept open between requests can carry the next one.
+ * Nothing may arrive on an idle link, so anything readable (the appliance's
+ * close_notify when it closed the link for idleness, a reset, stray bytes)
+ * means it cannot: -ECONNRESET, else 0. It does not wait.
+ */
+int link_idle_ok(struct link *l);
 /*
  * Close l; closing twice is harmless. Only for a link that link_connect or
  * link_accept has had (both leave it closed, fd -1, when they fail): a
@@ -57,17 +72,24 @@ void link_close(struct link *l);
 /* Send one finished frame (proto_end done). */
 int link_send(struct link *l, const struct sbuf *frame, char *err);
 /*
- * Receive one frame into buf (sbuf_init'd by the caller with max
- * PROTO_MAX_FRAME + 4; emptied first) and parse it into f (a view into buf).
- * timeout_ms < 0 waits forever. -ECONNRESET when the peer went away.
+ * Receive one frame into buf (sbuf_init'd by the caller; buf->max - 4 is the
+ * largest frame taken, at most PROTO_MAX_FRAME; emptied first) and parse it
+ * into f (a view into buf). buf grows only with the bytes that arrive. The
+ * whole frame must arrive within timeout_ms (< 0: wait forever), else
+ * -ETIMEDOUT, buf->len 0 if not even its length field came. -ECONNRESET
+ * when the peer went away. -EMSGSIZE for a frame over the limit: nothing of
+ * it is buffered, but its header is read so f's ver, op and id (and f->len)
+ * say what it was, for a reply.
  */
 int link_recv(struct link *l, struct sbuf *buf, struct proto_frame *f, int timeout_ms, char *err);
 
 /*
  * Client: send request frame req and wait for its reply (same id, op |
  * PROTO_REPLY). On a reply with status != 0 returns -EREMOTEIO with the
- * appliance's message in err and *status set; on PROTO_OK, f->body is
- * positioned after the status byte.
+ * appliance's message in err and *status set (PROTO_E_DENIED reads
+ * "appliance HOST:PORT refused OP: MESSAGE"); on PROTO_OK, f->body is
+ * positioned after the status byte. A request over the appliance's
+ * max_frame is not sent: -EMSGSIZE, err naming the limit.
  */
 int link_call(struct link *l, const struct sbuf *req, struct sbuf *buf, struct proto_frame *f,
 	      uint8_t *status, int timeout_ms, char *err);

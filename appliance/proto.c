@@ -56,6 +56,14 @@ static const char *const status_names[] = {
 	[PROTO_E_MISMATCH] = "does not match the key or digest",
 	[PROTO_E_INTERNAL] = "appliance failure",
 	[PROTO_E_BUSY] = "appliance busy",
+	[PROTO_E_DENIED] = "not permitted",
+	[PROTO_E_TOOBIG] = "frame too large",
+};
+
+static const char *const op_names[] = {
+	[PROTO_HELLO] = "HELLO", [PROTO_LISTKEYS] = "LISTKEYS", [PROTO_KEYGEN] = "KEYGEN",
+	[PROTO_KEYLOAD] = "KEYLOAD", [PROTO_PUBKEY] = "PUBKEY", [PROTO_SIGN] = "SIGN",
+	[PROTO_KEYDEL] = "KEYDEL",
 };
 
 const struct sigfs_digest *proto_digest(uint8_t wire)
@@ -113,6 +121,13 @@ const char *proto_status_name(uint8_t st)
 	if (st < sizeof(status_names) / sizeof(status_names[0]))
 		return status_names[st];
 	return "unknown status";
+}
+
+const char *proto_op_name(uint8_t op)
+{
+	if (op < sizeof(op_names) / sizeof(op_names[0]) && op_names[op])
+		return op_names[op];
+	return "?";
 }
 
 int proto_keyid_ok(const char *s, size_t len)
@@ -223,6 +238,16 @@ int proto_begin_reply(struct sbuf *b, uint8_t op, uint32_t id, uint8_t status, c
 	return proto_put_str(b, line);
 }
 
+int proto_frame_len(const uint8_t hdr[4], size_t max, uint32_t *len)
+{
+	*len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+	if (*len < PROTO_HDR_LEN)
+		return -EBADMSG;
+	if (*len > max || *len > PROTO_MAX_FRAME)
+		return -EMSGSIZE;
+	return 0;
+}
+
 int proto_parse(const uint8_t *p, size_t len, struct proto_frame *f)
 {
 	struct sbuf b;
@@ -231,6 +256,7 @@ int proto_parse(const uint8_t *p, size_t len, struct proto_frame *f)
 	if (len < PROTO_HDR_LEN || len > PROTO_MAX_FRAME)
 		return -EBADMSG;
 	sbuf_view(&b, p, len);
+	f->len = (uint32_t)len;
 	if ((r = sbuf_get_u8(&b, &f->ver)) < 0 || (r = sbuf_get_u8(&b, &f->op)) < 0 ||
 	    (r = sbuf_get_u32be(&b, &f->id)) < 0)
 		return r;

@@ -8,7 +8,9 @@
  * docs/appliance-protocol.md for why PSK rather than client certificates.
  * Inside TLS, requests and replies are frames:
  *
- *   u32be len    bytes that follow this field, PROTO_HDR_LEN .. PROTO_MAX_FRAME
+ *   u32be len    bytes that follow this field, PROTO_HDR_LEN .. the receiver's
+ *                limit (the appliance's --max-frame, announced in HELLO; at
+ *                most PROTO_MAX_FRAME)
  *   u8    ver    protocol version of this frame (PROTO_VERSION)
  *   u8    op     request: an enum proto_op; reply: op | PROTO_REPLY
  *   u32be id     request id chosen by the client, echoed in the reply
@@ -18,7 +20,8 @@
  * blobs are u32be length + bytes. A reply body starts with u8 status
  * (enum proto_status); when status != 0 a string with a one-line message
  * follows and nothing else. One connection carries one request at a time.
- * The first request on a connection must be HELLO.
+ * The first request on a connection must be HELLO. Later versions may add
+ * fields at the end of a reply: clients ignore bytes after the ones they know.
  */
 #ifndef SIGFS_APPLIANCE_PROTO_H
 #define SIGFS_APPLIANCE_PROTO_H
@@ -32,14 +35,15 @@
 #define PROTO_VERSION 1
 #define PROTO_REPLY 0x80
 #define PROTO_HDR_LEN 6                    /* ver + op + id */
-#define PROTO_MAX_FRAME (64u << 20)        /* a pure Ed25519 message may be large */
+#define PROTO_MAX_FRAME (64u << 20)        /* the protocol's cap; appliances announce less */
 #define PROTO_MAX_STR 1024
 #define PROTO_MAX_KEYID 128                /* key ids: [A-Za-z0-9._-], 1..128 bytes */
 #define PROTO_PSK_LEN 32
 
 enum proto_op {
 	/* body: u8 min_ver, u8 max_ver, str client.
-	 * reply: u8 ver (chosen), str appliance name, u32be max_frame. */
+	 * reply: u8 ver (chosen), str appliance name, u32be max_frame (the
+	 * largest frame, after its length field, the appliance accepts). */
 	PROTO_HELLO = 1,
 	/* body: empty.  reply: u32be n, then n x (str id, u8 keytype, u16be bits). */
 	PROTO_LISTKEYS = 2,
@@ -69,6 +73,8 @@ enum proto_status {
 	PROTO_E_MISMATCH = 7,    /* scheme does not fit the key, or data length wrong */
 	PROTO_E_INTERNAL = 8,    /* the appliance failed (its log says why) */
 	PROTO_E_BUSY = 9,        /* try again (e.g. shutting down) */
+	PROTO_E_DENIED = 10,     /* the client's roles do not allow the op */
+	PROTO_E_TOOBIG = 11,     /* the frame is over max_frame; the connection closes */
 };
 
 enum proto_keytype {
@@ -104,6 +110,8 @@ const char *proto_keytype_name(uint8_t t);
 int proto_keytype_of(const struct sigfs_alg *alg, uint8_t *type, uint16_t *bits);
 /* A one-line English name of a status ("no such key" ...). */
 const char *proto_status_name(uint8_t st);
+/* The name of an op ("SIGN"), "?" if there is none. */
+const char *proto_op_name(uint8_t op);
 /* True if s (len bytes) is a valid key id. */
 int proto_keyid_ok(const char *s, size_t len);
 
@@ -125,10 +133,17 @@ int proto_begin_reply(struct sbuf *b, uint8_t op, uint32_t id, uint8_t status, c
 
 /* A parsed frame header; body is a view into the received bytes. */
 struct proto_frame {
+	uint32_t len;           /* bytes after the length field */
 	uint8_t ver, op;
 	uint32_t id;
 	struct sbuf body;
 };
+/*
+ * The length field hdr of a frame, checked before anything is read or
+ * allocated for it: -EBADMSG under PROTO_HDR_LEN, -EMSGSIZE over max (the
+ * reader's limit) or PROTO_MAX_FRAME.
+ */
+int proto_frame_len(const uint8_t hdr[4], size_t max, uint32_t *len);
 /*
  * Parse the len bytes that followed the length field (len checked against
  * PROTO_HDR_LEN..PROTO_MAX_FRAME by the reader before it allocates).

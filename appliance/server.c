@@ -48,7 +48,7 @@ struct req {
 	const struct server *s;
 	const char *client;           /* the TLS identity */
 	struct sbuf *body;
-	struct sbuf *rep;             /* reply body after the status byte */
+	struct sbuf *rep;             /* the reply frame, after its status byte */
 	char key[PROTO_MAX_STR + 1];  /* key id for the log line, "" if none */
 	char msg[SIGFS_ERRLEN];       /* error message for the reply */
 };
@@ -105,7 +105,7 @@ static uint8_t op_hello(struct req *q)
 	if (strcmp(client, q->client) != 0)
 		return fail(q, PROTO_E_MALFORMED, "HELLO names another client than the TLS key's");
 	if ((r = sbuf_put_u8(q->rep, PROTO_VERSION)) < 0 || (r = proto_put_str(q->rep, q->s->name)) < 0 ||
-	    (r = sbuf_put_u32be(q->rep, PROTO_MAX_FRAME)) < 0)
+	    (r = sbuf_put_u32be(q->rep, q->s->max_frame)) < 0)
 		return fail(q, PROTO_E_INTERNAL, "cannot encode the reply");
 	return PROTO_OK;
 }
@@ -131,16 +131,18 @@ static int list_one(void *arg, const struct store_key *k)
 static uint8_t op_listkeys(struct req *q)
 {
 	struct listing ls = { .rep = q->rep };
+	size_t at = q->rep->len;
 
 	if (!body_done(q))
 		return malformed(q);
 	if (sbuf_put_u32be(q->rep, 0) < 0 || store_each(q->s->store, list_one, &ls) < 0)
-		return fail(q, PROTO_E_INTERNAL, "the key list does not fit a frame");
+		return fail(q, PROTO_E_INTERNAL, "the key list does not fit a frame of %u bytes "
+			    "(--max-frame)", q->s->max_frame);
 	/* The count goes first, known once every key is written. */
-	q->rep->d[0] = (uint8_t)(ls.n >> 24);
-	q->rep->d[1] = (uint8_t)(ls.n >> 16);
-	q->rep->d[2] = (uint8_t)(ls.n >> 8);
-	q->rep->d[3] = (uint8_t)ls.n;
+	q->rep->d[at] = (uint8_t)(ls.n >> 24);
+	q->rep->d[at + 1] = (uint8_t)(ls.n >> 16);
+	q->rep->d[at + 2] = (uint8_t)(ls.n >> 8);
+	q->rep->d[at + 3] = (uint8_t)ls.n;
 	return PROTO_OK;
 }
 
@@ -406,24 +408,25 @@ static uint8_t op_keydel(struct req *q)
 	return PROTO_OK;
 }
 
+/* Every op: its function and the role it needs (0: the TLS key is enough). */
 static const struct op {
 	uint8_t op;
-	const char *name;
+	unsigned role;
 	uint8_t (*fn)(struct req *q);
 } ops[] = {
-	{ PROTO_HELLO, "HELLO", op_hello },
-	{ PROTO_LISTKEYS, "LISTKEYS", op_listkeys },
-	{ PROTO_KEYGEN, "KEYGEN", op_keygen },
-	{ PROTO_KEYLOAD, "KEYLOAD", op_keyload },
-	{ PROTO_PUBKEY, "PUBKEY", op_pubkey },
-	{ PROTO_SIGN, "SIGN", op_sign },
-	{ PROTO_KEYDEL, "KEYDEL", op_keydel },
+	{ PROTO_HELLO, 0, op_hello },
+	{ PROTO_LISTKEYS, 0, op_listkeys },
+	{ PROTO_KEYGEN, CLIENT_MANAGE, op_keygen },
+	{ PROTO_KEYLOAD, CLIENT_MANAGE, op_keyload },
+	{ PROTO_PUBKEY, 0, op_pubkey },
+	{ PROTO_SIGN, CLIENT_SIGN, op_sign },
+	{ PROTO_KEYDEL, CLIENT_MANAGE, op_keydel },
 };
 
-bool server_serve(const struct server *s, const char *client, const struct proto_frame *f,
-		  bool *greeted, struct sbuf *out, struct sbuf *rep)
+bool server_serve(const struct server *s, const char *client, unsigned roles,
+		  const struct proto_frame *f, bool *greeted, struct sbuf *out)
 {
-	struct req q = { .s = s, .client = client, .rep = rep };
+	struct req q = { .s = s, .client = client, .rep = out };
 	struct sbuf body = f->body;
 	const struct op *op = NULL;
 	char esc[SIGFS_ESCAPED_MAX];
@@ -434,7 +437,11 @@ bool server_serve(const struct server *s, const char *client, const struct proto
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
 		if (ops[i].op == f->op)
 			op = &ops[i];
-	if (f->ver != PROTO_VERSION) {
+	/* The op writes its fields after an OK status; a refusal starts the frame again. */
+	out->len = out->off = 0;
+	if (proto_begin_reply(out, f->op, f->id, PROTO_OK, NULL) < 0) {
+		st = fail(&q, PROTO_E_INTERNAL, "the reply does not fit a frame");
+	} else if (f->ver != PROTO_VERSION) {
 		st = fail(&q, PROTO_E_VERSION, "frame version %u; this appliance speaks %d",
 			  f->ver, PROTO_VERSION);
 		keep = false;
@@ -443,6 +450,10 @@ bool server_serve(const struct server *s, const char *client, const struct proto
 		keep = false;
 	} else if (!op) {
 		st = fail(&q, PROTO_E_UNKNOWN_OP, "operation %u is not known", f->op);
+	} else if (op->role & ~roles) {
+		st = fail(&q, PROTO_E_DENIED, "client %s may not %s; add %s to its line in the "
+			  "clients file", client, clients_role_what(op->role),
+			  clients_role_word(op->role));
 	} else {
 		st = op->fn(&q);
 		if (f->op == PROTO_HELLO)
@@ -452,16 +463,18 @@ bool server_serve(const struct server *s, const char *client, const struct proto
 		char line[SIGFS_ERRLEN + 512];
 
 		snprintf(line, sizeof(line), "client %s op %s key %s status %u", client,
-			 op ? op->name : "?", q.key[0] ? sigfs_escape(q.key, esc, sizeof(esc)) : "-",
+			 proto_op_name(f->op), q.key[0] ? sigfs_escape(q.key, esc, sizeof(esc)) : "-",
 			 st);
 		if (st != PROTO_OK)
 			slog(s, "%s: %s", line, q.msg);
 		else
 			slog(s, "%s", line);
 	}
-	out->len = out->off = 0;
-	if (proto_begin_reply(out, f->op, f->id, st, q.msg) < 0 ||
-	    (st == PROTO_OK && sbuf_put(out, rep->d, rep->len) < 0) || proto_end(out) < 0) {
+	if (st != PROTO_OK) {
+		out->len = out->off = 0;
+		proto_begin_reply(out, f->op, f->id, st, q.msg);
+	}
+	if (proto_end(out) < 0) {
 		out->len = out->off = 0;
 		proto_begin_reply(out, f->op, f->id, PROTO_E_INTERNAL, "the reply does not fit a frame");
 		proto_end(out);

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "appliance/clients.h"
 #include "appliance/proto.h"
 #include "appliance/store.h"
 #include "common/sbuf.h"
@@ -23,6 +24,7 @@ struct server {
 	FILE *log;            /* where log lines go */
 	struct store *store;
 	sem_t *engines;       /* one count per signature computed at once */
+	uint32_t max_frame;   /* the largest frame taken (--max-frame), announced in HELLO */
 };
 
 /* Write "sigfs-appliance NAME: message" as one line to s->log. */
@@ -30,13 +32,16 @@ void server_vlog(const struct server *s, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 
 /*
- * Answer request frame f from client (its TLS identity) into out, a fresh
- * frame; rep is scratch for the reply body, both sbuf_init'd with room for a
- * frame. *greeted is the connection's HELLO state, false on a new one.
- * Returns false when the connection must close after the reply (wrong frame
- * version, or a first request that is not HELLO).
+ * Answer request frame f from client (its TLS identity), whose clients-file
+ * roles are roles (enum client_role bits, read afresh for every request so
+ * SIGHUP applies at once), into out: sbuf_init'd with max s->max_frame + 4,
+ * emptied first; the reply is built in it directly, so a connection holds one
+ * reply, never a copy. An op the roles do not allow is refused with
+ * PROTO_E_DENIED before its body is read. *greeted is the connection's HELLO
+ * state, false on a new one. Returns false when the connection must close
+ * after the reply (wrong frame version, or a first request that is not HELLO).
  */
-bool server_serve(const struct server *s, const char *client, const struct proto_frame *f,
-		  bool *greeted, struct sbuf *out, struct sbuf *rep);
+bool server_serve(const struct server *s, const char *client, unsigned roles,
+		  const struct proto_frame *f, bool *greeted, struct sbuf *out);
 
 #endif

@@ -8,7 +8,9 @@
  *
  * All appliances of a backend hold the same keys, so any of them can sign any
  * job. Each signer worker keeps one connection per appliance and key
- * management one more, each under a mutex, kept open between requests. A job
+ * management one more, each under a mutex, kept open between requests; one
+ * the appliance closed while idle (its --idle-seconds) is replaced before the
+ * next request, which is neither a failure nor a failover. A job
  * goes to the live appliance with the fewest requests in flight. A transport
  * error marks that appliance down for a short, growing backoff and the job
  * moves to another one at once (signing is idempotent); when none is left the
@@ -38,6 +40,7 @@
 
 #include "appliance/link.h"
 #include "appliance/proto.h"
+#include "appliance/reply.h"
 #include "backends/backend.h"
 #include "backends/secret.h"
 #include "common/err.h"
@@ -58,6 +61,7 @@ extern const struct sigfs_backend_ops sigfs_backend_appliance;
 struct appl {
 	char addr[ADDR_MAX];          /* as configured: HOST:PORT, [V6]:PORT */
 	atomic_uint inflight;
+	atomic_uint max_frame;        /* its HELLO's max_frame; 0 until a link says */
 	pthread_mutex_t lock;         /* down, down_until, backoff */
 	bool down;
 	long down_until, backoff;     /* ms */
@@ -186,14 +190,16 @@ static int pick(struct ab *p, unsigned row, uint32_t skip)
 /* --- one request on one appliance ------------------------------------------------ */
 
 /*
- * Send x->req to appliance i over row's connection (connected if needed; a
- * kept-alive connection that fails other than by timeout is replaced once,
- * as it may just be stale after an appliance restart) and wait for
- * the reply. Returns 0 (x->f.body after the status), -EREMOTEIO with x->st
- * and the appliance's message in err, or -EACCES (it refused our key);
- * anything else (refused, reset, timeout, TLS or protocol failure) is a
- * transport error, after which the appliance is marked down and the
- * connection closed.
+ * Send x->req to appliance i over row's connection and wait for the reply.
+ * The connection is made if there is none; a kept-alive one the appliance
+ * closed while idle is replaced first (link_idle_ok), and one that fails
+ * other than by timeout is replaced once, as the appliance may have closed or
+ * restarted just as the request went out. Returns 0 (x->f.body after the
+ * status), -EREMOTEIO with x->st and the appliance's message in err,
+ * -EMSGSIZE (the request is over its max_frame: not sent), or -EACCES (it
+ * refused our key); anything else (refused, reset, timeout, TLS or protocol
+ * failure) is a transport error, after which the appliance is marked down
+ * and the connection closed.
  */
 static int call_one(struct ab *p, unsigned row, unsigned i, struct xfer *x, int timeout_ms,
 		    char *err)
@@ -205,6 +211,10 @@ static int call_one(struct ab *p, unsigned row, unsigned i, struct xfer *x, int 
 
 	atomic_fetch_add(&a->inflight, 1);
 	pthread_mutex_lock(&c->lock);
+	if (c->open && link_idle_ok(&c->l) < 0) {
+		link_close(&c->l);
+		c->open = false;
+	}
 	for (int attempt = 0;; attempt++) {
 		fresh = !c->open;
 		if (fresh) {
@@ -213,10 +223,11 @@ static int call_one(struct ab *p, unsigned row, unsigned i, struct xfer *x, int 
 			if (r < 0)
 				break;
 			c->open = true;
+			atomic_store(&a->max_frame, c->l.max_frame);
 		}
 		x->st = PROTO_OK;
 		r = link_call(&c->l, &x->req, &x->rep, &x->f, &x->st, timeout_ms, err);
-		if (r == 0 || r == -EREMOTEIO)
+		if (r == 0 || r == -EREMOTEIO || r == -EMSGSIZE)
 			break;
 		link_close(&c->l);
 		c->open = false;
@@ -224,9 +235,14 @@ static int call_one(struct ab *p, unsigned row, unsigned i, struct xfer *x, int 
 		if (fresh || attempt > 0 || r == -ETIMEDOUT)
 			break;
 	}
+	/* The appliance closes the connection after these two (proto.h). */
+	if (r == -EREMOTEIO && (x->st == PROTO_E_TOOBIG || x->st == PROTO_E_VERSION)) {
+		link_close(&c->l);
+		c->open = false;
+	}
 	pthread_mutex_unlock(&c->lock);
 	atomic_fetch_sub(&a->inflight, 1);
-	if (r == 0 || r == -EREMOTEIO)
+	if (r == 0 || r == -EREMOTEIO || r == -EMSGSIZE)
 		mark_up(p, a);
 	else if (r != -EACCES)
 		mark_down(p, a, err);
@@ -242,6 +258,8 @@ static int status_errno(uint8_t st)
 	case PROTO_E_MISMATCH: return -EINVAL;
 	case PROTO_E_BUSY: return -EBUSY;
 	case PROTO_E_VERSION: return -EPROTONOSUPPORT;
+	case PROTO_E_DENIED: return -EPERM;
+	case PROTO_E_TOOBIG: return -EFBIG;
 	default: return -EIO;
 	}
 }
@@ -250,9 +268,14 @@ static int status_errno(uint8_t st)
 static int call_error(const struct ab *p, const char *what, int r, uint8_t st, const char *e1,
 		      char *err)
 {
+	/* e1 says "appliance HOST:PORT refused OP: ...; add ROLE to its line ...". */
+	if (r == -EREMOTEIO && st == PROTO_E_DENIED)
+		return sigfs_seterr(err, -EPERM, "appliance backend %s: %s", p->name, e1);
 	if (r == -EREMOTEIO)
 		return sigfs_seterr(err, status_errno(st), "appliance backend %s: %s: %s", p->name,
 				    what, e1);
+	if (r == -EMSGSIZE)
+		return sigfs_seterr(err, -EFBIG, "appliance backend %s: %s", p->name, e1);
 	if (r == -EACCES)
 		return sigfs_seterr(err, r, "appliance backend %s: %s; check client and secret_file, "
 				    "and the appliance's clients file", p->name, e1);
@@ -274,7 +297,8 @@ static int call_at(struct ab *p, unsigned i, const char *what, struct xfer *x, i
 		r = call_one(p, admin_row(p), i, x, timeout_ms, e1);
 		if (r == 0)
 			return 0;
-		if ((r == -EREMOTEIO && x->st != PROTO_E_BUSY) || r == -EACCES || sigfs_backend_now_ms() >= deadline)
+		if ((r == -EREMOTEIO && x->st != PROTO_E_BUSY) || r == -EACCES || r == -EMSGSIZE ||
+		    sigfs_backend_now_ms() >= deadline)
 			return call_error(p, what, r, x->st, e1, err);
 		delay = sigfs_backend_backoff(delay, deadline);
 	}
@@ -283,13 +307,15 @@ static int call_at(struct ab *p, unsigned i, const char *what, struct xfer *x, i
 /*
  * Run x on whichever appliance can: fail over at once on transport errors,
  * NOKEY and BUSY; when none is left, wait with backoff until retry_seconds
- * have passed. A refused credential or another status fails at once.
+ * have passed. An appliance whose max_frame the request exceeds is skipped
+ * (another may take more); when none takes it, -EMSGSIZE at once, err
+ * saying why. A refused credential or another status fails at once.
  */
 static int call_any(struct ab *p, unsigned row, const char *what, const char *id, struct xfer *x,
 		    char *err)
 {
 	char why[MAX_APPLIANCES][REASON_MAX], list[SIGFS_ERRLEN], e1[SIGFS_ERRLEN];
-	uint32_t all = (1u << p->napp) - 1, nokey = 0, tried;
+	uint32_t all = (1u << p->napp) - 1, nokey = 0, toobig = 0, tried;
 	long start = sigfs_backend_now_ms(), delay = WAIT_MS_FIRST;
 	size_t n = 0;
 	int i, r;
@@ -297,22 +323,26 @@ static int call_any(struct ab *p, unsigned row, const char *what, const char *id
 	memset(why, 0, sizeof(why));
 	for (;;) {
 		tried = 0;
-		while ((i = pick(p, row, nokey | tried)) >= 0) {
+		while ((i = pick(p, row, nokey | toobig | tried)) >= 0) {
 			tried |= 1u << i;
 			r = call_one(p, row, (unsigned)i, x, p->timeout_ms, e1);
 			if (r == 0)
 				return 0;
 			if (r == -EREMOTEIO && x->st == PROTO_E_NOKEY)
 				nokey |= 1u << i;
+			else if (r == -EMSGSIZE || (r == -EREMOTEIO && x->st == PROTO_E_TOOBIG))
+				toobig |= 1u << i;
 			else if (r == -EACCES || (r == -EREMOTEIO && x->st != PROTO_E_BUSY))
 				return call_error(p, what, r, x->st, e1, err);
 			snprintf(why[i], REASON_MAX, "%s", r == -EREMOTEIO ? proto_status_name(x->st) :
-				 strerror(-r));
+				 r == -EMSGSIZE ? "request too large" : strerror(-r));
 		}
-		if (nokey == all || sigfs_backend_now_ms() >= start + p->retry_ms)
+		if ((nokey | toobig) == all || sigfs_backend_now_ms() >= start + p->retry_ms)
 			break;
 		delay = sigfs_backend_backoff(delay, start + p->retry_ms);
 	}
+	if (toobig && (nokey | toobig) == all)
+		return sigfs_seterr(err, -EMSGSIZE, "appliance backend %s: %s", p->name, e1);
 	list[0] = '\0';
 	for (unsigned k = 0; k < p->napp && n < sizeof(list); k++)
 		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s: %s", k ? ", " : "",
@@ -420,7 +450,7 @@ static int load_all(struct ab *p, const char *id, const char *wid, const uint8_t
 		if (r < 0)
 			break;
 		done |= 1u << i;
-		if (sbuf_get_u8(&x.f.body, &type) < 0 || sbuf_get_u16be(&x.f.body, &bits) < 0) {
+		if (reply_keyload(&x.f.body, &type, &bits) < 0) {
 			r = bad_reply(p, "KEYLOAD", err);
 		} else if (i == 0) {
 			type0 = type;
@@ -553,7 +583,7 @@ static int ab_remove(struct sigfs_backend *b, const char *id, char *err)
 	struct ab *p = b->priv;
 	long deadline = sigfs_backend_now_ms() + p->retry_ms;
 	char wid[WIRE_ID_MAX], e1[SIGFS_ERRLEN], e0[SIGFS_ERRLEN] = "";
-	unsigned gone = 0, failed = 0;
+	unsigned gone = 0, failed = 0, deleted;
 	int r = wire_id(p, id, wid, err), first = 0;
 	struct xfer x;
 
@@ -578,10 +608,13 @@ static int ab_remove(struct sigfs_backend *b, const char *id, char *err)
 	xfer_free(&x);
 	if (r < 0)
 		return r;
+	deleted = p->napp - gone - failed;
+	/* A refusal (the client may not manage keys) is fixed in the clients file, not by waiting. */
 	if (failed)
-		return sigfs_seterr(err, first, "%s%s", e0,
-				    failed > 1 ? " (and others); deleted where possible" :
-				    "; deleted on the others: rmdir again when it is back");
+		return sigfs_seterr(err, first, "%s%s%s", e0, failed > 1 ? " (and others)" : "",
+				    first == -EPERM ? (deleted ? "; deleted on the others" : "") :
+				    deleted ? "; deleted on the others: rmdir again when it is back" :
+				    "; rmdir again when it is back");
 	if (gone == p->napp)
 		return sigfs_seterr(err, -ENOENT, "appliance backend %s: no appliance holds key '%s'",
 				    p->name, id);
@@ -592,8 +625,6 @@ static int ab_public_key(struct sigfs_backend *b, const char *id, EVP_PKEY **out
 {
 	struct ab *p = b->priv;
 	char wid[WIRE_ID_MAX];
-	const uint8_t *der;
-	size_t len;
 	struct xfer x;
 	int r = wire_id(p, id, wid, err);
 
@@ -605,13 +636,8 @@ static int ab_public_key(struct sigfs_backend *b, const char *id, EVP_PKEY **out
 		r = finish(p, &x, err);
 	if (r == 0)
 		r = call_any(p, admin_row(p), "PUBKEY", id, &x, err);
-	if (r == 0) {
-		*out = NULL;
-		if (proto_get_blob(&x.f.body, &der, &len) == 0 && len <= LONG_MAX)
-			*out = d2i_PUBKEY(NULL, &der, (long)len);
-		if (!*out)
-			r = bad_reply(p, "PUBKEY", err);
-	}
+	if (r == 0 && reply_pubkey(&x.f.body, out) < 0)
+		r = bad_reply(p, "PUBKEY", err);
 	xfer_free(&x);
 	return r;
 }
@@ -636,21 +662,20 @@ static char *sigfs_id(const char *w)
 
 static int parse_list(struct ab *p, struct sbuf *body, char ***ids_out, size_t *n_out, char *err)
 {
-	char id[PROTO_MAX_STR + 1], **ids;
+	char id[PROTO_MAX_KEYID + 1], **ids;
 	uint32_t n;
 	uint16_t bits;
 	uint8_t type;
 	size_t k;
 
-	/* Each entry takes at least 5 bytes: never allocate for more than arrived. */
-	if (sbuf_get_u32be(body, &n) < 0 || n > sbuf_avail(body) / 5)
+	/* The count never exceeds what arrived: allocating for it is safe. */
+	if (reply_listkeys_count(body, &n) < 0)
 		return bad_reply(p, "LISTKEYS", err);
 	ids = calloc(n ? n : 1, sizeof(*ids));
 	if (!ids)
 		return oom(p, err);
 	for (k = 0; k < n; k++) {
-		if (proto_get_str(body, id, sizeof(id)) < 0 || sbuf_get_u8(body, &type) < 0 ||
-		    sbuf_get_u16be(body, &bits) < 0) {
+		if (reply_listkeys_entry(body, id, &type, &bits) < 0) {
 			sigfs_backend_list_free(ids, k);
 			return bad_reply(p, "LISTKEYS", err);
 		}
@@ -697,6 +722,41 @@ static int ab_list(struct sigfs_backend *b, char ***ids, size_t *n, char *err)
 
 /* --- signing ------------------------------------------------------------------------------ */
 
+/*
+ * The largest max_frame the appliances announced; *known is false (and the
+ * protocol's cap returned) while one of them has not said yet.
+ */
+static uint32_t frame_limit(struct ab *p, bool *known)
+{
+	uint32_t lim = 0, m;
+
+	*known = true;
+	for (unsigned i = 0; i < p->napp; i++) {
+		m = atomic_load(&p->app[i].max_frame);
+		if (!m)
+			*known = false;
+		if (m > lim)
+			lim = m;
+	}
+	return *known ? lim : PROTO_MAX_FRAME;
+}
+
+/* A pure Ed25519 message (a whole file) of len bytes no appliance takes: what, and what to do. */
+static int too_large(struct ab *p, size_t len, size_t overhead, char *err)
+{
+	uint32_t lim = 0, m;
+
+	for (unsigned i = 0; i < p->napp; i++)
+		if ((m = atomic_load(&p->app[i].max_frame)) > lim)
+			lim = m;
+	if (!lim)
+		lim = PROTO_MAX_FRAME;
+	return sigfs_seterr(err, -EFBIG, "appliance backend %s: a %zu-byte file is too large for "
+			    "Ed25519 on its appliances (at most %zu bytes: their --max-frame is %u); "
+			    "use an ECDSA or RSA key, or raise --max-frame", p->name, len,
+			    lim > overhead ? lim - overhead : 0, lim);
+}
+
 static int ab_sign(struct sigfs_backend *b, const char *id, const struct sigfs_sign_input *in,
 		   uint8_t *sig, size_t *siglen, char *err)
 {
@@ -704,8 +764,10 @@ static int ab_sign(struct sigfs_backend *b, const char *id, const struct sigfs_s
 	char wid[WIRE_ID_MAX];
 	uint8_t scheme, md = 0;
 	const uint8_t *s = NULL;
-	size_t slen = 0;
+	size_t slen = 0, overhead;
+	uint32_t limit;
 	struct xfer x;
+	bool known;
 	int r = wire_id(p, id, wid, err);
 
 	if (r < 0)
@@ -731,12 +793,11 @@ static int ab_sign(struct sigfs_backend *b, const char *id, const struct sigfs_s
 		scheme = PROTO_SCHEME_ED25519;
 		break;
 	}
-	/* The frame after its length field: header, id, scheme, digest, blob. */
-	if (in->len > PROTO_MAX_FRAME - PROTO_HDR_LEN - (2 + strlen(wid)) - 2 - 4)
-		return sigfs_seterr(err, -EFBIG, "appliance backend %s: a %zu-byte file is too large "
-				    "for Ed25519 on an appliance (at most %u MiB per request); use "
-				    "an ECDSA or RSA key, which sign a digest", p->name, in->len,
-				    PROTO_MAX_FRAME >> 20);
+	/* The frame after its length field: header, id, scheme, digest, blob, then the data. */
+	overhead = PROTO_HDR_LEN + 2 + strlen(wid) + 1 + 1 + 4;
+	limit = frame_limit(p, &known);
+	if (in->len > PROTO_MAX_FRAME - overhead || (known && in->len > limit - overhead))
+		return too_large(p, in->len, overhead, err);
 	xfer_init(&x);
 	r = begin(p, &x, PROTO_SIGN, wid, err);
 	if (r == 0 && (sbuf_put_u8(&x.req, scheme) < 0 || sbuf_put_u8(&x.req, md) < 0 ||
@@ -746,8 +807,10 @@ static int ab_sign(struct sigfs_backend *b, const char *id, const struct sigfs_s
 		r = finish(p, &x, err);
 	if (r == 0)
 		r = call_any(p, in->worker % admin_row(p), "SIGN", id, &x, err);
+	if (r == -EMSGSIZE)
+		r = too_large(p, in->len, overhead, err);
 	if (r == 0) {
-		if (proto_get_blob(&x.f.body, &s, &slen) < 0 || slen == 0 ||
+		if (reply_sign(&x.f.body, &s, &slen) < 0 ||
 		    (in->alg->kind == SIGFS_KIND_ED25519 && slen != 64))
 			r = bad_reply(p, "SIGN", err);
 		else if (slen > *siglen)

@@ -369,7 +369,7 @@ for _ in range(50):
 	SECRET=$(openssl rand -hex 32)
 	install -m 0600 /dev/null "$W/clients"
 	install -m 0600 /dev/null "$W/app.secret"
-	echo "bench $SECRET" >"$W/clients"
+	echo "bench $SECRET sign,manage" >"$W/clients"
 	echo "$SECRET" >"$W/app.secret"
 	for host in 127.0.0.2 127.0.0.3; do
 		mkdir -m 0700 "$W/store-$host"

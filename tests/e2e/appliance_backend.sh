@@ -10,6 +10,11 @@
 # retry_seconds; after that the job's .err names every appliance. A secret the
 # appliances do not know fails at once with a clear .err; a secret file others
 # can read is refused; the secret appears nowhere in the mount or the log.
+# Links the appliances close when idle are replaced at once, with no failover
+# and no appliance marked down; a file too large for Ed25519 on the appliances
+# fails at once with a .err naming their --max-frame; when sigfsd's client may
+# only sign (its clients-file line has no `manage`), mkdir and rmdir of a key
+# fail at once with a log line saying what to add, and signing goes on.
 . "$(dirname "$0")/lib.sh"
 
 APP=$(dirname "$SIGFSD")/sigfs-appliance
@@ -35,21 +40,24 @@ PY
 [ -n "$PORT" ] || fail "no port free on both 127.0.0.2 and 127.0.0.3"
 ADDR=(- "127.0.0.2:$PORT" "127.0.0.3:$PORT")
 
-# Each appliance has its own key store and clients file; both know client sigfs.
+# Each appliance has its own key store and clients file; both know client sigfs,
+# which creates and deletes keys, so it may sign and manage.
 for i in 1 2; do
 	mkdir -p "$T/app$i"
 	chmod 0700 "$T/app$i"
-	printf 'sigfs %s\n' "$SECRET" >"$T/app$i.clients"
+	printf 'sigfs %s sign,manage\n' "$SECRET" >"$T/app$i.clients"
 	chmod 0600 "$T/app$i.clients"
 done
 printf '%s\n' "$SECRET" >"$T/app.secret"
 chmod 0600 "$T/app.secret"
 
-# start_app I: start appliance I (same address, store and clients as before), wait for it.
+# start_app I: start appliance I (same address, store and clients as before,
+# and the options in APP_OPTS), wait for it.
+APP_OPTS=()
 start_app() {
 	local i=$1 n
 	"$APP" --listen "${ADDR[$i]}" --store "$T/app$i/store" --clients "$T/app$i.clients" \
-		--verbose >>"$T/app$i.log" 2>&1 &
+		--verbose "${APP_OPTS[@]}" >>"$T/app$i.log" 2>&1 &
 	APID[$i]=$!
 	for n in $(seq 1 100); do
 		ctl "$i" listkeys >/dev/null 2>&1 && return 0
@@ -312,6 +320,106 @@ stop_sigfs
 start_sigfs
 check_fails "mkdir x@bad with an appliance without a port fails" mkdir "$K/x@bad"
 check "the log says appliances must be HOST:PORT" grep -q "appliance '127.0.0.2' is not HOST:PORT" "$LOG"
+
+# --- 6. links the appliances close when idle are replaced at once ---------------------
+# One worker: its two links (one per appliance) are the ones that go idle.
+stop_sigfs
+stop_app 1
+stop_app 2
+APP_OPTS=(--idle-seconds 1)
+start_app 1
+start_app 2
+conf_set sigfs workers 1
+start_sigfs
+for n in 1 2 3 4; do
+	head -c 3000 /dev/urandom >"$T/idle$n.bin"
+done
+cp "$T/idle1.bin" "$MNT/p256/idle1.bin"
+cp "$T/idle2.bin" "$MNT/p256/idle2.bin"
+check "the worker has a link to each appliance (jobs alternate)" \
+	bash -c "grep -q 'client sigfs connected' '$T/app1.log' && grep -q 'client sigfs connected' '$T/app2.log'"
+closed() {
+	cat "$T/app1.log" "$T/app2.log" | grep -c 'client sigfs from .*: idle for 1 s: closing the connection' || true
+}
+c0=$(closed)
+sleep 2.5
+check "both appliances closed the idle links" test "$(closed)" -ge $((c0 + 2))
+mark=$(log_mark)
+for n in 3 4; do
+	s1=$(signs 1)
+	s2=$(signs 2)
+	t0=$(date +%s%N)
+	cp "$T/idle$n.bin" "$MNT/p256/idle$n.bin"
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	check "after the idle close, copy $((n - 2)) signs at once ($ms ms)" test $ms -lt 1000
+	check "... with one SIGN request in all (no failover, no retry)" \
+		test $(($(signs 1) + $(signs 2) - s1 - s2)) -eq 1
+done
+check "the signatures verify" verify_many p256 "$MNT/p256" idle1.bin idle2.bin idle3.bin idle4.bin
+check "no appliance was marked down" bash -c "! tail -n +$((mark + 1)) '$LOG' | grep -q 'is down'"
+check ".ctl/status lists backend app with its keys" grep -q '^backend app: appliance, [0-9]* keys$' "$MNT/.ctl/status"
+rm -f "$MNT"/p256/idle*
+
+# --- 7. a file too large for Ed25519 on the appliances ----------------------------------
+head -c 1500000 /dev/urandom >"$T/huge.bin"
+mark=$(log_mark)
+t0=$(date +%s%N)
+check_fails_with "a 1500000-byte file for Ed25519 key ed: the copy fails" "Input/output error" \
+	cp "$T/huge.bin" "$MNT/ed/huge.bin"
+ms=$((($(date +%s%N) - t0) / 1000000))
+echo "# $(cat "$MNT/ed/huge.bin.err")"
+check "the .err names the limit and what to do" \
+	grep -q "appliance backend app: a 1500000-byte file is too large for Ed25519 on its appliances (at most 1048560 bytes: their --max-frame is 1048576); use an ECDSA or RSA key, or raise --max-frame" \
+	"$MNT/ed/huge.bin.err"
+check "... in one line" test "$(wc -l <"$MNT/ed/huge.bin.err")" -le 1
+check "it failed at once ($ms ms), not after retry_seconds" test $ms -lt 2000
+check "... without marking an appliance down" bash -c "! tail -n +$((mark + 1)) '$LOG' | grep -q 'is down'"
+rm -f "$MNT"/ed/huge*
+head -c 100000 /dev/urandom >"$T/ed.bin"
+cp "$T/ed.bin" "$MNT/ed/ed.bin"
+check "a 100000-byte file still signs with Ed25519" verify_raw ed "$T/ed.bin" "$MNT/ed/ed.bin.sig"
+rm -f "$MNT"/ed/ed.bin*
+
+# --- 8. a client that may only sign cannot create or delete keys ------------------------
+check "mkdir solokey@solo (sigfs may manage keys)" mkdir "$K/solokey@solo"
+# A line without roles: sign only.
+printf 'sigfs %s\n' "$SECRET" >"$T/app1.clients"
+kill -HUP "${APID[1]}"
+sign_only() {
+	local out
+	out=$(ctl 1 keydel nosuch 2>&1) || true
+	case $out in *"may not manage keys"*) return 0 ;; esac
+	return 1
+}
+for n in $(seq 1 50); do
+	sign_only && break
+	sleep 0.1
+done
+check "appliance 1 reloaded its clients file: sigfs may only sign" sign_only
+mark=$(log_mark)
+t0=$(date +%s%N)
+check_fails "mkdir newkey@solo fails" mkdir "$K/newkey@solo"
+ms=$((($(date +%s%N) - t0) / 1000000))
+check "... at once ($ms ms), not retried for retry_seconds" test $ms -lt 2000
+check "sigfsd's log says appliance 1 refused KEYGEN and what to add" \
+	bash -c "tail -n +$((mark + 1)) '$LOG' | grep -q 'appliance ${ADDR[1]} refused KEYGEN: client sigfs may not manage keys; add manage to its line in the clients file'"
+check "newkey is not on appliance 1" off_app 1 newkey
+mark=$(log_mark)
+check_fails "rmdir solokey fails" rmdir "$K/solokey"
+check "sigfsd's log says appliance 1 refused KEYDEL and what to add" \
+	bash -c "tail -n +$((mark + 1)) '$LOG' | grep -q 'appliance ${ADDR[1]} refused KEYDEL: client sigfs may not manage keys; add manage to its line in the clients file'"
+check "solokey is still on appliance 1" on_app 1 solokey
+check "appliance 1 logged the refusals" grep -q "client sigfs op KEYDEL key - status 10" "$T/app1.log"
+sign_on solokey ecdsa-p256
+check "no appliance was marked down" bash -c "! tail -n +$((mark + 1)) '$LOG' | grep -q 'is down'"
+printf 'sigfs %s sign,manage\n' "$SECRET" >"$T/app1.clients"
+kill -HUP "${APID[1]}"
+for n in $(seq 1 50); do
+	sign_only || break
+	sleep 0.1
+done
+check "with manage again, rmdir solokey works" rmdir "$K/solokey"
+check "solokey is gone from appliance 1" off_app 1 solokey
 
 for s in "$SECRET" "$WRONG"; do
 	check "grep -r over the mount does not find a secret" bash -c "! grep -r -s -q -i -F '$s' '$MNT'"

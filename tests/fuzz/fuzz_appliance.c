@@ -10,9 +10,14 @@
  * (RSA-2048), "p256" and "ed" (Ed25519); after every input it is put back to
  * exactly those keys, so an input does the same thing whenever it runs.
  * KEYGEN of RSA keys above 1024 bits is left out: it takes seconds under
- * ASan and parses nothing the 1024-bit case does not. Besides ASan and UBSan
- * findings, it aborts when a reply is not a well-formed frame answering the
- * request, or a refusal lacks its one-line message. Built by tests/fuzz/run.sh.
+ * ASan and parses nothing the 1024-bit case does not. The client's roles for
+ * each request are the top two bits of its id, inverted: the seeds (small
+ * ids) have every role, and the fuzzer reaches the refusals by flipping them.
+ * Frames over the daemon's default --max-frame (1 MiB) are not served, as
+ * link_recv refuses them before reading. Besides ASan and UBSan findings, it
+ * aborts when a reply is not a well-formed frame answering the request, is
+ * over max_frame, or a refusal lacks its one-line message. Built by
+ * tests/fuzz/run.sh.
  */
 #include <limits.h>
 #include <semaphore.h>
@@ -30,6 +35,7 @@
 #include "common/err.h"
 
 #define CLIENT "fuzz"
+#define MAX_FRAME (1u << 20)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -47,7 +53,7 @@ static const struct {
 static struct store store;
 static sem_t engines;
 static struct server srv = { .name = "fuzz-appliance", .verbose = true,
-			     .store = &store, .engines = &engines };
+			     .store = &store, .engines = &engines, .max_frame = MAX_FRAME };
 static EVP_PKEY *keys[NPRELOAD];
 static char dir[PATH_MAX];
 
@@ -155,7 +161,7 @@ static void check_reply(const struct proto_frame *f, const struct sbuf *out)
 	struct proto_frame r;
 	uint8_t st;
 
-	if (out->len < 4 ||
+	if (out->len < 4 || out->len - 4 > MAX_FRAME ||
 	    ((uint32_t)out->d[0] << 24 | (uint32_t)out->d[1] << 16 | (uint32_t)out->d[2] << 8 |
 	     out->d[3]) != out->len - 4 ||
 	    proto_parse(out->d + 4, out->len - 4, &r) < 0 || r.ver != PROTO_VERSION ||
@@ -168,12 +174,11 @@ static void check_reply(const struct proto_frame *f, const struct sbuf *out)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct sbuf out, rep;
+	struct sbuf out;
 	struct proto_frame f;
 	bool greeted = false, keep = true;
 
-	sbuf_init(&out, PROTO_MAX_FRAME + 4);
-	sbuf_init(&rep, PROTO_MAX_FRAME);
+	sbuf_init(&out, MAX_FRAME + 4);
 	while (keep && size >= 4) {
 		size_t len = (size_t)data[0] << 24 | (size_t)data[1] << 16 | (size_t)data[2] << 8 |
 			     data[3];
@@ -190,17 +195,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(frame, data, len);
 		data += len;
 		size -= len;
-		if (proto_parse(frame, len, &f) < 0) {
+		if (len > MAX_FRAME || proto_parse(frame, len, &f) < 0) {
 			keep = false;
 		} else if (!slow_keygen(&f)) {
-			rep.len = rep.off = 0;
-			keep = server_serve(&srv, CLIENT, &f, &greeted, &out, &rep);
+			keep = server_serve(&srv, CLIENT, ~f.id >> 30 & (CLIENT_SIGN | CLIENT_MANAGE),
+					    &f, &greeted, &out);
 			check_reply(&f, &out);
 		}
 		free(frame);
 	}
 	sbuf_free(&out);
-	sbuf_free(&rep);
 	restore();
 	return 0;
 }

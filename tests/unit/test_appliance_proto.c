@@ -4,7 +4,11 @@
  * input is refused without reading past the end, the digest ids cover exactly
  * SPEC.md's 11 digests, and a link with the right key says HELLO while a wrong
  * key, an unknown client, a closed port, a silent server and an oversized frame
- * each fail the way link.h promises.
+ * each fail the way link.h promises. Also the pure parts around the link: the
+ * clients file with its roles (clients.c), the pre-authentication budget
+ * (admit.c), the frame length check, and every reply parser (reply.c),
+ * including a request the appliance's announced max_frame refuses and a kept-
+ * alive link the server closed.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -13,13 +17,23 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "appliance/admit.h"
+#include "appliance/clients.h"
 #include "appliance/link.h"
 #include "appliance/proto.h"
+#include "appliance/reply.h"
 #include "common/err.h"
 
 /* --- helpers ------------------------------------------------------------------ */
@@ -93,9 +107,14 @@ static void test_keytypes_and_statuses(void **state)
 	assert_int_equal(bits, 255);
 	assert_null(proto_keytype_name(0));
 	assert_null(proto_keytype_name(6));
-	for (uint8_t st = PROTO_OK; st <= PROTO_E_BUSY; st++)
-		assert_non_null(proto_status_name(st));
+	for (uint8_t st = PROTO_OK; st <= PROTO_E_TOOBIG; st++)
+		assert_string_not_equal(proto_status_name(st), "unknown status");
 	assert_string_equal(proto_status_name(PROTO_E_NOKEY), "no such key");
+	assert_string_equal(proto_status_name(PROTO_E_DENIED), "not permitted");
+	assert_string_equal(proto_status_name(PROTO_E_TOOBIG), "frame too large");
+	assert_string_equal(proto_op_name(PROTO_KEYDEL), "KEYDEL");
+	assert_string_equal(proto_op_name(0), "?");
+	assert_string_equal(proto_op_name(200), "?");
 	assert_string_equal(proto_status_name(200), "unknown status");
 }
 
@@ -427,6 +446,424 @@ static void test_truncated_bodies(void **state)
 	sbuf_free(&b);
 }
 
+/* --- clients file ------------------------------------------------------------- */
+
+#define HEX_A "a11ce00102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d"
+#define HEX_B "b0b0000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d"
+
+/* Parse text (copied: the parser writes into it); err gets the refusal. */
+static int parse(const char *text, struct client **v, size_t *n, char *err)
+{
+	char *t = strdup(text);
+	int r;
+
+	assert_non_null(t);
+	r = clients_parse("clients", t, v, n, err);
+	free(t);
+	return r;
+}
+
+static void test_clients_roles(void **state)
+{
+	static const char *const bad[] = { "", "sgn", "sign,", ",sign", "sign,,manage", "Sign",
+					   "sign manage", "signx", "admin" };
+	unsigned r;
+
+	(void)state;
+	assert_int_equal(clients_roles("sign", &r), 0);
+	assert_int_equal(r, CLIENT_SIGN);
+	assert_int_equal(clients_roles("manage", &r), 0);
+	assert_int_equal(r, CLIENT_MANAGE);
+	assert_int_equal(clients_roles("sign,manage", &r), 0);
+	assert_int_equal(r, CLIENT_SIGN | CLIENT_MANAGE);
+	assert_int_equal(clients_roles("manage,sign,sign", &r), 0);
+	assert_int_equal(r, CLIENT_SIGN | CLIENT_MANAGE);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(clients_roles(bad[i], &r), -EINVAL);
+	assert_string_equal(clients_role_word(CLIENT_MANAGE), "manage");
+	assert_string_equal(clients_role_what(CLIENT_MANAGE), "manage keys");
+	assert_string_equal(clients_role_what(CLIENT_SIGN), "sign");
+}
+
+static void test_clients_parse(void **state)
+{
+	char err[SIGFS_ERRLEN] = "";
+	struct client *v;
+	size_t n;
+
+	(void)state;
+	/* Old lines (no roles: sign only), roles, comments, blank lines, CRLF. */
+	assert_int_equal(parse("# clients\n\nbuild1 " HEX_A "\r\n  \n\tadmin " HEX_B
+			       " sign,manage\nkeeper " HEX_A " manage\n# end", &v, &n, err), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(v[0].name, "build1");
+	assert_int_equal(v[0].roles, CLIENT_SIGN);
+	assert_false(v[0].roles_given);
+	assert_int_equal(v[0].key[0], 0xa1);
+	assert_int_equal(v[0].key[31], 0x1d);
+	assert_string_equal(v[1].name, "admin");
+	assert_int_equal(v[1].roles, CLIENT_SIGN | CLIENT_MANAGE);
+	assert_true(v[1].roles_given);
+	assert_int_equal(v[2].roles, CLIENT_MANAGE);
+	assert_ptr_equal(clients_find(v, n, "keeper"), &v[2]);
+	assert_null(clients_find(v, n, "nobody"));
+	clients_free(v, n);
+
+	/* An empty file: no clients. */
+	assert_int_equal(parse("", &v, &n, err), 0);
+	assert_int_equal(n, 0);
+	clients_free(v, n);
+
+	/* Each refusal names the line, counting blank and comment lines. */
+	assert_int_equal(parse("a " HEX_A "\n\n# x\nb " HEX_B " sgn\n", &v, &n, err), -EINVAL);
+	assert_string_equal(err, "clients file clients, line 4: unknown role 'sgn' (roles are sign "
+			    "and manage, comma-separated: sign,manage)");
+	assert_int_equal(parse("a " HEX_A " sign,,manage\n", &v, &n, err), -EINVAL);
+	assert_non_null(strstr(err, "line 1: unknown role ''"));
+	assert_int_equal(parse("a " HEX_A " sign,\n", &v, &n, err), -EINVAL);
+	assert_non_null(strstr(err, "unknown role ''"));
+	assert_int_equal(parse("a " HEX_A " sign,\x01x\n", &v, &n, err), -EINVAL);
+	assert_null(strchr(err, '\x01'));
+	assert_int_equal(parse("a " HEX_A " sign manage\n", &v, &n, err), -EINVAL);
+	assert_non_null(strstr(err, "line 1: want NAME HEX [ROLES]"));
+	assert_int_equal(parse("a " HEX_A "\na " HEX_B "\n", &v, &n, err), -EINVAL);
+	assert_non_null(strstr(err, "line 2: client a appears twice"));
+	assert_int_equal(parse("a/b " HEX_A "\n", &v, &n, err), -EINVAL);
+	assert_non_null(strstr(err, "want NAME HEX"));
+	assert_int_equal(parse("a " HEX_A "0\n", &v, &n, err), -EINVAL);
+	assert_int_equal(parse("a\n", &v, &n, err), -EINVAL);
+	assert_int_equal(parse("a zz1ce00102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d\n",
+			       &v, &n, err), -EINVAL);
+	assert_non_null(strstr(err, "the key must be 64 hex characters"));
+}
+
+static void test_clients_load(void **state)
+{
+	const char *tmp = getenv("SIGFS_TEST_TMP");
+	char path[512], err[SIGFS_ERRLEN];
+	struct client *v;
+	size_t n;
+	FILE *f;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/clients.%d", tmp ? tmp : "/tmp", (int)getpid());
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "admin %s sign,manage\n", HEX_A);
+	fclose(f);
+	/* Others may read it: refused, as every credential file is. */
+	assert_int_equal(chmod(path, 0644), 0);
+	assert_int_equal(clients_load(path, &v, &n, err), -EPERM);
+	assert_non_null(strstr(err, "chmod 0600"));
+	assert_int_equal(chmod(path, 0600), 0);
+	assert_int_equal(clients_load(path, &v, &n, err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(v[0].roles, CLIENT_SIGN | CLIENT_MANAGE);
+	clients_free(v, n);
+	unlink(path);
+	assert_int_equal(clients_load(path, &v, &n, err), -ENOENT);
+}
+
+/* --- pre-authentication budget --------------------------------------------------- */
+
+static struct sockaddr_storage v4(const char *ip)
+{
+	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+	s4->sin_family = AF_INET;
+	assert_int_equal(inet_pton(AF_INET, ip, &s4->sin_addr), 1);
+	return ss;
+}
+
+static struct sockaddr_storage v6(const char *ip)
+{
+	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+	s6->sin6_family = AF_INET6;
+	assert_int_equal(inet_pton(AF_INET6, ip, &s6->sin6_addr), 1);
+	return ss;
+}
+
+static void test_admit(void **state)
+{
+	struct sockaddr_storage a = v4("127.0.0.2"), b = v4("127.0.0.1"), m = v6("::ffff:127.0.0.2");
+	struct sockaddr_storage x1 = v6("2001:db8:1:2::1"), x2 = v6("2001:db8:1:2:ffff::9");
+	struct sockaddr_storage y = v6("2001:db8:1:3::1");
+	int slot[8], held;
+	struct admit ad;
+	char name[64];
+
+	(void)state;
+	assert_int_equal(admit_init(&ad, 4, 5), -EINVAL);
+	assert_int_equal(admit_init(&ad, 4, 0), -EINVAL);
+	assert_int_equal(admit_init(&ad, 6, 2), 0);
+	/* Two from one address, then that address is full; another still gets in. */
+	assert_true((slot[0] = admit_take(&ad, (struct sockaddr *)&a)) >= 0);
+	assert_true((slot[1] = admit_take(&ad, (struct sockaddr *)&a)) >= 0);
+	assert_int_equal(admit_take(&ad, (struct sockaddr *)&a), -EDQUOT);
+	/* The same address mapped into IPv6 is the same source. */
+	assert_int_equal(admit_take(&ad, (struct sockaddr *)&m), -EDQUOT);
+	assert_true((slot[2] = admit_take(&ad, (struct sockaddr *)&b)) >= 0);
+	/* An IPv6 /64 is one source; the next /64 is another. */
+	assert_true((slot[3] = admit_take(&ad, (struct sockaddr *)&x1)) >= 0);
+	assert_true((slot[4] = admit_take(&ad, (struct sockaddr *)&x2)) >= 0);
+	assert_int_equal(admit_take(&ad, (struct sockaddr *)&x1), -EDQUOT);
+	assert_true((slot[5] = admit_take(&ad, (struct sockaddr *)&y)) >= 0);
+	assert_int_equal(ad.n, 6);
+	/* All six taken: the total budget is full, for any source. */
+	assert_int_equal(admit_take(&ad, (struct sockaddr *)&b), -ENOSPC);
+	/* A slot given back can be taken again, once. */
+	admit_release(&ad, slot[0]);
+	admit_release(&ad, slot[0]);
+	assert_int_equal(ad.n, 5);
+	assert_true((held = admit_take(&ad, (struct sockaddr *)&a)) >= 0);
+	assert_int_equal(admit_take(&ad, (struct sockaddr *)&a), -EDQUOT);
+	admit_release(&ad, 99);
+	admit_release(&ad, -1);
+	assert_int_equal(ad.n, 6);
+	admit_source_name((struct sockaddr *)&a, name, sizeof(name));
+	assert_string_equal(name, "127.0.0.2");
+	admit_source_name((struct sockaddr *)&m, name, sizeof(name));
+	assert_string_equal(name, "127.0.0.2");
+	admit_source_name((struct sockaddr *)&x2, name, sizeof(name));
+	assert_string_equal(name, "[2001:db8:1:2::]/64");
+	admit_free(&ad);
+}
+
+/* --- frame lengths and replies ----------------------------------------------------- */
+
+static void test_frame_len(void **state)
+{
+	static const struct {
+		uint8_t hdr[4];
+		size_t max;
+		int r;
+	} cases[] = {
+		{ { 0, 0, 0, 6 }, 100, 0 },
+		{ { 0, 0, 0, 5 }, 100, -EBADMSG },
+		{ { 0, 0, 0, 0 }, 100, -EBADMSG },
+		{ { 0, 0, 0, 100 }, 100, 0 },
+		{ { 0, 0, 0, 101 }, 100, -EMSGSIZE },
+		{ { 0x04, 0, 0, 0 }, (size_t)PROTO_MAX_FRAME, 0 },
+		{ { 0x04, 0, 0, 1 }, (size_t)PROTO_MAX_FRAME + 10, -EMSGSIZE },
+		{ { 0xff, 0xff, 0xff, 0xff }, SIZE_MAX, -EMSGSIZE },
+	};
+	uint32_t len;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(proto_frame_len(cases[i].hdr, cases[i].max, &len), cases[i].r);
+	assert_int_equal(len, 0xffffffffu);
+}
+
+/* A reply frame in b for (op, id) with status st; the caller adds fields, then replies(). */
+static void reply_begin(struct sbuf *b, uint8_t op, uint32_t id, uint8_t st, const char *msg)
+{
+	sbuf_free(b);
+	sbuf_init(b, 1 << 16);
+	assert_int_equal(proto_begin_reply(b, op, id, st, msg), 0);
+}
+
+static void test_reply_status(void **state)
+{
+	char msg[PROTO_MAX_STR + 1], small[8];
+	struct proto_frame f;
+	struct sbuf b;
+	uint8_t st;
+
+	(void)state;
+	sbuf_init(&b, 64);
+	reply_begin(&b, PROTO_SIGN, 7, PROTO_OK, NULL);
+	reparse(&b, &f);
+	assert_int_equal(reply_status(&f, PROTO_SIGN, 7, &st, msg, sizeof(msg)), 0);
+	assert_int_equal(st, PROTO_OK);
+	/* Another id, another op, a request instead of a reply: not an answer. */
+	reparse(&b, &f);
+	assert_int_equal(reply_status(&f, PROTO_SIGN, 8, &st, msg, sizeof(msg)), -EPROTO);
+	reparse(&b, &f);
+	assert_int_equal(reply_status(&f, PROTO_PUBKEY, 7, &st, msg, sizeof(msg)), -EPROTO);
+	sbuf_free(&b);
+	sbuf_init(&b, 64);
+	assert_int_equal(proto_begin(&b, PROTO_SIGN, 7), 0);
+	reparse(&b, &f);
+	assert_int_equal(reply_status(&f, PROTO_SIGN, 7, &st, msg, sizeof(msg)), -EPROTO);
+
+	/* A refusal: its message, on one line, cut to the caller's buffer. */
+	reply_begin(&b, PROTO_KEYDEL, 3, PROTO_E_DENIED, "client b may\nnot\tmanage keys\x7f");
+	reparse(&b, &f);
+	assert_int_equal(reply_status(&f, PROTO_KEYDEL, 3, &st, msg, sizeof(msg)), -EREMOTEIO);
+	assert_int_equal(st, PROTO_E_DENIED);
+	assert_string_equal(msg, "client b may not manage keys ");
+	reparse(&b, &f);
+	assert_int_equal(reply_status(&f, PROTO_KEYDEL, 3, &st, small, sizeof(small)), -EREMOTEIO);
+	assert_string_equal(small, "client ");
+	/* A refusal without its message gets the status name. */
+	sbuf_free(&b);
+	sbuf_init(&b, 64);
+	assert_int_equal(proto_begin(&b, PROTO_KEYDEL | PROTO_REPLY, 3), 0);
+	assert_int_equal(sbuf_put_u8(&b, PROTO_E_TOOBIG), 0);
+	reparse(&b, &f);
+	assert_int_equal(reply_status(&f, PROTO_KEYDEL, 3, &st, msg, sizeof(msg)), -EREMOTEIO);
+	assert_string_equal(msg, "frame too large");
+	sbuf_free(&b);
+}
+
+static void test_reply_fields(void **state)
+{
+	char id[PROTO_MAX_KEYID + 1], big[PROTO_MAX_KEYID + 2];
+	unsigned char *der = NULL;
+	struct reply_hello h;
+	const uint8_t *sig;
+	struct proto_frame f;
+	EVP_PKEY *pk, *got;
+	struct sbuf b;
+	uint16_t bits;
+	uint8_t type, st, msg[1];
+	uint32_t n;
+	size_t len;
+	int dlen;
+
+	(void)state;
+	sbuf_init(&b, 64);
+	/* HELLO, with a field a later version might add after max_frame. */
+	reply_begin(&b, PROTO_HELLO, 1, PROTO_OK, NULL);
+	assert_int_equal(sbuf_put_u8(&b, 1), 0);
+	assert_int_equal(proto_put_str(&b, "box1"), 0);
+	assert_int_equal(sbuf_put_u32be(&b, 1 << 20), 0);
+	assert_int_equal(sbuf_put_u8(&b, 42), 0);
+	reparse(&b, &f);
+	assert_int_equal(reply_status(&f, PROTO_HELLO, 1, &st, (char *)msg, sizeof(msg)), 0);
+	assert_int_equal(reply_hello(&f.body, &h), 0);
+	assert_int_equal(h.ver, 1);
+	assert_string_equal(h.name, "box1");
+	assert_int_equal(h.max_frame, 1 << 20);
+	/* Cut anywhere before its end, it does not parse. */
+	reparse(&b, &f);
+	sbuf_get_u8(&f.body, &st);
+	for (size_t cut = 0; cut < 1 + 2 + 4 + 4; cut++) {
+		struct sbuf v;
+
+		sbuf_view(&v, sbuf_ptr(&f.body), cut);
+		assert_int_equal(reply_hello(&v, &h), -EBADMSG);
+	}
+
+	/* LISTKEYS: two entries; a count beyond what the body holds; an invalid id. */
+	reply_begin(&b, PROTO_LISTKEYS, 2, PROTO_OK, NULL);
+	assert_int_equal(sbuf_put_u32be(&b, 2), 0);
+	assert_int_equal(proto_put_str(&b, "a"), 0);
+	assert_int_equal(sbuf_put_u8(&b, PROTO_KEY_RSA), 0);
+	assert_int_equal(sbuf_put_u16be(&b, 4096), 0);
+	assert_int_equal(proto_put_str(&b, "k..import"), 0);
+	assert_int_equal(sbuf_put_u8(&b, PROTO_KEY_ED25519), 0);
+	assert_int_equal(sbuf_put_u16be(&b, 255), 0);
+	reparse(&b, &f);
+	sbuf_get_u8(&f.body, &st);
+	assert_int_equal(reply_listkeys_count(&f.body, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(reply_listkeys_entry(&f.body, id, &type, &bits), 0);
+	assert_string_equal(id, "a");
+	assert_int_equal(bits, 4096);
+	assert_int_equal(reply_listkeys_entry(&f.body, id, &type, &bits), 0);
+	assert_string_equal(id, "k..import");
+	assert_int_equal(type, PROTO_KEY_ED25519);
+	assert_int_equal(reply_listkeys_entry(&f.body, id, &type, &bits), -EBADMSG);
+	reply_begin(&b, PROTO_LISTKEYS, 2, PROTO_OK, NULL);
+	assert_int_equal(sbuf_put_u32be(&b, 3), 0);
+	for (int i = 0; i < 17; i++)
+		assert_int_equal(sbuf_put_u8(&b, 0), 0);
+	reparse(&b, &f);
+	sbuf_get_u8(&f.body, &st);
+	assert_int_equal(reply_listkeys_count(&f.body, &n), -EBADMSG);
+	/* An entry with an empty id is shorter than any valid one: the count is refused. */
+	reply_begin(&b, PROTO_LISTKEYS, 2, PROTO_OK, NULL);
+	assert_int_equal(sbuf_put_u32be(&b, 1), 0);
+	assert_int_equal(proto_put_str(&b, ""), 0);
+	assert_int_equal(sbuf_put_u8(&b, 1), 0);
+	assert_int_equal(sbuf_put_u16be(&b, 2048), 0);
+	reparse(&b, &f);
+	sbuf_get_u8(&f.body, &st);
+	assert_int_equal(reply_listkeys_count(&f.body, &n), -EBADMSG);
+	for (const char *bad = "a/b\0a b\0k\xc3\xa9\0"; *bad; bad += strlen(bad) + 1) {
+		reply_begin(&b, PROTO_LISTKEYS, 2, PROTO_OK, NULL);
+		assert_int_equal(sbuf_put_u32be(&b, 1), 0);
+		assert_int_equal(proto_put_str(&b, bad), 0);
+		assert_int_equal(sbuf_put_u8(&b, 1), 0);
+		assert_int_equal(sbuf_put_u16be(&b, 2048), 0);
+		reparse(&b, &f);
+		sbuf_get_u8(&f.body, &st);
+		assert_int_equal(reply_listkeys_count(&f.body, &n), 0);
+		assert_int_equal(reply_listkeys_entry(&f.body, id, &type, &bits), -EBADMSG);
+	}
+	memset(big, 'k', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	reply_begin(&b, PROTO_LISTKEYS, 2, PROTO_OK, NULL);
+	assert_int_equal(sbuf_put_u32be(&b, 1), 0);
+	assert_int_equal(proto_put_str(&b, big), 0);
+	assert_int_equal(sbuf_put_u8(&b, 1), 0);
+	assert_int_equal(sbuf_put_u16be(&b, 2048), 0);
+	reparse(&b, &f);
+	sbuf_get_u8(&f.body, &st);
+	assert_int_equal(reply_listkeys_count(&f.body, &n), 0);
+	assert_int_equal(reply_listkeys_entry(&f.body, id, &type, &bits), -EBADMSG);
+
+	/* KEYLOAD */
+	reply_begin(&b, PROTO_KEYLOAD, 4, PROTO_OK, NULL);
+	assert_int_equal(sbuf_put_u8(&b, PROTO_KEY_EC_P384), 0);
+	reparse(&b, &f);
+	sbuf_get_u8(&f.body, &st);
+	assert_int_equal(reply_keyload(&f.body, &type, &bits), -EBADMSG);
+	assert_int_equal(sbuf_put_u16be(&b, 384), 0);
+	reparse(&b, &f);
+	sbuf_get_u8(&f.body, &st);
+	assert_int_equal(reply_keyload(&f.body, &type, &bits), 0);
+	assert_int_equal(bits, 384);
+
+	/* PUBKEY: a whole SubjectPublicKeyInfo; not with a byte more or less. */
+	pk = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	assert_non_null(pk);
+	dlen = i2d_PUBKEY(pk, &der);
+	assert_true(dlen > 0);
+	for (int extra = -1; extra <= 1; extra++) {
+		reply_begin(&b, PROTO_PUBKEY, 5, PROTO_OK, NULL);
+		assert_int_equal(sbuf_put_u32be(&b, (uint32_t)(dlen + extra)), 0);
+		assert_int_equal(sbuf_put(&b, der, (size_t)dlen), 0);
+		if (extra > 0)
+			assert_int_equal(sbuf_put_u8(&b, 0), 0);
+		reparse(&b, &f);
+		sbuf_get_u8(&f.body, &st);
+		if (extra == 0) {
+			assert_int_equal(reply_pubkey(&f.body, &got), 0);
+			assert_int_equal(EVP_PKEY_eq(got, pk), 1);
+			EVP_PKEY_free(got);
+		} else {
+			assert_int_equal(reply_pubkey(&f.body, &got), -EBADMSG);
+			assert_null(got);
+		}
+	}
+	OPENSSL_free(der);
+	EVP_PKEY_free(pk);
+
+	/* SIGN: 1 .. SIGFS_MAX_SIG bytes. */
+	for (size_t want = 0; want <= SIGFS_MAX_SIG + 1; want += SIGFS_MAX_SIG / 2 + 1) {
+		reply_begin(&b, PROTO_SIGN, 6, PROTO_OK, NULL);
+		assert_int_equal(sbuf_put_u32be(&b, (uint32_t)want), 0);
+		for (size_t i = 0; i < want; i++)
+			assert_int_equal(sbuf_put_u8(&b, (uint8_t)i), 0);
+		reparse(&b, &f);
+		sbuf_get_u8(&f.body, &st);
+		if (want == 0 || want > SIGFS_MAX_SIG) {
+			assert_int_equal(reply_sign(&f.body, &sig, &len), -EBADMSG);
+		} else {
+			assert_int_equal(reply_sign(&f.body, &sig, &len), 0);
+			assert_int_equal(len, want);
+			assert_int_equal(sig[1], 1);
+		}
+	}
+	sbuf_free(&b);
+}
+
 /* --- link --------------------------------------------------------------------- */
 
 static const uint8_t alice_key[PROTO_PSK_LEN] = { 0xa1, 0x1c, 0xe0, 1, 2, 3, 4, 5, 6, 7, 8 };
@@ -441,12 +878,21 @@ static int lookup(void *arg, const char *client, uint8_t key[PROTO_PSK_LEN])
 	return 0;
 }
 
-/* A one-connection server: handshake, answer HELLO, then report how reading ended. */
+/*
+ * A one-connection server: handshake, answer HELLO (announcing max_frame, or
+ * PROTO_MAX_FRAME), taking frames up to recv_max (or PROTO_MAX_FRAME) and
+ * waiting idle_ms (or 5 s) for each, then report how reading ended and the
+ * header of the last frame.
+ */
 struct srv {
 	int lfd;
 	SSL_CTX *ctx;
 	pthread_t th;
+	uint32_t max_frame, recv_max;
+	int idle_ms;
+	int drop;                 /* connections closed at once, before the one served */
 	int accept_r, recv_r;
+	struct proto_frame last;
 	char client[PROTO_MAX_STR + 1];
 	char err[SIGFS_ERRLEN];
 };
@@ -457,36 +903,44 @@ static void *srv_main(void *arg)
 	struct proto_frame f;
 	struct sbuf in, out;
 	struct link l;
-	int fd = accept(s->lfd, NULL, NULL);
+	int fd;
 
+	/* As an appliance whose handshake budget is full closes new connections. */
+	for (int i = 0; i < s->drop; i++) {
+		fd = accept(s->lfd, NULL, NULL);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	fd = accept(s->lfd, NULL, NULL);
 	assert_true(fd >= 0);
 	s->accept_r = link_accept(&l, s->ctx, fd, 5000, s->err);
 	if (s->accept_r < 0)
 		return NULL;
 	snprintf(s->client, sizeof(s->client), "%s", l.client);
-	sbuf_init(&in, PROTO_MAX_FRAME + 4);
+	sbuf_init(&in, (s->recv_max ? s->recv_max : PROTO_MAX_FRAME) + 4);
 	sbuf_init(&out, 4096);
-	while ((s->recv_r = link_recv(&l, &in, &f, 5000, s->err)) == 0) {
+	while ((s->recv_r = link_recv(&l, &in, &f, s->idle_ms ? s->idle_ms : 5000, s->err)) == 0) {
 		out.len = out.off = 0;
 		assert_int_equal(f.op, PROTO_HELLO);
 		assert_int_equal(proto_begin_reply(&out, f.op, f.id, PROTO_OK, NULL), 0);
 		assert_int_equal(sbuf_put_u8(&out, PROTO_VERSION), 0);
 		assert_int_equal(proto_put_str(&out, "test-box"), 0);
-		assert_int_equal(sbuf_put_u32be(&out, PROTO_MAX_FRAME), 0);
+		assert_int_equal(sbuf_put_u32be(&out, s->max_frame ? s->max_frame : PROTO_MAX_FRAME), 0);
 		assert_int_equal(proto_end(&out), 0);
 		assert_int_equal(link_send(&l, &out, s->err), 0);
 	}
+	s->last = f;
 	sbuf_free(&in);
 	sbuf_free(&out);
 	link_close(&l);
 	return NULL;
 }
 
+/* Start s, whose max_frame, recv_max and idle_ms the caller has set (0: defaults). */
 static void srv_start(struct srv *s, char *hostport, size_t len)
 {
 	char err[SIGFS_ERRLEN];
 
-	memset(s, 0, sizeof(*s));
 	s->ctx = link_server_ctx(lookup, NULL, err);
 	assert_non_null(s->ctx);
 	assert_int_equal(link_listen("127.0.0.1:0", &s->lfd, hostport, len, err), 0);
@@ -508,6 +962,7 @@ static int try_connect(const char *client, const uint8_t *key, struct srv *s, ch
 	struct link l;
 	int r;
 
+	memset(s, 0, sizeof(*s));
 	srv_start(s, hp, sizeof(hp));
 	ctx = link_client_ctx(client, key, err);
 	assert_non_null(ctx);
@@ -557,10 +1012,11 @@ static void test_link_unknown_client(void **state)
 
 static void test_link_frame_too_large(void **state)
 {
-	/* PROTO_MAX_FRAME + 1, big-endian. */
-	static const uint8_t huge[4] = { 0x04, 0x00, 0x00, 0x01 };
+	/* PROTO_MAX_FRAME + 1, big-endian, and a SIGN header with id 0x01020304. */
+	static const uint8_t huge[4 + PROTO_HDR_LEN] = { 0x04, 0x00, 0x00, 0x01,
+							 PROTO_VERSION, PROTO_SIGN, 1, 2, 3, 4 };
 	char hp[128], err[SIGFS_ERRLEN];
-	struct srv s;
+	struct srv s = { 0 };
 	struct link l;
 	SSL_CTX *ctx;
 	size_t w;
@@ -570,11 +1026,109 @@ static void test_link_frame_too_large(void **state)
 	srv_start(&s, hp, sizeof(hp));
 	ctx = link_client_ctx("alice", alice_key, err);
 	assert_int_equal(link_connect(&l, ctx, hp, 5000, err), 0);
-	/* Only a length field: the server must refuse it before reading (or allocating) more. */
+	/*
+	 * A length field and a header: the server must refuse it before reading
+	 * (or allocating) more, and know what it was, to answer it.
+	 */
 	assert_int_equal(SSL_write_ex(l.ssl, huge, sizeof(huge), &w), 1);
 	srv_stop(&s);
 	assert_int_equal(s.recv_r, -EMSGSIZE);
+	assert_int_equal(s.last.len, PROTO_MAX_FRAME + 1);
+	assert_int_equal(s.last.op, PROTO_SIGN);
+	assert_int_equal(s.last.id, 0x01020304);
+	assert_non_null(strstr(s.err, "sent a frame of 67108865 bytes (at most 67108864)"));
 	link_close(&l);
+	link_ctx_free(ctx);
+}
+
+/* The server's own limit (its buffer) and the one it announces to clients. */
+static void test_link_max_frame(void **state)
+{
+	static const uint8_t over[4 + PROTO_HDR_LEN] = { 0, 0, 0x04, 0x01, PROTO_VERSION,
+							 PROTO_KEYLOAD, 0, 0, 0, 9 };
+	char hp[128], err[SIGFS_ERRLEN] = "";
+	struct srv s = { .max_frame = 1024, .recv_max = 1024 };
+	struct proto_frame f;
+	struct sbuf req, buf;
+	struct link l;
+	SSL_CTX *ctx;
+	size_t w;
+	uint8_t st = 0xff;
+
+	(void)state;
+	srv_start(&s, hp, sizeof(hp));
+	ctx = link_client_ctx("alice", alice_key, err);
+	assert_int_equal(link_connect(&l, ctx, hp, 5000, err), 0);
+	assert_int_equal(l.max_frame, 1024);
+	/* A request one byte over what the appliance announced is not sent. */
+	sbuf_init(&req, 4096);
+	sbuf_init(&buf, 4096);
+	assert_int_equal(proto_begin(&req, PROTO_SIGN, 2), 0);
+	while (req.len - 4 < 1025)
+		assert_int_equal(sbuf_put_u8(&req, 0), 0);
+	assert_int_equal(proto_end(&req), 0);
+	assert_int_equal(link_call(&l, &req, &buf, &f, &st, 1000, err), -EMSGSIZE);
+	assert_int_equal(st, 0xff);
+	assert_non_null(strstr(err, "accepts frames of at most 1024 bytes (its --max-frame); "
+			       "this SIGN request is 1025 bytes"));
+	/* Sent anyway (as a foreign client might), the server refuses it at the length. */
+	assert_int_equal(SSL_write_ex(l.ssl, over, sizeof(over), &w), 1);
+	srv_stop(&s);
+	assert_int_equal(s.recv_r, -EMSGSIZE);
+	assert_int_equal(s.last.len, 1025);
+	assert_int_equal(s.last.op, PROTO_KEYLOAD);
+	assert_int_equal(s.last.id, 9);
+	sbuf_free(&req);
+	sbuf_free(&buf);
+	link_close(&l);
+	link_ctx_free(ctx);
+}
+
+/* A kept-alive link the server closed while it was idle is seen as such, without waiting. */
+static void test_link_idle_closed(void **state)
+{
+	char hp[128], err[SIGFS_ERRLEN] = "";
+	struct srv s = { .idle_ms = 200 };
+	struct link l;
+	SSL_CTX *ctx;
+
+	(void)state;
+	srv_start(&s, hp, sizeof(hp));
+	ctx = link_client_ctx("alice", alice_key, err);
+	assert_int_equal(link_connect(&l, ctx, hp, 5000, err), 0);
+	assert_int_equal(link_idle_ok(&l), 0);
+	srv_stop(&s);
+	assert_int_equal(s.recv_r, -ETIMEDOUT);
+	assert_int_equal(link_idle_ok(&l), -ECONNRESET);
+	link_close(&l);
+	assert_int_equal(link_idle_ok(&l), -ECONNRESET);
+	link_ctx_free(ctx);
+}
+
+/* Closed at once before the handshake (a full budget): tried again, up to 6 times. */
+static void test_link_connect_retried(void **state)
+{
+	char hp[128], err[SIGFS_ERRLEN] = "";
+	struct srv s = { .drop = 5 };
+	struct link l;
+	SSL_CTX *ctx;
+
+	(void)state;
+	srv_start(&s, hp, sizeof(hp));
+	ctx = link_client_ctx("alice", alice_key, err);
+	assert_int_equal(link_connect(&l, ctx, hp, 5000, err), 0);
+	link_close(&l);
+	srv_stop(&s);
+	assert_int_equal(s.accept_r, 0);
+	/* Six closed: the connect fails, saying so. */
+	s = (struct srv){ .drop = 6 };
+	srv_start(&s, hp, sizeof(hp));
+	assert_int_equal(link_connect(&l, ctx, hp, 5000, err), -ECONNRESET);
+	assert_non_null(strstr(err, "closed the connection before the TLS handshake ended, 6 times"));
+	/* The server thread waits for a seventh: give it one, with the right key. */
+	assert_int_equal(link_connect(&l, ctx, hp, 5000, err), 0);
+	link_close(&l);
+	srv_stop(&s);
 	link_ctx_free(ctx);
 }
 
@@ -612,10 +1166,20 @@ int main(void)
 		cmocka_unit_test(test_replies),
 		cmocka_unit_test(test_op_bodies),
 		cmocka_unit_test(test_truncated_bodies),
+		cmocka_unit_test(test_clients_roles),
+		cmocka_unit_test(test_clients_parse),
+		cmocka_unit_test(test_clients_load),
+		cmocka_unit_test(test_admit),
+		cmocka_unit_test(test_frame_len),
+		cmocka_unit_test(test_reply_status),
+		cmocka_unit_test(test_reply_fields),
 		cmocka_unit_test(test_link_right_key),
 		cmocka_unit_test(test_link_wrong_key),
 		cmocka_unit_test(test_link_unknown_client),
 		cmocka_unit_test(test_link_frame_too_large),
+		cmocka_unit_test(test_link_max_frame),
+		cmocka_unit_test(test_link_idle_closed),
+		cmocka_unit_test(test_link_connect_retried),
 		cmocka_unit_test(test_link_refused_and_timeout),
 	};
 
