@@ -15,6 +15,11 @@
 
 #define NBUCKETS 4096
 #define COMPACT_AT (16u << 20)
+/*
+ * Ids count up from 1: one of 0 or from 2^63 on was not written by sigfsd
+ * (0 means "no id yet" to the engine, and the largest would wrap next_id).
+ */
+#define ID_LIMIT (UINT64_C(1) << 63)
 
 struct rec {
 	struct sigfs_journal_entry e;
@@ -117,11 +122,11 @@ static int parse_rec(char *line, struct sigfs_journal_entry *e)
 	e->uid = (uid_t)-1;
 	if (sscanf(line, "D %" SCNu64, &e->id) == 1 && line[0] == 'D') {
 		e->op = 'D';
-		return 0;
+		return e->id > 0 && e->id < ID_LIMIT ? 0 : -EINVAL;
 	}
 	n = sscanf(line, "%c %" SCNu64 " %" SCNu64 " %255s %1023s %u", &e->op, &e->id, &e->ino, hk,
 		   hn, &uid);
-	if (n < 5 || (e->op != 'W' && e->op != 'A'))
+	if (n < 5 || (e->op != 'W' && e->op != 'A') || e->id == 0 || e->id >= ID_LIMIT)
 		return -EINVAL;
 	if (n == 6)
 		e->uid = (uid_t)uid;
