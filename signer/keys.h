@@ -47,6 +47,16 @@ struct sigfs_key_attr {
 
 struct sigfs_keys;
 
+/*
+ * Parse the settings file <state>/keys/NAME/meta (len bytes of "name=value"
+ * lines, as the store writes them, at most SIGFS_KEY_META_MAX) into k, which
+ * holds only its name. Lines without '=' and unknown names are skipped; a
+ * bad or over-long value, a NUL byte, or a missing algorithm, digest, format
+ * or backend is -EINVAL with the reason in err.
+ */
+#define SIGFS_KEY_META_MAX 2048
+int sigfs_key_meta_parse(const uint8_t *buf, size_t len, struct sigfs_key *k, char *err);
+
 /* Open the store under cfg->state_dir, open the configured backends. */
 int sigfs_keys_open(const struct sigfs_config *cfg, struct sigfs_audit *audit,
 		    struct sigfs_keys **out, char *err);
