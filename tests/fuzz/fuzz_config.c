@@ -22,7 +22,7 @@
 #include "common/err.h"
 #include "common/log.h"
 
-/* Every setting a backend reads (backends/*.c). */
+/* Every setting a backend reads (the backends/ sources). */
 static const char *const backend_keys[] = {
 	"type", "dir", "key_cache", "module", "token_label", "pin_file", "url", "user",
 	"password_file", "admin_user", "admin_password_file", "ca_file", "pinned_pubkey", "tags",
