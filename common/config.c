@@ -271,6 +271,8 @@ static int check_names(const dictionary *ini, const char *path, char *err)
 		if (seclen > strlen(BACKEND_SECTION) &&
 		    strncmp(k, BACKEND_SECTION, strlen(BACKEND_SECTION)) == 0)
 			continue;
+		if (seclen == 0 && !colon)
+			return sigfs_seterr(err, -EINVAL, "%s: []: a section without a name", path);
 		if (seclen == 0)
 			return sigfs_seterr(err, -EINVAL, "%s: %s: a setting outside any section",
 					    path, colon + 1);

@@ -167,7 +167,10 @@ static int parse_line(const char *line, size_t len, uint64_t *seq, uint8_t prev[
 	if (flen[n - 1] != 5 + 2 * AUDIT_HASH || unhex(f[n - 1] + 5, prev, AUDIT_HASH) < 0)
 		return sigfs_seterr(why, -EBADMSG, "prev= is not %d lowercase hex digits",
 				    2 * AUDIT_HASH);
+	errno = 0;
 	*seq = strtoull(f[0], NULL, 10);
+	if (errno == ERANGE)
+		return sigfs_seterr(why, -EBADMSG, "the sequence number is larger than 2^64-1");
 	return 0;
 }
 
@@ -213,6 +216,12 @@ static int load_tail(struct sigfs_audit *a, const char *path, char *err)
 	r = parse_line(buf + start, want - 1 - start, &a->seq, a->prev, why);
 	if (r < 0) {
 		sigfs_seterr(err, r, "%s: last line: %s", path, why);
+		goto out;
+	}
+	/* The next line's number would wrap to 0, which no line can have. */
+	if (a->seq == UINT64_MAX) {
+		r = sigfs_seterr(err, -EBADMSG, "%s: the log is full (its last line is number "
+				 "2^64-1); move it away so that a new log begins", path);
 		goto out;
 	}
 	hash_line(buf + start, want - start, a->prev);

@@ -32,6 +32,11 @@
  * longer line was not written by us.
  */
 #define REC_MAX 1024
+/*
+ * Ids count up from 1: one of 0 or from 2^63 on was not written by sigfsd
+ * (0 means "no id yet" to the engine, and the largest would wrap next_id).
+ */
+#define ID_LIMIT (UINT64_C(1) << 63)
 
 struct rec {
 	struct sigfs_journal_entry e;
@@ -231,7 +236,7 @@ static int parse_rec(const char *line, size_t len, struct sigfs_journal_entry *e
 	memset(e, 0, sizeof(*e));
 	e->uid = (uid_t)-1;
 	*mac = NULL;
-	if (len > REC_MAX || split(line, len, &fs) < 0 || fs.len[0] != 1)
+	if (len > REC_MAX || split(line, len, &fs) < 0 || fs.n == 0 || fs.len[0] != 1)
 		return -EBADMSG;
 	e->op = fs.f[0][0];
 	if (e->op == 'D')
@@ -240,7 +245,8 @@ static int parse_rec(const char *line, size_t len, struct sigfs_journal_entry *e
 		base = 5;
 	else
 		return -EBADMSG;
-	if (fs.n < base || number(fs.f[1], fs.len[1], &e->id) < 0)
+	if (fs.n < base || number(fs.f[1], fs.len[1], &e->id) < 0 || e->id == 0 ||
+	    e->id >= ID_LIMIT)
 		return -EBADMSG;
 	if (e->op == 'D') {
 		if (fs.n == 3)

@@ -282,7 +282,7 @@ static int write_meta(struct sigfs_keys *ks, const struct sigfs_key *k)
 		     k->ssh_namespace);
 	snprintf(tmp, sizeof(tmp), "%s/.meta.tmp", k->name);
 	snprintf(path, sizeof(path), "%s/meta", k->name);
-	fd = openat(ks->keys_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = openat(ks->keys_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -errno;
 	if (write(fd, buf, (size_t)n) != n || (ks->cfg->fsync && fsync(fd) < 0))
@@ -320,63 +320,112 @@ static void set_default_names(struct sigfs_key *k)
 		snprintf(k->ssh_namespace, sizeof(k->ssh_namespace), "file");
 }
 
-static int read_meta(struct sigfs_keys *ks, struct sigfs_key *k, char *err)
+int sigfs_key_meta_parse(const uint8_t *buf, size_t len, struct sigfs_key *k,
+			 bool *digest_auto_seen, char *err)
 {
-	char path[SIGFS_KEYNAME_MAX + 16], buf[2048];
-	char *line, *save = NULL;
-	bool auto_seen = false;
-	ssize_t n;
-	int fd;
+	char q[SIGFS_ESCAPED_MAX];
+	struct sbuf b;
 
-	snprintf(path, sizeof(path), "%s/meta", k->name);
-	fd = openat(ks->keys_fd, path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return sigfs_seterr(err, -errno, "key %s: cannot open its settings: %s", k->name,
-				    strerror(errno));
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0)
-		return sigfs_seterr(err, -EIO, "key %s: cannot read its settings", k->name);
-	buf[n] = '\0';
-	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *v = strchr(line, '=');
+	if (len > SIGFS_KEY_META_MAX)
+		return sigfs_seterr(err, -EINVAL, "key %s: its settings file is larger than %d bytes",
+				    k->name, SIGFS_KEY_META_MAX);
+	if (memchr(buf, '\0', len))
+		return sigfs_seterr(err, -EINVAL, "key %s: its settings file holds a NUL byte",
+				    k->name);
+	*digest_auto_seen = false;
+	sbuf_view(&b, buf, len);
+	while (sbuf_avail(&b) > 0) {
+		const uint8_t *line = sbuf_ptr(&b), *nl = memchr(line, '\n', sbuf_avail(&b)), *eq;
+		size_t n = nl ? (size_t)(nl - line) : sbuf_avail(&b), nlen, vlen;
+		/* No setting has a longer name or value than these; the store writes none. */
+		char name[32], v[256], *end;
 		bool ok = true;
+		long long t;
 
-		if (!v)
+		sbuf_get(&b, NULL, nl ? n + 1 : n);
+		eq = memchr(line, '=', n);
+		nlen = eq ? (size_t)(eq - line) : n;
+		/* Lines without '=' and longer names are no setting of this version. */
+		if (!eq || nlen >= sizeof(name))
 			continue;
-		*v++ = '\0';
-		if (!strcmp(line, "algorithm"))
+		memcpy(name, line, nlen);
+		name[nlen] = '\0';
+		vlen = n - nlen - 1;
+		if (vlen >= sizeof(v))
+			return sigfs_seterr(err, -EINVAL, "key %s: %s= is longer than %zu bytes in its "
+					    "settings", k->name, sigfs_escape(name, q, sizeof(q)),
+					    sizeof(v) - 1);
+		memcpy(v, eq + 1, vlen);
+		v[vlen] = '\0';
+		if (!strcmp(name, "algorithm")) {
 			ok = (k->alg = sigfs_alg_by_name(v)) != NULL;
-		else if (!strcmp(line, "digest"))
+		} else if (!strcmp(name, "digest")) {
 			ok = (k->digest = sigfs_digest_by_name(v)) != NULL;
-		else if (!strcmp(line, "format"))
+		} else if (!strcmp(name, "format")) {
 			ok = (k->format = sigfs_format_by_name(v)) != NULL;
-		else if (!strcmp(line, "padding"))
+		} else if (!strcmp(name, "padding")) {
 			ok = strcmp(v, "none") == 0 || sigfs_padding_parse(v, &k->padding) == 0;
-		else if (!strcmp(line, "digest_auto"))
-			ok = (auto_seen = sigfs_parse_bool(v, &k->digest_auto) == 0);
-		else if (!strcmp(line, "allow_sha1"))
+		} else if (!strcmp(name, "digest_auto")) {
+			ok = (*digest_auto_seen = sigfs_parse_bool(v, &k->digest_auto) == 0);
+		} else if (!strcmp(name, "allow_sha1")) {
 			ok = sigfs_parse_bool(v, &k->allow_sha1) == 0;
-		else if (!strcmp(line, "digest_files"))
+		} else if (!strcmp(name, "digest_files")) {
 			ok = sigfs_parse_bool(v, &k->digest_files) == 0;
-		else if (!strcmp(line, "backend"))
-			snprintf(k->backend, sizeof(k->backend), "%s", v);
-		else if (!strcmp(line, "created"))
-			k->created = (time_t)strtoll(v, NULL, 10);
-		else if (!strcmp(line, "uid"))
-			snprintf(k->uid, sizeof(k->uid), "%s", v);
-		else if (!strcmp(line, "namespace"))
-			snprintf(k->ssh_namespace, sizeof(k->ssh_namespace), "%s", v);
+		} else if (!strcmp(name, "backend")) {
+			ok = strlen(v) < sizeof(k->backend);
+			if (ok)
+				strcpy(k->backend, v);
+		} else if (!strcmp(name, "created")) {
+			/* Seconds since 1970 as the store writes them: [-]digits, nothing else. */
+			errno = 0;
+			t = strtoll(v, &end, 10);
+			ok = (v[0] == '-' || (v[0] >= '0' && v[0] <= '9')) && end != v && *end == '\0' &&
+			     errno == 0 && (time_t)t == t;
+			if (ok)
+				k->created = (time_t)t;
+		} else if (!strcmp(name, "uid")) {
+			ok = strlen(v) < sizeof(k->uid);
+			if (ok)
+				strcpy(k->uid, v);
+		} else if (!strcmp(name, "namespace")) {
+			ok = strlen(v) < sizeof(k->ssh_namespace);
+			if (ok)
+				strcpy(k->ssh_namespace, v);
+		}
 		if (!ok)
 			return sigfs_seterr(err, -EINVAL, "key %s: bad %s=%s in its settings",
-					    k->name, line, v);
+					    k->name, name, sigfs_escape(v, q, sizeof(q)));
 	}
 	if (!k->alg || !k->digest || !k->format || !k->backend[0])
 		return sigfs_seterr(err, -EINVAL, "key %s: incomplete settings file", k->name);
+	set_default_names(k);
+	return 0;
+}
+
+static int read_meta(struct sigfs_keys *ks, struct sigfs_key *k, char *err)
+{
+	char path[SIGFS_KEYNAME_MAX + 16];
+	uint8_t buf[SIGFS_KEY_META_MAX + 1];
+	bool auto_seen;
+	ssize_t n;
+	int fd, r;
+
+	snprintf(path, sizeof(path), "%s/meta", k->name);
+	fd = openat(ks->keys_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return sigfs_seterr(err, -errno, "key %s: cannot open its settings: %s", k->name,
+				    strerror(errno));
+	/* One byte more than the parser takes, so that a larger file is refused, not cut. */
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (n < 0)
+		return sigfs_seterr(err, -EIO, "key %s: cannot read its settings", k->name);
+	r = sigfs_key_meta_parse(buf, (size_t)n, k, &auto_seen, err);
+	if (r < 0)
+		return r;
 	/* Settings of a version before digest_auto: the digest follows the key if it is the default. */
 	if (!auto_seen)
 		k->digest_auto = k->digest == default_digest(k->alg, ks->cfg->default_digest);
-	set_default_names(k);
 	return 0;
 }
 
@@ -386,7 +435,7 @@ static int open_count(struct sigfs_keys *ks, struct keyent *e)
 	ssize_t n;
 
 	snprintf(path, sizeof(path), "%s/count", e->k.name);
-	e->countfd = openat(ks->keys_fd, path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	e->countfd = openat(ks->keys_fd, path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (e->countfd < 0)
 		return -errno;
 	n = pread(e->countfd, buf, sizeof(buf) - 1, 0);
@@ -632,7 +681,7 @@ int sigfs_keys_create(struct sigfs_keys *ks, const char *name, const char *backe
 				 strerror(errno));
 		goto out_key;
 	}
-	ifd = openat(ks->inbox_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ifd = openat(ks->inbox_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (ifd < 0 || fchown(ifd, 0, cfg->inbox_gid) < 0 || fchmod(ifd, cfg->inbox_mode) < 0) {
 		r = sigfs_seterr(err, -EIO, "key %s: cannot set its inbox's owner and mode: %s",
 				 name, strerror(errno));
@@ -872,7 +921,7 @@ static int read_keyfile(struct sigfs_keys *ks, const char *name, const char *fil
 	int fd, r = 0;
 
 	snprintf(path, sizeof(path), "%s/%s", name, file);
-	fd = openat(ks->keys_fd, path, O_RDONLY | O_CLOEXEC);
+	fd = openat(ks->keys_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
 	sbuf_init(&b, 1 << 20);
@@ -899,7 +948,7 @@ static int write_keyfile(struct sigfs_keys *ks, const char *name, const char *fi
 
 	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", name, file);
 	snprintf(path, sizeof(path), "%s/%s", name, file);
-	fd = openat(ks->keys_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = openat(ks->keys_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -errno;
 	if (write(fd, data, len) != (ssize_t)len)

@@ -49,6 +49,19 @@ struct sigfs_key_attr {
 struct sigfs_keys;
 
 /*
+ * Parse the settings file <state>/keys/NAME/meta (len bytes of "name=value"
+ * lines, as the store writes them, at most SIGFS_KEY_META_MAX) into k, which
+ * holds only its name. Lines without '=' and unknown names are skipped; a
+ * bad or over-long value, a NUL byte, or a missing algorithm, digest, format
+ * or backend is -EINVAL with the reason in err. *digest_auto_seen tells
+ * whether the file had digest_auto= (settings of versions before it have
+ * none: the caller decides then).
+ */
+#define SIGFS_KEY_META_MAX 2048
+int sigfs_key_meta_parse(const uint8_t *buf, size_t len, struct sigfs_key *k,
+			 bool *digest_auto_seen, char *err);
+
+/*
  * Open the store in the state directory state_fd (opened by the rule of
  * common/safedir.h; the store keeps its own copy of the descriptor) and the
  * default backend. keys/ and inbox/ are opened without following links and

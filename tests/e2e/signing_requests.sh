@@ -9,7 +9,7 @@
 
 SIGFS=${SIGFS:-$(dirname "$SIGFSD")/sigfs}
 [ -x "$SIGFS" ] || fail "no sigfs client at $SIGFS (build it, or set SIGFS)"
-SAMPLE=$SIGFS_SRC/tests/fuzz/corpus/signstar-sample.json
+SAMPLE=$SIGFS_SRC/tests/fuzz/corpus-request/signstar-sample.json
 export GNUPGHOME=$T/gnupg
 mkdir -m 700 "$GNUPGHOME"
 

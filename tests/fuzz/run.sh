@@ -6,6 +6,13 @@
 # CORPUS (relative to tests/fuzz), with the dictionary NAME.dict for
 # TARGET fuzz_NAME when there is one. Passes when libFuzzer finds nothing;
 # prints how many inputs it ran.
+#
+# SIGFS_FUZZ_OBJ: a directory where the SOURCEs' objects are kept between
+# runs and shared by every target (meson gives one per build; a lock makes
+# concurrent runs wait for each other); an object is rebuilt when its source
+# or a header it includes changed. Unset: OUTDIR/obj, for this target alone.
+# SIGFS_FUZZ_RUNS: stop after that many executions instead of after
+# SIGFS_FUZZ_TIME (tests/fuzz/long.sh).
 set -euo pipefail
 usage="usage: run.sh TARGET CORPUS OUTDIR SOURCE..."
 target=${1:?$usage}
@@ -14,6 +21,7 @@ out=${3:?$usage}
 shift 3
 src=${SIGFS_SRC:?set SIGFS_SRC to the source tree}
 seconds=${SIGFS_FUZZ_TIME:-30}
+obj=${SIGFS_FUZZ_OBJ:-$out/obj}
 
 if ! command -v clang >/dev/null; then
 	echo "fuzz: clang is not installed: install clang and libclang-rt-14-dev (bash scripts/deps)" >&2
@@ -23,8 +31,7 @@ for pc in openssl jansson p11-kit-1 libcurl; do
 	pkg-config --exists "$pc" || { echo "fuzz: pkg-config does not find $pc (bash scripts/deps)" >&2; exit 1; }
 done
 
-mkdir -p "$out/obj" "$out/corpus"
-rm -f "$out"/obj/*.o
+mkdir -p "$out/corpus" "$obj"
 # The library is instrumented for coverage, not linked with libFuzzer's main.
 cflags=(-g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 	-fno-omit-frame-pointer -std=gnu11 -D_GNU_SOURCE -DFUSE_USE_VERSION=314
@@ -33,16 +40,40 @@ read -r -a pcflags <<<"$(pkg-config --cflags openssl jansson p11-kit-1)"
 read -r -a pclibs <<<"$(pkg-config --libs openssl jansson libcurl)"
 cflags+=("${pcflags[@]}")
 
+# True when object $1 exists and is newer than every file its depfile $2 names.
+fresh() {
+	local dep
+	[ -f "$1" ] && [ -f "$2" ] || return 1
+	for dep in $(sed -e '1s/^[^:]*://' -e 's/\\$//' "$2"); do
+		[ -f "$dep" ] && [ ! "$dep" -nt "$1" ] || return 1
+	done
+}
+
+# Compile the SOURCEs into $obj, one clang per stale object, under the lock.
+objs=()
 pids=()
-for f in "$@" "$src/tests/fuzz/$target.c"; do
-	o=$(realpath -m --relative-to="$src" "$f")
-	clang "${cflags[@]}" -c "$f" -o "$out/obj/${o//\//_}.o" &
-	pids+=($!)
+exec 9>"$obj/.lock"
+flock 9
+printf '%s\n' clang "$(clang --version | head -n 1)" "${cflags[@]}" >"$obj/.flags.new"
+if ! cmp -s "$obj/.flags.new" "$obj/.flags"; then
+	rm -f "$obj"/*.o "$obj"/*.d
+fi
+mv "$obj/.flags.new" "$obj/.flags"
+for f in "$@"; do
+	o=$obj/$(realpath -m --relative-to="$src" "$f" | tr / _).o
+	objs+=("$o")
+	if ! fresh "$o" "${o%.o}.d"; then
+		clang "${cflags[@]}" -MMD -MF "${o%.o}.d" -c "$f" -o "$o" &
+		pids+=($!)
+	fi
 done
+clang "${cflags[@]}" -c "$src/tests/fuzz/$target.c" -o "$out/$target.o" &
+pids+=($!)
 for p in "${pids[@]}"; do
 	wait "$p" || { echo "fuzz: compiling with clang failed (see above)" >&2; exit 1; }
 done
-clang -fsanitize=fuzzer,address,undefined "$out"/obj/*.o -o "$out/$target" \
+flock -u 9
+clang -fsanitize=fuzzer,address,undefined "${objs[@]}" "$out/$target.o" -o "$out/$target" \
 	"${pclibs[@]}" -liniparser -lpthread -ldl
 
 dict=$src/tests/fuzz/${target#fuzz_}.dict
@@ -50,8 +81,15 @@ dictopt=()
 if [ -f "$dict" ]; then
 	dictopt=(-dict="$dict")
 fi
+if [ -n "${SIGFS_FUZZ_RUNS:-}" ]; then
+	limit=(-runs="$SIGFS_FUZZ_RUNS" -max_total_time=0)
+	what="$SIGFS_FUZZ_RUNS runs"
+else
+	limit=(-max_total_time="$seconds")
+	what="${seconds}s"
+fi
 # New inputs go to $out/corpus; the seeds in the source tree are only read.
-"$out/$target" -max_total_time="$seconds" -max_len=16384 -timeout=10 \
+"$out/$target" "${limit[@]}" -max_len=16384 -timeout=10 \
 	-rss_limit_mb=2048 -print_final_stats=1 "${dictopt[@]}" \
 	-artifact_prefix="$out/" "$out/corpus" "$src/tests/fuzz/$corpus" 2>&1 |
 	tee "$out/fuzz.log" | grep -E "^(INFO: Seed|#[0-9]+ +DONE|Done|stat::number_of_executed_units)|ERROR|SUMMARY|crash-|leak-|timeout-" || true
@@ -62,4 +100,4 @@ if [ "$rc" -ne 0 ]; then
 	exit 1
 fi
 grep -q "^Done [0-9]* runs" "$out/fuzz.log" || { echo "fuzz: libFuzzer did not finish" >&2; exit 1; }
-echo "fuzz: no finding in ${seconds}s: $(grep -o '^Done [0-9]* runs' "$out/fuzz.log")"
+echo "fuzz: no finding in $what: $(grep -o '^Done [0-9]* runs.*' "$out/fuzz.log")"

@@ -370,6 +370,9 @@ static void test_malformed_lines(void **state)
 		"000000000000000000000000000000000000000000000000000000000000000G\n",
 		"1 1700000000 sign key=k uid=0 digest=- name=- prev="
 		"0000000000000000000000000000000000000000000000000000000000000000\r\n",
+		/* Found by fuzz_audit's chain check: once read as 2^64-1, then continued with 0. */
+		"99999999999999999999 1700000000 sign key=k uid=0 digest=- name=- prev="
+		"0000000000000000000000000000000000000000000000000000000000000000\n",
 	};
 	char path[512], err[SIGFS_ERRLEN];
 	struct sigfs_audit *a;
@@ -423,6 +426,33 @@ static void test_old_lines_continue(void **state)
 		spit(path, swapped, strlen(swapped));
 	}
 	expect_bad(path, "line 1: ");
+	unlink(path);
+}
+
+/*
+ * Found by fuzz_audit's chain check: after line 2^64-1 the daemon wrote a
+ * line numbered 0, which broke the log for the next start. Now the log is
+ * full there, and says so.
+ */
+static void test_last_line_number(void **state)
+{
+	static const char next_to_last[] = "18446744073709551614 1700000000 sign key=k uid=0 "
+		"digest=- name=- prev=0000000000000000000000000000000000000000000000000000000000000000\n";
+	char path[512], err[SIGFS_ERRLEN] = "";
+	struct sigfs_audit *a = NULL;
+	struct lines l;
+
+	(void)state;
+	tmp_path(path, sizeof(path), "full");
+	spit(path, next_to_last, strlen(next_to_last));
+	assert_int_equal(audit_open(path, &a, err), 0);
+	assert_int_equal(sigfs_audit_append(a, "sign", "k", 0, 0, NULL, NULL, 0, "f"), 0);
+	sigfs_audit_close(a);
+	split(&l, path);
+	assert_int_equal(strncmp(l.start[1], "18446744073709551615 ", 21), 0);
+	free(l.text);
+	assert_int_equal(audit_open(path, &a, err), -EBADMSG);
+	assert_non_null(strstr(err, "the log is full"));
 	unlink(path);
 }
 
@@ -561,6 +591,7 @@ int main(void)
 		cmocka_unit_test(test_tampering_detected),
 		cmocka_unit_test(test_malformed_lines),
 		cmocka_unit_test(test_old_lines_continue),
+		cmocka_unit_test(test_last_line_number),
 		cmocka_unit_test(test_open_refuses_partial_last_line),
 		cmocka_unit_test(test_names_stay_on_one_line),
 		cmocka_unit_test(test_concurrent_appends),

@@ -351,6 +351,9 @@ static void test_unknown_names(void **state)
 		{ "[sigf]\nworkers = 2\n", "[sigf]: unknown section" },
 		{ "[backend]\ntype = pkcs11\n", "[backend]: unknown section" },
 		{ "workers = 2\n[sigfs]\n", "workers: a setting outside any section" },
+		/* Found by fuzz_config: the empty section name crashed the check. */
+		{ "[]\n", "[]: a section without a name" },
+		{ "[]\nworkers = 2\n", "[]: a section without a name" },
 		{ "[sigfs]\nworkers\n", "syntax error" },
 		{ "[sigfs\nworkers = 2\n", "syntax error" },
 	};

@@ -66,7 +66,7 @@ static char *read_sample(void)
 	size_t n;
 
 	assert_non_null(buf);
-	snprintf(path, sizeof(path), "%s/tests/fuzz/corpus/signstar-sample.json",
+	snprintf(path, sizeof(path), "%s/tests/fuzz/corpus-request/signstar-sample.json",
 		 getenv("SIGFS_SRC"));
 	f = fopen(path, "r");
 	if (!f)

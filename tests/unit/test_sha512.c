@@ -127,7 +127,7 @@ static void test_state_of_evp_hasher_refused(void **state)
 	sigfs_hasher_free(h);
 }
 
-/* The state inside Signstar's real sample request (tests/fuzz/corpus). */
+/* The state inside Signstar's real sample request (tests/fuzz/corpus-request). */
 static void test_signstar_sample(void **state)
 {
 	static const char text[] = "this is sample text";
@@ -138,7 +138,7 @@ static void test_signstar_sample(void **state)
 	json_error_t jerr;
 
 	(void)state;
-	snprintf(path, sizeof(path), "%s/tests/fuzz/corpus/signstar-sample.json",
+	snprintf(path, sizeof(path), "%s/tests/fuzz/corpus-request/signstar-sample.json",
 		 getenv("SIGFS_SRC"));
 	root = json_load_file(path, 0, &jerr);
 	if (!root)
