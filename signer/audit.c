@@ -21,6 +21,7 @@
 #include <openssl/evp.h>
 
 #include "common/err.h"
+#include "common/hex.h"
 #include "common/log.h"
 #include "common/safedir.h"
 #include "signer/alg.h"
@@ -47,17 +48,6 @@ struct sigfs_audit {
 static void hash_line(const void *line, size_t len, uint8_t out[AUDIT_HASH])
 {
 	EVP_Digest(line, len, out, NULL, EVP_sha256(), NULL);
-}
-
-static void hex(const uint8_t *p, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[p[i] >> 4];
-		out[2 * i + 1] = digits[p[i] & 15];
-	}
-	out[2 * n] = '\0';
 }
 
 /*
@@ -99,22 +89,6 @@ static bool all_digits(const char *s, size_t n)
 		if (s[i] < '0' || s[i] > '9')
 			return false;
 	return true;
-}
-
-static int unhex(const char *s, uint8_t *out, size_t n)
-{
-	for (size_t i = 0; i < 2 * n; i++) {
-		char c = s[i];
-		int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-
-		if (v < 0)
-			return -EBADMSG;
-		if (i % 2 == 0)
-			out[i / 2] = (uint8_t)(v << 4);
-		else
-			out[i / 2] |= (uint8_t)v;
-	}
-	return 0;
 }
 
 /*
@@ -164,7 +138,8 @@ static int parse_line(const char *line, size_t len, uint64_t *seq, uint8_t prev[
 			return sigfs_seterr(why, -EBADMSG, "field %zu does not start with %s", i + 1,
 					    want[i]);
 	}
-	if (flen[n - 1] != 5 + 2 * AUDIT_HASH || unhex(f[n - 1] + 5, prev, AUDIT_HASH) < 0)
+	if (flen[n - 1] != 5 + 2 * AUDIT_HASH ||
+	    sigfs_hex_decode_lower(f[n - 1] + 5, prev, AUDIT_HASH) < 0)
 		return sigfs_seterr(why, -EBADMSG, "prev= is not %d lowercase hex digits",
 				    2 * AUDIT_HASH);
 	errno = 0;
@@ -301,7 +276,7 @@ int sigfs_audit_append(struct sigfs_audit *a, const char *event, const char *key
 	if (digest_name && digest && digest_len > 0) {
 		char h[2 * SIGFS_MAX_DIGEST + 1];
 
-		hex(digest, digest_len, h);
+		sigfs_hex_encode(digest, digest_len, h);
 		snprintf(dig, sizeof(dig), "%s:%s", field(digest_name, dnbuf, sizeof(dnbuf)), h);
 	} else {
 		strcpy(dig, "-");
@@ -310,7 +285,7 @@ int sigfs_audit_append(struct sigfs_audit *a, const char *event, const char *key
 	uid_field(owner, ownerbuf);
 
 	pthread_mutex_lock(&a->lock);
-	hex(a->prev, AUDIT_HASH, prevhex);
+	sigfs_hex_encode(a->prev, AUDIT_HASH, prevhex);
 	len = snprintf(line, sizeof(line),
 		       "%" PRIu64 " %lld %s key=%s uid=%s owner=%s digest=%s name=%s prev=%s\n",
 		       a->seq + 1, (long long)time(NULL), ev, k, uidbuf, ownerbuf, dig, n, prevhex);

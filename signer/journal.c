@@ -16,6 +16,7 @@
 #include <openssl/rand.h>
 
 #include "common/err.h"
+#include "common/hex.h"
 #include "common/log.h"
 #include "common/safedir.h"
 #include "common/sbuf.h"
@@ -95,40 +96,10 @@ static void track(struct sigfs_journal *j, const struct sigfs_journal_entry *e)
 	r->e = *e;
 }
 
-static void hex(const uint8_t *p, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		*out++ = digits[p[i] >> 4];
-		*out++ = digits[p[i] & 15];
-	}
-	*out = '\0';
-}
-
-/* n lowercase hex digits (n even) into n / 2 bytes. */
-static int unhex(const char *s, size_t n, uint8_t *out)
-{
-	if (n % 2)
-		return -EBADMSG;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-
-		if (v < 0)
-			return -EBADMSG;
-		if (i % 2 == 0)
-			out[i / 2] = (uint8_t)(v << 4);
-		else
-			out[i / 2] |= (uint8_t)v;
-	}
-	return 0;
-}
-
 /* A hex field into a string of fewer than outlen bytes without NUL bytes in it. */
 static int unhex_str(const char *s, size_t n, char *out, size_t outlen)
 {
-	if (n / 2 >= outlen || unhex(s, n, (uint8_t *)out) < 0)
+	if (n / 2 >= outlen || n % 2 || sigfs_hex_decode_lower(s, (uint8_t *)out, n / 2) < 0)
 		return -EBADMSG;
 	out[n / 2] = '\0';
 	return strlen(out) == n / 2 ? 0 : -EBADMSG;
@@ -176,8 +147,8 @@ static int format_rec(const struct sigfs_journal *j, const struct sigfs_journal_
 	if (e->op == 'D') {
 		n = snprintf(buf, len, "D %" PRIu64, e->id);
 	} else {
-		hex((const uint8_t *)e->key, strlen(e->key), hk);
-		hex((const uint8_t *)e->name, strlen(e->name), hn);
+		sigfs_hex_encode((const uint8_t *)e->key, strlen(e->key), hk);
+		sigfs_hex_encode((const uint8_t *)e->name, strlen(e->name), hn);
 		if (e->uid == (uid_t)-1)
 			strcpy(uid, "-");
 		else
@@ -187,7 +158,7 @@ static int format_rec(const struct sigfs_journal *j, const struct sigfs_journal_
 	}
 	if (rec_mac(j, buf, (size_t)n, mac) < 0)
 		return -EIO;
-	hex(mac, MAC_LEN, hm);
+	sigfs_hex_encode(mac, MAC_LEN, hm);
 	return n + snprintf(buf + n, len - (size_t)n, " %s\n", hm);
 }
 
@@ -277,7 +248,7 @@ static bool mac_ok(const struct sigfs_journal *j, const char *line, const char *
 {
 	uint8_t want[MAC_LEN], got[MAC_LEN];
 
-	if (unhex(mac, 2 * MAC_LEN, got) < 0 ||
+	if (sigfs_hex_decode_lower(mac, got, MAC_LEN) < 0 ||
 	    rec_mac(j, line, (size_t)(mac - 1 - line), want) < 0)
 		return false;
 	return CRYPTO_memcmp(want, got, MAC_LEN) == 0;

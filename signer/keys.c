@@ -267,19 +267,28 @@ static void status_changed(struct sigfs_keys *ks)
 
 /* --- metadata files -------------------------------------------------------- */
 
+int sigfs_key_meta_format(const struct sigfs_key *k, char *buf, size_t len)
+{
+	int n = snprintf(buf, len,
+			 "algorithm=%s\ndigest=%s\ndigest_auto=%s\nformat=%s\npadding=%s\n"
+			 "allow_sha1=%s\ndigest_files=%s\nbackend=%s\ncreated=%lld\nuid=%s\n"
+			 "namespace=%s\n",
+			 k->alg->name, k->digest->name, k->digest_auto ? "yes" : "no",
+			 k->format->name, sigfs_padding_name(k->padding),
+			 k->allow_sha1 ? "yes" : "no", k->digest_files ? "yes" : "no", k->backend,
+			 (long long)k->created, k->uid, k->ssh_namespace);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : n;
+}
+
 static int write_meta(struct sigfs_keys *ks, const struct sigfs_key *k)
 {
-	char tmp[SIGFS_KEYNAME_MAX + 16], path[SIGFS_KEYNAME_MAX + 16], buf[1024];
+	char tmp[SIGFS_KEYNAME_MAX + 16], path[SIGFS_KEYNAME_MAX + 16], buf[SIGFS_KEY_META_MAX];
 	int fd, n, r = 0;
 
-	n = snprintf(buf, sizeof(buf),
-		     "algorithm=%s\ndigest=%s\ndigest_auto=%s\nformat=%s\npadding=%s\n"
-		     "allow_sha1=%s\ndigest_files=%s\nbackend=%s\ncreated=%lld\nuid=%s\n"
-		     "namespace=%s\n",
-		     k->alg->name, k->digest->name, k->digest_auto ? "yes" : "no", k->format->name,
-		     sigfs_padding_name(k->padding), k->allow_sha1 ? "yes" : "no",
-		     k->digest_files ? "yes" : "no", k->backend, (long long)k->created, k->uid,
-		     k->ssh_namespace);
+	n = sigfs_key_meta_format(k, buf, sizeof(buf));
+	if (n < 0)
+		return n;
 	snprintf(tmp, sizeof(tmp), "%s/.meta.tmp", k->name);
 	snprintf(path, sizeof(path), "%s/meta", k->name);
 	fd = openat(ks->keys_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);

@@ -60,6 +60,8 @@ struct sigfs_keys;
 #define SIGFS_KEY_META_MAX 2048
 int sigfs_key_meta_parse(const uint8_t *buf, size_t len, struct sigfs_key *k,
 			 bool *digest_auto_seen, char *err);
+/* The settings file of k as the store writes it into buf: its length, or -ENAMETOOLONG. */
+int sigfs_key_meta_format(const struct sigfs_key *k, char *buf, size_t len);
 
 /*
  * Open the store in the state directory state_fd (opened by the rule of

@@ -193,9 +193,14 @@ open(path, 'w').write("\n".join(out) + "\n")
 PY
 }
 
-# Start sigfsd in the foreground (in the background of this shell) and wait for the mount.
-start_sigfs() {
-	"$SIGFSD" --foreground --config "$CONF" --state-dir "$STATE" "$@" "$MNT" >>"$LOG" 2>&1 &
+# try_start_sigfs STATE OUT [ARGS...]: start sigfsd in the foreground (in the
+# background of this shell) on state directory STATE, its output appended to
+# OUT, and wait for the mount: 0 if it mounted (SIGFS_PID runs: stop_sigfs), 1 if
+# it exited (SIGFS_PID empty). Fails the test if neither happens within 10 s.
+try_start_sigfs() {
+	local state=$1 out=$2
+	shift 2
+	"$SIGFSD" --foreground --config "$CONF" --state-dir "$state" "$@" "$MNT" >>"$out" 2>&1 &
 	SIGFS_PID=$!
 	for _ in $(seq 1 200); do
 		if mountpoint -q "$MNT"; then
@@ -204,11 +209,16 @@ start_sigfs() {
 		if ! kill -0 "$SIGFS_PID" 2>/dev/null; then
 			wait "$SIGFS_PID" || true
 			SIGFS_PID=
-			fail "sigfsd exited at start: $(tail -n 5 "$LOG")"
+			return 1
 		fi
 		sleep 0.05
 	done
-	fail "sigfsd did not mount $MNT"
+	fail "sigfsd neither mounted nor exited within 10 s on $state"
+}
+
+# Start sigfsd on $STATE (output in $LOG) and wait for the mount.
+start_sigfs() {
+	try_start_sigfs "$STATE" "$LOG" "$@" || fail "sigfsd exited at start: $(tail -n 5 "$LOG")"
 }
 
 # Unmount and wait for sigfsd; its exit status must be 0 (sanitizers report there).

@@ -8,7 +8,7 @@
  * contract (signer/keys.h): an accepted file must give a complete key (an
  * algorithm, digest, format and backend; strings within their fields; a uid
  * and namespace, by default if not set) that reads back the same when
- * written the way the store writes it; a refused one must come with one
+ * written by the store's own sigfs_key_meta_format(); a refused one must come with one
  * printable line naming the key. Built by tests/fuzz/run.sh.
  */
 #include <stdint.h>
@@ -40,19 +40,6 @@ static void check_key(const struct sigfs_key *k)
 		abort();
 }
 
-/* The file as the store's write_meta() writes it. */
-static int write_meta(const struct sigfs_key *k, char *buf, size_t len)
-{
-	return snprintf(buf, len,
-			"algorithm=%s\ndigest=%s\ndigest_auto=%s\nformat=%s\npadding=%s\n"
-			"allow_sha1=%s\ndigest_files=%s\nbackend=%s\ncreated=%lld\nuid=%s\n"
-			"namespace=%s\n",
-			k->alg->name, k->digest->name, k->digest_auto ? "yes" : "no", k->format->name,
-			sigfs_padding_name(k->padding), k->allow_sha1 ? "yes" : "no",
-			k->digest_files ? "yes" : "no", k->backend, (long long)k->created, k->uid,
-			k->ssh_namespace);
-}
-
 static int same(const struct sigfs_key *a, const struct sigfs_key *b)
 {
 	return a->alg == b->alg && a->digest == b->digest && a->digest_auto == b->digest_auto &&
@@ -65,7 +52,7 @@ static int same(const struct sigfs_key *a, const struct sigfs_key *b)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char err[SIGFS_ERRLEN], buf[1024];
+	char err[SIGFS_ERRLEN], buf[SIGFS_KEY_META_MAX];
 	struct sigfs_key k, again;
 	bool seen;
 	int r, n;
@@ -83,8 +70,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Without digest_auto= the store decides (keys.c read_meta); the parser leaves it false. */
 	if (!seen && k.digest_auto)
 		abort();
-	n = write_meta(&k, buf, sizeof(buf));
-	if (n < 0 || (size_t)n >= sizeof(buf))
+	n = sigfs_key_meta_format(&k, buf, sizeof(buf));
+	if (n < 0)
 		abort();
 	parse((const uint8_t *)buf, (size_t)n, &again, &seen, &r, err);
 	if (r < 0 || !seen || !same(&k, &again))
