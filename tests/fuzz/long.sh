@@ -22,7 +22,8 @@ runs=${SIGFS_FUZZ_RUNS:-10000000}
 jobs=${SIGFS_FUZZ_JOBS:-1}
 max_files=300
 max_bytes=$((1 << 20))
-long=$src/$build/fuzz-long
+# An absolute SIGFS_BUILD is taken as it is, a relative one below the source tree.
+case $build in /*) long=$build/fuzz-long ;; *) long=$src/$build/fuzz-long ;; esac
 
 [ -f "$build/build.ninja" ] || { echo "long.sh: no build in $build (meson setup $build)" >&2; exit 1; }
 mkdir -p "$long"
