@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "common/err.h"
+#include "common/hex.h"
 #include "signer/alg.h"
 #include "signer/format.h"
 #include "signer/hasher.h"
@@ -105,8 +106,7 @@ static json_t *digest_input(const char *path, const struct sigfs_digest *d)
 		return NULL;
 	}
 	sigfs_hasher_free(h);
-	for (size_t i = 0; i < d->len; i++)
-		snprintf(hex + 2 * i, 3, "%02x", v[i]);
+	sigfs_hex_encode(v, d->len, hex);
 	return json_pack("{s:s, s:s, s:s}", "type", "sigfs-digest-v1", "algorithm", d->name,
 			 "digest", hex);
 }
