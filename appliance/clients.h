@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "appliance/proto.h"
+#include "protocol/proto.h"
 
 enum client_role {
 	CLIENT_SIGN = 1,
@@ -48,7 +48,7 @@ const char *clients_role_what(unsigned r);
 int clients_parse(const char *path, char *text, struct client **out, size_t *nout, char *err);
 /*
  * Read and parse the clients file at path: a regular file owned by us, mode
- * 0600 or 0400 (the rule of backends/secret.c: it holds secrets).
+ * 0600 or 0400 (the rule of common/secret.c: it holds secrets).
  */
 int clients_load(const char *path, struct client **out, size_t *nout, char *err);
 /* Wipe and free what clients_parse or clients_load returned. */

@@ -22,29 +22,19 @@
 #include <openssl/x509.h>
 
 #include "appliance/ctl.h"
-#include "appliance/link.h"
-#include "appliance/proto.h"
-#include "appliance/reply.h"
-#include "backends/secret.h"
 #include "common/err.h"
+#include "common/hex.h"
+#include "common/secret.h"
+#include "protocol/link.h"
+#include "protocol/proto.h"
+#include "protocol/reply.h"
 
 #define CONNECT_MS 10000
 /* Long enough for an RSA-8192 KEYGEN. */
 #define CALL_MS 300000
 #define MAX_BENCH_THREADS 256
 
-/* ctl's names of key types and schemes (docs/appliance.md). */
-static const struct {
-	const char *name;
-	uint8_t type;
-} types[] = {
-	{ "rsa", PROTO_KEY_RSA },
-	{ "ec-p256", PROTO_KEY_EC_P256 },
-	{ "ec-p384", PROTO_KEY_EC_P384 },
-	{ "ec-p521", PROTO_KEY_EC_P521 },
-	{ "ed25519", PROTO_KEY_ED25519 },
-};
-
+/* ctl's names of signature schemes (docs/appliance.md); key types are protocol/proto.c's. */
 static const struct {
 	const char *name;
 	uint8_t scheme;
@@ -82,30 +72,32 @@ static int complain(const char *fmt, ...)
 
 static const char *type_name(uint8_t t)
 {
-	for (size_t i = 0; i < N(types); i++)
-		if (types[i].type == t)
-			return types[i].name;
-	return "?";
+	const char *name = proto_keytype_ctl_name(t);
+
+	return name ? name : "?";
 }
 
 static void hex_print(const uint8_t *p, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		printf("%02x", p[i]);
-	putchar('\n');
+	char *hex = malloc(2 * n + 1);
+
+	if (!hex) {
+		complain("out of memory");
+		return;
+	}
+	sigfs_hex_encode(p, n, hex);
+	puts(hex);
+	free(hex);
 }
 
-/* Decode hex (no separators, at most max bytes) into out; -EINVAL if it is not that. */
+/* Decode hex (no separators, either case, at most max bytes) into out; -EINVAL if it is not that. */
 static int hex_decode(const char *hex, uint8_t *out, size_t max, size_t *n)
 {
-	if (hex[0] == '\0') {
-		*n = 0;
-		return 0;
-	}
-	if (OPENSSL_hexstr2buf_ex(out, max, n, hex, '\0') != 1) {
-		ERR_clear_error();
+	size_t len = strlen(hex);
+
+	if (len % 2 || len / 2 > max || sigfs_hex_decode(hex, out, len / 2, NULL) < 0)
 		return -EINVAL;
-	}
+	*n = len / 2;
 	return 0;
 }
 
@@ -193,20 +185,18 @@ static int cmd_listkeys(struct ctl *c, char **a)
 
 static int cmd_keygen(struct ctl *c, char **a)
 {
-	size_t t;
+	uint8_t type;
 	char *end;
 	long bits = strtol(a[2], &end, 10);
 	int r;
 
-	for (t = 0; t < N(types) && strcmp(types[t].name, a[1]) != 0; t++)
-		;
-	if (t == N(types))
+	if (proto_keytype_by_ctl_name(a[1], &type) < 0)
 		return sigfs_seterr(c->err, -EINVAL, "key type %s: want rsa, ec-p256, ec-p384, "
 				    "ec-p521 or ed25519", a[1]);
 	if (*end || bits < 0 || bits > 65535)
 		return sigfs_seterr(c->err, -EINVAL, "bits %s: want a number", a[2]);
 	if ((r = begin(c, PROTO_KEYGEN)) < 0 || (r = put_id(c, a[0])) < 0 ||
-	    (r = sbuf_put_u8(&c->req, types[t].type)) < 0 ||
+	    (r = sbuf_put_u8(&c->req, type)) < 0 ||
 	    (r = sbuf_put_u16be(&c->req, (uint16_t)bits)) < 0)
 		return r;
 	return call(c);
@@ -339,7 +329,7 @@ static int cmd_sign(struct ctl *c, char **a)
 {
 	const uint8_t *sig;
 	uint8_t *data = NULL;
-	size_t n, siglen;
+	size_t n = 0, siglen;
 	int r;
 
 	r = sign_data(c, a[3], &data, &n);

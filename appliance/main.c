@@ -53,11 +53,11 @@
 #include "appliance/admit.h"
 #include "appliance/clients.h"
 #include "appliance/ctl.h"
-#include "appliance/link.h"
-#include "appliance/proto.h"
 #include "appliance/server.h"
 #include "appliance/store.h"
 #include "common/err.h"
+#include "protocol/link.h"
+#include "protocol/proto.h"
 
 #define MAX_CONNS 64                      /* authenticated connections */
 #define MAX_ENGINES 256

@@ -18,11 +18,11 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
-#include "appliance/proto.h"
 #include "appliance/server.h"
 #include "appliance/store.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "protocol/proto.h"
 
 void server_vlog(const struct server *s, const char *fmt, va_list ap)
 {
@@ -146,20 +146,6 @@ static uint8_t op_listkeys(struct req *q)
 	return PROTO_OK;
 }
 
-/* What KEYGEN makes for each key type; RSA takes the requested size. */
-static const struct {
-	uint8_t type;
-	const char *ossl;       /* EVP_PKEY_Q_keygen type */
-	const char *group;
-	uint16_t bits;          /* 0: RSA, 1024..8192 */
-} gens[] = {
-	{ PROTO_KEY_RSA, "RSA", NULL, 0 },
-	{ PROTO_KEY_EC_P256, "EC", "P-256", 256 },
-	{ PROTO_KEY_EC_P384, "EC", "P-384", 384 },
-	{ PROTO_KEY_EC_P521, "EC", "P-521", 521 },
-	{ PROTO_KEY_ED25519, "ED25519", NULL, 255 },
-};
-
 /* Add pk as q->key; the status for the reply. */
 static uint8_t add_key(struct req *q, EVP_PKEY *pk)
 {
@@ -177,34 +163,29 @@ static uint8_t add_key(struct req *q, EVP_PKEY *pk)
 
 static uint8_t op_keygen(struct req *q)
 {
+	const struct sigfs_alg *alg;
 	EVP_PKEY *pk = NULL;
 	uint8_t type, st;
 	uint16_t bits;
-	size_t g;
 
 	if ((st = get_keyid(q)) != PROTO_OK)
 		return st;
 	if (sbuf_get_u8(q->body, &type) < 0 || sbuf_get_u16be(q->body, &bits) < 0 || !body_done(q))
 		return malformed(q);
-	for (g = 0; g < sizeof(gens) / sizeof(gens[0]) && gens[g].type != type; g++)
-		;
-	if (g == sizeof(gens) / sizeof(gens[0]))
+	if (!proto_keytype_name(type))
 		return fail(q, PROTO_E_UNSUPPORTED, "key type %u is not offered", type);
-	if (gens[g].bits == 0 && (bits < 1024 || bits > 8192 || bits % 8))
+	alg = proto_keytype_alg(type);
+	if (!alg && (bits < 1024 || bits > 8192 || bits % 8))
 		return fail(q, PROTO_E_UNSUPPORTED, "RSA-%u: RSA keys are 1024 to 8192 bits, a "
 			    "multiple of 8", bits);
-	if (gens[g].bits && bits != gens[g].bits)
-		return fail(q, PROTO_E_UNSUPPORTED, "%s keys have %u bits, not %u",
-			    proto_keytype_name(type), gens[g].bits, bits);
+	if (alg && bits != alg->bits)
+		return fail(q, PROTO_E_UNSUPPORTED, "%s keys have %d bits, not %u",
+			    proto_keytype_name(type), alg->bits, bits);
 	if (store_has(q->s->store, q->key))
 		return fail(q, PROTO_E_EXISTS, "key %s exists", q->key);
 	/* Seconds for RSA-8192: made without any lock, added under the write lock. */
-	if (gens[g].group)
-		pk = EVP_PKEY_Q_keygen(NULL, NULL, gens[g].ossl, gens[g].group);
-	else if (gens[g].bits == 0)
-		pk = EVP_PKEY_Q_keygen(NULL, NULL, gens[g].ossl, (size_t)bits);
-	else
-		pk = EVP_PKEY_Q_keygen(NULL, NULL, gens[g].ossl);
+	pk = alg ? sigfs_keygen(alg->kind, alg->group, alg->bits) :
+		   sigfs_keygen(SIGFS_KIND_RSA, NULL, bits);
 	if (!pk) {
 		ERR_clear_error();
 		return fail(q, PROTO_E_INTERNAL, "key generation failed");

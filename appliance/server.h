@@ -13,9 +13,9 @@
 #include <stdio.h>
 
 #include "appliance/clients.h"
-#include "appliance/proto.h"
 #include "appliance/store.h"
 #include "common/sbuf.h"
+#include "protocol/proto.h"
 
 /* What every request sees; set up once, shared by all connections. */
 struct server {

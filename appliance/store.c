@@ -23,30 +23,19 @@
 #include <openssl/pem.h>
 
 #include "appliance/store.h"
-#include "backends/secret.h"
 #include "common/err.h"
+#include "common/secret.h"
 
 #define PEM_SUFFIX ".pem"
 #define TMP_SUFFIX ".pem.tmp"
 
-/* EC groups we hold, by the names OpenSSL reports for a key. */
-static const struct {
-	const char *group;
-	uint8_t type;
-	uint16_t bits;
-} curves[] = {
-	{ "prime256v1", PROTO_KEY_EC_P256, 256 },
-	{ "secp384r1", PROTO_KEY_EC_P384, 384 },
-	{ "secp521r1", PROTO_KEY_EC_P521, 521 },
-};
-
 int store_key_info(EVP_PKEY *pk, uint8_t *type, uint16_t *bits, char *err)
 {
+	const struct sigfs_alg *alg;
 	char group[64];
 	int b;
 
-	switch (EVP_PKEY_get_base_id(pk)) {
-	case EVP_PKEY_RSA:
+	if (EVP_PKEY_is_a(pk, "RSA")) {
 		b = EVP_PKEY_get_bits(pk);
 		if (b < 1024 || b > 8192)
 			return sigfs_seterr(err, -EOPNOTSUPP, "RSA-%d: RSA keys must have "
@@ -54,27 +43,14 @@ int store_key_info(EVP_PKEY *pk, uint8_t *type, uint16_t *bits, char *err)
 		*type = PROTO_KEY_RSA;
 		*bits = (uint16_t)b;
 		return 0;
-	case EVP_PKEY_ED25519:
-		*type = PROTO_KEY_ED25519;
-		*bits = 255;
+	}
+	alg = sigfs_alg_of_key(pk);
+	if (alg && proto_keytype_of(alg, type, bits) == 0)
 		return 0;
-	case EVP_PKEY_EC:
-		if (EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group,
-						   sizeof(group), NULL) != 1)
-			break;
-		for (size_t i = 0; i < sizeof(curves) / sizeof(curves[0]); i++) {
-			if (strcmp(curves[i].group, group) == 0) {
-				*type = curves[i].type;
-				*bits = curves[i].bits;
-				return 0;
-			}
-		}
+	ERR_clear_error();
+	if (EVP_PKEY_is_a(pk, "EC") && EVP_PKEY_get_group_name(pk, group, sizeof(group), NULL))
 		return sigfs_seterr(err, -EOPNOTSUPP, "EC curve %s: only P-256, P-384 and "
 				    "P-521 are offered", group);
-	default:
-		break;
-	}
-	ERR_clear_error();
 	return sigfs_seterr(err, -EOPNOTSUPP, "key type %s is not offered (RSA, EC P-256/384/521 "
 			    "and Ed25519 are)", EVP_PKEY_get0_type_name(pk) ?
 			    EVP_PKEY_get0_type_name(pk) : "?");

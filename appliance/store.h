@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <openssl/evp.h>
 
-#include "appliance/proto.h"
+#include "protocol/proto.h"
 
 struct store_key {
 	char id[PROTO_MAX_KEYID + 1];

@@ -1,8 +1,8 @@
 /*
  * appliance.c: keys held by one or more sigfs-appliance daemons (SEGGER-style
  * signing appliances), spoken to with the sigfs appliance protocol
- * (appliance/proto.h, docs/appliance-protocol.md) over TLS 1.3 with a
- * pre-shared key (appliance/link.h). Settings of [backend NAME]: appliances
+ * (protocol/proto.h, docs/appliance-protocol.md) over TLS 1.3 with a
+ * pre-shared key (protocol/link.h). Settings of [backend NAME]: appliances
  * (HOST:PORT, ...), client, secret_file (64 hex digits), retry_seconds,
  * timeout_seconds; docs/backend-appliance.md describes them.
  *
@@ -38,13 +38,13 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "appliance/link.h"
-#include "appliance/proto.h"
-#include "appliance/reply.h"
 #include "backends/backend.h"
-#include "backends/secret.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/secret.h"
+#include "protocol/link.h"
+#include "protocol/proto.h"
+#include "protocol/reply.h"
 
 extern const struct sigfs_backend_ops sigfs_backend_appliance;
 
@@ -528,17 +528,7 @@ static int ab_generate(struct sigfs_backend *b, const char *id, const struct sig
 		xfer_free(&x);
 		return r;
 	}
-	switch (alg->kind) {
-	case SIGFS_KIND_RSA:
-		pk = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)alg->bits);
-		break;
-	case SIGFS_KIND_EC:
-		pk = EVP_PKEY_Q_keygen(NULL, NULL, "EC", alg->group);
-		break;
-	case SIGFS_KIND_ED25519:
-		pk = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-		break;
-	}
+	pk = sigfs_keygen(alg->kind, alg->group, alg->bits);
 	if (!pk)
 		return sigfs_seterr(err, -EIO, "appliance backend %s: generating a %s key failed",
 				    p->name, alg->name);

@@ -14,7 +14,8 @@
 #include <stdint.h>
 #include <openssl/evp.h>
 
-#include "signer/alg.h"
+#include "common/alg.h"
+#include "common/config.h"
 
 /* What to sign. */
 struct sigfs_sign_input {
@@ -31,16 +32,6 @@ struct sigfs_sign_input {
 };
 
 struct sigfs_backend;
-
-/* Settings of one configured backend; values come from the config file. */
-struct sigfs_backend_conf {
-	const char *name;                   /* "soft" or the NAME of [backend NAME] */
-	const char *state_dir;              /* the daemon's state directory */
-	/* Look up a setting of this backend; returns def when unset. */
-	const char *(*get)(const struct sigfs_backend_conf *c, const char *key, const char *def);
-	const void *priv;                   /* for get() */
-	unsigned workers;                   /* number of signer workers */
-};
 
 struct sigfs_backend_ops {
 	const char *type;                   /* "soft" */

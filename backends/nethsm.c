@@ -38,9 +38,9 @@
 
 #include "backends/backend.h"
 #include "backends/nethsm_reply.h"
-#include "backends/secret.h"
 #include "common/err.h"
 #include "common/sbuf.h"
+#include "common/secret.h"
 
 extern const struct sigfs_backend_ops sigfs_backend_nethsm;
 

@@ -42,9 +42,9 @@
 #include <openssl/x509.h>
 
 #include "backends/backend.h"
-#include "backends/secret.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/secret.h"
 
 extern const struct sigfs_backend_ops sigfs_backend_pkcs11;
 

@@ -36,10 +36,10 @@
 #include <openssl/x509.h>
 
 #include "backends/backend.h"
-#include "backends/secret.h"
 #include "common/dirutil.h"
 #include "common/err.h"
 #include "common/safedir.h"
+#include "common/secret.h"
 
 /* An RSA-4096 PKCS#8 PEM is about 3.3 KiB; anything much larger is not ours. */
 #define KEYFILE_MAX 16384
@@ -193,39 +193,6 @@ static void soft_close(struct sigfs_backend *b)
 	close(s->dirfd);
 	free(s);
 	free(b);
-}
-
-/* The row of the algorithm table that pkey is, or NULL. */
-static const struct sigfs_alg *alg_of_key(EVP_PKEY *pkey)
-{
-	const struct sigfs_alg *a;
-	char group[64];
-	int nid = NID_undef;
-
-	if (EVP_PKEY_is_a(pkey, "EC")) {
-		if (!EVP_PKEY_get_group_name(pkey, group, sizeof(group), NULL))
-			return NULL;
-		nid = EC_curve_nist2nid(group);
-		if (nid == NID_undef)
-			nid = OBJ_sn2nid(group);
-	}
-	for (size_t i = 0; (a = sigfs_alg_at(i)); i++) {
-		switch (a->kind) {
-		case SIGFS_KIND_ED25519:
-			if (EVP_PKEY_is_a(pkey, "ED25519"))
-				return a;
-			break;
-		case SIGFS_KIND_RSA:
-			if (EVP_PKEY_is_a(pkey, "RSA") && EVP_PKEY_get_bits(pkey) == a->bits)
-				return a;
-			break;
-		case SIGFS_KIND_EC:
-			if (nid != NID_undef && nid == EC_curve_nist2nid(a->group))
-				return a;
-			break;
-		}
-	}
-	return NULL;
 }
 
 /* A short description of an unsupported key, for the error line. */
@@ -460,20 +427,6 @@ static int key_exists(struct soft *s, const char *id, char *err)
 	return 0;
 }
 
-static EVP_PKEY *keygen(const struct sigfs_alg *alg)
-{
-	switch (alg->kind) {
-	case SIGFS_KIND_ED25519:
-		return EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-	case SIGFS_KIND_EC:
-		return EVP_PKEY_Q_keygen(NULL, NULL, "EC", alg->group);
-	case SIGFS_KIND_RSA:
-		/* OpenSSL's default public exponent is 65537. */
-		return EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)alg->bits);
-	}
-	return NULL;
-}
-
 static int soft_generate(struct sigfs_backend *b, const char *id, const struct sigfs_alg *alg, char *err)
 {
 	struct soft *s = soft_of(b);
@@ -484,7 +437,7 @@ static int soft_generate(struct sigfs_backend *b, const char *id, const struct s
 	r = key_exists(s, id, err);
 	if (r)
 		return r;
-	pkey = keygen(alg);
+	pkey = sigfs_keygen(alg->kind, alg->group, alg->bits);
 	if (!pkey)
 		return ossl_fail(err, -EIO, "soft backend: cannot generate a %s key for '%s'", alg->name, id);
 	r = store_key(s, id, pkey, err);
@@ -505,7 +458,7 @@ static int soft_import_pem(struct sigfs_backend *b, const char *id, const uint8_
 		return ossl_fail(err, -EINVAL,
 				 "soft backend: cannot read the imported key for '%s'; give an unencrypted PEM private key (PKCS#8 or traditional RSA/EC)",
 				 id);
-	alg = alg_of_key(pkey);
+	alg = sigfs_alg_of_key(pkey);
 	if (!alg) {
 		describe_key(pkey, what, sizeof(what));
 		EVP_PKEY_free(pkey);
@@ -653,7 +606,7 @@ static int soft_sign(struct sigfs_backend *b, const char *id, const struct sigfs
 	r = get_key(soft_of(b), id, &pkey, err);
 	if (r)
 		return r;
-	alg = alg_of_key(pkey);
+	alg = sigfs_alg_of_key(pkey);
 	if (alg != in->alg) {
 		r = sigfs_seterr(err, -EINVAL, "soft backend: key '%s' is %s, not %s; set the key's algorithm to match",
 				 id, alg ? alg->name : "of an unsupported type", in->alg->name);

@@ -23,9 +23,9 @@
 #include <string.h>
 
 #include "backends/backend.h"
+#include "common/alg.h"
 #include "common/err.h"
 #include "common/log.h"
-#include "signer/alg.h"
 #include "loop.h"
 
 static struct sigfs_backend *backend;

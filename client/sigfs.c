@@ -24,9 +24,9 @@
 #include <unistd.h>
 #include <jansson.h>
 
+#include "common/alg.h"
 #include "common/err.h"
 #include "common/hex.h"
-#include "signer/alg.h"
 #include "signer/format.h"
 #include "signer/hasher.h"
 #include "signer/request.h"

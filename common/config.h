@@ -10,8 +10,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-#include "backends/backend.h"
-#include "signer/alg.h"
+#include "common/alg.h"
 
 #define SIGFS_DEFAULT_CONFIG "/etc/sigfs/sigfs.conf"
 
@@ -32,10 +31,23 @@ struct sigfs_config {
 	char default_format[32];                         /* format = raw */
 	enum sigfs_padding default_padding;              /* rsa_padding = pss */
 	char default_backend[64];                        /* backend = soft */
-	mode_t inbox_mode;              /* inbox_mode = 0770 */
+	mode_t inbox_mode;              /* inbox_mode = 1770 */
 	char inbox_group[64];           /* inbox_group = "" (empty: the admin group) */
 	gid_t inbox_gid;                /* resolved */
 	void *ini;                      /* the parsed dictionary (iniparser), for backends */
+};
+
+/*
+ * Settings of one configured backend (backends/backend.h opens it with
+ * them); values come from the config file.
+ */
+struct sigfs_backend_conf {
+	const char *name;                   /* "soft" or the NAME of [backend NAME] */
+	const char *state_dir;              /* the daemon's state directory */
+	/* Look up a setting of this backend; returns def when unset. */
+	const char *(*get)(const struct sigfs_backend_conf *c, const char *key, const char *def);
+	const void *priv;                   /* for get() */
+	unsigned workers;                   /* number of signer workers */
 };
 
 /*

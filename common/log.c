@@ -5,6 +5,7 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "common/hex.h"
 #include "common/log.h"
 
 static bool use_syslog;
@@ -48,24 +49,45 @@ void sigfs_log(enum sigfs_log_level level, const char *fmt, ...)
 		fprintf(stderr, "sigfsd: %s: %s\n", level_names[level], line);
 }
 
+/* Byte c as it appears in a message: itself, or \xHH; the length written to out. */
+static size_t escape_byte(unsigned char c, char out[4])
+{
+	char h[3];
+
+	if (c >= 0x20 && c < 0x7f && c != '\\') {
+		out[0] = (char)c;
+		return 1;
+	}
+	sigfs_hex_encode(&c, 1, h);
+	out[0] = '\\';
+	out[1] = 'x';
+	out[2] = h[0];
+	out[3] = h[1];
+	return 4;
+}
+
 const char *sigfs_escape(const char *s, char *out, size_t outlen)
 {
-	static const char hex[] = "0123456789abcdef";
 	size_t o = 0;
 
 	if (outlen == 0)
 		return out;
-	for (; *s && o + 5 <= outlen; s++) {
-		unsigned char c = (unsigned char)*s;
+	for (; *s && o + 5 <= outlen; s++)
+		o += escape_byte((unsigned char)*s, out + o);
+	out[o] = '\0';
+	return out;
+}
 
-		if (c < 0x20 || c >= 0x7f || c == '\\') {
-			out[o++] = '\\';
-			out[o++] = 'x';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 15];
-		} else {
-			out[o++] = (char)c;
-		}
+const char *sigfs_quote(const void *p, size_t len, char out[SIGFS_QUOTE_LEN])
+{
+	const unsigned char *b = p;
+	size_t o = 0, n = len < SIGFS_QUOTE_MAX ? len : SIGFS_QUOTE_MAX;
+
+	for (size_t i = 0; i < n; i++)
+		o += escape_byte(b[i], out + o);
+	if (n < len) {
+		memcpy(out + o, "...", 3);
+		o += 3;
 	}
 	out[o] = '\0';
 	return out;

@@ -31,4 +31,14 @@ void sigfs_log(enum sigfs_log_level level, const char *fmt, ...)
 const char *sigfs_escape(const char *s, char *out, size_t outlen);
 #define SIGFS_ESCAPED_MAX (255 * 4 + 1)
 
+/*
+ * The one quoting rule for untrusted text in a message (NAME.err, a log
+ * line): the first SIGFS_QUOTE_MAX of the len bytes at p, escaped as
+ * sigfs_escape does (a NUL too), and "..." when some were left out.
+ * Returns out, which holds SIGFS_QUOTE_LEN bytes.
+ */
+#define SIGFS_QUOTE_MAX 64
+#define SIGFS_QUOTE_LEN (SIGFS_QUOTE_MAX * 4 + 4)
+const char *sigfs_quote(const void *p, size_t len, char out[SIGFS_QUOTE_LEN]);
+
 #endif

@@ -20,11 +20,11 @@
 #include <unistd.h>
 #include <openssl/evp.h>
 
+#include "common/alg.h"
 #include "common/err.h"
 #include "common/hex.h"
 #include "common/log.h"
 #include "common/safedir.h"
-#include "signer/alg.h"
 #include "signer/audit.h"
 
 /*

@@ -13,8 +13,6 @@
 
 /* Larger files are artifacts: a digest line is at most ~128 hex + a name. */
 #define DL_MAX_CONTENT 4096
-/* How much of a foreign name an error message quotes. */
-#define DL_QUOTE_MAX 128
 
 const struct sigfs_digest *sigfs_dl_suffix(const char *name, size_t *base_len)
 {
@@ -40,23 +38,11 @@ const struct sigfs_digest *sigfs_dl_suffix(const char *name, size_t *base_len)
 	return best;
 }
 
-/* Quote n bytes of untrusted text for an error line (escaped, shortened). */
-static const char *quote(const uint8_t *p, size_t n, char *out, size_t outlen)
-{
-	char raw[DL_QUOTE_MAX + 1];
-
-	if (n > DL_QUOTE_MAX)
-		n = DL_QUOTE_MAX;
-	memcpy(raw, p, n);
-	raw[n] = '\0';
-	return sigfs_escape(raw, out, outlen);
-}
-
 enum sigfs_dl_result sigfs_dl_parse(const struct sigfs_digest *d, const char *base,
 				    const uint8_t *content, size_t len,
 				    uint8_t value[SIGFS_MAX_DIGEST], char *err)
 {
-	char q[DL_QUOTE_MAX * 4 + 1];
+	char q[SIGFS_QUOTE_LEN];
 	size_t hexlen = 2 * d->len, tok, nhex, name_at;
 	const uint8_t *line, *name, *slash;
 	uint8_t sep;
@@ -114,12 +100,13 @@ enum sigfs_dl_result sigfs_dl_parse(const struct sigfs_digest *d, const char *ba
 		    memcmp(slash, base, strlen(base)) != 0) {
 			return sigfs_seterr(err, SIGFS_DL_BAD,
 					    "%s.%s: the line names %s, not %s",
-					    base, d->name, quote(name, len - name_at, q, sizeof(q)), base);
+					    base, d->name, sigfs_quote(name, len - name_at, q), base);
 		}
 	}
 
-	for (size_t i = 0; i < d->len; i++)
-		value[i] = (uint8_t)(sigfs_hex_digit(line[2 * i]) << 4 | sigfs_hex_digit(line[2 * i + 1]));
+	/* The digits were checked above. */
+	if (sigfs_hex_decode((const char *)line, value, d->len, NULL) < 0)
+		return sigfs_seterr(err, SIGFS_DL_BAD, "%s.%s: not a digest", base, d->name);
 	return SIGFS_DL_OK;
 
 empty:

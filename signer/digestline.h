@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "signer/alg.h"
+#include "common/alg.h"
 
 enum sigfs_dl_result {
 	SIGFS_DL_OK = 0,        /* a valid digest line: value holds the digest */

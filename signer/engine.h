@@ -20,8 +20,8 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "common/alg.h"
 #include "common/config.h"
-#include "signer/alg.h"
 #include "signer/audit.h"
 #include "signer/hasher.h"
 #include "signer/keys.h"

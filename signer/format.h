@@ -15,8 +15,8 @@
 #include <openssl/evp.h>
 
 #include "backends/backend.h"
+#include "common/alg.h"
 #include "common/sbuf.h"
-#include "signer/alg.h"
 #include "signer/hasher.h"
 
 /* Ask the key's backend to sign; see backend.h for the input and output bytes. */

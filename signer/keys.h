@@ -14,9 +14,9 @@
 #include <time.h>
 
 #include "backends/backend.h"
+#include "common/alg.h"
 #include "common/config.h"
 #include "common/sbuf.h"
-#include "signer/alg.h"
 #include "signer/audit.h"
 #include "signer/format.h"
 

@@ -16,6 +16,7 @@
 
 #include "common/err.h"
 #include "common/hex.h"
+#include "common/log.h"
 #include "common/sbuf.h"
 #include "signer/request.h"
 #include "signer/sha512.h"
@@ -29,27 +30,11 @@
 #define OUR_OUTPUT_PREFIX "sigfs-"
 /* The pre-release sha2 0.11 layout shown in Signstar's request.md (docs/requests.md). */
 #define OLD_STATE_LEN 210
-#define QUOTE_MAX 60
-
-/*
- * Copy s into buf for an error line: at most QUOTE_MAX printable ASCII
- * characters, others as '?', so a hostile name cannot spill control
- * characters into NAME.err or the log.
- */
-static const char *quote(const char *s, char buf[QUOTE_MAX + 4])
-{
-	size_t i;
-
-	for (i = 0; s[i] && i < QUOTE_MAX; i++)
-		buf[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
-	strcpy(buf + i, s[i] ? "..." : "");
-	return buf;
-}
 
 /* Refuse every key of obj that is not in allowed (NULL-terminated). */
 static int only_keys(json_t *obj, const char *const *allowed, const char *where, char *err)
 {
-	char q[QUOTE_MAX + 4];
+	char q[SIGFS_QUOTE_LEN];
 	const char *key;
 	json_t *v;
 
@@ -62,7 +47,7 @@ static int only_keys(json_t *obj, const char *const *allowed, const char *where,
 			return sigfs_seterr(err, -EPROTONOSUPPORT, "the request's %s has the "
 					    "field \"%s\", which this sigfsd does not know; it "
 					    "cannot honour the request (see docs/requests.md)",
-					    where, quote(key, q));
+					    where, sigfs_quote(key, strlen(key), q));
 	}
 	return 0;
 }
@@ -105,7 +90,7 @@ static bool is_digit(char c)
  */
 static int check_version(const char *v, char *err)
 {
-	char q[QUOTE_MAX + 4];
+	char q[SIGFS_QUOTE_LEN];
 	const char *p = v;
 	size_t major_len;
 
@@ -116,15 +101,16 @@ static int check_version(const char *v, char *err)
 			p++;
 		if (p == start || is_digit(*p) || (part < 2 && *p++ != '.'))
 			return sigfs_seterr(err, -EINVAL, "the request's version \"%s\" is not "
-					    "MAJOR.MINOR.PATCH", quote(v, q));
+					    "MAJOR.MINOR.PATCH", sigfs_quote(v, strlen(v), q));
 	}
 	if (*p && *p != '-' && *p != '+')
 		return sigfs_seterr(err, -EINVAL, "the request's version \"%s\" is not "
-				    "MAJOR.MINOR.PATCH", quote(v, q));
+				    "MAJOR.MINOR.PATCH", sigfs_quote(v, strlen(v), q));
 	major_len = strspn(v, "0123456789");
 	if (major_len != 1 || v[0] != '1')
 		return sigfs_seterr(err, -EPROTONOSUPPORT, "the request has version \"%s\"; "
-				    "this sigfsd understands version 1 only", quote(v, q));
+				    "this sigfsd understands version 1 only",
+				    sigfs_quote(v, strlen(v), q));
 	return 0;
 }
 
@@ -172,8 +158,8 @@ static int parse_digest(json_t *input, struct sigfs_request *req, char *err)
 {
 	static const char *const keys[] = { "type", "algorithm", "digest", NULL };
 	const char *alg = NULL, *hex = NULL;
-	char q[QUOTE_MAX + 4];
-	struct sbuf in;
+	char q[SIGFS_QUOTE_LEN];
+	size_t len, bad;
 	int r;
 
 	r = only_keys(input, keys, "input", err);
@@ -187,21 +173,14 @@ static int parse_digest(json_t *input, struct sigfs_request *req, char *err)
 	if (!req->digest)
 		return sigfs_seterr(err, -EPROTONOSUPPORT, "the request's digest algorithm \"%s\" "
 				    "is not one sigfs knows (sha256, sha512, sha3-256 ...)",
-				    quote(alg, q));
-	sbuf_view(&in, hex, json_string_length(json_object_get(input, "digest")));
-	if (sbuf_avail(&in) != 2 * req->digest->len)
+				    sigfs_quote(alg, strlen(alg), q));
+	len = json_string_length(json_object_get(input, "digest"));
+	if (len != 2 * req->digest->len)
 		return sigfs_seterr(err, -EINVAL, "the request's %s digest has %zu hex digits, "
-				    "not %zu", req->digest->name, sbuf_avail(&in),
-				    2 * req->digest->len);
-	for (size_t i = 0; i < req->digest->len; i++) {
-		uint8_t hi = 0, lo = 0;
-
-		if (sbuf_get_u8(&in, &hi) < 0 || sbuf_get_u8(&in, &lo) < 0 ||
-		    sigfs_hex_digit(hi) < 0 || sigfs_hex_digit(lo) < 0)
-			return sigfs_seterr(err, -EINVAL, "the request's digest is not hexadecimal "
-					    "(at digit %zu)", 2 * i + (sigfs_hex_digit(hi) < 0 ? 0 : 1));
-		req->digest_value[i] = (uint8_t)(sigfs_hex_digit(hi) << 4 | sigfs_hex_digit(lo));
-	}
+				    "not %zu", req->digest->name, len, 2 * req->digest->len);
+	if (sigfs_hex_decode(hex, req->digest_value, req->digest->len, &bad) < 0)
+		return sigfs_seterr(err, -EINVAL, "the request's digest is not hexadecimal "
+				    "(at digit %zu)", bad);
 	return 0;
 }
 
@@ -226,7 +205,7 @@ static int parse_output(json_t *output, struct sigfs_request *req, char *err)
 {
 	static const char *const keys[] = { "type", NULL };
 	const char *type = NULL;
-	char q[QUOTE_MAX + 4], names[128];
+	char q[SIGFS_QUOTE_LEN], names[128];
 	int r;
 
 	r = only_keys(output, keys, "output", err);
@@ -248,7 +227,7 @@ static int parse_output(json_t *output, struct sigfs_request *req, char *err)
 		format_names(names, sizeof(names));
 		return sigfs_seterr(err, -EPROTONOSUPPORT, "the request's output type \"%s\" is "
 				    "unknown; this sigfsd makes " SIGNSTAR_OUTPUT ", %s",
-				    quote(type, q), names);
+				    sigfs_quote(type, strlen(type), q), names);
 	}
 	return 0;
 }
@@ -299,7 +278,7 @@ static int parse_tree(json_t *root, struct sigfs_request *req, char *err)
 	json_t *required = NULL, *input = NULL, *output = NULL, *optional;
 	const struct sigfs_digest *signed_kind;
 	const char *version = NULL, *type = NULL;
-	char q[QUOTE_MAX + 4];
+	char q[SIGFS_QUOTE_LEN];
 	int r;
 
 	r = only_keys(root, top_keys, "top level", err);
@@ -329,7 +308,7 @@ static int parse_tree(json_t *root, struct sigfs_request *req, char *err)
 	else
 		r = sigfs_seterr(err, -EPROTONOSUPPORT, "the request's input type \"%s\" is "
 				 "unknown; this sigfsd reads " STATE_TYPE " and " DIGEST_TYPE,
-				 quote(type, q));
+				 sigfs_quote(type, strlen(type), q));
 	if (r == 0)
 		r = parse_output(output, req, err);
 	if (r < 0)
@@ -358,12 +337,13 @@ int sigfs_request_parse(const uint8_t *json, size_t len, struct sigfs_request *o
 	/* No JSON_DECODE_ANY: the top level must be an object (checked below). */
 	root = json_loadb((const char *)json, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
-		char q[QUOTE_MAX + 4];
+		char q[SIGFS_QUOTE_LEN];
 
 		/* jansson's text quotes the offending token: keep its start, printable. */
 		return sigfs_seterr(err, -EINVAL, "the request is not valid JSON (line %d, column "
 				    "%d: %s); make it with `sigfs request` or Signstar's client",
-				    jerr.line, jerr.column, quote(jerr.text, q));
+				    jerr.line, jerr.column,
+				    sigfs_quote(jerr.text, strlen(jerr.text), q));
 	}
 	if (!json_is_object(root))
 		r = sigfs_seterr(err, -EINVAL, "the request is not a JSON object");

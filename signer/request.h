@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "signer/alg.h"
+#include "common/alg.h"
 #include "signer/format.h"
 #include "signer/hasher.h"
 

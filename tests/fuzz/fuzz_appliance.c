@@ -32,10 +32,10 @@
 
 #include <openssl/evp.h>
 
-#include "appliance/proto.h"
 #include "appliance/server.h"
 #include "appliance/store.h"
 #include "common/err.h"
+#include "protocol/proto.h"
 
 #define CLIENT "fuzz"
 #define MAX_FRAME (1u << 20)

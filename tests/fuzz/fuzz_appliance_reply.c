@@ -1,7 +1,7 @@
 /*
  * fuzz_appliance_reply.c: libFuzzer target for the client side of the
  * appliance protocol: whatever parses the bytes an appliance sends back
- * (appliance/reply.c, used by link.c, ctl.c and backends/appliance.c), so a
+ * (protocol/reply.c, used by link.c, ctl.c and backends/appliance.c), so a
  * hostile appliance, or anyone holding a client's key and posing as one,
  * cannot crash sigfsd. An input is the request the reply answers and the
  * reply as it comes off the link:
@@ -29,9 +29,9 @@
 
 #include <openssl/evp.h>
 
-#include "appliance/proto.h"
-#include "appliance/reply.h"
-#include "signer/alg.h"
+#include "common/alg.h"
+#include "protocol/proto.h"
+#include "protocol/reply.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

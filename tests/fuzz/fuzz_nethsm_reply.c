@@ -22,8 +22,8 @@
 
 #include "backends/backend.h"
 #include "backends/nethsm_reply.h"
+#include "common/alg.h"
 #include "common/sbuf.h"
-#include "signer/alg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

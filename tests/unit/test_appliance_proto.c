@@ -1,6 +1,6 @@
 /*
- * test_appliance_proto.c: the appliance protocol (appliance/proto.c) and its
- * TLS-PSK link (appliance/link.c): every op body round-trips, every malformed
+ * test_appliance_proto.c: the appliance protocol (protocol/proto.c) and its
+ * TLS-PSK link (protocol/link.c): every op body round-trips, every malformed
  * input is refused without reading past the end, the digest ids cover exactly
  * SPEC.md's 11 digests, and a link with the right key says HELLO while a wrong
  * key, an unknown client, a closed port, a silent server and an oversized frame
@@ -31,10 +31,10 @@
 
 #include "appliance/admit.h"
 #include "appliance/clients.h"
-#include "appliance/link.h"
-#include "appliance/proto.h"
-#include "appliance/reply.h"
 #include "common/err.h"
+#include "protocol/link.h"
+#include "protocol/proto.h"
+#include "protocol/reply.h"
 
 /* --- helpers ------------------------------------------------------------------ */
 

@@ -21,9 +21,9 @@
 #include <openssl/rsa.h>
 #include <openssl/x509v3.h>
 
+#include "common/alg.h"
 #include "common/err.h"
 #include "common/sbuf.h"
-#include "signer/alg.h"
 #include "signer/format.h"
 #include "signer/x509.h"
 

@@ -21,9 +21,9 @@
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 
+#include "common/alg.h"
 #include "common/err.h"
 #include "common/sbuf.h"
-#include "signer/alg.h"
 #include "signer/format.h"
 #include "signer/hasher.h"
 #include "signer/openpgp.h"

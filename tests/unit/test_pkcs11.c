@@ -24,8 +24,8 @@
 #include <openssl/rsa.h>
 
 #include "backends/backend.h"
+#include "common/alg.h"
 #include "common/err.h"
-#include "signer/alg.h"
 #include "testlib.h"
 
 #define MODULE "/usr/lib/softhsm/libsofthsm2.so"

@@ -243,7 +243,7 @@ static void test_malformed_envelope(void **state)
 	refused_req("1.0.0", in, "sigfs-raw", ",\"policy\":\"strict\"", "", -EPROTONOSUPPORT,
 		    "field \"policy\"");
 	refused_req("1.0.0", in, "sigfs-raw", ",\"\\u001b[31mred\":1", "", -EPROTONOSUPPORT,
-		    "field \"?[31mred\"");
+		    "field \"\\x1b[31mred\"");
 	refused_req("1.0.0", in, "sigfs-raw", "", "\"optional\":[]", -EINVAL, "\"optional\"");
 	refused_req("1.0.0", in, "sigfs-raw", "", "\"extra\":{}", -EPROTONOSUPPORT,
 		    "top level has the field \"extra\"");

@@ -23,8 +23,8 @@
 #include <openssl/rsa.h>
 
 #include "backends/backend.h"
+#include "common/alg.h"
 #include "common/err.h"
-#include "signer/alg.h"
 #include "testlib.h"
 
 static char tmpdir[4096];

@@ -16,9 +16,9 @@
 #include <openssl/evp.h>
 
 #include "backends/backend.h"
+#include "common/alg.h"
 #include "common/err.h"
 #include "common/sbuf.h"
-#include "signer/alg.h"
 #include "signer/format.h"
 #include "testlib.h"
 

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "appliance/proto.h"
+#include "protocol/proto.h"
 
 /* Wire id <-> SPEC.md digest name: the one place the numbering lives. */
 static const struct {
@@ -29,19 +29,22 @@ static const struct {
 };
 #define N_DIGEST_IDS (sizeof(digest_ids) / sizeof(digest_ids[0]))
 
-/* Key types: log name, and for EC the OpenSSL group of sigfs's alg table. */
+/*
+ * Key types on the wire. Each is a row of common/alg.c's table, named as
+ * there (its group and bits come from that row), except RSA, which the
+ * appliance holds at any size from 1024 to 8192 bits. ctl is the name
+ * `sigfs-appliance ctl` takes and prints (docs/appliance.md).
+ */
 static const struct {
 	uint8_t type;
 	const char *name;
-	const char *group;
-	uint16_t bits;
+	const char *ctl;
 } keytypes[] = {
-	{ PROTO_KEY_RSA, "rsa", NULL, 0 },
-	{ PROTO_KEY_EC_P256, "ecdsa-p256", "P-256", 256 },
-	{ PROTO_KEY_EC_P384, "ecdsa-p384", "P-384", 384 },
-	{ PROTO_KEY_EC_P521, "ecdsa-p521", "P-521", 521 },
-	/* 255 as in signer/alg.c's table (OpenSSL's EVP_PKEY_get_bits says 253). */
-	{ PROTO_KEY_ED25519, "ed25519", NULL, 255 },
+	{ PROTO_KEY_RSA, "rsa", "rsa" },
+	{ PROTO_KEY_EC_P256, "ecdsa-p256", "ec-p256" },
+	{ PROTO_KEY_EC_P384, "ecdsa-p384", "ec-p384" },
+	{ PROTO_KEY_EC_P521, "ecdsa-p521", "ec-p521" },
+	{ PROTO_KEY_ED25519, "ed25519", "ed25519" },
 };
 #define N_KEYTYPES (sizeof(keytypes) / sizeof(keytypes[0]))
 
@@ -92,26 +95,45 @@ const char *proto_keytype_name(uint8_t t)
 	return NULL;
 }
 
+const char *proto_keytype_ctl_name(uint8_t t)
+{
+	for (size_t i = 0; i < N_KEYTYPES; i++)
+		if (keytypes[i].type == t)
+			return keytypes[i].ctl;
+	return NULL;
+}
+
+int proto_keytype_by_ctl_name(const char *name, uint8_t *type)
+{
+	for (size_t i = 0; i < N_KEYTYPES; i++) {
+		if (strcmp(keytypes[i].ctl, name) == 0) {
+			*type = keytypes[i].type;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+const struct sigfs_alg *proto_keytype_alg(uint8_t t)
+{
+	const char *name = proto_keytype_name(t);
+
+	return name ? sigfs_alg_by_name(name) : NULL;
+}
+
 int proto_keytype_of(const struct sigfs_alg *alg, uint8_t *type, uint16_t *bits)
 {
-	switch (alg->kind) {
-	case SIGFS_KIND_RSA:
+	if (alg->kind == SIGFS_KIND_RSA) {
 		*type = PROTO_KEY_RSA;
 		*bits = (uint16_t)alg->bits;
 		return 0;
-	case SIGFS_KIND_ED25519:
-		*type = PROTO_KEY_ED25519;
-		*bits = 255;
-		return 0;
-	case SIGFS_KIND_EC:
-		for (size_t i = 0; i < N_KEYTYPES; i++) {
-			if (keytypes[i].group && strcmp(keytypes[i].group, alg->group) == 0) {
-				*type = keytypes[i].type;
-				*bits = keytypes[i].bits;
-				return 0;
-			}
+	}
+	for (size_t i = 0; i < N_KEYTYPES; i++) {
+		if (strcmp(keytypes[i].name, alg->name) == 0) {
+			*type = keytypes[i].type;
+			*bits = (uint16_t)alg->bits;
+			return 0;
 		}
-		break;
 	}
 	return -EINVAL;
 }

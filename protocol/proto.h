@@ -29,8 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/alg.h"
 #include "common/sbuf.h"
-#include "signer/alg.h"
 
 #define PROTO_VERSION 1
 #define PROTO_REPLY 0x80
@@ -106,7 +106,12 @@ const struct sigfs_digest *proto_digest(uint8_t wire);
 uint8_t proto_digest_id(const struct sigfs_digest *d);
 /* "rsa", "ecdsa-p256" ... for logs; NULL if the byte is not a keytype. */
 const char *proto_keytype_name(uint8_t t);
-/* The keytype and bits of one of sigfs's algorithms. */
+/* ctl's name of a keytype ("ec-p256"), NULL if the byte is not one; and back (-EINVAL). */
+const char *proto_keytype_ctl_name(uint8_t t);
+int proto_keytype_by_ctl_name(const char *name, uint8_t *type);
+/* The row of common/alg.c's table a keytype is; NULL for RSA (any size) and unknown bytes. */
+const struct sigfs_alg *proto_keytype_alg(uint8_t t);
+/* The keytype and bits of one of sigfs's algorithms; -EINVAL if the wire has none. */
 int proto_keytype_of(const struct sigfs_alg *alg, uint8_t *type, uint16_t *bits);
 /* A one-line English name of a status ("no such key" ...). */
 const char *proto_status_name(uint8_t st);

@@ -15,8 +15,8 @@
 #include <stdint.h>
 #include <openssl/ssl.h>
 
-#include "appliance/proto.h"
 #include "common/sbuf.h"
+#include "protocol/proto.h"
 
 /* Server side: look up a client's 32-byte key by name; 0 if found. */
 typedef int (*link_psk_lookup)(void *arg, const char *client, uint8_t key[PROTO_PSK_LEN]);

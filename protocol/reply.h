@@ -15,8 +15,8 @@
 #include <stdint.h>
 #include <openssl/evp.h>
 
-#include "appliance/proto.h"
 #include "common/sbuf.h"
+#include "protocol/proto.h"
 
 /*
  * Whether frame f answers the request (op, id) and how: 0 for status

@@ -3,10 +3,11 @@
 #include <pthread.h>
 #include <string.h>
 
+#include <openssl/ec.h>
 #include <openssl/objects.h>
 #include <openssl/x509.h>
 
-#include "signer/alg.h"
+#include "common/alg.h"
 
 static const struct sigfs_alg algs[] = {
 	{ "ed25519", SIGFS_KIND_ED25519, 255, NULL, 64 },
@@ -54,6 +55,52 @@ const struct sigfs_alg *sigfs_alg_by_name(const char *name)
 const struct sigfs_alg *sigfs_alg_at(size_t i)
 {
 	return i < N_ALGS ? &algs[i] : NULL;
+}
+
+const struct sigfs_alg *sigfs_alg_of_key(EVP_PKEY *pkey)
+{
+	const struct sigfs_alg *a;
+	char group[64];
+	int nid = NID_undef;
+
+	if (EVP_PKEY_is_a(pkey, "EC")) {
+		if (!EVP_PKEY_get_group_name(pkey, group, sizeof(group), NULL))
+			return NULL;
+		nid = EC_curve_nist2nid(group);
+		if (nid == NID_undef)
+			nid = OBJ_sn2nid(group);
+	}
+	for (size_t i = 0; (a = sigfs_alg_at(i)); i++) {
+		switch (a->kind) {
+		case SIGFS_KIND_ED25519:
+			if (EVP_PKEY_is_a(pkey, "ED25519"))
+				return a;
+			break;
+		case SIGFS_KIND_RSA:
+			if (EVP_PKEY_is_a(pkey, "RSA") && EVP_PKEY_get_bits(pkey) == a->bits)
+				return a;
+			break;
+		case SIGFS_KIND_EC:
+			if (nid != NID_undef && nid == EC_curve_nist2nid(a->group))
+				return a;
+			break;
+		}
+	}
+	return NULL;
+}
+
+EVP_PKEY *sigfs_keygen(enum sigfs_key_kind kind, const char *group, int bits)
+{
+	switch (kind) {
+	case SIGFS_KIND_ED25519:
+		return EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	case SIGFS_KIND_EC:
+		return EVP_PKEY_Q_keygen(NULL, NULL, "EC", group);
+	case SIGFS_KIND_RSA:
+		/* OpenSSL's default public exponent is 65537. */
+		return EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)bits);
+	}
+	return NULL;
 }
 
 const struct sigfs_digest *sigfs_digest_by_name(const char *name)

@@ -12,8 +12,8 @@
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
-#include "appliance/reply.h"
-#include "signer/alg.h"
+#include "common/alg.h"
+#include "protocol/reply.h"
 
 /* The smallest LISTKEYS entry: a one-byte id (2 + 1), keytype 1, bits 2. */
 #define LIST_ENTRY_MIN 6

@@ -32,9 +32,9 @@
 #include <openssl/err.h>
 #include <openssl/rand.h>
 
-#include "appliance/link.h"
-#include "appliance/reply.h"
 #include "common/err.h"
+#include "protocol/link.h"
+#include "protocol/reply.h"
 
 #define CIPHER_SUITE "TLS_AES_128_GCM_SHA256"
 #define READ_CHUNK 16384

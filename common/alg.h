@@ -37,6 +37,14 @@ const struct sigfs_alg *sigfs_alg_by_name(const char *name);
 /* Row i of the algorithm table, NULL past the end. */
 const struct sigfs_alg *sigfs_alg_at(size_t i);
 
+/* The row pkey is (RSA of a size in the table, EC on a table curve, Ed25519), or NULL. */
+const struct sigfs_alg *sigfs_alg_of_key(EVP_PKEY *pkey);
+/*
+ * A new key of kind: EC on group, RSA of bits (public exponent 65537);
+ * the one place keys are generated outside a backend's own token. NULL on failure.
+ */
+EVP_PKEY *sigfs_keygen(enum sigfs_key_kind kind, const char *group, int bits);
+
 const struct sigfs_digest *sigfs_digest_by_name(const char *name);
 const struct sigfs_digest *sigfs_digest_at(size_t i);
 /* The row whose OpenSSL digest is called ossl_name (any of its aliases), or NULL. */

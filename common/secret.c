@@ -8,8 +8,8 @@
 
 #include <openssl/pem.h>
 
-#include "backends/secret.h"
 #include "common/err.h"
+#include "common/secret.h"
 
 int sigfs_read_secret(const char *type, const char *name, const char *setting,
 		      const char *noun, const char *path, char *buf, size_t size, size_t *len,
