@@ -1,7 +1,7 @@
 /*
- * backend.h: where keys live. One small interface; each driver (soft, later
- * pkcs11, nethsm, appliance) is one row of ops. A backend knows key ids and
- * bytes to sign; it never sees a path, a file name or a user.
+ * backend.h: where keys live. One small interface; each driver (soft,
+ * pkcs11, nethsm, appliance) is one row of ops in backend.c's table. A backend
+ * knows key ids and bytes to sign; it never sees a path, a file name or a user.
  *
  * Private keys never leave a backend: there is no call that returns one.
  * Every call may run concurrently from several signer workers; `worker` tells

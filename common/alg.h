@@ -22,7 +22,7 @@ struct sigfs_alg {
 };
 
 struct sigfs_digest {
-	const char *name;        /* SPEC.md's name: "sha256", "sha512-224", "sha3-256" */
+	const char *name;        /* docs/configuration.md's name: "sha256", "sha512-224" */
 	const char *ossl;        /* OpenSSL's name for EVP_MD_fetch */
 	size_t len;              /* output bytes */
 	const char *cli;         /* option for `openssl dgst`, e.g. "-sha512-224" */

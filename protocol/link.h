@@ -8,8 +8,8 @@
  * All functions return 0 or a negative errno code, and fill err
  * (SIGFS_ERRLEN bytes) with one line saying what failed.
  */
-#ifndef SIGFS_APPLIANCE_LINK_H
-#define SIGFS_APPLIANCE_LINK_H
+#ifndef SIGFS_PROTOCOL_LINK_H
+#define SIGFS_PROTOCOL_LINK_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -10,7 +10,7 @@
 
 #include "protocol/proto.h"
 
-/* Wire id <-> SPEC.md digest name: the one place the numbering lives. */
+/* Wire id <-> digest name (common/alg.c): the one place the numbering lives. */
 static const struct {
 	uint8_t wire;
 	const char *name;

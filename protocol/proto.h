@@ -23,8 +23,8 @@
  * The first request on a connection must be HELLO. Later versions may add
  * fields at the end of a reply: clients ignore bytes after the ones they know.
  */
-#ifndef SIGFS_APPLIANCE_PROTO_H
-#define SIGFS_APPLIANCE_PROTO_H
+#ifndef SIGFS_PROTOCOL_PROTO_H
+#define SIGFS_PROTOCOL_PROTO_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -92,7 +92,7 @@ enum proto_scheme {
 	PROTO_SCHEME_ED25519 = 4,     /* pure Ed25519 over the message; digest byte 0 */
 };
 
-/* Wire ids of the digests: SPEC.md's set; 0 means none (pure Ed25519). */
+/* Wire ids of the digests: common/alg.c's set; 0 means none (pure Ed25519). */
 enum proto_digest {
 	PROTO_MD_NONE = 0,
 	PROTO_MD_SHA1 = 1, PROTO_MD_SHA224 = 2, PROTO_MD_SHA256 = 3, PROTO_MD_SHA384 = 4,

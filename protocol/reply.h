@@ -8,8 +8,8 @@
  * Bytes after the fields a function knows are left alone (a later version
  * may add fields).
  */
-#ifndef SIGFS_APPLIANCE_REPLY_H
-#define SIGFS_APPLIANCE_REPLY_H
+#ifndef SIGFS_PROTOCOL_REPLY_H
+#define SIGFS_PROTOCOL_REPLY_H
 
 #include <stddef.h>
 #include <stdint.h>
