@@ -1,6 +1,6 @@
 /*
  * openpgp.c: the OpenPGP v4 encodings of openpgp.h (RFC 4880; facts in
- * ../shared/notes/openpgp.md). Only what a detached signature and a
+ * docs/format-openpgp.md). Only what a detached signature and a
  * transferable public key need: no parsing, no old-format packets.
  */
 #include <errno.h>

@@ -1,6 +1,6 @@
 /*
  * request.h: signing requests, the JSON a client writes as NAME.sigreq.
- * Signstar's v1 format (../shared/notes/signstar-request.md) unchanged, and
+ * Signstar's v1 format (docs/requests.md) unchanged, and
  * our own request types in the same envelope (docs/requests.md). Requests come
  * from any user who may write into an inbox: the parser reads them through
  * bounded buffers and rejects anything its "required" part does not define.

@@ -1,7 +1,7 @@
 /*
  * sha512.h: a SHA-512 whose state can be written out and resumed, in the
  * 208-byte layout of RustCrypto's sha2 0.11 that Signstar's client sends
- * (../shared/notes/signstar-request.md, docs/requests.md). OpenSSL cannot
+ * (docs/requests.md, `sha2-0.11-SHA512-state`). OpenSSL cannot
  * export or import a SHA-512 state, so this is a small implementation of its
  * own, behind the hasher ops of signer/hasher.h (name "SHA2-512", 64 bytes).
  */

@@ -2,7 +2,7 @@
  * test_appliance_proto.c: the appliance protocol (protocol/proto.c) and its
  * TLS-PSK link (protocol/link.c): every op body round-trips, every malformed
  * input is refused without reading past the end, the digest ids cover exactly
- * SPEC.md's 11 digests, and a link with the right key says HELLO while a wrong
+ * the 11 digests of docs/appliance-protocol.md, and a link with the right key says HELLO while a wrong
  * key, an unknown client, a closed port, a silent server and an oversized frame
  * each fail the way link.h promises. Also the pure parts around the link: the
  * clients file with its roles (clients.c), the pre-authentication budget
@@ -69,7 +69,7 @@ static void test_digest_ids(void **state)
 	size_t n = 0;
 
 	(void)state;
-	/* Wire ids 1..11 are SPEC.md's digests, in its order; nothing else maps. */
+	/* Wire ids 1..11 are the digests of docs/appliance-protocol.md, in its order; nothing else maps. */
 	for (unsigned id = 0; id < 256; id++) {
 		d = proto_digest((uint8_t)id);
 		if (id == 0 || id > 11) {
