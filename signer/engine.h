@@ -1,5 +1,5 @@
 /*
- * engine.h: the signer. Front ends (FUSE, spool) hand it jobs: "artifact
+ * engine.h: the signer. The front end (fs/, FUSE) hands it jobs: "artifact
  * NAME in the inbox of key KEY was written". Workers turn each job into an
  * output next to the artifact (NAME.sig, or NAME.err with one line saying
  * why), written aside and renamed into place. The engine knows inboxes as
