@@ -55,6 +55,19 @@ struct keyent {
 #define BACKENDS_STATUS_MAX (1 << 16)
 
 struct sigfs_keys {
+	/*
+	 * The store's locks, in the order they may be taken: status_lock, then
+	 * lock, then the audit log's own lock (a key's delete or import is
+	 * audited under lock). No backend operation runs under lock: a change
+	 * marks its key busy and lets lock go meanwhile (keyent.busy).
+	 *
+	 * lock         the key list and every keyent's fields; the backends
+	 *              table (a backend is opened under it, then used without it)
+	 * status_lock  the cached backend lines: status, status_at, status_gen;
+	 *              held while the backends are listed, so one listing runs at
+	 *              a time and later readers reuse it
+	 * changes is atomic and needs neither.
+	 */
 	pthread_mutex_t lock;
 	struct keyent *list;
 	int state_fd;
@@ -64,7 +77,7 @@ struct sigfs_keys {
 	struct sigfs_audit *audit;
 	struct sigfs_backend *backends[MAX_BACKENDS];
 	size_t nbackends;
-	pthread_mutex_t status_lock;  /* one listing at a time; later readers reuse it */
+	pthread_mutex_t status_lock;
 	struct sbuf status;           /* the last backend lines */
 	struct timespec status_at;    /* when they were made (CLOCK_MONOTONIC) */
 	unsigned long status_gen;     /* changes when they were made */
