@@ -622,7 +622,7 @@ static int sign_request(struct sigfs_engine *e, struct job *j, unsigned worker, 
 {
 	const struct sigfs_key *k = &j->io.k;
 	char base[NAME_MAX_LEN + 1];
-	struct sigfs_format_input in = { .name = base, .now = time(NULL) };
+	struct sigfs_format_input in = { .name = base, .now = sigfs_keys_now(e->ks) };
 	struct sigfs_request req = { 0 };
 	const struct sigfs_digest *d;
 	uint8_t *buf = malloc(SIGFS_REQUEST_MAX + 1);
@@ -678,7 +678,7 @@ static int sign_digest_line(struct sigfs_engine *e, struct job *j, unsigned work
 	const struct sigfs_key *k = &j->io.k;
 	const struct sigfs_format *f = j->io.f;
 	char base[NAME_MAX_LEN + 1];
-	struct sigfs_format_input in = { .name = base, .now = time(NULL) };
+	struct sigfs_format_input in = { .name = base, .now = sigfs_keys_now(e->ks) };
 	uint8_t content[DIGEST_FILE_MAX + 1], dv[SIGFS_MAX_DIGEST];
 	const struct sigfs_digest *dd;
 	size_t len = 0, base_len;
@@ -748,7 +748,7 @@ static int sign_file(struct sigfs_engine *e, struct job *j, unsigned worker, str
 		     struct signed_what *what, char *err)
 {
 	struct job_io *io = &j->io;
-	struct sigfs_format_input in = { .name = j->name, .now = time(NULL), .state = io->h };
+	struct sigfs_format_input in = { .name = j->name, .now = sigfs_keys_now(e->ks), .state = io->h };
 
 	if (artifact_changed(io))
 		return -ECANCELED;

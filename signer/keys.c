@@ -82,6 +82,7 @@ struct sigfs_keys {
 	struct timespec status_at;    /* when they were made (CLOCK_MONOTONIC) */
 	unsigned long status_gen;     /* changes when they were made */
 	unsigned long changes;        /* keys created or deleted (atomic) */
+	struct sigfs_env env;         /* every field set: the real ones or a test's */
 };
 
 enum { A_ALGORITHM, A_DIGEST, A_FORMAT, A_PADDING, A_ALLOW_SHA1, A_DIGEST_FILES,
@@ -200,7 +201,7 @@ static int backend_open(struct sigfs_keys *ks, const char *name, struct sigfs_ba
 		return sigfs_seterr(err, -ENOENT,
 				    "backend %s is not configured: add [backend %s] with a type",
 				    name, name);
-	ops = sigfs_backend_type(type);
+	ops = ks->env.backend_type(type);
 	if (!ops)
 		return sigfs_seterr(err, -EINVAL, "backend %s has unknown type %s", name, type);
 	r = ops->open(&conf, &b, err);
@@ -255,7 +256,7 @@ int sigfs_keys_backends_status(struct sigfs_keys *ks, struct sbuf *out)
 	int r = 0;
 
 	pthread_mutex_lock(&ks->status_lock);
-	clock_gettime(CLOCK_MONOTONIC, &now);
+	ks->env.mono(&now);
 	if (!ks->status.len || ks->status_gen != changes ||
 	    (now.tv_sec - ks->status_at.tv_sec) * 1000 +
 	    (now.tv_nsec - ks->status_at.tv_nsec) / 1000000 >= BACKENDS_STATUS_MS) {
@@ -265,7 +266,7 @@ int sigfs_keys_backends_status(struct sigfs_keys *ks, struct sbuf *out)
 		for (size_t i = 0; r == 0 && (name = sigfs_config_backend_at(ks->cfg, i)); i++)
 			if (strcmp(name, "soft") != 0)
 				r = backend_status(ks, name, &ks->status);
-		clock_gettime(CLOCK_MONOTONIC, &ks->status_at);
+		ks->env.mono(&ks->status_at);
 		ks->status_gen = changes;
 	}
 	if (r == 0)
@@ -576,8 +577,24 @@ static void restore_aside(struct sigfs_keys *ks)
 	closedir(d);
 }
 
+static time_t real_wall(void)
+{
+	return time(NULL);
+}
+
+static void real_mono(struct timespec *ts)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+}
+
 int sigfs_keys_open(const struct sigfs_config *cfg, int state_fd, struct sigfs_audit *audit,
 		    struct sigfs_keys **out, char *err)
+{
+	return sigfs_keys_open_env(cfg, state_fd, audit, NULL, out, err);
+}
+
+int sigfs_keys_open_env(const struct sigfs_config *cfg, int state_fd, struct sigfs_audit *audit,
+			const struct sigfs_env *env, struct sigfs_keys **out, char *err)
 {
 	struct sigfs_keys *ks = calloc(1, sizeof(*ks));
 	struct dirent *de;
@@ -586,6 +603,9 @@ int sigfs_keys_open(const struct sigfs_config *cfg, int state_fd, struct sigfs_a
 
 	if (!ks)
 		return -ENOMEM;
+	ks->env.backend_type = env && env->backend_type ? env->backend_type : sigfs_backend_type;
+	ks->env.wall = env && env->wall ? env->wall : real_wall;
+	ks->env.mono = env && env->mono ? env->mono : real_mono;
 	pthread_mutex_init(&ks->lock, NULL);
 	pthread_mutex_init(&ks->status_lock, NULL);
 	sbuf_init(&ks->status, BACKENDS_STATUS_MAX);
@@ -670,6 +690,11 @@ int sigfs_keys_state_dir(struct sigfs_keys *ks)
 	return ks->state_fd;
 }
 
+time_t sigfs_keys_now(struct sigfs_keys *ks)
+{
+	return ks->env.wall();
+}
+
 /* Remove keys/NAME and everything in it (only our own small files). */
 static void remove_keydir(struct sigfs_keys *ks, const char *name)
 {
@@ -721,7 +746,7 @@ int sigfs_keys_create(struct sigfs_keys *ks, const char *name, const char *backe
 				    cfg->default_format);
 	k.padding = k.alg->kind == SIGFS_KIND_RSA ? cfg->default_padding : SIGFS_PAD_NONE;
 	k.digest_files = true;
-	k.created = time(NULL);
+	k.created = ks->env.wall();
 	set_default_names(&k);
 	if (mkdirat(ks->keys_fd, name, 0700) < 0)
 		return sigfs_seterr(err, -errno, "key %s: cannot create its settings: %s", name,
@@ -1560,7 +1585,7 @@ void sigfs_keys_set_last_error(struct sigfs_keys *ks, const char *name, uid_t ui
 {
 	struct keyent *e;
 	struct tm tm;
-	time_t now = time(NULL);
+	time_t now = ks->env.wall();
 	char when[32];
 
 	gmtime_r(&now, &tm);
