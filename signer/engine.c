@@ -1,17 +1,8 @@
 /*
- * engine.c: job queues, workers, and the rules of engine.h.
- *
- * A job's life: submit() journals "A" and queues it in the lane of its key's
- * backend, in the flow of the user who asked. A lane's workers serve its
- * flows in turn (one job per turn), so one user's batch cannot starve
- * another's file, and a backend that is down holds only its own lane. A job
- * that must read a large file reads it in slices and, when another user is
- * waiting, gives its worker up between slices, keeping what it has read.
- * Then it signs through the key's backend and writes the output under a
- * temporary name; holding out_lock, it audits the signature and renames it
- * into place, unless the artifact was rewritten meanwhile (begin() marks such
- * jobs stale under the same lock). Then the journal gets "D" and the front
- * end's done() runs.
+ * engine.c: job queues, workers, and the rules of engine.h. The life of a
+ * job, from submit() to the output placed and done() called, is told in
+ * docs/architecture.md; lanes (one per backend) and flows (one per user in a
+ * lane) are declared below.
  *
  * The artifact belongs to a client who may change it at any time: it is only
  * ever read with read(2), never mapped. A format that needs the whole message
