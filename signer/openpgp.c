@@ -1,8 +1,8 @@
 /*
  * openpgp.c: the OpenPGP v4 encodings of openpgp.h (RFC 4880; what sigfs
- * writes in a signature and a certificate is in docs/format-openpgp.md). Only what a
- * detached signature and a transferable public key need: no parsing, no
- * old-format packets.
+ * writes in a signature and a certificate is in docs/format-openpgp.md).
+ * Only what a detached signature and a transferable public key need: no
+ * parsing, no old-format packets.
  */
 #include <errno.h>
 #include <string.h>
