@@ -182,6 +182,33 @@ static void test_digest_line(void **state)
 	assert_null(output("notes.sig", &len));
 }
 
+/* A request is signed as the artifact it names: NAME.sigreq gives NAME.sig, of its digest. */
+static void test_request(void **state)
+{
+	char req[512], hex[65];
+	uint8_t want[35];
+	long len;
+
+	(void)state;
+	mem_sig("built elsewhere", want);
+	sigfs_hex_encode(want + 3, 32, hex);
+	snprintf(req, sizeof(req), "{\"version\": \"1.0.0\", \"required\": {\"input\": "
+		 "{\"type\": \"sigfs-digest-v1\", \"algorithm\": \"sha256\", \"digest\": "
+		 "\"%s\"}, \"output\": {\"type\": \"sigfs-raw\"}}}", hex);
+	assert_int_equal(sign_now("fw.bin.sigreq", req), 0);
+	assert_non_null(output("fw.bin.sig", &len));
+	assert_int_equal(len, 35);
+	assert_memory_equal(output("fw.bin.sig", &len), want, 35);
+	assert_null(output("fw.bin.sigreq.sig", &len));
+
+	/* A request of another version: fw.bin.err, named after the artifact too. */
+	assert_int_equal(sign_now("fw.bin.sigreq", "{\"version\": \"2.0.0\"}"),
+			 -EPROTONOSUPPORT);
+	assert_null(output("fw.bin.sig", &len));
+	assert_string_equal(output("fw.bin.err", &len), "the request has version \"2.0.0\"; "
+			    "this sigfsd understands version 1 only\n");
+}
+
 /* A backend that fails gives NAME.err, with its reason, and no signature. */
 static void test_backend_down(void **state)
 {
@@ -281,6 +308,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_file_signed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_digest_line, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_request, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backend_down, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replaced_file, setup, teardown),
