@@ -1,17 +1,8 @@
 /*
- * engine.c: job queues, workers, and the rules of engine.h.
- *
- * A job's life: submit() journals "A" and queues it in the lane of its key's
- * backend, in the flow of the user who asked. A lane's workers serve its
- * flows in turn (one job per turn), so one user's batch cannot starve
- * another's file, and a backend that is down holds only its own lane. A job
- * that must read a large file reads it in slices and, when another user is
- * waiting, gives its worker up between slices, keeping what it has read.
- * Then it signs through the key's backend and writes the output under a
- * temporary name; holding out_lock, it audits the signature and renames it
- * into place, unless the artifact was rewritten meanwhile (begin() marks such
- * jobs stale under the same lock). Then the journal gets "D" and the front
- * end's done() runs.
+ * engine.c: job queues, workers, and the rules of engine.h. The life of a
+ * job, from submit() to the output placed and done() called, is told in
+ * docs/architecture.md; lanes (one per backend) and flows (one per user in a
+ * lane) are declared below.
  *
  * The artifact belongs to a client who may change it at any time: it is only
  * ever read with read(2), never mapped. A format that needs the whole message
@@ -19,11 +10,7 @@
  * change or truncate what is being signed, and a job whose artifact changed
  * while it was read ends without an output.
  *
- * Locks, in the order they are taken:
- *   lock       lanes, their flows and delayed jobs, counters, stopping
- *   out_lock   the live list (every job not yet finished) and stale flags;
- *              removal and placement of outputs, and the audit line of a
- *              placed signature
+ * The locks are described in struct sigfs_engine.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -89,6 +76,7 @@ struct signed_what {
  */
 struct ready {
 	struct sbuf out;                    /* its bytes; out.d NULL: nothing made */
+	char base[NAME_MAX_LEN + 1];        /* it is placed as base + suffix */
 	const char *suffix;
 	bool is_sig;                        /* a signature (audited), or NAME.err */
 	struct signed_what what;
@@ -102,19 +90,18 @@ struct job {
 	uint64_t id;
 	char key[SIGFS_KEYNAME_MAX + 1];
 	char name[NAME_MAX_LEN + 1];
-	char base[NAME_MAX_LEN + 1];       /* outputs are base + suffix */
 	uint64_t ino;
 	uid_t uid;                          /* who asked: the closer or renamer */
 	int write_err;                      /* a write to the artifact failed: not signed */
 	struct sigfs_hasher *state;         /* hash of the whole file made while it was written, or NULL */
-	bool stale;
+	bool stale;                         /* set under out_lock; read atomically */
 	unsigned defers;                    /* times it found no space */
 	struct timespec not_before;         /* a deferred job waits until then */
 	void (*done)(void *arg, int result);
 	void *arg;
 	struct lane *lane;
-	struct job *next;                   /* its flow, or the lane's delayed list */
-	struct job *lprev, *lnext;          /* live list */
+	struct job *next;                   /* its flow, or the lane's delayed list (lock) */
+	struct job *lprev, *lnext;          /* the live list (out_lock) */
 	struct job_io io;
 	struct ready ready;
 };
@@ -126,13 +113,13 @@ struct flow {
 	struct flow *next;
 };
 
-/* The queue and workers of one backend. */
+/* The queue and workers of one backend; all but e, backend and threads under e->lock. */
 struct lane {
 	struct sigfs_engine *e;
 	char backend[64];
 	struct flow *flows, *flows_tail;    /* flows with jobs, served from the head */
 	struct job *delayed;                /* deferred jobs, waiting for not_before */
-	pthread_cond_t cond;
+	pthread_cond_t cond;                /* waited on with e->lock */
 	size_t queued;
 	unsigned running;
 	pthread_t *threads;
@@ -147,6 +134,22 @@ struct sigfs_engine {
 	struct sigfs_journal *journal;
 	int inbox_root;
 
+	/*
+	 * The engine's two locks. They are never held together: a thread takes
+	 * one, lets it go, then may take the other. No backend call, no read of
+	 * an artifact and no journal write is made under either.
+	 *
+	 * lock      the queues: the lanes list and each lane's flows, delayed
+	 *           jobs, counters (queued, running) and condition variable; a
+	 *           job's next and lane; stopping; signed_total, failed_total.
+	 * out_lock  the outputs: the live list (every job from enqueue to its
+	 *           end, linked by lprev/lnext) and each job's stale flag (written
+	 *           under it, read with an atomic load by a worker); removing and
+	 *           placing outputs in the inboxes, so that begin()/forget()
+	 *           marking a job stale and the job placing its output are one
+	 *           step or the other. The audit line of a placed signature is
+	 *           written under it (the audit log's own lock comes after).
+	 */
 	pthread_mutex_t lock;
 	struct lane *lanes;
 	bool stopping;
@@ -204,19 +207,37 @@ int sigfs_engine_name_check(const char *name, char *err)
 	return 0;
 }
 
-/*
- * The base name outputs are named after: NAME for NAME.<digest> digest lines
- * and NAME.sigreq requests, else the name itself.
- */
-static void output_base(const struct sigfs_key *k, const char *name, char *base)
+/* What the input name of key k is: a request, a digest line or a file. */
+static enum input_kind input_kind(const struct sigfs_key *k, const char *name)
 {
 	size_t n;
 
-	strcpy(base, name);
+	if (has_suffix(name, ".sigreq"))
+		return IN_REQUEST;
 	if (k->digest_files && sigfs_dl_suffix(name, &n))
+		return IN_DIGEST;
+	return IN_FILE;
+}
+
+/*
+ * The base name the outputs of input name of kind are named after: NAME for
+ * NAME.<digest> digest lines and NAME.sigreq requests, else the name itself.
+ */
+static void kind_base(enum input_kind kind, const char *name, char *base)
+{
+	size_t n = strlen(name);
+
+	strcpy(base, name);
+	if (kind == IN_DIGEST && sigfs_dl_suffix(name, &n))
 		base[n] = '\0';
-	else if (has_suffix(name, ".sigreq"))
-		base[strlen(name) - strlen(".sigreq")] = '\0';
+	else if (kind == IN_REQUEST)
+		base[n - strlen(".sigreq")] = '\0';
+}
+
+/* The base name of input name of key k's outputs, as its kind says. */
+static void output_base(const struct sigfs_key *k, const char *name, char *base)
+{
+	kind_base(input_kind(k, name), name, base);
 }
 
 /* Remove every output of base (all formats' suffixes and .err). */
@@ -291,7 +312,7 @@ static bool no_space(int r)
 }
 
 /*
- * Write data as j->base + suffix in the job's inbox dirfd, atomically, owned
+ * Write data as j->ready.base + suffix in the job's inbox dirfd, atomically, owned
  * by the artifact's owner (ast), read-only. Placed only if the job is still current
  * (-ECANCELED if not). A signature (what != NULL) is audited in the same
  * step, so the log has a line for every signature placed and none is placed
@@ -306,7 +327,7 @@ static int place_output(struct sigfs_engine *e, struct job *j, int dirfd, const 
 	int fd, r;
 
 	snprintf(tmp, sizeof(tmp), ".sigfs-tmp.%" PRIu64 ".%lx", j->id, (unsigned long)pthread_self());
-	snprintf(out, sizeof(out), "%s%s", j->base, suffix);
+	snprintf(out, sizeof(out), "%s%s", j->ready.base, suffix);
 	unlinkat(dirfd, tmp, 0);
 	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
 	if (fd < 0)
@@ -335,11 +356,11 @@ static int place_output(struct sigfs_engine *e, struct job *j, int dirfd, const 
 		char other[NAME_MAX_LEN + 16];
 
 		if (!what)
-			remove_outputs(dirfd, j->base);
+			remove_outputs(dirfd, j->ready.base);
 		if (renameat(dirfd, tmp, dirfd, out) < 0) {
 			r = -errno;
 		} else if (what) {
-			snprintf(other, sizeof(other), "%s.err", j->base);
+			snprintf(other, sizeof(other), "%s.err", j->ready.base);
 			unlinkat(dirfd, other, 0);
 		}
 	}
@@ -591,7 +612,8 @@ static int sign_request(struct sigfs_engine *e, struct job *j, unsigned worker, 
 			struct signed_what *what, char *err)
 {
 	const struct sigfs_key *k = &j->io.k;
-	struct sigfs_format_input in = { .name = j->base, .now = time(NULL) };
+	char base[NAME_MAX_LEN + 1];
+	struct sigfs_format_input in = { .name = base, .now = sigfs_keys_now(e->ks) };
 	struct sigfs_request req = { 0 };
 	const struct sigfs_digest *d;
 	uint8_t *buf = malloc(SIGFS_REQUEST_MAX + 1);
@@ -600,6 +622,7 @@ static int sign_request(struct sigfs_engine *e, struct job *j, unsigned worker, 
 
 	if (!buf)
 		return -ENOMEM;
+	kind_base(IN_REQUEST, j->name, base);
 	r = read_small(j->io.fd, buf, SIGFS_REQUEST_MAX + 1, &len);
 	if (r < 0)
 		sigfs_seterr(err, r, "cannot read the request: %s", strerror(-r));
@@ -645,7 +668,8 @@ static int sign_digest_line(struct sigfs_engine *e, struct job *j, unsigned work
 {
 	const struct sigfs_key *k = &j->io.k;
 	const struct sigfs_format *f = j->io.f;
-	struct sigfs_format_input in = { .name = j->base, .now = time(NULL) };
+	char base[NAME_MAX_LEN + 1];
+	struct sigfs_format_input in = { .name = base, .now = sigfs_keys_now(e->ks) };
 	uint8_t content[DIGEST_FILE_MAX + 1], dv[SIGFS_MAX_DIGEST];
 	const struct sigfs_digest *dd;
 	size_t len = 0, base_len;
@@ -653,10 +677,11 @@ static int sign_digest_line(struct sigfs_engine *e, struct job *j, unsigned work
 
 	*as_file = false;
 	dd = sigfs_dl_suffix(j->name, &base_len);
+	kind_base(IN_DIGEST, j->name, base);
 	r = read_small(j->io.fd, content, sizeof(content), &len);
 	if (r < 0)
 		return sigfs_seterr(err, r, "cannot read the digest file: %s", strerror(-r));
-	switch (sigfs_dl_parse(dd, j->base, content, len, dv, err)) {
+	switch (sigfs_dl_parse(dd, base, content, len, dv, err)) {
 	case SIGFS_DL_OK:
 		break;
 	case SIGFS_DL_BAD:
@@ -714,7 +739,7 @@ static int sign_file(struct sigfs_engine *e, struct job *j, unsigned worker, str
 		     struct signed_what *what, char *err)
 {
 	struct job_io *io = &j->io;
-	struct sigfs_format_input in = { .name = j->base, .now = time(NULL), .state = io->h };
+	struct sigfs_format_input in = { .name = j->name, .now = sigfs_keys_now(e->ks), .state = io->h };
 
 	if (artifact_changed(io))
 		return -ECANCELED;
@@ -730,7 +755,6 @@ static int sign_file(struct sigfs_engine *e, struct job *j, unsigned worker, str
 static int job_open(struct sigfs_engine *e, struct job *j, char *err)
 {
 	struct job_io *io = &j->io;
-	size_t n;
 
 	memset(io, 0, sizeof(*io));
 	io->open = true;
@@ -740,7 +764,7 @@ static int job_open(struct sigfs_engine *e, struct job *j, char *err)
 		return -ECANCELED;
 	}
 	io->f = io->k.format;
-	output_base(&io->k, j->name, j->base);
+	io->kind = input_kind(&io->k, j->name);
 	io->dirfd = openat(e->inbox_root, j->key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (io->dirfd < 0)
 		return -ECANCELED;
@@ -750,13 +774,7 @@ static int job_open(struct sigfs_engine *e, struct job *j, char *err)
 		return -ECANCELED;
 	if (!S_ISREG(io->st.st_mode))
 		return sigfs_seterr(err, -EINVAL, "not a regular file");
-	if (has_suffix(j->name, ".sigreq"))
-		io->kind = IN_REQUEST;
-	else if (io->k.digest_files && sigfs_dl_suffix(j->name, &n))
-		io->kind = IN_DIGEST;
-	else
-		return file_start(e, j, err);
-	return 0;
+	return io->kind == IN_FILE ? file_start(e, j, err) : 0;
 }
 
 static void log_failure(const struct job *j, const char *err)
@@ -766,47 +784,58 @@ static void log_failure(const struct job *j, const char *err)
 	log_err("key %s: %s: %s", j->key, sigfs_escape(j->name, esc, sizeof(esc)), err);
 }
 
+/* A file: read it, in turns (JOB_YIELD), unless its writes were hashed; then sign it. */
+static int make_file(struct sigfs_engine *e, struct job *j, unsigned worker, char *err)
+{
+	int r = j->io.done_reading ? 0 : read_file(e, j, err);
+
+	return r == 0 ? sign_file(e, j, worker, &j->ready.out, &j->ready.what, err) : r;
+}
+
+/* A digest line, or a file that only has a digest's suffix: then it is made as a file. */
+static int make_digest(struct sigfs_engine *e, struct job *j, unsigned worker, char *err)
+{
+	bool as_file = false;
+	int r = sign_digest_line(e, j, worker, &j->ready.out, &j->ready.what, &as_file, err);
+
+	if (r == 0 && as_file) {
+		r = file_start(e, j, err);
+		if (r == 0)
+			r = make_file(e, j, worker, err);
+	}
+	return r;
+}
+
+static int make_request(struct sigfs_engine *e, struct job *j, unsigned worker, char *err)
+{
+	return sign_request(e, j, worker, &j->ready.out, &j->ready.what, err);
+}
+
 /*
- * Make the job's output into j->ready: its signature, or the one line of
- * NAME.err saying why it failed. Returns 0 (j->ready holds an output),
- * JOB_YIELD, -ECANCELED (nothing to place), or -ENOSPC/-EDQUOT (no room
- * for the private copy of the message).
+ * The job's result r becomes j->ready: its signature, or the one line of
+ * NAME.err saying why it failed (err). Returns 0 (j->ready holds an output)
+ * or r when nothing is to be placed (-ECANCELED, -ENOSPC, -EDQUOT).
  */
-static int make_output(struct sigfs_engine *e, struct job *j, unsigned worker)
+static int make_result(struct job *j, int r, char *err)
 {
 	struct ready *rd = &j->ready;
-	char err[SIGFS_ERRLEN] = "", line[SIGFS_ERRLEN + 2];
-	bool as_file = false;
-	int r = 0, n;
+	char line[SIGFS_ERRLEN + 2];
+	int n;
 
-	if (!j->io.open)
-		r = job_open(e, j, err);
-	if (r == 0 && j->io.kind == IN_DIGEST && !j->io.done_reading) {
-		r = sign_digest_line(e, j, worker, &rd->out, &rd->what, &as_file, err);
-		if (r == 0 && as_file) {
-			strcpy(j->base, j->name);
-			r = file_start(e, j, err);
-		}
-	}
-	if (r == 0 && j->io.kind == IN_FILE && !j->io.done_reading)
-		r = read_file(e, j, err);
-	if (r == JOB_YIELD)
-		return r;
-	if (r == 0 && j->io.kind == IN_REQUEST)
-		r = sign_request(e, j, worker, &rd->out, &rd->what, err);
-	else if (r == 0 && j->io.kind == IN_FILE)
-		r = sign_file(e, j, worker, &rd->out, &rd->what, err);
 	rd->st = j->io.st;
 	rd->result = r;
+	kind_base(j->io.kind, j->name, rd->base);
 	if (r == 0) {
 		rd->suffix = j->io.f->suffix;
 		rd->is_sig = true;
 		return 0;
 	}
-	if (r == -ECANCELED || no_space(r) || j->io.st.st_ino != j->ino)
-		return r == -ECANCELED || no_space(r) ? r : -ECANCELED;
+	if (r == -ECANCELED || no_space(r))
+		return r;
+	if (j->io.st.st_ino != j->ino)
+		return -ECANCELED;
 	if (!err[0])
-		snprintf(err, sizeof(err), "signing failed: %s", strerror(-r));
+		snprintf(err, SIGFS_ERRLEN, "signing failed: %s", strerror(-r));
 	log_failure(j, err);
 	n = snprintf(line, sizeof(line), "%s\n", err);
 	sbuf_free(&rd->out);
@@ -814,6 +843,26 @@ static int make_output(struct sigfs_engine *e, struct job *j, unsigned worker)
 	rd->suffix = ".err";
 	rd->is_sig = false;
 	return sbuf_put(&rd->out, line, (size_t)n) == 0 ? 0 : -ENOMEM;
+}
+
+/*
+ * Make the job's output into j->ready, by the kind of its input. Returns 0
+ * (j->ready holds an output), JOB_YIELD, -ECANCELED (nothing to place), or
+ * -ENOSPC/-EDQUOT (no room for the private copy of the message).
+ */
+static int make_output(struct sigfs_engine *e, struct job *j, unsigned worker)
+{
+	static int (*const make[])(struct sigfs_engine *, struct job *, unsigned, char *) = {
+		[IN_FILE] = make_file, [IN_DIGEST] = make_digest, [IN_REQUEST] = make_request,
+	};
+	char err[SIGFS_ERRLEN] = "";
+	int r = 0;
+
+	if (!j->io.open)
+		r = job_open(e, j, err);
+	if (r == 0)
+		r = make[j->io.kind](e, j, worker, err);
+	return r == JOB_YIELD ? r : make_result(j, r, err);
 }
 
 /* Place j->ready; a signature that cannot be written becomes NAME.err. */
@@ -1308,7 +1357,7 @@ static void mark_unfinished(struct sigfs_engine *e, const struct sigfs_journal_e
 	    fstatat(io->dirfd, v->name, &io->st, AT_SYMLINK_NOFOLLOW) == 0 &&
 	    S_ISREG(io->st.st_mode) && (io->st.st_ino == v->ino || v->ino == 0)) {
 		j.ino = io->st.st_ino;
-		output_base(&io->k, j.name, j.base);
+		output_base(&io->k, j.name, j.ready.base);
 		r = place_output(e, &j, io->dirfd, &io->st, ".err", msg, sizeof(msg) - 1, NULL);
 		if (r < 0)
 			log_err("journal: cannot mark %s/%s as unfinished: %s", v->key, v->name,

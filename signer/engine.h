@@ -55,6 +55,8 @@ struct sigfs_submit {
  * (sigfs_keys_state_dir) and finish what it says was left (sign accepted
  * artifacts, mark unfinished writes with .err).
  * Each backend gets its own queue and cfg->workers threads, on first use.
+ * The engine runs on its key store's environment (struct sigfs_env in
+ * keys.h): its backends sign, its wall clock dates the signatures.
  */
 int sigfs_engine_start(const struct sigfs_config *cfg, struct sigfs_keys *ks,
 		       struct sigfs_audit *audit, struct sigfs_engine **out, char *err);

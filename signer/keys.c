@@ -55,6 +55,19 @@ struct keyent {
 #define BACKENDS_STATUS_MAX (1 << 16)
 
 struct sigfs_keys {
+	/*
+	 * The store's locks, in the order they may be taken: status_lock, then
+	 * lock, then the audit log's own lock (a key's delete or import is
+	 * audited under lock). No backend operation runs under lock: a change
+	 * marks its key busy and lets lock go meanwhile (keyent.busy).
+	 *
+	 * lock         the key list and every keyent's fields; the backends
+	 *              table (a backend is opened under it, then used without it)
+	 * status_lock  the cached backend lines: status, status_at, status_gen;
+	 *              held while the backends are listed, so one listing runs at
+	 *              a time and later readers reuse it
+	 * changes is atomic and needs neither.
+	 */
 	pthread_mutex_t lock;
 	struct keyent *list;
 	int state_fd;
@@ -64,11 +77,12 @@ struct sigfs_keys {
 	struct sigfs_audit *audit;
 	struct sigfs_backend *backends[MAX_BACKENDS];
 	size_t nbackends;
-	pthread_mutex_t status_lock;  /* one listing at a time; later readers reuse it */
+	pthread_mutex_t status_lock;
 	struct sbuf status;           /* the last backend lines */
 	struct timespec status_at;    /* when they were made (CLOCK_MONOTONIC) */
 	unsigned long status_gen;     /* changes when they were made */
 	unsigned long changes;        /* keys created or deleted (atomic) */
+	struct sigfs_env env;         /* every field set: the real ones or a test's */
 };
 
 enum { A_ALGORITHM, A_DIGEST, A_FORMAT, A_PADDING, A_ALLOW_SHA1, A_DIGEST_FILES,
@@ -78,6 +92,8 @@ enum { A_ALGORITHM, A_DIGEST, A_FORMAT, A_PADDING, A_ALLOW_SHA1, A_DIGEST_FILES,
 /* Attributes past A_N are the formats' files (format.h), in format table order. */
 #define MAX_FORMAT_ATTRS 16
 #define CACHE_PREFIX "cache."
+/* A path under keys/: NAME/, a file name and the temporary name's dot and .tmp. */
+#define KEYPATH_MAX (SIGFS_KEYNAME_MAX + 96)
 #define DELETING_PREFIX ".deleting."
 
 static const struct sigfs_key_attr attrs[A_N] = {
@@ -185,7 +201,7 @@ static int backend_open(struct sigfs_keys *ks, const char *name, struct sigfs_ba
 		return sigfs_seterr(err, -ENOENT,
 				    "backend %s is not configured: add [backend %s] with a type",
 				    name, name);
-	ops = sigfs_backend_type(type);
+	ops = ks->env.backend_type(type);
 	if (!ops)
 		return sigfs_seterr(err, -EINVAL, "backend %s has unknown type %s", name, type);
 	r = ops->open(&conf, &b, err);
@@ -240,7 +256,7 @@ int sigfs_keys_backends_status(struct sigfs_keys *ks, struct sbuf *out)
 	int r = 0;
 
 	pthread_mutex_lock(&ks->status_lock);
-	clock_gettime(CLOCK_MONOTONIC, &now);
+	ks->env.mono(&now);
 	if (!ks->status.len || ks->status_gen != changes ||
 	    (now.tv_sec - ks->status_at.tv_sec) * 1000 +
 	    (now.tv_nsec - ks->status_at.tv_nsec) / 1000000 >= BACKENDS_STATUS_MS) {
@@ -250,7 +266,7 @@ int sigfs_keys_backends_status(struct sigfs_keys *ks, struct sbuf *out)
 		for (size_t i = 0; r == 0 && (name = sigfs_config_backend_at(ks->cfg, i)); i++)
 			if (strcmp(name, "soft") != 0)
 				r = backend_status(ks, name, &ks->status);
-		clock_gettime(CLOCK_MONOTONIC, &ks->status_at);
+		ks->env.mono(&ks->status_at);
 		ks->status_gen = changes;
 	}
 	if (r == 0)
@@ -281,25 +297,45 @@ int sigfs_key_meta_format(const struct sigfs_key *k, char *buf, size_t len)
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : n;
 }
 
-static int write_meta(struct sigfs_keys *ks, const struct sigfs_key *k)
+/* The path of keys/NAME/file relative to keys/, or of its temporary twin: 0 or -ENAMETOOLONG. */
+static int key_path(char *path, const char *name, const char *file, bool tmp)
 {
-	char tmp[SIGFS_KEYNAME_MAX + 16], path[SIGFS_KEYNAME_MAX + 16], buf[SIGFS_KEY_META_MAX];
-	int fd, n, r = 0;
+	int n = snprintf(path, KEYPATH_MAX, tmp ? "%s/.%s.tmp" : "%s/%s", name, file);
 
-	n = sigfs_key_meta_format(k, buf, sizeof(buf));
-	if (n < 0)
-		return n;
-	snprintf(tmp, sizeof(tmp), "%s/.meta.tmp", k->name);
-	snprintf(path, sizeof(path), "%s/meta", k->name);
+	return n < 0 || n >= KEYPATH_MAX ? -ENAMETOOLONG : 0;
+}
+
+/* Write keys/NAME/file atomically (and durably when sync). */
+static int write_keyfile(struct sigfs_keys *ks, const char *name, const char *file,
+			 const void *data, size_t len, bool sync)
+{
+	char tmp[KEYPATH_MAX], path[KEYPATH_MAX];
+	int fd, r;
+
+	r = key_path(tmp, name, file, true);
+	if (r == 0)
+		r = key_path(path, name, file, false);
+	if (r < 0)
+		return r;
 	fd = openat(ks->keys_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -errno;
-	if (write(fd, buf, (size_t)n) != n || (ks->cfg->fsync && fsync(fd) < 0))
+	if (write(fd, data, len) != (ssize_t)len || (sync && fsync(fd) < 0))
 		r = -EIO;
 	close(fd);
 	if (r == 0 && renameat(ks->keys_fd, tmp, ks->keys_fd, path) < 0)
 		r = -errno;
+	if (r < 0)
+		unlinkat(ks->keys_fd, tmp, 0);
 	return r;
+}
+
+static int write_meta(struct sigfs_keys *ks, const struct sigfs_key *k)
+{
+	char buf[SIGFS_KEY_META_MAX];
+	int n = sigfs_key_meta_format(k, buf, sizeof(buf));
+
+	return n < 0 ? n : write_keyfile(ks, k->name, "meta", buf, (size_t)n, ks->cfg->fsync);
 }
 
 /*
@@ -413,13 +449,15 @@ int sigfs_key_meta_parse(const uint8_t *buf, size_t len, struct sigfs_key *k,
 
 static int read_meta(struct sigfs_keys *ks, struct sigfs_key *k, char *err)
 {
-	char path[SIGFS_KEYNAME_MAX + 16];
+	char path[KEYPATH_MAX];
 	uint8_t buf[SIGFS_KEY_META_MAX + 1];
 	bool auto_seen;
 	ssize_t n;
 	int fd, r;
 
-	snprintf(path, sizeof(path), "%s/meta", k->name);
+	r = key_path(path, k->name, "meta", false);
+	if (r < 0)
+		return sigfs_seterr(err, r, "key %s: its settings' path is too long", k->name);
 	fd = openat(ks->keys_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return sigfs_seterr(err, -errno, "key %s: cannot open its settings: %s", k->name,
@@ -468,6 +506,18 @@ static struct keyent *find(struct sigfs_keys *ks, const char *name)
 		if (strcmp(e->k.name, name) == 0)
 			return e;
 	return NULL;
+}
+
+/* Key name, unless its backend is changing it (lock held): 0, -ENOENT or -EBUSY. */
+static int find_idle(struct sigfs_keys *ks, const char *name, struct keyent **out, char *err)
+{
+	*out = find(ks, name);
+	if (!*out)
+		return sigfs_seterr(err, -ENOENT, "no key %s", name);
+	if ((*out)->busy)
+		return sigfs_seterr(err, -EBUSY, "key %s is being changed on its backend; try "
+				    "again when that is done", name);
+	return 0;
 }
 
 static void free_ent(struct keyent *e)
@@ -527,8 +577,24 @@ static void restore_aside(struct sigfs_keys *ks)
 	closedir(d);
 }
 
+static time_t real_wall(void)
+{
+	return time(NULL);
+}
+
+static void real_mono(struct timespec *ts)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+}
+
 int sigfs_keys_open(const struct sigfs_config *cfg, int state_fd, struct sigfs_audit *audit,
 		    struct sigfs_keys **out, char *err)
+{
+	return sigfs_keys_open_env(cfg, state_fd, audit, NULL, out, err);
+}
+
+int sigfs_keys_open_env(const struct sigfs_config *cfg, int state_fd, struct sigfs_audit *audit,
+			const struct sigfs_env *env, struct sigfs_keys **out, char *err)
 {
 	struct sigfs_keys *ks = calloc(1, sizeof(*ks));
 	struct dirent *de;
@@ -537,6 +603,9 @@ int sigfs_keys_open(const struct sigfs_config *cfg, int state_fd, struct sigfs_a
 
 	if (!ks)
 		return -ENOMEM;
+	ks->env.backend_type = env && env->backend_type ? env->backend_type : sigfs_backend_type;
+	ks->env.wall = env && env->wall ? env->wall : real_wall;
+	ks->env.mono = env && env->mono ? env->mono : real_mono;
 	pthread_mutex_init(&ks->lock, NULL);
 	pthread_mutex_init(&ks->status_lock, NULL);
 	sbuf_init(&ks->status, BACKENDS_STATUS_MAX);
@@ -621,6 +690,11 @@ int sigfs_keys_state_dir(struct sigfs_keys *ks)
 	return ks->state_fd;
 }
 
+time_t sigfs_keys_now(struct sigfs_keys *ks)
+{
+	return ks->env.wall();
+}
+
 /* Remove keys/NAME and everything in it (only our own small files). */
 static void remove_keydir(struct sigfs_keys *ks, const char *name)
 {
@@ -672,7 +746,7 @@ int sigfs_keys_create(struct sigfs_keys *ks, const char *name, const char *backe
 				    cfg->default_format);
 	k.padding = k.alg->kind == SIGFS_KIND_RSA ? cfg->default_padding : SIGFS_PAD_NONE;
 	k.digest_files = true;
-	k.created = time(NULL);
+	k.created = ks->env.wall();
 	set_default_names(&k);
 	if (mkdirat(ks->keys_fd, name, 0700) < 0)
 		return sigfs_seterr(err, -errno, "key %s: cannot create its settings: %s", name,
@@ -765,16 +839,9 @@ int sigfs_keys_delete(struct sigfs_keys *ks, const char *name, uid_t uid, char *
 
 	aside_name(name, aside, sizeof(aside));
 	pthread_mutex_lock(&ks->lock);
-	e = find(ks, name);
-	if (!e) {
-		r = sigfs_seterr(err, -ENOENT, "no key %s", name);
+	r = find_idle(ks, name, &e, err);
+	if (r < 0)
 		goto out;
-	}
-	if (e->busy) {
-		r = sigfs_seterr(err, -EBUSY, "key %s is being changed on its backend; try again "
-				 "when that is done", name);
-		goto out;
-	}
 	b = backend_get(ks, e->k.backend, err);
 	if (!b) {
 		r = -EIO;
@@ -923,13 +990,15 @@ static int read_pubkey(struct sigfs_keys *ks, const struct sigfs_key *k, char **
 static int read_keyfile(struct sigfs_keys *ks, const char *name, const char *file, char **buf,
 			size_t *len)
 {
-	char path[SIGFS_KEYNAME_MAX + 80];
+	char path[KEYPATH_MAX];
 	struct sbuf b;
 	char chunk[4096];
 	ssize_t n;
-	int fd, r = 0;
+	int fd, r;
 
-	snprintf(path, sizeof(path), "%s/%s", name, file);
+	r = key_path(path, name, file, false);
+	if (r < 0)
+		return r;
 	fd = openat(ks->keys_fd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
@@ -946,28 +1015,6 @@ static int read_keyfile(struct sigfs_keys *ks, const char *name, const char *fil
 	*buf = (char *)b.d;
 	*len = b.len;
 	return 0;
-}
-
-/* Write keys/NAME/file atomically. */
-static int write_keyfile(struct sigfs_keys *ks, const char *name, const char *file,
-			 const void *data, size_t len)
-{
-	char tmp[SIGFS_KEYNAME_MAX + 80], path[SIGFS_KEYNAME_MAX + 80];
-	int fd, r = 0;
-
-	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", name, file);
-	snprintf(path, sizeof(path), "%s/%s", name, file);
-	fd = openat(ks->keys_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, data, len) != (ssize_t)len)
-		r = -EIO;
-	close(fd);
-	if (r == 0 && renameat(ks->keys_fd, tmp, ks->keys_fd, path) < 0)
-		r = -errno;
-	if (r < 0)
-		unlinkat(ks->keys_fd, tmp, 0);
-	return r;
 }
 
 struct key_sign_ctx {
@@ -1044,7 +1091,8 @@ static int read_format_attr(struct sigfs_keys *ks, const struct sigfs_key *k,
 
 	if (fa->writable && read_keyfile(ks, k->name, fa->name, buf, len) == 0)
 		return 0;
-	snprintf(cache, sizeof(cache), CACHE_PREFIX "%s", fa->name);
+	if ((size_t)snprintf(cache, sizeof(cache), CACHE_PREFIX "%s", fa->name) >= sizeof(cache))
+		return sigfs_seterr(err, -ENAMETOOLONG, "%s: name too long", fa->name);
 	if (read_keyfile(ks, k->name, cache, buf, len) == 0)
 		return 0;
 	r = fill_format_key(ks, k, &fk, err);
@@ -1059,7 +1107,7 @@ static int read_format_attr(struct sigfs_keys *ks, const struct sigfs_key *k,
 		sbuf_free(&out);
 		return r;
 	}
-	if (write_keyfile(ks, k->name, cache, out.d, out.len) < 0)
+	if (write_keyfile(ks, k->name, cache, out.d, out.len, false) < 0)
 		log_warn("key %s: cannot keep %s; it is rendered again next time", k->name, fa->name);
 	sigfs_audit_append(ks->audit, "certify", k->name, 0, (uid_t)-1, NULL, NULL, 0, fa->name);
 	*buf = (char *)out.d;
@@ -1177,6 +1225,105 @@ static int value_str(const uint8_t *val, size_t len, char *out, size_t outlen)
 	return 0;
 }
 
+static int apply_algorithm(const struct sigfs_key *cur, const char *v,
+			   const struct sigfs_digest *cfg_digest, struct sigfs_key *k, char *err)
+{
+	k->alg = sigfs_alg_by_name(v);
+	if (!k->alg)
+		return sigfs_seterr(err, -EINVAL, "unknown algorithm %s (ed25519, ecdsa-p256, "
+				    "ecdsa-p384, ecdsa-p521, rsa-2048, rsa-3072, rsa-4096)", v);
+	if (cur->count > 0)
+		return sigfs_seterr(err, -EPERM, "key %s has signed %" PRIu64 " times: its "
+				    "algorithm is fixed; create a new key instead",
+				    cur->name, cur->count);
+	if (k->alg->kind != SIGFS_KIND_RSA)
+		k->padding = SIGFS_PAD_NONE;
+	else if (k->padding == SIGFS_PAD_NONE)
+		k->padding = SIGFS_PAD_PSS;
+	if (k->digest_auto)
+		k->digest = default_digest(k->alg, cfg_digest);
+	return 0;
+}
+
+static int apply_digest(const struct sigfs_key *cur, const char *v, struct sigfs_key *k, char *err)
+{
+	k->digest = sigfs_digest_by_name(v);
+	if (!k->digest)
+		return sigfs_seterr(err, -EINVAL, "unknown digest %s", v);
+	k->digest_auto = false;
+	if (sigfs_digest_is_weak(k->digest) && !k->allow_sha1)
+		return sigfs_seterr(err, -EPERM, "key %s does not allow sha1: write yes "
+				    "into allow_sha1 first", cur->name);
+	return 0;
+}
+
+static int apply_format(const char *v, struct sigfs_key *k, char *err)
+{
+	const struct sigfs_format *f;
+	char list[128] = "";
+
+	k->format = sigfs_format_by_name(v);
+	if (k->format)
+		return 0;
+	for (size_t j = 0; (f = sigfs_format_at(j)); j++)
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+			 j ? ", " : "", f->name);
+	return sigfs_seterr(err, -EINVAL, "unknown or unsupported format %s "
+			    "(this version offers: %s)", v, list);
+}
+
+static int apply_padding(const struct sigfs_key *cur, const char *v, struct sigfs_key *k,
+			 char *err)
+{
+	if (cur->alg->kind != SIGFS_KIND_RSA)
+		return sigfs_seterr(err, -EINVAL, "padding applies to RSA keys only; "
+				    "key %s is %s", cur->name, cur->alg->name);
+	if (sigfs_padding_parse(v, &k->padding) < 0)
+		return sigfs_seterr(err, -EINVAL, "padding is pss or pkcs1, not %s", v);
+	return 0;
+}
+
+/* allow_sha1 and digest_files: yes or no. */
+static int apply_bool(const struct sigfs_key *cur, size_t i, const char *v, struct sigfs_key *k,
+		      char *err)
+{
+	bool b;
+
+	if (sigfs_parse_bool(v, &b) < 0)
+		return sigfs_seterr(err, -EINVAL, "%s is yes or no, not %s", attrs[i].name, v);
+	if (i == A_DIGEST_FILES) {
+		k->digest_files = b;
+		return 0;
+	}
+	if (!b && sigfs_digest_is_weak(cur->digest))
+		return sigfs_seterr(err, -EINVAL, "key %s uses sha1: change its digest first",
+				    cur->name);
+	k->allow_sha1 = b;
+	return 0;
+}
+
+static int apply_uid(const char *v, struct sigfs_key *k, char *err)
+{
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return sigfs_seterr(err, -EINVAL, "uid is one line of text, like "
+					    "\"Release Signing <release@example.org>\"");
+	snprintf(k->uid, sizeof(k->uid), "%s", v);
+	return 0;
+}
+
+static int apply_namespace(const char *v, struct sigfs_key *k, char *err)
+{
+	if (strlen(v) >= sizeof(k->ssh_namespace) ||
+	    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@._-")
+	    != strlen(v))
+		return sigfs_seterr(err, -EINVAL, "namespace has 1 to %zu letters, digits "
+				    "or @._- (ssh-keygen -Y ... -n NAMESPACE)",
+				    sizeof(k->ssh_namespace) - 1);
+	snprintf(k->ssh_namespace, sizeof(k->ssh_namespace), "%s", v);
+	return 0;
+}
+
 /*
  * Apply value v of attribute i to k (in memory only): the one place that
  * validates settings. cfg_digest is the configured default digest.
@@ -1184,88 +1331,20 @@ static int value_str(const uint8_t *val, size_t len, char *out, size_t outlen)
 static int apply(const struct sigfs_key *cur, size_t i, const char *v,
 		 const struct sigfs_digest *cfg_digest, struct sigfs_key *k, char *err)
 {
-	const struct sigfs_format *f;
-	bool b;
+	int r;
 
 	*k = *cur;
 	switch (i) {
-	case A_ALGORITHM:
-		k->alg = sigfs_alg_by_name(v);
-		if (!k->alg)
-			return sigfs_seterr(err, -EINVAL, "unknown algorithm %s (ed25519, ecdsa-p256, "
-					    "ecdsa-p384, ecdsa-p521, rsa-2048, rsa-3072, rsa-4096)", v);
-		if (cur->count > 0)
-			return sigfs_seterr(err, -EPERM, "key %s has signed %" PRIu64 " times: its "
-					    "algorithm is fixed; create a new key instead",
-					    cur->name, cur->count);
-		if (k->alg->kind != SIGFS_KIND_RSA)
-			k->padding = SIGFS_PAD_NONE;
-		else if (k->padding == SIGFS_PAD_NONE)
-			k->padding = SIGFS_PAD_PSS;
-		if (k->digest_auto)
-			k->digest = default_digest(k->alg, cfg_digest);
-		break;
-	case A_DIGEST:
-		k->digest = sigfs_digest_by_name(v);
-		if (!k->digest)
-			return sigfs_seterr(err, -EINVAL, "unknown digest %s", v);
-		k->digest_auto = false;
-		if (sigfs_digest_is_weak(k->digest) && !k->allow_sha1)
-			return sigfs_seterr(err, -EPERM, "key %s does not allow sha1: write yes "
-					    "into allow_sha1 first", cur->name);
-		break;
-	case A_FORMAT:
-		k->format = sigfs_format_by_name(v);
-		if (!k->format) {
-			char list[128] = "";
-
-			for (size_t j = 0; (f = sigfs_format_at(j)); j++)
-				snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
-					 j ? ", " : "", f->name);
-			return sigfs_seterr(err, -EINVAL, "unknown or unsupported format %s "
-					    "(this version offers: %s)", v, list);
-		}
-		break;
-	case A_PADDING:
-		if (cur->alg->kind != SIGFS_KIND_RSA)
-			return sigfs_seterr(err, -EINVAL, "padding applies to RSA keys only; "
-					    "key %s is %s", cur->name, cur->alg->name);
-		if (sigfs_padding_parse(v, &k->padding) < 0)
-			return sigfs_seterr(err, -EINVAL, "padding is pss or pkcs1, not %s", v);
-		break;
-	case A_ALLOW_SHA1:
-		if (sigfs_parse_bool(v, &b) < 0)
-			return sigfs_seterr(err, -EINVAL, "allow_sha1 is yes or no, not %s", v);
-		if (!b && sigfs_digest_is_weak(cur->digest))
-			return sigfs_seterr(err, -EINVAL, "key %s uses sha1: change its digest first",
-					    cur->name);
-		k->allow_sha1 = b;
-		break;
-	case A_DIGEST_FILES:
-		if (sigfs_parse_bool(v, &b) < 0)
-			return sigfs_seterr(err, -EINVAL, "digest_files is yes or no, not %s", v);
-		k->digest_files = b;
-		break;
-	case A_UID:
-		for (const unsigned char *p = (const unsigned char *)v; *p; p++)
-			if (*p < 0x20 || *p == 0x7f)
-				return sigfs_seterr(err, -EINVAL, "uid is one line of text, like "
-						    "\"Release Signing <release@example.org>\"");
-		snprintf(k->uid, sizeof(k->uid), "%s", v);
-		break;
-	case A_NAMESPACE:
-		if (strlen(v) >= sizeof(k->ssh_namespace) ||
-		    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@._-")
-		    != strlen(v))
-			return sigfs_seterr(err, -EINVAL, "namespace has 1 to %zu letters, digits "
-					    "or @._- (ssh-keygen -Y ... -n NAMESPACE)",
-					    sizeof(k->ssh_namespace) - 1);
-		snprintf(k->ssh_namespace, sizeof(k->ssh_namespace), "%s", v);
-		break;
-	default:
-		return sigfs_seterr(err, -EPERM, "%s is read-only", attrs[i].name);
+	case A_ALGORITHM: r = apply_algorithm(cur, v, cfg_digest, k, err); break;
+	case A_DIGEST: r = apply_digest(cur, v, k, err); break;
+	case A_FORMAT: r = apply_format(v, k, err); break;
+	case A_PADDING: r = apply_padding(cur, v, k, err); break;
+	case A_ALLOW_SHA1: case A_DIGEST_FILES: r = apply_bool(cur, i, v, k, err); break;
+	case A_UID: r = apply_uid(v, k, err); break;
+	case A_NAMESPACE: r = apply_namespace(v, k, err); break;
+	default: return sigfs_seterr(err, -EPERM, "%s is read-only", attrs[i].name);
 	}
-	return k->format->check(k->alg, k->digest, err);
+	return r < 0 ? r : k->format->check(k->alg, k->digest, err);
 }
 
 int sigfs_keys_attr_check(struct sigfs_keys *ks, const char *name, size_t i,
@@ -1410,13 +1489,13 @@ static int write_format_attr(struct sigfs_keys *ks, const char *name,
 	if (!e) {
 		r = sigfs_seterr(err, -ENOENT, "no key %s", name);
 	} else {
-		char path[SIGFS_KEYNAME_MAX + 80];
+		char path[KEYPATH_MAX];
 
-		snprintf(path, sizeof(path), "%s/%s", name, fa->name);
-		if (n == 0 && unlinkat(ks->keys_fd, path, 0) < 0 && errno != ENOENT)
+		r = key_path(path, name, fa->name, false);
+		if (r == 0 && n == 0 && unlinkat(ks->keys_fd, path, 0) < 0 && errno != ENOENT)
 			r = -errno;
-		else if (n > 0)
-			r = write_keyfile(ks, name, fa->name, val, len);
+		else if (r == 0 && n > 0)
+			r = write_keyfile(ks, name, fa->name, val, len, false);
 		if (r < 0)
 			sigfs_seterr(err, r, "key %s: cannot keep %s: %s", name, fa->name,
 				     strerror(-r));
@@ -1442,16 +1521,9 @@ int sigfs_keys_attr_write(struct sigfs_keys *ks, const char *name, size_t i,
 		return write_format_attr(ks, name, sigfs_format_attr_at(i - A_N), val, len, err);
 	}
 	pthread_mutex_lock(&ks->lock);
-	e = find(ks, name);
-	if (!e) {
-		r = sigfs_seterr(err, -ENOENT, "no key %s", name);
+	r = find_idle(ks, name, &e, err);
+	if (r < 0)
 		goto out;
-	}
-	if (e->busy) {
-		r = sigfs_seterr(err, -EBUSY, "key %s is being changed on its backend; try again "
-				 "when that is done", name);
-		goto out;
-	}
 	if (i == A_IMPORT) {
 		k = e->k;
 		if (e->k.count > 0)
@@ -1513,7 +1585,7 @@ void sigfs_keys_set_last_error(struct sigfs_keys *ks, const char *name, uid_t ui
 {
 	struct keyent *e;
 	struct tm tm;
-	time_t now = time(NULL);
+	time_t now = ks->env.wall();
 	char when[32];
 
 	gmtime_r(&now, &tm);

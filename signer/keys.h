@@ -71,6 +71,21 @@ int sigfs_key_meta_format(const struct sigfs_key *k, char *buf, size_t len);
  */
 int sigfs_keys_open(const struct sigfs_config *cfg, int state_fd, struct sigfs_audit *audit,
 		    struct sigfs_keys **out, char *err);
+/*
+ * What the store, and the engine on it, run on. sigfs_keys_open uses the
+ * real ones; a unit test opens the store with sigfs_keys_open_env to give it
+ * an in-memory backend and a clock it moves. A NULL field is the real one.
+ */
+struct sigfs_env {
+	/* The driver of a backend type name (the real one: sigfs_backend_type). */
+	const struct sigfs_backend_ops *(*backend_type)(const char *type);
+	/* Seconds since 1970: keys' created times, last-error lines, signatures' times. */
+	time_t (*wall)(void);
+	/* CLOCK_MONOTONIC: how long the backend lines of the status are reused. */
+	void (*mono)(struct timespec *ts);
+};
+int sigfs_keys_open_env(const struct sigfs_config *cfg, int state_fd, struct sigfs_audit *audit,
+			const struct sigfs_env *env, struct sigfs_keys **out, char *err);
 void sigfs_keys_close(struct sigfs_keys *ks);
 
 /* Is name a valid key name? ([A-Za-z0-9_-][A-Za-z0-9._-]{0,63}) */
@@ -129,6 +144,8 @@ void sigfs_keys_count(struct sigfs_keys *ks, const char *name);
 int sigfs_keys_inbox_root(struct sigfs_keys *ks);
 /* The state directory, as an open fd owned by the store (the journal opens relative to it). */
 int sigfs_keys_state_dir(struct sigfs_keys *ks);
+/* The store's wall clock (struct sigfs_env): the time the engine puts in signatures. */
+time_t sigfs_keys_now(struct sigfs_keys *ks);
 
 /*
  * Append one line per backend to out, the built-in soft first, then each

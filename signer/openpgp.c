@@ -1,7 +1,8 @@
 /*
- * openpgp.c: the OpenPGP v4 encodings of openpgp.h (RFC 4880; facts in
- * docs/format-openpgp.md). Only what a detached signature and a
- * transferable public key need: no parsing, no old-format packets.
+ * openpgp.c: the OpenPGP v4 encodings of openpgp.h (RFC 4880; what sigfs
+ * writes in a signature and a certificate is in docs/format-openpgp.md).
+ * Only what a detached signature and a transferable public key need: no
+ * parsing, no old-format packets.
  */
 #include <errno.h>
 #include <string.h>
@@ -300,6 +301,74 @@ static int put_sig_mpis(struct sbuf *b, const struct sigfs_alg *a, const uint8_t
 	return r ? r : sigfs_pgp_put_mpi(b, sb, (size_t)sn);
 }
 
+/* The signature packet's hashed part into body: version, type, algorithms, hashed subpackets. */
+static int put_hashed(const struct sigfs_pgp_sig *s, struct sbuf *body)
+{
+	uint8_t ctime[4] = { (uint8_t)(s->created >> 24), (uint8_t)(s->created >> 16),
+			     (uint8_t)(s->created >> 8), (uint8_t)s->created };
+	uint8_t ifpr[1 + PGP_FPR_LEN] = { 4 };
+	struct sbuf sp;
+	int r;
+
+	memcpy(ifpr + 1, s->fpr, PGP_FPR_LEN);
+	sbuf_init(&sp, 4096);
+	r = sigfs_pgp_put_subpacket(&sp, PGP_SP_CREATION_TIME, ctime, sizeof(ctime));
+	if (!r)
+		r = sigfs_pgp_put_subpacket(&sp, PGP_SP_ISSUER_FPR, ifpr, sizeof(ifpr));
+	if (!r)
+		r = sbuf_put(&sp, s->hashed, s->hashed_len);
+	if (!r)
+		r = sbuf_put_u8(body, 4);
+	if (!r)
+		r = sbuf_put_u8(body, s->type);
+	if (!r)
+		r = sbuf_put_u8(body, (uint8_t)pk_algo(s->key->alg));
+	if (!r)
+		r = sbuf_put_u8(body, (uint8_t)sigfs_pgp_hash_id(s->digest));
+	if (!r)
+		r = sbuf_put_u16be(body, (uint16_t)sp.len);
+	if (!r)
+		r = sbuf_put(body, sp.d, sp.len);
+	sbuf_free(&sp);
+	return r;
+}
+
+/* Finish h over the hashed part and its v4 trailer into dv. */
+static int hash_hashed(struct sigfs_hasher *h, const struct sbuf *body, uint8_t *dv)
+{
+	uint8_t trailer[6] = { 4, 0xff, (uint8_t)(body->len >> 24), (uint8_t)(body->len >> 16),
+			       (uint8_t)(body->len >> 8), (uint8_t)body->len };
+	int r = sigfs_hasher_update(h, body->d, body->len);
+
+	if (!r)
+		r = sigfs_hasher_update(h, trailer, sizeof(trailer));
+	if (!r)
+		r = sigfs_hasher_final(h, dv);
+	return r;
+}
+
+/* The rest of body after the hashed part: unhashed subpackets, the hash's first bytes, the MPIs. */
+static int put_unhashed(const struct sigfs_pgp_sig *s, const uint8_t *dv, const uint8_t *sig,
+			size_t siglen, struct sbuf *body)
+{
+	struct sbuf sp;
+	int r;
+
+	/* Unhashed: the issuer key ID, the fingerprint's last 8 bytes, for older verifiers. */
+	sbuf_init(&sp, 64);
+	r = sigfs_pgp_put_subpacket(&sp, PGP_SP_ISSUER, s->fpr + PGP_FPR_LEN - 8, 8);
+	if (!r)
+		r = sbuf_put_u16be(body, (uint16_t)sp.len);
+	if (!r)
+		r = sbuf_put(body, sp.d, sp.len);
+	if (!r)
+		r = sbuf_put(body, dv, 2);
+	if (!r)
+		r = put_sig_mpis(body, s->key->alg, sig, siglen);
+	sbuf_free(&sp);
+	return r;
+}
+
 int sigfs_pgp_signature(const struct sigfs_pgp_sig *s, struct sigfs_hasher *h, sigfs_sign_fn sign,
 			void *sign_ctx, struct sbuf *out, char *err)
 {
@@ -311,48 +380,18 @@ int sigfs_pgp_signature(const struct sigfs_pgp_sig *s, struct sigfs_hasher *h, s
 		/* Legacy EdDSA signs the hash value itself as its message. */
 		.digest = a->kind == SIGFS_KIND_ED25519 ? NULL : s->digest,
 	};
-	uint8_t ctime[4] = { (uint8_t)(s->created >> 24), (uint8_t)(s->created >> 16),
-			     (uint8_t)(s->created >> 8), (uint8_t)s->created };
-	uint8_t ifpr[1 + PGP_FPR_LEN] = { 4 }, dv[SIGFS_MAX_DIGEST], sig[SIGFS_MAX_SIG];
-	uint8_t trailer[6] = { 4, 0xff };
-	size_t siglen = sizeof(sig), hashed_len;
-	struct sbuf sp, body;
+	uint8_t dv[SIGFS_MAX_DIGEST], sig[SIGFS_MAX_SIG];
+	size_t siglen = sizeof(sig);
+	struct sbuf body;
 	int r;
 
-	memcpy(ifpr + 1, s->fpr, PGP_FPR_LEN);
-	sbuf_init(&sp, 4096);
 	sbuf_init(&body, 8192);
-	r = sigfs_pgp_put_subpacket(&sp, PGP_SP_CREATION_TIME, ctime, sizeof(ctime));
-	if (!r)
-		r = sigfs_pgp_put_subpacket(&sp, PGP_SP_ISSUER_FPR, ifpr, sizeof(ifpr));
-	if (!r)
-		r = sbuf_put(&sp, s->hashed, s->hashed_len);
-	if (!r)
-		r = sbuf_put_u8(&body, 4);
-	if (!r)
-		r = sbuf_put_u8(&body, s->type);
-	if (!r)
-		r = sbuf_put_u8(&body, (uint8_t)pk_algo(a));
-	if (!r)
-		r = sbuf_put_u8(&body, (uint8_t)sigfs_pgp_hash_id(s->digest));
-	if (!r)
-		r = sbuf_put_u16be(&body, (uint16_t)sp.len);
-	if (!r)
-		r = sbuf_put(&body, sp.d, sp.len);
+	r = put_hashed(s, &body);
 	if (r) {
 		r = sigfs_seterr(err, r, "OpenPGP: the signature's subpackets do not fit; this is a bug");
 		goto out;
 	}
-	hashed_len = body.len;
-	trailer[2] = (uint8_t)(hashed_len >> 24);
-	trailer[3] = (uint8_t)(hashed_len >> 16);
-	trailer[4] = (uint8_t)(hashed_len >> 8);
-	trailer[5] = (uint8_t)hashed_len;
-	r = sigfs_hasher_update(h, body.d, body.len);
-	if (!r)
-		r = sigfs_hasher_update(h, trailer, sizeof(trailer));
-	if (!r)
-		r = sigfs_hasher_final(h, dv);
+	r = hash_hashed(h, &body, dv);
 	if (r) {
 		r = sigfs_seterr(err, r, "OpenPGP: cannot finish the %s hash", s->digest->name);
 		goto out;
@@ -362,18 +401,7 @@ int sigfs_pgp_signature(const struct sigfs_pgp_sig *s, struct sigfs_hasher *h, s
 	r = sign(sign_ctx, &si, sig, &siglen, err);
 	if (r)
 		goto out;
-	/* Unhashed: the issuer key ID, the fingerprint's last 8 bytes, for older verifiers. */
-	sbuf_free(&sp);
-	sbuf_init(&sp, 64);
-	r = sigfs_pgp_put_subpacket(&sp, PGP_SP_ISSUER, s->fpr + PGP_FPR_LEN - 8, 8);
-	if (!r)
-		r = sbuf_put_u16be(&body, (uint16_t)sp.len);
-	if (!r)
-		r = sbuf_put(&body, sp.d, sp.len);
-	if (!r)
-		r = sbuf_put(&body, dv, 2);
-	if (!r)
-		r = put_sig_mpis(&body, a, sig, siglen);
+	r = put_unhashed(s, dv, sig, siglen, &body);
 	if (r) {
 		r = sigfs_seterr(err, r, "OpenPGP: cannot encode a %zu-byte %s signature from the backend",
 				 siglen, a->name);
@@ -383,7 +411,6 @@ int sigfs_pgp_signature(const struct sigfs_pgp_sig *s, struct sigfs_hasher *h, s
 	if (r)
 		r = sigfs_seterr(err, r, "OpenPGP: the signature does not fit the output; this is a bug");
 out:
-	sbuf_free(&sp);
 	sbuf_free(&body);
 	return r;
 }
