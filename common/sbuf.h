@@ -3,10 +3,10 @@
  * (digest files, signing requests, network replies) and everything we encode
  * (signatures, certificates). Modelled on OpenSSH's sshbuf: getters never read
  * past the end and return an error instead; putters never grow past `max`.
- * Every function returns 0 or a negative errno code (-ENOSPC, -EBADMSG).
- * Text formats (digest lines, the journal, the audit log, key settings) are
- * read with the line, token and number getters below, each taking a view of
- * the bytes it returns, so nothing is copied and nothing is read by hand.
+ * Every function returns 0 or a negative errno code (-ENOSPC, -EBADMSG ...).
+ * Text formats (digest lines, the journal, the audit log, key settings, the
+ * clients file) are read with the line, token, hex and number getters below;
+ * lines and tokens are views of the bytes, so nothing is copied.
  */
 #ifndef SIGFS_SBUF_H
 #define SIGFS_SBUF_H
@@ -42,7 +42,7 @@ int sbuf_put(struct sbuf *b, const void *p, size_t n);
 int sbuf_put_u8(struct sbuf *b, uint8_t v);
 int sbuf_put_u16be(struct sbuf *b, uint16_t v);
 int sbuf_put_u32be(struct sbuf *b, uint32_t v);
-/* Overwrite the 4 bytes written at offset at with v (a length known last); -EINVAL if not written. */
+/* Overwrite the 4 bytes at offset at, written before, with v (a length known last); else -EINVAL. */
 int sbuf_put_u32be_at(struct sbuf *b, size_t at, uint32_t v);
 
 /* Copy n bytes out (p may be NULL to skip them). -EBADMSG if fewer remain. */
@@ -64,7 +64,8 @@ int sbuf_get_line(struct sbuf *b, struct sbuf *line);
 int sbuf_get_line_or_rest(struct sbuf *b, struct sbuf *line);
 /*
  * 2n hex digits of either case into n bytes; -EBADMSG if fewer remain or one
- * is not a digit (its index in *bad if bad is not NULL). Nothing is consumed on error.
+ * is not a digit (its index in *bad if bad is not NULL). Nothing is consumed
+ * on error, but out may be partly written.
  */
 int sbuf_get_hex(struct sbuf *b, uint8_t *out, size_t n, size_t *bad);
 /* sbuf_get_hex refusing A-F: the lowercase hex sigfs writes, one spelling per value. */

@@ -789,7 +789,7 @@ int link_recv(struct link *l, struct sbuf *buf, struct proto_frame *f, int timeo
 	if (r < 0)
 		return r;
 	/* What followed the length field: len bytes, checked by proto_frame_len above. */
-	frame = *buf;
+	sbuf_view(&frame, sbuf_ptr(buf), sbuf_avail(buf));
 	if ((r = sbuf_get(&frame, NULL, sizeof(hdr))) == 0)
 		r = proto_parse(sbuf_ptr(&frame), sbuf_avail(&frame), f);
 	if (r < 0)
@@ -802,12 +802,14 @@ int link_call(struct link *l, const struct sbuf *req, struct sbuf *buf, struct p
 {
 	char msg[PROTO_MAX_STR + 1];
 	struct proto_frame q;
-	struct sbuf frame = *req;
+	struct sbuf frame;
 	uint8_t st = PROTO_OK;
 	int r;
 
+	sbuf_view(&frame, sbuf_ptr(req), sbuf_avail(req));
 	/* The request as proto_end left it: a length field, then the frame to check. */
-	if (sbuf_get(&frame, NULL, 4) < 0 || proto_parse(sbuf_ptr(&frame), sbuf_avail(&frame), &q) < 0)
+	if (sbuf_get(&frame, NULL, 4) < 0 ||
+	    proto_parse(sbuf_ptr(&frame), sbuf_avail(&frame), &q) < 0)
 		return sigfs_seterr(err, -EINVAL, "appliance %s: request frame not finished",
 				    l->peer);
 	if (q.len > l->max_frame)

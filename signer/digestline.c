@@ -83,8 +83,9 @@ static enum sigfs_dl_result check_name(const struct sigfs_digest *d, const char 
 	while (sbuf_get_token(rest, "/", &part) == 0)
 		;
 	if (!sbuf_eq(rest, base)) {
-		return sigfs_seterr(err, SIGFS_DL_BAD, "%s.%s: the line names %s, not %s", base,
-				    d->name, sigfs_quote(sbuf_ptr(&name), sbuf_avail(&name), q), base);
+		return sigfs_seterr(err, SIGFS_DL_BAD, "%s.%s: the line names %s, not %s",
+				    base, d->name,
+				    sigfs_quote(sbuf_ptr(&name), sbuf_avail(&name), q), base);
 	}
 	return SIGFS_DL_OK;
 }

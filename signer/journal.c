@@ -219,7 +219,8 @@ static int parse_rec(const char *line, size_t len, struct sigfs_journal_entry *e
 		/* 5 fields: before uids were journaled; 6: before MACs; 7: now. */
 		if (fs.n == 7)
 			*mac = fs.f[6];
-		if (number(&fs.f[2], &e->ino) < 0 || unhex_str(&fs.f[3], e->key, sizeof(e->key)) < 0 ||
+		if (number(&fs.f[2], &e->ino) < 0 ||
+		    unhex_str(&fs.f[3], e->key, sizeof(e->key)) < 0 ||
 		    unhex_str(&fs.f[4], e->name, sizeof(e->name)) < 0)
 			return -EBADMSG;
 		if (fs.n >= 6 && !(fs.n == 7 && sbuf_eq(&fs.f[5], "-"))) {
