@@ -5,6 +5,7 @@
  * runs it on every kind of line; keys are wiped wherever they were copied.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,11 +14,11 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
-#include <openssl/err.h>
 
 #include "appliance/clients.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/sbuf.h"
 
 #define CLIENTS_MAX_BYTES (1 << 20)
 
@@ -44,22 +45,37 @@ static int role_word(const char *s, size_t n, unsigned *role)
 	return -EINVAL;
 }
 
-int clients_roles(const char *s, unsigned *out)
+/*
+ * The role bits of s (comma-separated role words) in *out; -EINVAL at the
+ * first item that is not a role word, which *bad (if not NULL) then views.
+ */
+static int roles_of(struct sbuf s, unsigned *out, struct sbuf *bad)
 {
+	struct sbuf item;
 	unsigned r = 0, one;
-	const char *end;
+	bool last;
 
-	for (;;) {
-		end = strchr(s, ',');
-		if (role_word(s, end ? (size_t)(end - s) : strlen(s), &one) < 0)
+	do {
+		last = sbuf_get_token(&s, ",", &item) < 0;
+		if (last)
+			sbuf_get_view(&s, sbuf_avail(&s), &item);
+		if (role_word((const char *)sbuf_ptr(&item), sbuf_avail(&item), &one) < 0) {
+			if (bad)
+				*bad = item;
 			return -EINVAL;
+		}
 		r |= one;
-		if (!end)
-			break;
-		s = end + 1;
-	}
+	} while (!last);
 	*out = r;
 	return 0;
+}
+
+int clients_roles(const char *s, unsigned *out)
+{
+	struct sbuf b;
+
+	sbuf_view(&b, s, strlen(s));
+	return roles_of(b, out, NULL);
 }
 
 const char *clients_role_word(unsigned r)
@@ -78,21 +94,27 @@ const char *clients_role_what(unsigned r)
 	return "?";
 }
 
-/* The first item of s that is not a role word, escaped for a message. */
-static const char *bad_role(const char *s, char *out, size_t size)
+/* A bad role item, escaped for a message (cut at 63 bytes). */
+static const char *bad_role(const struct sbuf *item, char *out, size_t size)
 {
-	char item[64];
-	unsigned one;
-	size_t n;
+	char cut[64];
+	struct sbuf b = *item;
+	size_t n = sbuf_avail(&b) < sizeof(cut) - 1 ? sbuf_avail(&b) : sizeof(cut) - 1;
 
-	for (;;) {
-		n = strcspn(s, ",");
-		if (role_word(s, n, &one) < 0 || !s[n])
-			break;
-		s += n + 1;
-	}
-	snprintf(item, sizeof(item), "%.*s", (int)(n < sizeof(item) - 1 ? n : sizeof(item) - 1), s);
-	return sigfs_escape(item, out, size);
+	sbuf_get(&b, cut, n);
+	cut[n] = '\0';
+	return sigfs_escape(cut, out, size);
+}
+
+/* The next word of line (bytes other than " \t\r", after any of them); -ENOENT at its end. */
+static int next_word(struct sbuf *line, struct sbuf *word)
+{
+	sbuf_get(line, NULL, sbuf_span(line, " \t\r"));
+	if (sbuf_avail(line) == 0)
+		return -ENOENT;
+	if (sbuf_get_token(line, " \t\r", word) < 0)
+		sbuf_get_view(line, sbuf_avail(line), word);
+	return 0;
 }
 
 const struct client *clients_find(const struct client *v, size_t n, const char *name)
@@ -104,39 +126,40 @@ const struct client *clients_find(const struct client *v, size_t n, const char *
 }
 
 /* Parse one non-comment line into c; v (n entries) are the lines before it. */
-static int parse_line(const char *path, size_t lineno, char *line, const struct client *v,
+static int parse_line(const char *path, size_t lineno, struct sbuf line, const struct client *v,
 		      size_t n, struct client *c, char *err)
 {
-	char *name, *hex, *rl, *rest, *save = NULL, esc[SIGFS_ESCAPED_MAX];
-	size_t keylen;
+	char name[sizeof(c->name)], esc[SIGFS_ESCAPED_MAX];
+	struct sbuf nm = { 0 }, hex = { 0 }, rl = { 0 }, rest, bad;
+	bool has_rl;
 
-	name = strtok_r(line, " \t\r", &save);
-	hex = strtok_r(NULL, " \t\r", &save);
-	rl = strtok_r(NULL, " \t\r", &save);
-	rest = strtok_r(NULL, " \t\r", &save);
-	if (!proto_keyid_ok(name, strlen(name)) || !hex || rest || strlen(hex) != 64)
+	next_word(&line, &nm);
+	has_rl = next_word(&line, &hex) == 0 && next_word(&line, &rl) == 0;
+	if (!proto_keyid_ok((const char *)sbuf_ptr(&nm), sbuf_avail(&nm)) ||
+	    sbuf_avail(&hex) != 2 * PROTO_PSK_LEN || next_word(&line, &rest) == 0)
 		return sigfs_seterr(err, -EINVAL, "clients file %s, line %zu: want NAME HEX [ROLES] "
 				    "(a name of A-Z a-z 0-9 . _ -, 64 hex characters, and sign, "
 				    "manage or sign,manage)", path, lineno);
+	/* A key id: at most PROTO_MAX_KEYID bytes, so it fits. */
+	name[sbuf_avail(&nm)] = '\0';
+	sbuf_get(&nm, name, sbuf_avail(&nm));
 	if (clients_find(v, n, name))
 		return sigfs_seterr(err, -EINVAL, "clients file %s, line %zu: client %s appears "
 				    "twice", path, lineno, name);
 	memset(c, 0, sizeof(*c));
 	snprintf(c->name, sizeof(c->name), "%s", name);
-	if (OPENSSL_hexstr2buf_ex(c->key, PROTO_PSK_LEN, &keylen, hex, '\0') != 1 ||
-	    keylen != PROTO_PSK_LEN) {
-		ERR_clear_error();
+	if (sbuf_get_hex(&hex, c->key, PROTO_PSK_LEN, NULL) < 0) {
 		OPENSSL_cleanse(c, sizeof(*c));
 		return sigfs_seterr(err, -EINVAL, "clients file %s, line %zu: the key must be 64 hex "
 				    "characters", path, lineno);
 	}
 	c->roles = CLIENT_SIGN;
-	c->roles_given = rl != NULL;
-	if (rl && clients_roles(rl, &c->roles) < 0) {
+	c->roles_given = has_rl;
+	if (has_rl && roles_of(rl, &c->roles, &bad) < 0) {
 		OPENSSL_cleanse(c, sizeof(*c));
 		return sigfs_seterr(err, -EINVAL, "clients file %s, line %zu: unknown role '%s' "
 				    "(roles are sign and manage, comma-separated: sign,manage)", path,
-				    lineno, bad_role(rl, esc, sizeof(esc)));
+				    lineno, bad_role(&bad, esc, sizeof(esc)));
 	}
 	return 0;
 }
@@ -145,17 +168,15 @@ int clients_parse(const char *path, char *text, struct client **out, size_t *nou
 {
 	struct client *v = NULL, *nv;
 	size_t n = 0, lineno = 0;
-	char *line = text, *next, *first;
+	struct sbuf b, line;
 	int r = 0;
 
-	/* Line by line (not strtok on "\n", which would skip blank lines in the count). */
-	for (; line && *line; line = next) {
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = '\0';
+	/* Line by line, blank lines counted; the text ends at its first NUL. */
+	sbuf_view(&b, text, strlen(text));
+	while (sbuf_get_line_or_rest(&b, &line) == 0) {
 		lineno++;
-		first = line + strspn(line, " \t\r");
-		if (!*first || *first == '#')
+		sbuf_get(&line, NULL, sbuf_span(&line, " \t\r"));
+		if (sbuf_avail(&line) == 0 || *sbuf_ptr(&line) == '#')
 			continue;
 		/* Not realloc(): it could leave a copy of the keys behind unwiped. */
 		nv = malloc((n + 1) * sizeof(*v));
@@ -167,7 +188,7 @@ int clients_parse(const char *path, char *text, struct client **out, size_t *nou
 			memcpy(nv, v, n * sizeof(*v));
 		clients_free(v, n);
 		v = nv;
-		r = parse_line(path, lineno, first, v, n, &v[n], err);
+		r = parse_line(path, lineno, line, v, n, &v[n], err);
 		if (r < 0)
 			break;
 		n++;

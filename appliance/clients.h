@@ -42,8 +42,8 @@ const char *clients_role_word(unsigned r);
 const char *clients_role_what(unsigned r);
 
 /*
- * Parse the text of a clients file (NUL-terminated; modified, and wiped by
- * the caller) into *out, *nout entries; path only names the file in err.
+ * Parse the text of a clients file (NUL-terminated, read through sbuf views
+ * and wiped by the caller) into *out, *nout entries; path only names the file in err.
  */
 int clients_parse(const char *path, char *text, struct client **out, size_t *nout, char *err);
 /*

@@ -138,11 +138,8 @@ static uint8_t op_listkeys(struct req *q)
 	if (sbuf_put_u32be(q->rep, 0) < 0 || store_each(q->s->store, list_one, &ls) < 0)
 		return fail(q, PROTO_E_INTERNAL, "the key list does not fit a frame of %u bytes "
 			    "(--max-frame)", q->s->max_frame);
-	/* The count goes first, known once every key is written. */
-	q->rep->d[at] = (uint8_t)(ls.n >> 24);
-	q->rep->d[at + 1] = (uint8_t)(ls.n >> 16);
-	q->rep->d[at + 2] = (uint8_t)(ls.n >> 8);
-	q->rep->d[at + 3] = (uint8_t)ls.n;
+	/* The count goes first, known once every key is written (its 4 bytes are, above). */
+	sbuf_put_u32be_at(q->rep, at, ls.n);
 	return PROTO_OK;
 }
 

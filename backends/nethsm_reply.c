@@ -19,26 +19,26 @@
 
 static json_t *load(const struct sbuf *rep)
 {
-	return rep->len ? json_loadb((const char *)rep->d, rep->len, 0, NULL) : NULL;
+	size_t n = sbuf_avail(rep);
+
+	return n ? json_loadb((const char *)sbuf_ptr(rep), n, 0, NULL) : NULL;
 }
 
 /* Length of the data base64 text s[0..n) holds (RFC 4648 alphabet, padded), or -1. */
 static long b64_decoded_len(const char *s, size_t n)
 {
-	size_t pad = 0;
+	struct sbuf b;
+	size_t digits;
 
 	if (n == 0 || n % 4)
 		return -1;
-	if (s[n - 1] == '=')
-		pad = s[n - 2] == '=' ? 2 : 1;
-	for (size_t i = 0; i < n - pad; i++) {
-		char c = s[i];
-
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		      (c >= '0' && c <= '9') || c == '+' || c == '/'))
-			return -1;
-	}
-	return (long)(n / 4 * 3 - pad);
+	sbuf_view(&b, s, n);
+	digits = sbuf_span(&b, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
+	sbuf_get(&b, NULL, digits);
+	/* At most two '=' of padding, and only at the end. */
+	if (!sbuf_eq(&b, "") && !sbuf_eq(&b, "=") && !sbuf_eq(&b, "=="))
+		return -1;
+	return (long)(n / 4 * 3 - (n - digits));
 }
 
 int nethsm_reply_signature(const struct sbuf *rep, uint8_t *sig, size_t *siglen)
@@ -117,12 +117,13 @@ void nethsm_reply_message(const struct sbuf *rep, char *msg, size_t size)
 
 int nethsm_reply_public_pem(const struct sbuf *rep, EVP_PKEY **out)
 {
+	size_t n = sbuf_avail(rep);
 	BIO *bio;
 
 	*out = NULL;
-	if (rep->len == 0 || rep->len > INT_MAX)
+	if (n == 0 || n > INT_MAX)
 		return -EBADMSG;
-	bio = BIO_new_mem_buf(rep->d, (int)rep->len);
+	bio = BIO_new_mem_buf(sbuf_ptr(rep), (int)n);
 	if (!bio)
 		return -ENOMEM;
 	*out = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);

@@ -744,14 +744,14 @@ int link_recv(struct link *l, struct sbuf *buf, struct proto_frame *f, int timeo
 {
 	long long deadline = deadline_in(timeout_ms);
 	uint8_t hdr[4], head[PROTO_HDR_LEN], *chunk = NULL;
+	struct sbuf frame;
 	uint32_t len;
 	size_t left, n;
 	int r;
 
 	if (!l->ssl)
 		return sigfs_seterr(err, -ENOTCONN, "%s: not connected", l->peer);
-	buf->len = 0;
-	buf->off = 0;
+	sbuf_reset(buf);
 	ERR_clear_error();
 	r = read_full(l, hdr, sizeof(hdr), deadline, err);
 	if (r < 0)
@@ -788,7 +788,10 @@ int link_recv(struct link *l, struct sbuf *buf, struct proto_frame *f, int timeo
 	free(chunk);
 	if (r < 0)
 		return r;
-	r = proto_parse(buf->d + sizeof(hdr), len, f);
+	/* What followed the length field: len bytes, checked by proto_frame_len above. */
+	sbuf_view(&frame, sbuf_ptr(buf), sbuf_avail(buf));
+	if ((r = sbuf_get(&frame, NULL, sizeof(hdr))) == 0)
+		r = proto_parse(sbuf_ptr(&frame), sbuf_avail(&frame), f);
 	if (r < 0)
 		return sigfs_seterr(err, r, "%s sent a frame that does not parse", l->peer);
 	return 0;
@@ -799,10 +802,14 @@ int link_call(struct link *l, const struct sbuf *req, struct sbuf *buf, struct p
 {
 	char msg[PROTO_MAX_STR + 1];
 	struct proto_frame q;
+	struct sbuf frame;
 	uint8_t st = PROTO_OK;
 	int r;
 
-	if (req->len < 4 || proto_parse(req->d + 4, req->len - 4, &q) < 0)
+	sbuf_view(&frame, sbuf_ptr(req), sbuf_avail(req));
+	/* The request as proto_end left it: a length field, then the frame to check. */
+	if (sbuf_get(&frame, NULL, 4) < 0 ||
+	    proto_parse(sbuf_ptr(&frame), sbuf_avail(&frame), &q) < 0)
 		return sigfs_seterr(err, -EINVAL, "appliance %s: request frame not finished",
 				    l->peer);
 	if (q.len > l->max_frame)

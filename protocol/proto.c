@@ -239,11 +239,7 @@ int proto_end(struct sbuf *b)
 	len = b->len - 4;
 	if (len > PROTO_MAX_FRAME)
 		return -EMSGSIZE;
-	b->d[0] = (uint8_t)(len >> 24);
-	b->d[1] = (uint8_t)(len >> 16);
-	b->d[2] = (uint8_t)(len >> 8);
-	b->d[3] = (uint8_t)len;
-	return 0;
+	return sbuf_put_u32be_at(b, 0, (uint32_t)len);
 }
 
 int proto_begin_reply(struct sbuf *b, uint8_t op, uint32_t id, uint8_t status, const char *msg)
@@ -262,7 +258,11 @@ int proto_begin_reply(struct sbuf *b, uint8_t op, uint32_t id, uint8_t status, c
 
 int proto_frame_len(const uint8_t hdr[4], size_t max, uint32_t *len)
 {
-	*len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+	struct sbuf b;
+
+	sbuf_view(&b, hdr, 4);
+	/* Four bytes are there: the getter cannot fail. */
+	sbuf_get_u32be(&b, len);
 	if (*len < PROTO_HDR_LEN)
 		return -EBADMSG;
 	if (*len > max || *len > PROTO_MAX_FRAME)

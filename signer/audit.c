@@ -25,6 +25,7 @@
 #include "common/hex.h"
 #include "common/log.h"
 #include "common/safedir.h"
+#include "common/sbuf.h"
 #include "signer/audit.h"
 
 /*
@@ -81,14 +82,37 @@ static const char *field(const char *s, char *out, size_t outlen)
 	return out;
 }
 
-static bool all_digits(const char *s, size_t n)
+/* A field of 1 to 20 decimal digits. */
+static bool all_digits(const struct sbuf *f)
 {
-	if (n == 0 || n > 20)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-	return true;
+	size_t n = sbuf_avail(f);
+
+	return n > 0 && n <= 20 && sbuf_span(f, "0123456789") == n;
+}
+
+/* Does field f start with prefix and hold more after it? */
+static bool has_prefix(const struct sbuf *f, const char *prefix)
+{
+	struct sbuf rest = *f, head;
+
+	return sbuf_get_view(&rest, strlen(prefix), &head) == 0 && sbuf_eq(&head, prefix) &&
+	       sbuf_avail(&rest) > 0;
+}
+
+/* The fields of line, split at each space, as views into f; *n says how many. */
+static int split(const struct sbuf *line, struct sbuf f[AUDIT_FIELDS], size_t *n, char *why)
+{
+	struct sbuf b = *line;
+
+	for (*n = 0;; (*n)++) {
+		if (*n == AUDIT_FIELDS)
+			return sigfs_seterr(why, -EBADMSG, "more than %d fields", AUDIT_FIELDS);
+		if (sbuf_get_token(&b, " ", &f[*n]) < 0)
+			break;
+	}
+	/* The last field runs to the end of the line. */
+	sbuf_get_view(&b, sbuf_avail(&b), &f[(*n)++]);
+	return 0;
 }
 
 /*
@@ -106,45 +130,39 @@ static int parse_line(const char *line, size_t len, uint64_t *seq, uint8_t prev[
 		NULL, NULL, NULL, "key=", "uid=", "digest=", "name=", "prev=",
 	};
 	const char *const *want;
-	const char *f[AUDIT_FIELDS];
-	size_t flen[AUDIT_FIELDS], n = 0, start = 0;
+	struct sbuf b, f[AUDIT_FIELDS], hash, num;
+	size_t n;
+	int r;
 
+	sbuf_view(&b, line, len);
 	if (len > AUDIT_LINE_MAX)
 		return sigfs_seterr(why, -EBADMSG, "longer than any audit line (%zu bytes)", len);
-	if (memchr(line, '\0', len))
+	if (sbuf_find(&b, '\0', NULL) == 0)
 		return sigfs_seterr(why, -EBADMSG, "contains a NUL byte");
-	for (size_t i = 0; i <= len; i++) {
-		if (i < len && line[i] != ' ')
-			continue;
-		if (n == AUDIT_FIELDS)
-			return sigfs_seterr(why, -EBADMSG, "more than %d fields", AUDIT_FIELDS);
-		f[n] = line + start;
-		flen[n++] = i - start;
-		start = i + 1;
-	}
+	r = split(&b, f, &n, why);
+	if (r < 0)
+		return r;
 	if (n != AUDIT_FIELDS && n != AUDIT_FIELDS - 1)
 		return sigfs_seterr(why, -EBADMSG, "%zu fields, expected %d", n, AUDIT_FIELDS);
 	want = n == AUDIT_FIELDS ? prefix : prefix8;
-	if (!all_digits(f[0], flen[0]) || f[0][0] == '0')
+	if (!all_digits(&f[0]) || *sbuf_ptr(&f[0]) == '0')
 		return sigfs_seterr(why, -EBADMSG, "the sequence number is not a number");
-	if (!all_digits(f[1], flen[1]))
+	if (!all_digits(&f[1]))
 		return sigfs_seterr(why, -EBADMSG, "the time is not a number");
-	if (flen[2] == 0)
+	if (sbuf_avail(&f[2]) == 0)
 		return sigfs_seterr(why, -EBADMSG, "no event");
 	for (size_t i = 3; i < n; i++) {
-		size_t pl = strlen(want[i]);
-
-		if (flen[i] <= pl || memcmp(f[i], want[i], pl) != 0)
+		if (!has_prefix(&f[i], want[i]))
 			return sigfs_seterr(why, -EBADMSG, "field %zu does not start with %s", i + 1,
 					    want[i]);
 	}
-	if (flen[n - 1] != 5 + 2 * AUDIT_HASH ||
-	    sigfs_hex_decode_lower(f[n - 1] + 5, prev, AUDIT_HASH) < 0)
+	hash = f[n - 1];
+	if (sbuf_get(&hash, NULL, strlen("prev=")) < 0 || sbuf_avail(&hash) != 2 * AUDIT_HASH ||
+	    sbuf_get_hex_lower(&hash, prev, AUDIT_HASH) < 0)
 		return sigfs_seterr(why, -EBADMSG, "prev= is not %d lowercase hex digits",
 				    2 * AUDIT_HASH);
-	errno = 0;
-	*seq = strtoull(f[0], NULL, 10);
-	if (errno == ERANGE)
+	num = f[0];
+	if (sbuf_get_u64dec(&num, seq) < 0)
 		return sigfs_seterr(why, -EBADMSG, "the sequence number is larger than 2^64-1");
 	return 0;
 }

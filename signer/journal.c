@@ -97,27 +97,24 @@ static void track(struct sigfs_journal *j, const struct sigfs_journal_entry *e)
 }
 
 /* A hex field into a string of fewer than outlen bytes without NUL bytes in it. */
-static int unhex_str(const char *s, size_t n, char *out, size_t outlen)
+static int unhex_str(const struct sbuf *field, char *out, size_t outlen)
 {
-	if (n / 2 >= outlen || n % 2 || sigfs_hex_decode_lower(s, (uint8_t *)out, n / 2) < 0)
+	struct sbuf f = *field;
+	size_t n = sbuf_avail(&f);
+
+	if (n / 2 >= outlen || n % 2 || sbuf_get_hex_lower(&f, (uint8_t *)out, n / 2) < 0)
 		return -EBADMSG;
 	out[n / 2] = '\0';
 	return strlen(out) == n / 2 ? 0 : -EBADMSG;
 }
 
 /* A decimal field of 1 to 20 digits that fits in 64 bits. */
-static int number(const char *s, size_t n, uint64_t *v)
+static int number(const struct sbuf *field, uint64_t *v)
 {
-	*v = 0;
-	if (n == 0 || n > 20)
-		return -EBADMSG;
-	for (size_t i = 0; i < n; i++) {
-		unsigned d = (unsigned)(s[i] - '0');
+	struct sbuf f = *field;
 
-		if (d > 9 || *v > (UINT64_MAX - d) / 10)
-			return -EBADMSG;
-		*v = *v * 10 + d;
-	}
+	if (sbuf_avail(&f) > 20 || sbuf_get_u64dec(&f, v) < 0 || sbuf_avail(&f) != 0)
+		return -EBADMSG;
 	return 0;
 }
 
@@ -162,10 +159,9 @@ static int format_rec(const struct sigfs_journal *j, const struct sigfs_journal_
 	return n + snprintf(buf + n, len - (size_t)n, " %s\n", hm);
 }
 
-/* One record read back, split at its spaces. */
+/* One record read back, split at its spaces: views into the line. */
 struct fields {
-	const char *f[MAX_FIELDS];
-	size_t len[MAX_FIELDS];
+	struct sbuf f[MAX_FIELDS];
 	size_t n;
 };
 
@@ -176,29 +172,24 @@ static int split(const char *line, size_t len, struct fields *fs)
 	sbuf_view(&b, line, len);
 	fs->n = 0;
 	while (sbuf_avail(&b)) {
-		const char *p = (const char *)sbuf_ptr(&b);
-		const char *sp = memchr(p, ' ', sbuf_avail(&b));
-		size_t n = sp ? (size_t)(sp - p) : sbuf_avail(&b);
-
-		if (n == 0 || fs->n == MAX_FIELDS)
+		if (fs->n == MAX_FIELDS)
 			return -EBADMSG;
-		fs->f[fs->n] = p;
-		fs->len[fs->n++] = n;
-		if (sbuf_get(&b, NULL, n) < 0 || (sp && sbuf_get(&b, NULL, 1) < 0))
-			return -EBADMSG;
-		/* A space must be followed by a field. */
-		if (sp && !sbuf_avail(&b))
+		if (sbuf_get_token(&b, " ", &fs->f[fs->n]) < 0)
+			sbuf_get_view(&b, sbuf_avail(&b), &fs->f[fs->n]);
+		else if (!sbuf_avail(&b))
+			return -EBADMSG;        /* a space must be followed by a field */
+		if (!sbuf_avail(&fs->f[fs->n++]))
 			return -EBADMSG;
 	}
 	return 0;
 }
 
 /*
- * Parse one record (len bytes, its newline removed). *mac points at its MAC
- * field, or is NULL for a record of a version before MACs.
+ * Parse one record (len bytes, its newline removed). mac becomes a view of
+ * its MAC field, or is empty for a record of a version before MACs.
  */
 static int parse_rec(const char *line, size_t len, struct sigfs_journal_entry *e,
-		     const char **mac)
+		     struct sbuf *mac)
 {
 	struct fields fs;
 	uint64_t v;
@@ -206,18 +197,18 @@ static int parse_rec(const char *line, size_t len, struct sigfs_journal_entry *e
 
 	memset(e, 0, sizeof(*e));
 	e->uid = (uid_t)-1;
-	*mac = NULL;
-	if (len > REC_MAX || split(line, len, &fs) < 0 || fs.n == 0 || fs.len[0] != 1)
+	sbuf_view(mac, NULL, 0);
+	if (len > REC_MAX || split(line, len, &fs) < 0 || fs.n == 0 ||
+	    sbuf_avail(&fs.f[0]) != 1)
 		return -EBADMSG;
-	e->op = fs.f[0][0];
+	e->op = (char)*sbuf_ptr(&fs.f[0]);
 	if (e->op == 'D')
 		base = 2;
 	else if (e->op == 'W' || e->op == 'A')
 		base = 5;
 	else
 		return -EBADMSG;
-	if (fs.n < base || number(fs.f[1], fs.len[1], &e->id) < 0 || e->id == 0 ||
-	    e->id >= ID_LIMIT)
+	if (fs.n < base || number(&fs.f[1], &e->id) < 0 || e->id == 0 || e->id >= ID_LIMIT)
 		return -EBADMSG;
 	if (e->op == 'D') {
 		if (fs.n == 3)
@@ -228,28 +219,30 @@ static int parse_rec(const char *line, size_t len, struct sigfs_journal_entry *e
 		/* 5 fields: before uids were journaled; 6: before MACs; 7: now. */
 		if (fs.n == 7)
 			*mac = fs.f[6];
-		if (number(fs.f[2], fs.len[2], &e->ino) < 0 ||
-		    unhex_str(fs.f[3], fs.len[3], e->key, sizeof(e->key)) < 0 ||
-		    unhex_str(fs.f[4], fs.len[4], e->name, sizeof(e->name)) < 0)
+		if (number(&fs.f[2], &e->ino) < 0 ||
+		    unhex_str(&fs.f[3], e->key, sizeof(e->key)) < 0 ||
+		    unhex_str(&fs.f[4], e->name, sizeof(e->name)) < 0)
 			return -EBADMSG;
-		if (fs.n >= 6 && !(fs.n == 7 && fs.len[5] == 1 && fs.f[5][0] == '-')) {
-			if (number(fs.f[5], fs.len[5], &v) < 0 || v >= (uid_t)-1)
+		if (fs.n >= 6 && !(fs.n == 7 && sbuf_eq(&fs.f[5], "-"))) {
+			if (number(&fs.f[5], &v) < 0 || v >= (uid_t)-1)
 				return -EBADMSG;
 			e->uid = (uid_t)v;
 		}
 	}
-	if (*mac && (line + len - *mac) != 2 * MAC_LEN)
+	/* The MAC is the last field: exactly its digits to the end of the line. */
+	if (sbuf_avail(mac) && sbuf_avail(mac) != 2 * MAC_LEN)
 		return -EBADMSG;
 	return 0;
 }
 
-/* Is the MAC at mac (2 * MAC_LEN hex digits, after "line mac") the record's? */
-static bool mac_ok(const struct sigfs_journal *j, const char *line, const char *mac)
+/* Is mac (a view of the 2 * MAC_LEN hex digits after "line ") the record's MAC? */
+static bool mac_ok(const struct sigfs_journal *j, const char *line, const struct sbuf *mac)
 {
 	uint8_t want[MAC_LEN], got[MAC_LEN];
+	struct sbuf m = *mac;
 
-	if (sigfs_hex_decode_lower(mac, got, MAC_LEN) < 0 ||
-	    rec_mac(j, line, (size_t)(mac - 1 - line), want) < 0)
+	if (sbuf_get_hex_lower(&m, got, MAC_LEN) < 0 ||
+	    rec_mac(j, line, (size_t)((const char *)sbuf_ptr(mac) - 1 - line), want) < 0)
 		return false;
 	return CRYPTO_memcmp(want, got, MAC_LEN) == 0;
 }
@@ -383,7 +376,7 @@ static void replay(struct sigfs_journal *j, FILE *f, bool legacy_ok)
 	size_t cap = 0, bad = 0, forged = 0, legacy = 0;
 	struct sigfs_journal_entry e;
 	char *line = NULL;
-	const char *mac;
+	struct sbuf mac;
 	ssize_t len;
 
 	while ((len = getline(&line, &cap, f)) > 0) {
@@ -394,11 +387,11 @@ static void replay(struct sigfs_journal *j, FILE *f, bool legacy_ok)
 			bad++;
 			continue;
 		}
-		if (mac ? !mac_ok(j, line, mac) : !legacy_ok) {
+		if (sbuf_avail(&mac) ? !mac_ok(j, line, &mac) : !legacy_ok) {
 			forged++;
 			continue;
 		}
-		if (!mac)
+		if (!sbuf_avail(&mac))
 			legacy++;
 		track(j, &e);
 		if (e.id >= j->next_id)

@@ -365,79 +365,91 @@ static void set_default_names(struct sigfs_key *k)
 		snprintf(k->ssh_namespace, sizeof(k->ssh_namespace), "file");
 }
 
+/* dst = v if it fits in size bytes with its NUL. */
+static bool set_str(char *dst, size_t size, const char *v)
+{
+	if (strlen(v) >= size)
+		return false;
+	strcpy(dst, v);
+	return true;
+}
+
+/* Seconds since 1970 as the store writes them: [-]digits, nothing else. */
+static bool set_created(struct sigfs_key *k, const struct sbuf *val)
+{
+	struct sbuf num = *val;
+	int64_t t;
+
+	if (sbuf_get_i64dec(&num, &t) < 0 || sbuf_avail(&num) != 0 || (time_t)t != t)
+		return false;
+	k->created = (time_t)t;
+	return true;
+}
+
+/*
+ * One setting name=v (val: v's bytes as read) into k; false if v is bad.
+ * Names of no setting of this version are skipped.
+ */
+static bool meta_setting(struct sigfs_key *k, const char *name, const char *v,
+			 const struct sbuf *val, bool *digest_auto_seen)
+{
+	if (!strcmp(name, "algorithm"))
+		return (k->alg = sigfs_alg_by_name(v)) != NULL;
+	if (!strcmp(name, "digest"))
+		return (k->digest = sigfs_digest_by_name(v)) != NULL;
+	if (!strcmp(name, "format"))
+		return (k->format = sigfs_format_by_name(v)) != NULL;
+	if (!strcmp(name, "padding"))
+		return strcmp(v, "none") == 0 || sigfs_padding_parse(v, &k->padding) == 0;
+	if (!strcmp(name, "digest_auto"))
+		return (*digest_auto_seen = sigfs_parse_bool(v, &k->digest_auto) == 0);
+	if (!strcmp(name, "allow_sha1"))
+		return sigfs_parse_bool(v, &k->allow_sha1) == 0;
+	if (!strcmp(name, "digest_files"))
+		return sigfs_parse_bool(v, &k->digest_files) == 0;
+	if (!strcmp(name, "backend"))
+		return set_str(k->backend, sizeof(k->backend), v);
+	if (!strcmp(name, "created"))
+		return set_created(k, val);
+	if (!strcmp(name, "uid"))
+		return set_str(k->uid, sizeof(k->uid), v);
+	if (!strcmp(name, "namespace"))
+		return set_str(k->ssh_namespace, sizeof(k->ssh_namespace), v);
+	return true;
+}
+
 int sigfs_key_meta_parse(const uint8_t *buf, size_t len, struct sigfs_key *k,
 			 bool *digest_auto_seen, char *err)
 {
 	char q[SIGFS_ESCAPED_MAX];
-	struct sbuf b;
+	struct sbuf b, line, nm;
 
+	sbuf_view(&b, buf, len);
 	if (len > SIGFS_KEY_META_MAX)
 		return sigfs_seterr(err, -EINVAL, "key %s: its settings file is larger than %d bytes",
 				    k->name, SIGFS_KEY_META_MAX);
-	if (memchr(buf, '\0', len))
+	if (sbuf_find(&b, '\0', NULL) == 0)
 		return sigfs_seterr(err, -EINVAL, "key %s: its settings file holds a NUL byte",
 				    k->name);
 	*digest_auto_seen = false;
-	sbuf_view(&b, buf, len);
-	while (sbuf_avail(&b) > 0) {
-		const uint8_t *line = sbuf_ptr(&b), *nl = memchr(line, '\n', sbuf_avail(&b)), *eq;
-		size_t n = nl ? (size_t)(nl - line) : sbuf_avail(&b), nlen, vlen;
+	while (sbuf_get_line_or_rest(&b, &line) == 0) {
 		/* No setting has a longer name or value than these; the store writes none. */
-		char name[32], v[256], *end;
-		bool ok = true;
-		long long t;
+		char name[32], v[256];
+		struct sbuf val;
 
-		sbuf_get(&b, NULL, nl ? n + 1 : n);
-		eq = memchr(line, '=', n);
-		nlen = eq ? (size_t)(eq - line) : n;
 		/* Lines without '=' and longer names are no setting of this version. */
-		if (!eq || nlen >= sizeof(name))
+		if (sbuf_get_token(&line, "=", &nm) < 0 || sbuf_avail(&nm) >= sizeof(name))
 			continue;
-		memcpy(name, line, nlen);
-		name[nlen] = '\0';
-		vlen = n - nlen - 1;
-		if (vlen >= sizeof(v))
+		name[sbuf_avail(&nm)] = '\0';
+		sbuf_get(&nm, name, sbuf_avail(&nm));
+		if (sbuf_avail(&line) >= sizeof(v))
 			return sigfs_seterr(err, -EINVAL, "key %s: %s= is longer than %zu bytes in its "
 					    "settings", k->name, sigfs_escape(name, q, sizeof(q)),
 					    sizeof(v) - 1);
-		memcpy(v, eq + 1, vlen);
-		v[vlen] = '\0';
-		if (!strcmp(name, "algorithm")) {
-			ok = (k->alg = sigfs_alg_by_name(v)) != NULL;
-		} else if (!strcmp(name, "digest")) {
-			ok = (k->digest = sigfs_digest_by_name(v)) != NULL;
-		} else if (!strcmp(name, "format")) {
-			ok = (k->format = sigfs_format_by_name(v)) != NULL;
-		} else if (!strcmp(name, "padding")) {
-			ok = strcmp(v, "none") == 0 || sigfs_padding_parse(v, &k->padding) == 0;
-		} else if (!strcmp(name, "digest_auto")) {
-			ok = (*digest_auto_seen = sigfs_parse_bool(v, &k->digest_auto) == 0);
-		} else if (!strcmp(name, "allow_sha1")) {
-			ok = sigfs_parse_bool(v, &k->allow_sha1) == 0;
-		} else if (!strcmp(name, "digest_files")) {
-			ok = sigfs_parse_bool(v, &k->digest_files) == 0;
-		} else if (!strcmp(name, "backend")) {
-			ok = strlen(v) < sizeof(k->backend);
-			if (ok)
-				strcpy(k->backend, v);
-		} else if (!strcmp(name, "created")) {
-			/* Seconds since 1970 as the store writes them: [-]digits, nothing else. */
-			errno = 0;
-			t = strtoll(v, &end, 10);
-			ok = (v[0] == '-' || (v[0] >= '0' && v[0] <= '9')) && end != v && *end == '\0' &&
-			     errno == 0 && (time_t)t == t;
-			if (ok)
-				k->created = (time_t)t;
-		} else if (!strcmp(name, "uid")) {
-			ok = strlen(v) < sizeof(k->uid);
-			if (ok)
-				strcpy(k->uid, v);
-		} else if (!strcmp(name, "namespace")) {
-			ok = strlen(v) < sizeof(k->ssh_namespace);
-			if (ok)
-				strcpy(k->ssh_namespace, v);
-		}
-		if (!ok)
+		val = line;
+		v[sbuf_avail(&line)] = '\0';
+		sbuf_get(&line, v, sbuf_avail(&line));
+		if (!meta_setting(k, name, v, &val, digest_auto_seen))
 			return sigfs_seterr(err, -EINVAL, "key %s: bad %s=%s in its settings",
 					    k->name, name, sigfs_escape(v, q, sizeof(q)));
 	}
@@ -478,16 +490,26 @@ static int read_meta(struct sigfs_keys *ks, struct sigfs_key *k, char *err)
 
 static int open_count(struct sigfs_keys *ks, struct keyent *e)
 {
-	char path[SIGFS_KEYNAME_MAX + 16], buf[32];
+	char path[SIGFS_KEYNAME_MAX + 16];
+	uint8_t buf[31];
+	struct sbuf b;
 	ssize_t n;
 
 	snprintf(path, sizeof(path), "%s/count", e->k.name);
 	e->countfd = openat(ks->keys_fd, path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (e->countfd < 0)
 		return -errno;
-	n = pread(e->countfd, buf, sizeof(buf) - 1, 0);
-	buf[n > 0 ? n : 0] = '\0';
-	e->k.count = strtoull(buf, NULL, 10);
+	n = pread(e->countfd, buf, sizeof(buf), 0);
+	sbuf_view(&b, buf, n > 0 ? (size_t)n : 0);
+	/*
+	 * What write_count() writes: digits and a newline; a new file is 0. A count
+	 * past 2^64-1 stays the largest, so that the key still counts as used.
+	 */
+	switch (sbuf_get_u64dec(&b, &e->k.count)) {
+	case 0: break;
+	case -ERANGE: e->k.count = UINT64_MAX; break;
+	default: e->k.count = 0; break;
+	}
 	return 0;
 }
 

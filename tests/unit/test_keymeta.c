@@ -93,6 +93,10 @@ static void test_defaults_and_unknown_lines(void **state)
 	assert_int_equal(parse("algorithm=ed25519\ndigest=sha256\nformat=raw\nbackend=soft\n"
 			       "created=-86400", 0, &k, err), 0);
 	assert_int_equal(k.created, -86400);
+	/* Every 64-bit time, the smallest included. */
+	assert_int_equal(parse("algorithm=ed25519\ndigest=sha256\nformat=raw\nbackend=soft\n"
+			       "created=-9223372036854775808", 0, &k, err), 0);
+	assert_true(k.created == INT64_MIN);
 }
 
 static void test_bad_values(void **state)
@@ -106,6 +110,10 @@ static void test_bad_values(void **state)
 		{ "created= 1733400000", "bad created= 1733400000" },
 		{ "created=+1733400000", "bad created=+1733400000" },
 		{ "created=99999999999999999999", "bad created=99999999999999999999" },
+		/* One past the largest 64-bit time, a lone or doubled sign. */
+		{ "created=9223372036854775808", "bad created=9223372036854775808" },
+		{ "created=-", "bad created=-" },
+		{ "created=--1", "bad created=--1" },
 		{ "algorithm=rsa-1024", "bad algorithm=rsa-1024" },
 		{ "digest=md5", "bad digest=md5" },
 		{ "format=pdf", "bad format=pdf" },
