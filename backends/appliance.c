@@ -762,12 +762,9 @@ static int ab_sign(struct sigfs_backend *b, const char *id, const struct sigfs_s
 
 	if (r < 0)
 		return r;
-	if (in->alg->kind == SIGFS_KIND_ED25519 && in->digest)
-		return sigfs_seterr(err, -EINVAL, "appliance backend %s: Ed25519 key '%s' signs the "
-				    "whole file, not a digest; sign the file itself", p->name, id);
-	if (in->alg->kind != SIGFS_KIND_ED25519 && (!in->digest || in->len != in->digest->len))
-		return sigfs_seterr(err, -EINVAL, "appliance backend %s: %s key '%s' signs digests "
-				    "only; give a digest", p->name, in->alg->name, id);
+	r = sigfs_backend_check_input("appliance", p->name, id, in, err);
+	if (r < 0)
+		return r;
 	if (in->digest && !(md = proto_digest_id(in->digest)))
 		return sigfs_seterr(err, -EOPNOTSUPP, "appliance backend %s: the appliance protocol "
 				    "has no digest %s; choose a sha2 or sha3 digest for key '%s'",
@@ -917,7 +914,6 @@ static int ab_open(const struct sigfs_backend_conf *conf, struct sigfs_backend *
 	const char *apps = conf->get(conf, "appliances", NULL);
 	const char *client = conf->get(conf, "client", "sigfs");
 	const char *secret = conf->get(conf, "secret_file", NULL);
-	struct sigfs_backend *b;
 	long timeout = 0;
 	struct ab *p;
 	int r;
@@ -957,14 +953,9 @@ static int ab_open(const struct sigfs_backend_conf *conf, struct sigfs_backend *
 	}
 	for (unsigned k = 0; k < p->nrow * p->napp; k++)
 		pthread_mutex_init(&p->slot[k].lock, NULL);
-	b = calloc(1, sizeof(*b));
-	if (!b) {
-		r = oom(p, err);
+	r = sigfs_backend_new(&sigfs_backend_appliance, conf, p, out, err);
+	if (r < 0)
 		goto fail;
-	}
-	b->ops = &sigfs_backend_appliance;
-	b->priv = p;
-	*out = b;
 	return 0;
 fail:
 	ab_free(p);

@@ -438,12 +438,9 @@ static int nh_sign(struct sigfs_backend *b, const char *id, const struct sigfs_s
 
 	if (r < 0)
 		return r;
-	if (in->alg->kind == SIGFS_KIND_ED25519 && in->digest)
-		return sigfs_seterr(err, -EINVAL, "nethsm backend %s: Ed25519 key '%s' signs the whole "
-				    "file, not a digest; sign the file itself", p->name, id);
-	if (in->alg->kind != SIGFS_KIND_ED25519 && (!in->digest || in->len != in->digest->len))
-		return sigfs_seterr(err, -EINVAL, "nethsm backend %s: %s key '%s' signs digests only; "
-				    "give a digest", p->name, in->alg->name, id);
+	r = sigfs_backend_check_input("nethsm", p->name, id, in, err);
+	if (r < 0)
+		return r;
 	switch (in->alg->kind) {
 	case SIGFS_KIND_RSA:
 		if (in->padding == SIGFS_PAD_PKCS1) {
@@ -584,7 +581,6 @@ static int nh_open(const struct sigfs_backend_conf *conf, struct sigfs_backend *
 	const char *pass = conf->get(conf, "password_file", NULL);
 	const char *auser = conf->get(conf, "admin_user", user);
 	const char *apass = conf->get(conf, "admin_password_file", pass);
-	struct sigfs_backend *b;
 	struct nh *p;
 	size_t ulen;
 	long retry_ms;
@@ -643,14 +639,9 @@ static int nh_open(const struct sigfs_backend_conf *conf, struct sigfs_backend *
 	p->conn[admin_conn(p)].admin = true;
 	p->conn[status_conn(p)].admin = true;
 	p->conn[status_conn(p)].status = true;
-	b = calloc(1, sizeof(*b));
-	if (!b) {
-		r = sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory", p->name);
+	r = sigfs_backend_new(&sigfs_backend_nethsm, conf, p, out, err);
+	if (r < 0)
 		goto fail;
-	}
-	b->ops = &sigfs_backend_nethsm;
-	b->priv = p;
-	*out = b;
 	return 0;
 fail:
 	nh_free(p);

@@ -1078,12 +1078,9 @@ static int p11_sign(struct sigfs_backend *b, const char *id, const struct sigfs_
 	size_t dilen;
 	int r;
 
-	if (in->alg->kind == SIGFS_KIND_ED25519 && in->digest)
-		return sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: Ed25519 key '%s' signs the whole "
-				    "file, not a digest; sign the file itself", p->name, id);
-	if (in->alg->kind != SIGFS_KIND_ED25519 && (!in->digest || in->len != in->digest->len))
-		return sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: %s key '%s' signs digests only; "
-				    "give a digest", p->name, in->alg->name, id);
+	r = sigfs_backend_check_input("pkcs11", p->name, id, in, err);
+	if (r < 0)
+		return r;
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
@@ -1319,7 +1316,6 @@ static int p11_open(const struct sigfs_backend_conf *conf, struct sigfs_backend 
 	const char *label = conf->get(conf, "token_label", NULL);
 	const char *pin_file = conf->get(conf, "pin_file", NULL);
 	CK_C_GetFunctionList getfl;
-	struct sigfs_backend *b;
 	char pin[PIN_MAX];
 	size_t pinlen;
 	struct p11 *p;
@@ -1395,14 +1391,9 @@ static int p11_open(const struct sigfs_backend_conf *conf, struct sigfs_backend 
 	r = run(p, admin_session(p), do_connect, NULL, false, err);
 	if (r < 0 && r != -EHOSTUNREACH && r != -EACCES)
 		goto fail;
-	b = calloc(1, sizeof(*b));
-	if (!b) {
-		r = sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
+	r = sigfs_backend_new(&sigfs_backend_pkcs11, conf, p, out, err);
+	if (r < 0)
 		goto fail;
-	}
-	b->ops = &sigfs_backend_pkcs11;
-	b->priv = p;
-	*out = b;
 	return 0;
 fail:
 	p11_free(p);
