@@ -716,7 +716,7 @@ static int ec_params(const struct sigfs_alg *alg, uint8_t *buf, size_t size, siz
 }
 
 /* The key-pair mechanism per kind of key, indexed by enum sigfs_key_kind. */
-static const struct {
+static const struct keygen {
 	CK_MECHANISM_TYPE mech;
 	const char *mname, *what;
 } keygens[] = {
@@ -793,14 +793,14 @@ static int gen_template(struct p11 *p, const struct gen_arg *g, struct gen_tmpl 
 static int do_generate(struct p11 *p, struct sess *s, void *arg, struct call *c, char *err)
 {
 	struct gen_arg *g = arg;
+	const struct keygen *kg = &keygens[g->alg->kind];
 	CK_OBJECT_HANDLE pub, priv;
 	struct gen_tmpl t;
 	CK_ULONG nprivt = sizeof(t.priv) / sizeof(t.priv[0]);
 	CK_RV rv;
 	int r;
 
-	r = need_mech(p, keygens[g->alg->kind].mech, keygens[g->alg->kind].mname,
-		      keygens[g->alg->kind].what, err);
+	r = need_mech(p, kg->mech, kg->mname, kg->what, err);
 	if (r == 0)
 		r = key_absent(p, s, g->id, c, err);
 	if (r == 0)
