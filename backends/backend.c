@@ -1,6 +1,8 @@
 /*
  * backend.c: the table of backend drivers. Adding a driver is one row here
  * and one file beside this one; nothing else switches on a backend type.
+ * What every driver does alike is here too: its open ends with
+ * sigfs_backend_new, its sign starts with sigfs_backend_check_input.
  */
 #include <errno.h>
 #include <stdio.h>
