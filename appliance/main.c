@@ -634,43 +634,39 @@ static int options(int argc, char **argv, const char **listen_on, const char **s
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* --name, or the host name; 0, or -EINVAL after saying what a name may be. */
+static int set_name(char *host, size_t len)
 {
-	const char *listen_on = NULL, *store_dir = NULL;
-	char err[SIGFS_ERRLEN], bound[128], host[256];
-	long engines = 1, handshakes = HANDSHAKES_DEFAULT, per_src = HANDSHAKES_PER_SRC_DEFAULT;
-	sigset_t sigs;
-	int lfd = -1, sfd = -1, rc = 1;
-
-	if (argc > 1 && strcmp(argv[1], "ctl") == 0)
-		return ctl_main(argc - 1, argv + 1);
-	app.srv.max_frame = MAX_FRAME_DEFAULT;
-	app.idle_ms = IDLE_S_DEFAULT * 1000;
-	app.handshake_ms = HANDSHAKE_S_DEFAULT * 1000;
-	if (options(argc, argv, &listen_on, &store_dir, &engines, &handshakes, &per_src) != 0)
-		return 2;
 	if (!app.srv.name) {
-		if (gethostname(host, sizeof(host)) < 0)
-			snprintf(host, sizeof(host), "appliance");
-		host[sizeof(host) - 1] = '\0';
+		if (gethostname(host, len) < 0)
+			snprintf(host, len, "appliance");
+		host[len - 1] = '\0';
 		app.srv.name = host;
 	}
 	if (!proto_keyid_ok(app.srv.name, strlen(app.srv.name)) || strlen(app.srv.name) > 64) {
 		fprintf(stderr, "sigfs-appliance: --name wants 1 to 64 of A-Z a-z 0-9 . _ -\n");
-		return 2;
+		return -EINVAL;
 	}
-	/* See KEEP_BYTES: a fixed threshold also stops glibc from raising it after a free. */
-	mallopt(M_MMAP_THRESHOLD, KEEP_BYTES);
+	return 0;
+}
 
-	/* Signals are read from a signalfd by this thread; no thread gets them. */
+/* Signals are read from a signalfd by this thread; no thread gets them. Returns the signalfd. */
+static int signals_to_fd(void)
+{
+	sigset_t sigs;
+
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	return signalfd(-1, &sigs, SFD_CLOEXEC);
+}
 
+/* app's locks, engines and connection slots (app.conns is NULL if out of memory). */
+static void app_init(long engines, long handshakes)
+{
 	pthread_rwlock_init(&app.clients_lock, NULL);
 	pthread_mutex_init(&app.conns_lock, NULL);
 	pthread_mutex_init(&app.preauth_log_lock, NULL);
@@ -681,6 +677,39 @@ int main(int argc, char **argv)
 	app.srv.engines = &app.engines;
 	app.nslots = MAX_CONNS + (size_t)handshakes;
 	app.conns = calloc(app.nslots, sizeof(*app.conns));
+}
+
+static void log_started(const char *bound, long engines, long handshakes, long per_src)
+{
+	alog("listening on %s", bound);
+	alog("%zu keys, %zu clients (%zu without roles: sign only), %ld signing engines",
+	     app.store.n, app.nclients, sign_only_by_default(app.clients, app.nclients), engines);
+	alog("limits: frames of %u bytes; %d authenticated connections, closed after %g s idle; "
+	     "%ld connections before authentication, %ld per address, %g s each",
+	     app.srv.max_frame, MAX_CONNS, app.idle_ms / 1000.0, handshakes, per_src,
+	     app.handshake_ms / 1000.0);
+}
+
+int main(int argc, char **argv)
+{
+	const char *listen_on = NULL, *store_dir = NULL;
+	char err[SIGFS_ERRLEN], bound[128], host[256];
+	long engines = 1, handshakes = HANDSHAKES_DEFAULT, per_src = HANDSHAKES_PER_SRC_DEFAULT;
+	int lfd = -1, sfd = -1, rc = 1;
+
+	if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+		return ctl_main(argc - 1, argv + 1);
+	app.srv.max_frame = MAX_FRAME_DEFAULT;
+	app.idle_ms = IDLE_S_DEFAULT * 1000;
+	app.handshake_ms = HANDSHAKE_S_DEFAULT * 1000;
+	if (options(argc, argv, &listen_on, &store_dir, &engines, &handshakes, &per_src) != 0)
+		return 2;
+	if (set_name(host, sizeof(host)) < 0)
+		return 2;
+	/* See KEEP_BYTES: a fixed threshold also stops glibc from raising it after a free. */
+	mallopt(M_MMAP_THRESHOLD, KEEP_BYTES);
+	sfd = signals_to_fd();
+	app_init(engines, handshakes);
 	if (sfd < 0 || !app.conns ||
 	    admit_init(&app.admit, (unsigned)handshakes, (unsigned)per_src) < 0) {
 		alog("cannot set up: %s", sfd < 0 ? strerror(errno) : "out of memory");
@@ -696,13 +725,7 @@ int main(int argc, char **argv)
 		alog("%s", err);
 		goto out_store;
 	}
-	alog("listening on %s", bound);
-	alog("%zu keys, %zu clients (%zu without roles: sign only), %ld signing engines",
-	     app.store.n, app.nclients, sign_only_by_default(app.clients, app.nclients), engines);
-	alog("limits: frames of %u bytes; %d authenticated connections, closed after %g s idle; "
-	     "%ld connections before authentication, %ld per address, %g s each",
-	     app.srv.max_frame, MAX_CONNS, app.idle_ms / 1000.0, handshakes, per_src,
-	     app.handshake_ms / 1000.0);
+	log_started(bound, engines, handshakes, per_src);
 	rc = serve_forever(lfd, sfd);
 	close(lfd);
 	conns_stop();

@@ -495,6 +495,21 @@ static int pkcs8_der(const struct ab *p, EVP_PKEY *pk, uint8_t **der, size_t *le
 	return 0;
 }
 
+/* Load pk into every appliance as key id (wire id wid), then free it; the DER copy is wiped. */
+static int load_pkey(struct ab *p, const char *id, const char *wid, EVP_PKEY *pk,
+		     const struct sigfs_alg **alg_out, char *err)
+{
+	uint8_t *der = NULL;
+	size_t len = 0;
+	int r = pkcs8_der(p, pk, &der, &len, err);
+
+	EVP_PKEY_free(pk);
+	if (r == 0)
+		r = load_all(p, id, wid, der, len, alg_out, err);
+	OPENSSL_clear_free(der, len);
+	return r;
+}
+
 /* --- keys ------------------------------------------------------------------------------ */
 
 static int ab_generate(struct sigfs_backend *b, const char *id, const struct sigfs_alg *alg,
@@ -503,9 +518,8 @@ static int ab_generate(struct sigfs_backend *b, const char *id, const struct sig
 	struct ab *p = b->priv;
 	char wid[WIRE_ID_MAX];
 	EVP_PKEY *pk = NULL;
-	uint8_t *der = NULL, type;
+	uint8_t type;
 	uint16_t bits;
-	size_t len = 0;
 	struct xfer x;
 	int r = wire_id(p, id, wid, err);
 
@@ -532,12 +546,7 @@ static int ab_generate(struct sigfs_backend *b, const char *id, const struct sig
 	if (!pk)
 		return sigfs_seterr(err, -EIO, "appliance backend %s: generating a %s key failed",
 				    p->name, alg->name);
-	r = pkcs8_der(p, pk, &der, &len, err);
-	EVP_PKEY_free(pk);
-	if (r == 0)
-		r = load_all(p, id, wid, der, len, NULL, err);
-	OPENSSL_clear_free(der, len);
-	return r;
+	return load_pkey(p, id, wid, pk, NULL, err);
 }
 
 static int ab_import_pem(struct sigfs_backend *b, const char *id, const uint8_t *pem, size_t len,
@@ -546,8 +555,6 @@ static int ab_import_pem(struct sigfs_backend *b, const char *id, const uint8_t 
 	struct ab *p = b->priv;
 	char wid[WIRE_ID_MAX];
 	EVP_PKEY *pk = NULL;
-	uint8_t *der = NULL;
-	size_t dlen = 0;
 	int r = wire_id(p, id, wid, err);
 
 	if (r < 0)
@@ -555,12 +562,7 @@ static int ab_import_pem(struct sigfs_backend *b, const char *id, const uint8_t 
 	if (sigfs_read_private_pem(pem, len, &pk) < 0)
 		return sigfs_seterr(err, -EINVAL, "appliance backend %s: cannot read the imported key "
 				    "for '%s'; give an unencrypted PEM private key", p->name, id);
-	r = pkcs8_der(p, pk, &der, &dlen, err);
-	EVP_PKEY_free(pk);
-	if (r == 0)
-		r = load_all(p, id, wid, der, dlen, alg_out, err);
-	OPENSSL_clear_free(der, dlen);
-	return r;
+	return load_pkey(p, id, wid, pk, alg_out, err);
 }
 
 /*
@@ -762,12 +764,9 @@ static int ab_sign(struct sigfs_backend *b, const char *id, const struct sigfs_s
 
 	if (r < 0)
 		return r;
-	if (in->alg->kind == SIGFS_KIND_ED25519 && in->digest)
-		return sigfs_seterr(err, -EINVAL, "appliance backend %s: Ed25519 key '%s' signs the "
-				    "whole file, not a digest; sign the file itself", p->name, id);
-	if (in->alg->kind != SIGFS_KIND_ED25519 && (!in->digest || in->len != in->digest->len))
-		return sigfs_seterr(err, -EINVAL, "appliance backend %s: %s key '%s' signs digests "
-				    "only; give a digest", p->name, in->alg->name, id);
+	r = sigfs_backend_check_input("appliance", p->name, id, in, err);
+	if (r < 0)
+		return r;
 	if (in->digest && !(md = proto_digest_id(in->digest)))
 		return sigfs_seterr(err, -EOPNOTSUPP, "appliance backend %s: the appliance protocol "
 				    "has no digest %s; choose a sha2 or sha3 digest for key '%s'",
@@ -917,7 +916,6 @@ static int ab_open(const struct sigfs_backend_conf *conf, struct sigfs_backend *
 	const char *apps = conf->get(conf, "appliances", NULL);
 	const char *client = conf->get(conf, "client", "sigfs");
 	const char *secret = conf->get(conf, "secret_file", NULL);
-	struct sigfs_backend *b;
 	long timeout = 0;
 	struct ab *p;
 	int r;
@@ -957,14 +955,9 @@ static int ab_open(const struct sigfs_backend_conf *conf, struct sigfs_backend *
 	}
 	for (unsigned k = 0; k < p->nrow * p->napp; k++)
 		pthread_mutex_init(&p->slot[k].lock, NULL);
-	b = calloc(1, sizeof(*b));
-	if (!b) {
-		r = oom(p, err);
+	r = sigfs_backend_new(&sigfs_backend_appliance, conf, p, out, err);
+	if (r < 0)
 		goto fail;
-	}
-	b->ops = &sigfs_backend_appliance;
-	b->priv = p;
-	*out = b;
 	return 0;
 fail:
 	ab_free(p);

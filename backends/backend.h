@@ -72,6 +72,22 @@ const struct sigfs_backend_ops *sigfs_backend_type(const char *type);
 void sigfs_backend_list_free(char **ids, size_t n);
 
 /*
+ * The last step of a driver's open: a backend of ops named conf->name (the
+ * type when unset) around the driver's state priv, into *out. -ENOMEM with a
+ * line naming the backend otherwise; priv stays the caller's to free.
+ */
+int sigfs_backend_new(const struct sigfs_backend_ops *ops, const struct sigfs_backend_conf *conf,
+		      void *priv, struct sigfs_backend **out, char *err);
+/*
+ * Whether in is something a key of in->alg signs: pure Ed25519 the whole
+ * message, every other kind a digest of its digest's length. -EINVAL with a
+ * line saying what to give otherwise, naming the TYPE backend and, unless
+ * NULL, its name.
+ */
+int sigfs_backend_check_input(const char *type, const char *name, const char *id,
+			      const struct sigfs_sign_input *in, char *err);
+
+/*
  * Setting key of conf (def when unset) as seconds from min to 3600, into *ms;
  * -EINVAL with a line naming the TYPE backend and the setting otherwise.
  */

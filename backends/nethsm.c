@@ -302,6 +302,16 @@ static int nh_public_key(struct sigfs_backend *b, const char *id, EVP_PKEY **out
 	return r < 0 ? r : fetch_pem(p, admin_conn(p), id, out, err);
 }
 
+/* j (which it consumes; NULL when building it failed) as a request body to free. */
+static int json_body(const struct nh *p, json_t *j, char **body, char *err)
+{
+	*body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (!*body)
+		return sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory", p->name);
+	return 0;
+}
+
 /* The tags setting as JSON, for restrictions.tags. */
 static json_t *tag_list(const struct nh *p)
 {
@@ -371,10 +381,9 @@ static int nh_generate(struct sigfs_backend *b, const char *id, const struct sig
 		json_decref(j);
 		j = NULL;
 	}
-	body = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	if (!body)
-		return sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory", p->name);
+	r = json_body(p, j, &body, err);
+	if (r < 0)
+		return r;
 	q.body = body;
 	snprintf(q.path, sizeof(q.path), "/keys/generate");
 	r = call(p, admin_conn(p), &q, err);
@@ -422,69 +431,84 @@ static const struct {
 	{ "sha256", "PSS_SHA256" }, { "sha384", "PSS_SHA384" }, { "sha512", "PSS_SHA512" },
 };
 
+/*
+ * The NetHSM's mode for in and the bytes it signs: the digest, cut for ECDSA;
+ * for RSA PKCS#1 the DigestInfo, malloc'd into *di (OPENSSL_free it).
+ */
+static int sign_mode(const struct nh *p, const struct sigfs_sign_input *in, const char **mode,
+		     const uint8_t **msg, size_t *msglen, uint8_t **di, char *err)
+{
+	*msg = in->data;
+	*msglen = in->len;
+	*mode = NULL;
+	switch (in->alg->kind) {
+	case SIGFS_KIND_RSA:
+		if (in->padding == SIGFS_PAD_PKCS1) {
+			*mode = "PKCS1";
+			if (sigfs_digest_info(in->digest, in->data, in->len, di, msglen) < 0)
+				return sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory",
+						    p->name);
+			*msg = *di;
+			return 0;
+		}
+		for (size_t i = 0; i < sizeof(pss_modes) / sizeof(pss_modes[0]); i++)
+			if (strcmp(pss_modes[i].digest, in->digest->name) == 0)
+				*mode = pss_modes[i].mode;
+		if (!*mode)
+			return sigfs_seterr(err, -EOPNOTSUPP, "nethsm backend %s: the NetHSM has no PSS "
+					    "mode for %s; use sha256, sha384 or sha512, or padding "
+					    "pkcs1", p->name, in->digest->name);
+		return 0;
+	case SIGFS_KIND_EC:
+		*mode = "ECDSA";
+		/* ECDSA uses the digest's leftmost group-size bits; the NetHSM wants no more. */
+		if (*msglen * 8 > (size_t)in->alg->bits)
+			*msglen = ((size_t)in->alg->bits + 7) / 8;
+		return 0;
+	default:
+		*mode = "EdDSA";
+		return 0;
+	}
+}
+
+/* The sign request: {"mode": mode, "message": base64 of msg}. */
+static int sign_body(const struct nh *p, const char *mode, const uint8_t *msg, size_t msglen,
+		     char **body, char *err)
+{
+	char *b64 = malloc(4 * ((msglen + 2) / 3) + 1);
+	json_t *j;
+
+	if (!b64)
+		return sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory", p->name);
+	EVP_EncodeBlock((unsigned char *)b64, msg, (int)msglen);
+	j = json_pack("{s:s,s:s}", "mode", mode, "message", b64);
+	free(b64);
+	return json_body(p, j, body, err);
+}
+
 static int nh_sign(struct sigfs_backend *b, const char *id, const struct sigfs_sign_input *in,
 		   uint8_t *sig, size_t *siglen, char *err)
 {
 	struct nh *p = b->priv;
 	struct req q = { .method = "POST", .accept = "application/json" };
-	const uint8_t *msg = in->data;
-	size_t msglen = in->len;
+	const uint8_t *msg;
+	size_t msglen;
 	uint8_t *di = NULL;
-	char *b64 = NULL, *body = NULL;
-	const char *mode = NULL;
-	json_t *j;
+	char *body = NULL;
+	const char *mode;
 	size_t n;
 	int r = check_id(p, id, err);
 
 	if (r < 0)
 		return r;
-	if (in->alg->kind == SIGFS_KIND_ED25519 && in->digest)
-		return sigfs_seterr(err, -EINVAL, "nethsm backend %s: Ed25519 key '%s' signs the whole "
-				    "file, not a digest; sign the file itself", p->name, id);
-	if (in->alg->kind != SIGFS_KIND_ED25519 && (!in->digest || in->len != in->digest->len))
-		return sigfs_seterr(err, -EINVAL, "nethsm backend %s: %s key '%s' signs digests only; "
-				    "give a digest", p->name, in->alg->name, id);
-	switch (in->alg->kind) {
-	case SIGFS_KIND_RSA:
-		if (in->padding == SIGFS_PAD_PKCS1) {
-			mode = "PKCS1";
-			if (sigfs_digest_info(in->digest, in->data, in->len, &di, &msglen) < 0)
-				return sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory",
-						    p->name);
-			msg = di;
-			break;
-		}
-		for (size_t i = 0; i < sizeof(pss_modes) / sizeof(pss_modes[0]); i++)
-			if (strcmp(pss_modes[i].digest, in->digest->name) == 0)
-				mode = pss_modes[i].mode;
-		if (!mode)
-			return sigfs_seterr(err, -EOPNOTSUPP, "nethsm backend %s: the NetHSM has no PSS "
-					    "mode for %s; use sha256, sha384 or sha512, or padding "
-					    "pkcs1", p->name, in->digest->name);
-		break;
-	case SIGFS_KIND_EC:
-		mode = "ECDSA";
-		/* ECDSA uses the digest's leftmost group-size bits; the NetHSM wants no more. */
-		if (msglen * 8 > (size_t)in->alg->bits)
-			msglen = ((size_t)in->alg->bits + 7) / 8;
-		break;
-	default:
-		mode = "EdDSA";
-		break;
-	}
-	b64 = malloc(4 * ((msglen + 2) / 3) + 1);
-	if (!b64) {
-		r = sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory", p->name);
+	r = sigfs_backend_check_input("nethsm", p->name, id, in, err);
+	if (r < 0)
+		return r;
+	r = sign_mode(p, in, &mode, &msg, &msglen, &di, err);
+	if (r == 0)
+		r = sign_body(p, mode, msg, msglen, &body, err);
+	if (r < 0)
 		goto out;
-	}
-	EVP_EncodeBlock((unsigned char *)b64, msg, (int)msglen);
-	j = json_pack("{s:s,s:s}", "mode", mode, "message", b64);
-	body = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	if (!body) {
-		r = sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory", p->name);
-		goto out;
-	}
 	q.body = body;
 	snprintf(q.path, sizeof(q.path), "/keys/%s/sign", id);
 	r = call(p, in->worker % p->nworkers, &q, err);
@@ -506,7 +530,6 @@ static int nh_sign(struct sigfs_backend *b, const char *id, const struct sigfs_s
 out:
 	req_free(&q);
 	free(body);
-	free(b64);
 	OPENSSL_free(di);
 	return r;
 }
@@ -584,7 +607,6 @@ static int nh_open(const struct sigfs_backend_conf *conf, struct sigfs_backend *
 	const char *pass = conf->get(conf, "password_file", NULL);
 	const char *auser = conf->get(conf, "admin_user", user);
 	const char *apass = conf->get(conf, "admin_password_file", pass);
-	struct sigfs_backend *b;
 	struct nh *p;
 	size_t ulen;
 	long retry_ms;
@@ -643,14 +665,9 @@ static int nh_open(const struct sigfs_backend_conf *conf, struct sigfs_backend *
 	p->conn[admin_conn(p)].admin = true;
 	p->conn[status_conn(p)].admin = true;
 	p->conn[status_conn(p)].status = true;
-	b = calloc(1, sizeof(*b));
-	if (!b) {
-		r = sigfs_seterr(err, -ENOMEM, "nethsm backend %s: out of memory", p->name);
+	r = sigfs_backend_new(&sigfs_backend_nethsm, conf, p, out, err);
+	if (r < 0)
 		goto fail;
-	}
-	b->ops = &sigfs_backend_nethsm;
-	b->priv = p;
-	*out = b;
 	return 0;
 fail:
 	nh_free(p);

@@ -715,83 +715,107 @@ static int ec_params(const struct sigfs_alg *alg, uint8_t *buf, size_t size, siz
 	return 0;
 }
 
-static int do_generate(struct p11 *p, struct sess *s, void *arg, struct call *c, char *err)
-{
-	struct gen_arg *g = arg;
-	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-	CK_ULONG bits = (CK_ULONG)g->alg->bits, n = 0;
-	uint8_t exp[] = { 0x01, 0x00, 0x01 }, params[32];
-	size_t plen = 0, idlen = strlen(g->id);
-	CK_MECHANISM mech = { 0, NULL, 0 };
-	CK_OBJECT_HANDLE pub, priv, found;
-	CK_ATTRIBUTE pubt[6] = {
-		{ CKA_TOKEN, &yes, sizeof(yes) },
-		{ CKA_LABEL, (void *)g->id, idlen },
-		{ CKA_ID, (void *)g->id, idlen },
-		{ CKA_VERIFY, &yes, sizeof(yes) },
-	};
-	CK_ATTRIBUTE privt[] = {
-		{ CKA_TOKEN, &yes, sizeof(yes) },
-		{ CKA_LABEL, (void *)g->id, idlen },
-		{ CKA_ID, (void *)g->id, idlen },
-		{ CKA_SIGN, &yes, sizeof(yes) },
-		{ CKA_PRIVATE, &yes, sizeof(yes) },
-		{ CKA_SENSITIVE, &yes, sizeof(yes) },
-		{ CKA_EXTRACTABLE, &no, sizeof(no) },
-	};
-	CK_ULONG npub = 4;
-	CK_RV rv;
-	int r;
+/* The key-pair mechanism per kind of key, indexed by enum sigfs_key_kind. */
+static const struct keygen {
+	CK_MECHANISM_TYPE mech;
+	const char *mname, *what;
+} keygens[] = {
+	[SIGFS_KIND_RSA] = { CKM_RSA_PKCS_KEY_PAIR_GEN, "CKM_RSA_PKCS_KEY_PAIR_GEN",
+			     "to create RSA keys" },
+	[SIGFS_KIND_EC] = { CKM_EC_KEY_PAIR_GEN, "CKM_EC_KEY_PAIR_GEN", "to create ECDSA keys" },
+	[SIGFS_KIND_ED25519] = { CKM_EC_EDWARDS_KEY_PAIR_GEN, "CKM_EC_EDWARDS_KEY_PAIR_GEN",
+				 "to create Ed25519 keys" },
+};
 
-	switch (g->alg->kind) {
-	case SIGFS_KIND_RSA:
-		r = need_mech(p, CKM_RSA_PKCS_KEY_PAIR_GEN, "CKM_RSA_PKCS_KEY_PAIR_GEN",
-			      "to create RSA keys", err);
-		break;
-	case SIGFS_KIND_EC:
-		r = need_mech(p, CKM_EC_KEY_PAIR_GEN, "CKM_EC_KEY_PAIR_GEN", "to create ECDSA keys", err);
-		break;
-	default:
-		r = need_mech(p, CKM_EC_EDWARDS_KEY_PAIR_GEN, "CKM_EC_EDWARDS_KEY_PAIR_GEN",
-			      "to create Ed25519 keys", err);
-		break;
-	}
-	if (r == 0)
-		r = find_objs(p, s, g->id, CKO_PRIVATE_KEY, &found, 1, &n, c, err);
+/* The templates of a key pair; the attributes point into it. */
+struct gen_tmpl {
+	CK_BBOOL yes, no;
+	CK_ULONG bits;
+	uint8_t exp[3], params[32];
+	CK_MECHANISM mech;
+	CK_ATTRIBUTE pub[6], priv[7];
+	CK_ULONG npub;
+};
+
+/* -EEXIST if either half of a key labelled id is on the token already. */
+static int key_absent(struct p11 *p, struct sess *s, const char *id, struct call *c, char *err)
+{
+	CK_OBJECT_HANDLE found;
+	CK_ULONG n = 0;
+	int r = find_objs(p, s, id, CKO_PRIVATE_KEY, &found, 1, &n, c, err);
+
 	if (r == 0 && n == 0)
-		r = find_objs(p, s, g->id, CKO_PUBLIC_KEY, &found, 1, &n, c, err);
+		r = find_objs(p, s, id, CKO_PUBLIC_KEY, &found, 1, &n, c, err);
 	if (r < 0)
 		return r;
 	if (n > 0)
 		return sigfs_seterr(err, -EEXIST, "pkcs11 backend %s: key '%s' exists on the token",
-				    p->name, g->id);
+				    p->name, id);
+	return 0;
+}
+
+/* Token objects labelled and identified by the key id; the private half never leaves. */
+static int gen_template(struct p11 *p, const struct gen_arg *g, struct gen_tmpl *t, char *err)
+{
+	size_t idlen = strlen(g->id), plen = 0;
+
+	*t = (struct gen_tmpl){ .yes = CK_TRUE, .no = CK_FALSE, .bits = (CK_ULONG)g->alg->bits,
+				.exp = { 0x01, 0x00, 0x01 }, .npub = 4 };
+	t->mech = (CK_MECHANISM){ keygens[g->alg->kind].mech, NULL, 0 };
+	t->pub[0] = (CK_ATTRIBUTE){ CKA_TOKEN, &t->yes, sizeof(t->yes) };
+	t->pub[1] = (CK_ATTRIBUTE){ CKA_LABEL, (void *)g->id, idlen };
+	t->pub[2] = (CK_ATTRIBUTE){ CKA_ID, (void *)g->id, idlen };
+	t->pub[3] = (CK_ATTRIBUTE){ CKA_VERIFY, &t->yes, sizeof(t->yes) };
+	memcpy(t->priv, t->pub, 3 * sizeof(t->pub[0]));
+	t->priv[3] = (CK_ATTRIBUTE){ CKA_SIGN, &t->yes, sizeof(t->yes) };
+	t->priv[4] = (CK_ATTRIBUTE){ CKA_PRIVATE, &t->yes, sizeof(t->yes) };
+	t->priv[5] = (CK_ATTRIBUTE){ CKA_SENSITIVE, &t->yes, sizeof(t->yes) };
+	t->priv[6] = (CK_ATTRIBUTE){ CKA_EXTRACTABLE, &t->no, sizeof(t->no) };
 	switch (g->alg->kind) {
 	case SIGFS_KIND_RSA:
-		mech.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
-		pubt[npub++] = (CK_ATTRIBUTE){ CKA_MODULUS_BITS, &bits, sizeof(bits) };
-		pubt[npub++] = (CK_ATTRIBUTE){ CKA_PUBLIC_EXPONENT, exp, sizeof(exp) };
+		t->pub[t->npub++] = (CK_ATTRIBUTE){ CKA_MODULUS_BITS, &t->bits, sizeof(t->bits) };
+		t->pub[t->npub++] = (CK_ATTRIBUTE){ CKA_PUBLIC_EXPONENT, t->exp, sizeof(t->exp) };
 		break;
 	case SIGFS_KIND_EC:
-		mech.mechanism = CKM_EC_KEY_PAIR_GEN;
-		if (ec_params(g->alg, params, sizeof(params), &plen) < 0)
+		if (ec_params(g->alg, t->params, sizeof(t->params), &plen) < 0)
 			return sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: no OID for curve %s",
 					    p->name, g->alg->group);
-		pubt[npub++] = (CK_ATTRIBUTE){ CKA_EC_PARAMS, params, plen };
+		t->pub[t->npub++] = (CK_ATTRIBUTE){ CKA_EC_PARAMS, t->params, plen };
 		break;
 	case SIGFS_KIND_ED25519:
-		mech.mechanism = CKM_EC_EDWARDS_KEY_PAIR_GEN;
-		pubt[npub++] = (CK_ATTRIBUTE){ CKA_EC_PARAMS, (void *)ed25519_oid, sizeof(ed25519_oid) };
+		t->pub[t->npub++] = (CK_ATTRIBUTE){ CKA_EC_PARAMS, (void *)ed25519_oid,
+						    sizeof(ed25519_oid) };
 		break;
 	}
-	rv = p->f->C_GenerateKeyPair(s->h, &mech, pubt, npub, privt,
-				     sizeof(privt) / sizeof(privt[0]), &pub, &priv);
+	return 0;
+}
+
+static int do_generate(struct p11 *p, struct sess *s, void *arg, struct call *c, char *err)
+{
+	struct gen_arg *g = arg;
+	const struct keygen *kg = &keygens[g->alg->kind];
+	CK_OBJECT_HANDLE pub, priv;
+	struct gen_tmpl t;
+	CK_ULONG nprivt = sizeof(t.priv) / sizeof(t.priv[0]);
+	CK_RV rv;
+	int r;
+
+	r = need_mech(p, kg->mech, kg->mname, kg->what, err);
+	if (r == 0)
+		r = key_absent(p, s, g->id, c, err);
+	if (r == 0)
+		r = gen_template(p, g, &t, err);
+	if (r < 0)
+		return r;
+	rv = p->f->C_GenerateKeyPair(s->h, &t.mech, t.pub, t.npub, t.priv, nprivt, &pub, &priv);
+	/* Tokens that predate RFC 8410 know the curve by its printable name only. */
 	if (g->alg->kind == SIGFS_KIND_ED25519 &&
 	    (rv == CKR_DOMAIN_PARAMS_INVALID || rv == CKR_CURVE_NOT_SUPPORTED ||
 	     rv == CKR_ATTRIBUTE_VALUE_INVALID)) {
-		pubt[npub - 1] = (CK_ATTRIBUTE){ CKA_EC_PARAMS, (void *)ed25519_name,
-						 sizeof(ed25519_name) };
-		rv = p->f->C_GenerateKeyPair(s->h, &mech, pubt, npub, privt,
-					     sizeof(privt) / sizeof(privt[0]), &pub, &priv);
+		t.pub[t.npub - 1] = (CK_ATTRIBUTE){ CKA_EC_PARAMS, (void *)ed25519_name,
+						    sizeof(ed25519_name) };
+		rv = p->f->C_GenerateKeyPair(s->h, &t.mech, t.pub, t.npub, t.priv, nprivt, &pub,
+					     &priv);
 	}
 	if (rv != CKR_OK)
 		return ckerr(p, c, "C_GenerateKeyPair", rv, err);
@@ -887,16 +911,105 @@ static void unwrap_point(const uint8_t *v, size_t len, const uint8_t **pt, size_
 	ASN1_OCTET_STRING_free(os);
 }
 
+/* An RSA public key from the object's modulus and exponent. */
+static int pub_rsa(struct p11 *p, struct sess *s, CK_OBJECT_HANDLE o, struct pub_arg *a,
+		   struct call *c, char *err)
+{
+	uint8_t *v1 = NULL, *v2 = NULL;
+	size_t l1, l2;
+	OSSL_PARAM_BLD *bld = NULL;
+	BIGNUM *n = NULL, *e = NULL;
+	int r;
+
+	r = get_attr(p, s, o, CKA_MODULUS, &v1, &l1, c, err);
+	if (r == 0)
+		r = get_attr(p, s, o, CKA_PUBLIC_EXPONENT, &v2, &l2, c, err);
+	if (r < 0)
+		goto out;
+	bld = OSSL_PARAM_BLD_new();
+	n = BN_bin2bn(v1, (int)l1, NULL);
+	e = BN_bin2bn(v2, (int)l2, NULL);
+	if (!bld || !n || !e || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
+	    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e)) {
+		r = sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
+		goto out;
+	}
+	r = pkey_from(p, "RSA", bld, &a->pkey, err);
+out:
+	BN_free(n);
+	BN_free(e);
+	OSSL_PARAM_BLD_free(bld);
+	free(v1);
+	free(v2);
+	return r;
+}
+
+/* An ECDSA public key from the object's curve OID and point. */
+static int pub_ec(struct p11 *p, struct sess *s, CK_OBJECT_HANDLE o, struct pub_arg *a,
+		  struct call *c, char *err)
+{
+	uint8_t *v1 = NULL, *v2 = NULL;
+	size_t l1, l2, ptlen;
+	const uint8_t *pt, *q;
+	OSSL_PARAM_BLD *bld = NULL;
+	ASN1_OBJECT *oid = NULL;
+	int r;
+
+	r = get_attr(p, s, o, CKA_EC_PARAMS, &v1, &l1, c, err);
+	if (r == 0)
+		r = get_attr(p, s, o, CKA_EC_POINT, &v2, &l2, c, err);
+	if (r < 0)
+		goto out;
+	q = v1;
+	oid = d2i_ASN1_OBJECT(NULL, &q, (long)l1);
+	if (!oid || OBJ_obj2nid(oid) == NID_undef) {
+		r = sigfs_seterr(err, -EOPNOTSUPP, "pkcs11 backend %s: key '%s' is on a curve "
+				 "sigfs does not know", p->name, a->id);
+		goto out;
+	}
+	unwrap_point(v2, l2, &pt, &ptlen);
+	bld = OSSL_PARAM_BLD_new();
+	if (!bld || !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+						     OBJ_nid2sn(OBJ_obj2nid(oid)), 0) ||
+	    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt, ptlen)) {
+		r = sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
+		goto out;
+	}
+	r = pkey_from(p, "EC", bld, &a->pkey, err);
+out:
+	ASN1_OBJECT_free(oid);
+	OSSL_PARAM_BLD_free(bld);
+	free(v1);
+	free(v2);
+	return r;
+}
+
+/* An Ed25519 public key from the object's point. */
+static int pub_ed25519(struct p11 *p, struct sess *s, CK_OBJECT_HANDLE o, struct pub_arg *a,
+		       struct call *c, char *err)
+{
+	uint8_t *v = NULL;
+	const uint8_t *pt;
+	size_t len, ptlen;
+	int r = get_attr(p, s, o, CKA_EC_POINT, &v, &len, c, err);
+
+	if (r < 0)
+		return r;
+	unwrap_point(v, len, &pt, &ptlen);
+	a->pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pt, ptlen);
+	if (!a->pkey)
+		r = sigfs_seterr(err, -EIO, "pkcs11 backend %s: key '%s' is not an Ed25519 key "
+				 "(%zu-byte point)", p->name, a->id, ptlen);
+	free(v);
+	return r;
+}
+
+/* The public half of key a->id (or, on tokens that keep none, the private one's attributes). */
 static int do_public_key(struct p11 *p, struct sess *s, void *arg, struct call *c, char *err)
 {
 	struct pub_arg *a = arg;
-	uint8_t *v1 = NULL, *v2 = NULL, *kt = NULL;
-	size_t l1, l2, ktlen;
-	const uint8_t *pt, *q;
-	size_t ptlen;
-	OSSL_PARAM_BLD *bld = NULL;
-	BIGNUM *n = NULL, *e = NULL;
-	ASN1_OBJECT *oid = NULL;
+	uint8_t *kt = NULL;
+	size_t ktlen;
 	CK_KEY_TYPE type;
 	CK_OBJECT_HANDLE o;
 	int r;
@@ -910,69 +1023,19 @@ static int do_public_key(struct p11 *p, struct sess *s, void *arg, struct call *
 	if (r < 0)
 		return r;
 	if (ktlen != sizeof(type)) {
-		r = sigfs_seterr(err, -EIO, "pkcs11 backend %s: bad CKA_KEY_TYPE", p->name);
-		goto out;
+		free(kt);
+		return sigfs_seterr(err, -EIO, "pkcs11 backend %s: bad CKA_KEY_TYPE", p->name);
 	}
 	memcpy(&type, kt, sizeof(type));
-	if (type == CKK_RSA) {
-		r = get_attr(p, s, o, CKA_MODULUS, &v1, &l1, c, err);
-		if (r == 0)
-			r = get_attr(p, s, o, CKA_PUBLIC_EXPONENT, &v2, &l2, c, err);
-		if (r < 0)
-			goto out;
-		bld = OSSL_PARAM_BLD_new();
-		n = BN_bin2bn(v1, (int)l1, NULL);
-		e = BN_bin2bn(v2, (int)l2, NULL);
-		if (!bld || !n || !e || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
-		    !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e)) {
-			r = sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
-			goto out;
-		}
-		r = pkey_from(p, "RSA", bld, &a->pkey, err);
-	} else if (type == CKK_EC) {
-		r = get_attr(p, s, o, CKA_EC_PARAMS, &v1, &l1, c, err);
-		if (r == 0)
-			r = get_attr(p, s, o, CKA_EC_POINT, &v2, &l2, c, err);
-		if (r < 0)
-			goto out;
-		q = v1;
-		oid = d2i_ASN1_OBJECT(NULL, &q, (long)l1);
-		if (!oid || OBJ_obj2nid(oid) == NID_undef) {
-			r = sigfs_seterr(err, -EOPNOTSUPP, "pkcs11 backend %s: key '%s' is on a curve "
-					 "sigfs does not know", p->name, a->id);
-			goto out;
-		}
-		unwrap_point(v2, l2, &pt, &ptlen);
-		bld = OSSL_PARAM_BLD_new();
-		if (!bld || !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
-							     OBJ_nid2sn(OBJ_obj2nid(oid)), 0) ||
-		    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt, ptlen)) {
-			r = sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
-			goto out;
-		}
-		r = pkey_from(p, "EC", bld, &a->pkey, err);
-	} else if (type == CKK_EC_EDWARDS) {
-		r = get_attr(p, s, o, CKA_EC_POINT, &v2, &l2, c, err);
-		if (r < 0)
-			goto out;
-		unwrap_point(v2, l2, &pt, &ptlen);
-		a->pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pt, ptlen);
-		if (!a->pkey)
-			r = sigfs_seterr(err, -EIO, "pkcs11 backend %s: key '%s' is not an Ed25519 key "
-					 "(%zu-byte point)", p->name, a->id, ptlen);
-	} else {
-		r = sigfs_seterr(err, -EOPNOTSUPP, "pkcs11 backend %s: key '%s' has key type 0x%lx, "
-				 "which sigfs does not use", p->name, a->id, (unsigned long)type);
-	}
-out:
-	ASN1_OBJECT_free(oid);
-	BN_free(n);
-	BN_free(e);
-	OSSL_PARAM_BLD_free(bld);
-	free(v1);
-	free(v2);
 	free(kt);
-	return r;
+	if (type == CKK_RSA)
+		return pub_rsa(p, s, o, a, c, err);
+	if (type == CKK_EC)
+		return pub_ec(p, s, o, a, c, err);
+	if (type == CKK_EC_EDWARDS)
+		return pub_ed25519(p, s, o, a, c, err);
+	return sigfs_seterr(err, -EOPNOTSUPP, "pkcs11 backend %s: key '%s' has key type 0x%lx, "
+			    "which sigfs does not use", p->name, a->id, (unsigned long)type);
 }
 
 static int p11_public_key(struct sigfs_backend *b, const char *id, EVP_PKEY **out, char *err)
@@ -1006,9 +1069,11 @@ static const struct {
 struct sign_arg {
 	const char *id;
 	CK_MECHANISM mech;
+	CK_RSA_PKCS_PSS_PARAMS pss;   /* mech's parameter for RSA PSS */
 	const char *mname, *what;     /* the mechanism's name and use, if the token lacks it */
 	const uint8_t *data;
 	size_t len;
+	uint8_t *di;                  /* RSA PKCS#1: the DigestInfo data points to */
 	uint8_t raw[SIGFS_MAX_SIG];
 	CK_ULONG rawlen;
 };
@@ -1068,60 +1133,47 @@ static int ecdsa_der(const uint8_t *raw, size_t len, uint8_t *sig, size_t *sigle
 	return 0;
 }
 
-static int p11_sign(struct sigfs_backend *b, const char *id, const struct sigfs_sign_input *in,
-		    uint8_t *sig, size_t *siglen, char *err)
+/* RSA: PKCS#1 v1.5 signs the DigestInfo, PSS the digest with a salt of its length. */
+static int rsa_mech(struct p11 *p, const struct sigfs_sign_input *in, struct sign_arg *a,
+		    char *err)
 {
-	struct p11 *p = b->priv;
-	struct sign_arg *a;
-	CK_RSA_PKCS_PSS_PARAMS pss;
-	uint8_t *di = NULL;
 	size_t dilen;
-	int r;
 
-	if (in->alg->kind == SIGFS_KIND_ED25519 && in->digest)
-		return sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: Ed25519 key '%s' signs the whole "
-				    "file, not a digest; sign the file itself", p->name, id);
-	if (in->alg->kind != SIGFS_KIND_ED25519 && (!in->digest || in->len != in->digest->len))
-		return sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: %s key '%s' signs digests only; "
-				    "give a digest", p->name, in->alg->name, id);
-	a = calloc(1, sizeof(*a));
-	if (!a)
-		return sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
-	a->id = id;
+	if (in->padding == SIGFS_PAD_PKCS1) {
+		if (sigfs_digest_info(in->digest, in->data, in->len, &a->di, &dilen) < 0)
+			return sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
+		a->mech = (CK_MECHANISM){ CKM_RSA_PKCS, NULL, 0 };
+		a->mname = "CKM_RSA_PKCS";
+		a->what = "for RSA PKCS#1 v1.5";
+		a->data = a->di;
+		a->len = dilen;
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(pss_hashes) / sizeof(pss_hashes[0]); i++) {
+		if (strcmp(pss_hashes[i].digest, in->digest->name) == 0) {
+			a->pss.hashAlg = pss_hashes[i].hash;
+			a->pss.mgf = pss_hashes[i].mgf;
+			a->pss.sLen = in->digest->len;
+			a->mech = (CK_MECHANISM){ CKM_RSA_PKCS_PSS, &a->pss, sizeof(a->pss) };
+			a->mname = "CKM_RSA_PKCS_PSS";
+			a->what = "for RSA PSS";
+			return 0;
+		}
+	}
+	return sigfs_seterr(err, -EOPNOTSUPP, "pkcs11 backend %s: PKCS#11 has no PSS parameters "
+			    "for %s; use sha256, sha384 or sha512, or rsa_padding pkcs1",
+			    p->name, in->digest->name);
+}
+
+/* The mechanism for in, and the data it signs. */
+static int sign_mech(struct p11 *p, const struct sigfs_sign_input *in, struct sign_arg *a,
+		     char *err)
+{
 	a->data = in->data;
 	a->len = in->len;
 	switch (in->alg->kind) {
 	case SIGFS_KIND_RSA:
-		if (in->padding == SIGFS_PAD_PKCS1) {
-			if (sigfs_digest_info(in->digest, in->data, in->len, &di, &dilen) < 0) {
-				r = sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory",
-						 p->name);
-				goto out;
-			}
-			a->mech = (CK_MECHANISM){ CKM_RSA_PKCS, NULL, 0 };
-			a->mname = "CKM_RSA_PKCS";
-			a->what = "for RSA PKCS#1 v1.5";
-			a->data = di;
-			a->len = dilen;
-			break;
-		}
-		r = sigfs_seterr(err, -EOPNOTSUPP, "pkcs11 backend %s: PKCS#11 has no PSS parameters "
-				 "for %s; use sha256, sha384 or sha512, or rsa_padding pkcs1",
-				 p->name, in->digest->name);
-		for (size_t i = 0; i < sizeof(pss_hashes) / sizeof(pss_hashes[0]); i++) {
-			if (strcmp(pss_hashes[i].digest, in->digest->name) == 0) {
-				pss.hashAlg = pss_hashes[i].hash;
-				pss.mgf = pss_hashes[i].mgf;
-				pss.sLen = in->digest->len;
-				r = 0;
-			}
-		}
-		if (r < 0)
-			goto out;
-		a->mech = (CK_MECHANISM){ CKM_RSA_PKCS_PSS, &pss, sizeof(pss) };
-		a->mname = "CKM_RSA_PKCS_PSS";
-		a->what = "for RSA PSS";
-		break;
+		return rsa_mech(p, in, a, err);
 	case SIGFS_KIND_EC:
 		a->mech = (CK_MECHANISM){ CKM_ECDSA, NULL, 0 };
 		a->mname = "CKM_ECDSA";
@@ -1133,22 +1185,48 @@ static int p11_sign(struct sigfs_backend *b, const char *id, const struct sigfs_
 		a->what = "for Ed25519";
 		break;
 	}
-	r = run(p, in->worker % (p->nsess - 1), do_sign, a, true, err);
-	if (r < 0)
-		goto out;
+	return 0;
+}
+
+/* The token's signature in backend.h's form: ECDSA as DER, the others as they are. */
+static int sign_result(struct p11 *p, const char *id, const struct sigfs_sign_input *in,
+		       const struct sign_arg *a, uint8_t *sig, size_t *siglen, char *err)
+{
 	if (in->alg->kind == SIGFS_KIND_EC) {
 		if (a->rawlen % 2 || ecdsa_der(a->raw, a->rawlen, sig, siglen) < 0)
-			r = sigfs_seterr(err, -EIO, "pkcs11 backend %s: the token's ECDSA signature "
-					 "(%lu bytes) does not fit", p->name, (unsigned long)a->rawlen);
-	} else if (a->rawlen > *siglen) {
-		r = sigfs_seterr(err, -ENOSPC, "pkcs11 backend %s: signature buffer of %zu bytes is "
-				 "too small for key '%s'", p->name, *siglen, id);
-	} else {
-		memcpy(sig, a->raw, a->rawlen);
-		*siglen = a->rawlen;
+			return sigfs_seterr(err, -EIO, "pkcs11 backend %s: the token's ECDSA signature "
+					    "(%lu bytes) does not fit", p->name,
+					    (unsigned long)a->rawlen);
+		return 0;
 	}
-out:
-	OPENSSL_free(di);
+	if (a->rawlen > *siglen)
+		return sigfs_seterr(err, -ENOSPC, "pkcs11 backend %s: signature buffer of %zu bytes "
+				    "is too small for key '%s'", p->name, *siglen, id);
+	memcpy(sig, a->raw, a->rawlen);
+	*siglen = a->rawlen;
+	return 0;
+}
+
+static int p11_sign(struct sigfs_backend *b, const char *id, const struct sigfs_sign_input *in,
+		    uint8_t *sig, size_t *siglen, char *err)
+{
+	struct p11 *p = b->priv;
+	struct sign_arg *a;
+	int r;
+
+	r = sigfs_backend_check_input("pkcs11", p->name, id, in, err);
+	if (r < 0)
+		return r;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
+	a->id = id;
+	r = sign_mech(p, in, a, err);
+	if (r == 0)
+		r = run(p, in->worker % (p->nsess - 1), do_sign, a, true, err);
+	if (r == 0)
+		r = sign_result(p, id, in, a, sig, siglen, err);
+	OPENSSL_free(a->di);
 	free(a);
 	return r;
 }
@@ -1313,29 +1391,15 @@ static void p11_close(struct sigfs_backend *b)
 	free(b);
 }
 
-static int p11_open(const struct sigfs_backend_conf *conf, struct sigfs_backend **out, char *err)
+/* p's settings and sessions; the PIN file is read once to refuse a bad one now. */
+static int p11_new(const struct sigfs_backend_conf *conf, const char *label, const char *pin_file,
+		   long retry_ms, struct p11 **out, char *err)
 {
-	const char *module = conf->get(conf, "module", NULL);
-	const char *label = conf->get(conf, "token_label", NULL);
-	const char *pin_file = conf->get(conf, "pin_file", NULL);
-	CK_C_GetFunctionList getfl;
-	struct sigfs_backend *b;
 	char pin[PIN_MAX];
 	size_t pinlen;
 	struct p11 *p;
-	long retry_ms;
-	CK_RV rv;
 	int r;
 
-	if (!module || !label || !pin_file)
-		return sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: set module, token_label and "
-				    "pin_file in [backend %s]", conf->name, conf->name);
-	if (strlen(label) == 0 || strlen(label) > TOKEN_LABEL_MAX)
-		return sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: token_label '%s' must have 1 to "
-				    "%d characters", conf->name, label, TOKEN_LABEL_MAX);
-	r = sigfs_backend_seconds(conf, "pkcs11", "retry_seconds", "10", 0, &retry_ms, err);
-	if (r < 0)
-		return r;
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", conf->name);
@@ -1363,28 +1427,59 @@ static int p11_open(const struct sigfs_backend_conf *conf, struct sigfs_backend 
 	}
 	for (unsigned i = 0; i < p->nsess; i++)
 		pthread_mutex_init(&p->sess[i].lock, NULL);
+	*out = p;
+	return 0;
+fail:
+	p11_free(p);
+	return r;
+}
+
+/* Load the vendor module and share its initialization (module_ref). */
+static int load_module(struct p11 *p, const char *module, char *err)
+{
+	CK_C_GetFunctionList getfl;
+	CK_RV rv;
+
 	/*
 	 * Never unmapped: modules may leave threads or atexit handlers behind
 	 * after C_Finalize, and leak checkers can then still name the module.
 	 */
 	p->dl = dlopen(module, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
-	if (!p->dl) {
-		r = sigfs_seterr(err, -ENOENT, "pkcs11 backend %s: cannot load module %s: %s",
-				 p->name, module, dlerror());
-		goto fail;
-	}
+	if (!p->dl)
+		return sigfs_seterr(err, -ENOENT, "pkcs11 backend %s: cannot load module %s: %s",
+				    p->name, module, dlerror());
 	getfl = (CK_C_GetFunctionList)dlsym(p->dl, "C_GetFunctionList");
-	if (!getfl) {
-		r = sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: %s is not a PKCS#11 module "
-				 "(no C_GetFunctionList)", p->name, module);
-		goto fail;
-	}
+	if (!getfl)
+		return sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: %s is not a PKCS#11 module "
+				    "(no C_GetFunctionList)", p->name, module);
 	rv = getfl(&p->f);
-	if (rv != CKR_OK || !p->f) {
-		r = ckerr(p, NULL, "C_GetFunctionList", rv, err);
-		goto fail;
-	}
-	r = module_ref(p, err);
+	if (rv != CKR_OK || !p->f)
+		return ckerr(p, NULL, "C_GetFunctionList", rv, err);
+	return module_ref(p, err);
+}
+
+static int p11_open(const struct sigfs_backend_conf *conf, struct sigfs_backend **out, char *err)
+{
+	const char *module = conf->get(conf, "module", NULL);
+	const char *label = conf->get(conf, "token_label", NULL);
+	const char *pin_file = conf->get(conf, "pin_file", NULL);
+	struct p11 *p;
+	long retry_ms;
+	int r;
+
+	if (!module || !label || !pin_file)
+		return sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: set module, token_label and "
+				    "pin_file in [backend %s]", conf->name, conf->name);
+	if (strlen(label) == 0 || strlen(label) > TOKEN_LABEL_MAX)
+		return sigfs_seterr(err, -EINVAL, "pkcs11 backend %s: token_label '%s' must have 1 to "
+				    "%d characters", conf->name, label, TOKEN_LABEL_MAX);
+	r = sigfs_backend_seconds(conf, "pkcs11", "retry_seconds", "10", 0, &retry_ms, err);
+	if (r < 0)
+		return r;
+	r = p11_new(conf, label, pin_file, retry_ms, &p, err);
+	if (r < 0)
+		return r;
+	r = load_module(p, module, err);
 	if (r < 0)
 		goto fail;
 	/*
@@ -1395,14 +1490,9 @@ static int p11_open(const struct sigfs_backend_conf *conf, struct sigfs_backend 
 	r = run(p, admin_session(p), do_connect, NULL, false, err);
 	if (r < 0 && r != -EHOSTUNREACH && r != -EACCES)
 		goto fail;
-	b = calloc(1, sizeof(*b));
-	if (!b) {
-		r = sigfs_seterr(err, -ENOMEM, "pkcs11 backend %s: out of memory", p->name);
+	r = sigfs_backend_new(&sigfs_backend_pkcs11, conf, p, out, err);
+	if (r < 0)
 		goto fail;
-	}
-	b->ops = &sigfs_backend_pkcs11;
-	b->priv = p;
-	*out = b;
 	return 0;
 fail:
 	p11_free(p);

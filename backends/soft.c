@@ -118,7 +118,6 @@ static int soft_open(const struct sigfs_backend_conf *conf, struct sigfs_backend
 		KEY_CACHE_DEFAULT;
 	char path[PATH_MAX], *end;
 	unsigned long ttl;
-	struct sigfs_backend *b;
 	struct soft *s;
 	int fd, r;
 
@@ -144,13 +143,13 @@ static int soft_open(const struct sigfs_backend_conf *conf, struct sigfs_backend
 	/* Temporary key files a crash left behind hold private keys. */
 	sigfs_unlink_prefixed(fd, NULL, TMP_PREFIX);
 
-	b = calloc(1, sizeof(*b));
 	s = calloc(1, sizeof(*s));
-	if (!b || !s) {
-		free(b);
+	r = s ? sigfs_backend_new(&sigfs_backend_soft, conf, s, out, err) :
+		sigfs_seterr(err, -ENOMEM, "soft backend: out of memory");
+	if (r < 0) {
 		free(s);
 		close(fd);
-		return sigfs_seterr(err, -ENOMEM, "soft backend: out of memory");
+		return r;
 	}
 	s->dirfd = fd;
 	s->ttl = ttl;
@@ -160,10 +159,6 @@ static int soft_open(const struct sigfs_backend_conf *conf, struct sigfs_backend
 		s->reaper_running = true;
 	else
 		s->ttl = 0;
-	b->ops = &sigfs_backend_soft;
-	b->priv = s;
-	snprintf(b->name, sizeof(b->name), "%s", conf->name ? conf->name : "soft");
-	*out = b;
 	return 0;
 }
 
@@ -540,9 +535,6 @@ static int sign_digest(EVP_PKEY *pkey, const char *id, const struct sigfs_sign_i
 	EVP_PKEY_CTX *ctx;
 	int r = 0;
 
-	if (in->len != in->digest->len)
-		return sigfs_seterr(err, -EINVAL, "soft backend: a %s digest is %zu bytes, got %zu; this is a bug in the caller",
-				    in->digest->name, in->digest->len, in->len);
 	if (!md)
 		return ossl_fail(err, -EINVAL, "soft backend: digest %s is not available in this OpenSSL", in->digest->name);
 	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
@@ -580,19 +572,6 @@ static int sign_message(EVP_PKEY *pkey, const char *id, const struct sigfs_sign_
 	return r;
 }
 
-/* Reject inputs the key cannot sign before touching the key file. */
-static int check_input(const char *id, const struct sigfs_sign_input *in, char *err)
-{
-	if (in->alg->kind == SIGFS_KIND_ED25519 && in->digest)
-		return sigfs_seterr(err, -EINVAL,
-				    "soft backend: Ed25519 key '%s' signs the whole file, not a digest; sign the file itself",
-				    id);
-	if (in->alg->kind != SIGFS_KIND_ED25519 && !in->digest)
-		return sigfs_seterr(err, -EINVAL,
-				    "soft backend: %s key '%s' signs digests only; give a digest", in->alg->name, id);
-	return 0;
-}
-
 static int soft_sign(struct sigfs_backend *b, const char *id, const struct sigfs_sign_input *in,
 		     uint8_t *sig, size_t *siglen, char *err)
 {
@@ -600,7 +579,8 @@ static int soft_sign(struct sigfs_backend *b, const char *id, const struct sigfs
 	EVP_PKEY *pkey;
 	int r;
 
-	r = check_input(id, in, err);
+	/* Inputs the key cannot sign are refused before the key file is read. */
+	r = sigfs_backend_check_input("soft", NULL, id, in, err);
 	if (r)
 		return r;
 	r = get_key(soft_of(b), id, &pkey, err);

@@ -133,31 +133,109 @@ static void usage(FILE *f)
 		   "[-p PREFIX] [-k] [-q] INBOX\n");
 }
 
-int main(int argc, char **argv)
+/* The command line: -1 to go on, or the exit status. */
+static int options(int argc, char **argv, unsigned *nthreads, bool *keep)
 {
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned nthreads = (unsigned)(ncpu > 0 ? 2 * ncpu : 2);
-	bool keep = false;
 	int c;
 
 	while ((c = getopt(argc, argv, "t:d:n:s:p:kqh")) != -1) {
 		switch (c) {
-		case 't': nthreads = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 't': *nthreads = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'd': duration = strtod(optarg, NULL); break;
 		case 'n': count_total = strtoull(optarg, NULL, 10); break;
 		case 's': payload_len = strtoul(optarg, NULL, 10); break;
 		case 'p': prefix = optarg; break;
-		case 'k': keep = true; break;
+		case 'k': *keep = true; break;
 		case 'q': quiet = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (optind != argc - 1 || nthreads == 0 || nthreads > 4096 || duration <= 0) {
+	if (optind != argc - 1 || *nthreads == 0 || *nthreads > 4096 || duration <= 0) {
 		usage(stderr);
 		return 2;
 	}
 	inbox = argv[optind];
+	return -1;
+}
+
+/* Let the workers run until duration seconds after t0, then stop them. */
+static void run_for_duration(double t0)
+{
+	double end = t0 + duration;
+
+	for (double t = now(); t < end; t = now()) {
+		double left = end - t;
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = 100000000 };
+
+		if (left < 0.1)
+			ts.tv_nsec = (long)(left * 1e9);
+		nanosleep(&ts, NULL);
+	}
+	atomic_store(&stop, true);
+}
+
+/* How many counted files have no (or an empty) signature; the first five are named. */
+static uint64_t missing_sigs(const struct worker *ws, unsigned nthreads)
+{
+	uint64_t missing = 0;
+	char path[4096];
+	struct stat st;
+
+	for (unsigned i = 0; i < nthreads; i++) {
+		for (uint64_t j = 0; j < ws[i].done; j++) {
+			file_name(path, sizeof(path), i, j, ".sig");
+			if (stat(path, &st) < 0 || st.st_size == 0) {
+				if (missing++ < 5)
+					fprintf(stderr, "smallfiles: missing signature %s\n", path);
+			}
+		}
+	}
+	return missing;
+}
+
+/* Unlink every file a worker may have made: artifact, .sig and .err. */
+static void remove_files(const struct worker *ws, unsigned nthreads)
+{
+	char path[4096];
+
+	for (unsigned i = 0; i < nthreads; i++) {
+		for (uint64_t j = 0; j <= ws[i].done + ws[i].errors; j++) {
+			file_name(path, sizeof(path), i, j, ".sig");
+			unlink(path);
+			file_name(path, sizeof(path), i, j, ".err");
+			unlink(path);
+			file_name(path, sizeof(path), i, j, "");
+			unlink(path);
+		}
+	}
+}
+
+/* Start nthreads workers into ws; 0, or -1 after a message. */
+static int start_workers(struct worker *ws, unsigned nthreads)
+{
+	for (unsigned i = 0; i < nthreads; i++) {
+		ws[i].idx = i;
+		int r = pthread_create(&ws[i].tid, NULL, run, &ws[i]);
+
+		if (r) {
+			fprintf(stderr, "smallfiles: pthread_create: %s\n", strerror(r));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned nthreads = (unsigned)(ncpu > 0 ? 2 * ncpu : 2);
+	uint64_t files = 0, errors = 0, missing;
+	bool keep = false;
+	int rc = options(argc, argv, &nthreads, &keep);
+
+	if (rc >= 0)
+		return rc;
 	payload = malloc(payload_len ? payload_len : 1);
 	if (!payload) {
 		perror("malloc");
@@ -174,35 +252,13 @@ int main(int argc, char **argv)
 	}
 	double t0 = now();
 
-	for (unsigned i = 0; i < nthreads; i++) {
-		ws[i].idx = i;
-		int r = pthread_create(&ws[i].tid, NULL, run, &ws[i]);
-
-		if (r) {
-			fprintf(stderr, "smallfiles: pthread_create: %s\n", strerror(r));
-			return 1;
-		}
-	}
-	if (!count_total) {
-		double end = t0 + duration;
-
-		for (double t = now(); t < end; t = now()) {
-			double left = end - t;
-			struct timespec ts = { .tv_sec = 0, .tv_nsec = 100000000 };
-
-			if (left < 0.1)
-				ts.tv_nsec = (long)(left * 1e9);
-			nanosleep(&ts, NULL);
-		}
-		atomic_store(&stop, true);
-	}
+	if (start_workers(ws, nthreads) < 0)
+		return 1;
+	if (!count_total)
+		run_for_duration(t0);
 	for (unsigned i = 0; i < nthreads; i++)
 		pthread_join(ws[i].tid, NULL);
 	double secs = now() - t0;
-
-	uint64_t files = 0, errors = 0, missing = 0;
-	char path[4096];
-	struct stat st;
 
 	for (unsigned i = 0; i < nthreads; i++) {
 		files += ws[i].done;
@@ -213,27 +269,9 @@ int main(int argc, char **argv)
 				strerror(ws[i].first_errno));
 	}
 	/* Every counted file must have its signature. */
-	for (unsigned i = 0; i < nthreads; i++) {
-		for (uint64_t j = 0; j < ws[i].done; j++) {
-			file_name(path, sizeof(path), i, j, ".sig");
-			if (stat(path, &st) < 0 || st.st_size == 0) {
-				if (missing++ < 5)
-					fprintf(stderr, "smallfiles: missing signature %s\n", path);
-			}
-		}
-	}
-	if (!keep) {
-		for (unsigned i = 0; i < nthreads; i++) {
-			for (uint64_t j = 0; j <= ws[i].done + ws[i].errors; j++) {
-				file_name(path, sizeof(path), i, j, ".sig");
-				unlink(path);
-				file_name(path, sizeof(path), i, j, ".err");
-				unlink(path);
-				file_name(path, sizeof(path), i, j, "");
-				unlink(path);
-			}
-		}
-	}
+	missing = missing_sigs(ws, nthreads);
+	if (!keep)
+		remove_files(ws, nthreads);
 	printf("files=%llu seconds=%.3f files_per_s=%.1f threads=%u bytes=%zu errors=%llu "
 	       "missing_sig=%llu\n",
 	       (unsigned long long)files, secs, secs > 0 ? (double)files / secs : 0.0, nthreads,

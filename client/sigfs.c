@@ -143,7 +143,15 @@ static int write_out(const char *out, const char *text)
 	return 0;
 }
 
-static int cmd_request(int argc, char **argv)
+/* What `sigfs request` was asked for. */
+struct request_args {
+	const char *format, *digest;  /* digest: NULL unless --digest */
+	const char *out, *path;       /* out: NULL for the default */
+	const struct sigfs_digest *d; /* --digest's, or the default one */
+};
+
+/* Read the command line into a: -1 to go on, or the exit status (help, usage errors). */
+static int request_args(int argc, char **argv, struct request_args *a)
 {
 	static const struct option opts[] = {
 		{ "format", required_argument, NULL, 'f' },
@@ -152,23 +160,19 @@ static int cmd_request(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *format = DEFAULT_FORMAT, *digest = NULL, *out = NULL, *path;
-	char *base_copy, *text = NULL, default_out[PATH_MAX], err[SIGFS_ERRLEN] = "";
-	struct sigfs_request check;
-	const struct sigfs_digest *d;
-	json_t *input, *req;
-	int c, rc = 1;
+	int c;
 
+	*a = (struct request_args){ .format = DEFAULT_FORMAT };
 	while ((c = getopt_long(argc, argv, "f:d:o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
-			format = optarg;
+			a->format = optarg;
 			break;
 		case 'd':
-			digest = optarg;
+			a->digest = optarg;
 			break;
 		case 'o':
-			out = optarg;
+			a->out = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -182,52 +186,73 @@ static int cmd_request(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	path = argv[optind];
-	if (!sigfs_format_by_name(format)) {
-		fprintf(stderr, "sigfs: unknown format \"%s\"; see sigfs request --help\n", format);
+	a->path = argv[optind];
+	if (!sigfs_format_by_name(a->format)) {
+		fprintf(stderr, "sigfs: unknown format \"%s\"; see sigfs request --help\n", a->format);
 		return 2;
 	}
-	d = sigfs_digest_by_name(digest ? digest : DEFAULT_DIGEST);
-	if (!d) {
+	a->d = sigfs_digest_by_name(a->digest ? a->digest : DEFAULT_DIGEST);
+	if (!a->d) {
 		fprintf(stderr, "sigfs: unknown digest \"%s\" (sha256, sha512, sha3-256 ...)\n",
-			digest ? digest : DEFAULT_DIGEST);
+			a->digest ? a->digest : DEFAULT_DIGEST);
 		return 2;
 	}
+	return -1;
+}
+
+/* The request for input (whose reference it takes) as JSON text to free, NULL if out of memory. */
+static char *request_text(const char *format, json_t *input, const char *file_name)
+{
+	json_t *req = json_pack("{s:s, s:{s:o, s:{s:s+}}, s:{s:I, s:s}}",
+				"version", "1.0.0",
+				"required", "input", input, "output", "type",
+				strcmp(format, DEFAULT_FORMAT) == 0 ? "OpenPGPv4" : "sigfs-",
+				strcmp(format, DEFAULT_FORMAT) == 0 ? "" : format,
+				"optional", "request-time", (json_int_t)time(NULL),
+				"file-name", file_name);
+	char *text = req ? json_dumps(req, JSON_INDENT(2)) : NULL;
+
+	json_decref(req);
+	return text;
+}
+
+static int cmd_request(int argc, char **argv)
+{
+	char *base_copy, *text, default_out[PATH_MAX], err[SIGFS_ERRLEN] = "";
+	struct sigfs_request check;
+	struct request_args a;
+	json_t *input;
+	int rc = request_args(argc, argv, &a);
+
+	if (rc >= 0)
+		return rc;
+	rc = 1;
 	/* OpenPGP formats need a hash state (see the top of this file); --digest overrides. */
-	if (!digest && strncmp(format, "openpgp", strlen("openpgp")) == 0)
-		input = state_input(path);
+	if (!a.digest && strncmp(a.format, "openpgp", strlen("openpgp")) == 0)
+		input = state_input(a.path);
 	else
-		input = digest_input(path, d);
+		input = digest_input(a.path, a.d);
 	if (!input)
 		return 1;
-	base_copy = strdup(path);
+	base_copy = strdup(a.path);
 	if (!base_copy) {
 		json_decref(input);
 		fprintf(stderr, "sigfs: out of memory\n");
 		return 1;
 	}
-	req = json_pack("{s:s, s:{s:o, s:{s:s+}}, s:{s:I, s:s}}",
-			"version", "1.0.0",
-			"required", "input", input, "output", "type",
-			strcmp(format, DEFAULT_FORMAT) == 0 ? "OpenPGPv4" : "sigfs-",
-			strcmp(format, DEFAULT_FORMAT) == 0 ? "" : format,
-			"optional", "request-time", (json_int_t)time(NULL),
-			"file-name", basename(base_copy));
-	if (req)
-		text = json_dumps(req, JSON_INDENT(2));
-	if (text && !out) {
+	text = request_text(a.format, input, basename(base_copy));
+	if (text && !a.out) {
 		snprintf(default_out, sizeof(default_out), "%s.sigreq", basename(base_copy));
-		out = default_out;
+		a.out = default_out;
 	}
 	free(base_copy);
-	json_decref(req);
 	if (!text) {
 		fprintf(stderr, "sigfs: out of memory\n");
 		return 1;
 	}
 	if (sigfs_request_parse((const uint8_t *)text, strlen(text), &check, err) < 0)
 		fprintf(stderr, "sigfs: the request would be refused: %s\n", err);
-	else if (write_out(out, text) == 0)
+	else if (write_out(a.out, text) == 0)
 		rc = 0;
 	sigfs_request_free(&check);
 	free(text);

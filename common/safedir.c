@@ -168,97 +168,122 @@ static int open_last(int fd, const char *name, const char *what, const char *pat
 	return 0;
 }
 
+/* Where a walk of sigfs_safedir_open is. */
+struct walk {
+	const char *path, *what;      /* as given, for messages */
+	char rest[PATH_MAX];          /* the path still to walk, from p on */
+	char *p;
+	char shown[PATH_MAX];         /* the directory fd is, for messages */
+	char name[NAME_MAX + 1];      /* the component at hand */
+	unsigned links;               /* followed so far */
+	int fd;                       /* the last directory that passed */
+	char *err;
+};
+
+/* The next component into w->name; *last when nothing follows it. */
+static int next_name(struct walk *w, bool *last)
+{
+	size_t len;
+	char *end;
+
+	while (*w->p == '/')
+		w->p++;
+	end = strchrnul(w->p, '/');
+	len = (size_t)(end - w->p);
+	for (w->p = end; *w->p == '/'; w->p++)
+		;
+	if (len > NAME_MAX)
+		return sigfs_seterr(w->err, -ENAMETOOLONG, "%s %s: a name on the way is too long",
+				    w->what, w->path);
+	memcpy(w->name, end - len, len);
+	w->name[len] = '\0';
+	/* Links are expanded in front of the rest: the last component is always path's own. */
+	*last = *w->p == '\0';
+	if (*last && (len == 0 || strcmp(w->name, ".") == 0 || strcmp(w->name, "..") == 0))
+		return sigfs_seterr(w->err, -EINVAL, "refusing %s %s: name the directory itself "
+				    "(a path not ending in . or ..)", w->what, w->path);
+	return 0;
+}
+
+/* Follow the link w->name (st: its own stat) if a trusted user owns it. */
+static int step_link(struct walk *w, const struct stat *st)
+{
+	int r;
+
+	shown_step(w->shown, sizeof(w->shown), w->name);
+	if (!trusted(st->st_uid))
+		return sigfs_seterr(w->err, -EPERM, "refusing %s %s: %s is a symbolic link owned "
+				    "by uid %u; name the real path instead", w->what, w->path,
+				    w->shown, (unsigned)st->st_uid);
+	if (++w->links > MAX_LINKS)
+		return sigfs_seterr(w->err, -ELOOP, "refusing %s %s: more than %d symbolic links "
+				    "on the way", w->what, w->path, MAX_LINKS);
+	/* The link's own directory is where a relative target starts. */
+	shown_step(w->shown, sizeof(w->shown), "..");
+	r = follow(&w->fd, w->name, w->rest, sizeof(w->rest), w->p, w->shown, w->what, w->path,
+		   w->err);
+	w->p = w->rest;
+	return r;
+}
+
+/* Step into the directory w->name, which must pass as a directory on the way. */
+static int step_dir(struct walk *w)
+{
+	struct stat st;
+	int nfd = openat(w->fd, w->name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int r = nfd < 0 ? -errno : 0;
+
+	shown_step(w->shown, sizeof(w->shown), w->name);
+	if (r == -ENOENT)
+		return sigfs_seterr(w->err, r, "refusing %s %s: %s does not exist; create it "
+				    "(not group/other-writable)", w->what, w->path, w->shown);
+	if (r < 0)
+		return sigfs_seterr(w->err, r, "refusing %s %s: %s: %s", w->what, w->path, w->shown,
+				    strerror(-r));
+	close(w->fd);
+	w->fd = nfd;
+	if (fstat(w->fd, &st) < 0) {
+		r = -errno;
+		return sigfs_seterr(w->err, r, "%s %s: %s: %s", w->what, w->path, w->shown,
+				    strerror(-r));
+	}
+	return check_way(&st, w->what, w->path, w->shown, w->err);
+}
+
 int sigfs_safedir_open(const char *path, const char *what, int *out, char *err)
 {
-	char rest[PATH_MAX], shown[PATH_MAX], name[NAME_MAX + 1];
-	unsigned links = 0;
-	char *p = rest;
-	int fd = -1, r;
+	struct walk w = { .path = path, .what = what, .fd = -1, .err = err };
+	struct stat st;
+	bool last;
+	int r;
 
 	if (path[0] != '/')
 		return sigfs_seterr(err, -EINVAL, "refusing %s %s: not an absolute path; give the "
 				    "full path", what, path);
-	if (strlen(path) >= sizeof(rest))
+	if (strlen(path) >= sizeof(w.rest))
 		return sigfs_seterr(err, -ENAMETOOLONG, "%s %s: path too long", what, path);
-	strcpy(rest, path);
-	r = restart_at_root(&fd, shown, what, path, err);
+	strcpy(w.rest, path);
+	w.p = w.rest;
+	r = restart_at_root(&w.fd, w.shown, what, path, err);
 	while (r == 0) {
-		size_t len;
-		char *end;
-		bool last;
-		struct stat st;
-		int nfd;
-
-		while (*p == '/')
-			p++;
-		end = strchrnul(p, '/');
-		len = (size_t)(end - p);
-		for (p = end; *p == '/'; p++)
-			;
-		if (len > NAME_MAX) {
-			r = sigfs_seterr(err, -ENAMETOOLONG, "%s %s: a name on the way is too long",
-					 what, path);
+		r = next_name(&w, &last);
+		if (r < 0)
 			break;
-		}
-		memcpy(name, end - len, len);
-		name[len] = '\0';
-		/* Links are expanded in front of the rest: the last component is always path's own. */
-		last = *p == '\0';
-		if (last && (len == 0 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)) {
-			r = sigfs_seterr(err, -EINVAL, "refusing %s %s: name the directory itself "
-					 "(a path not ending in . or ..)", what, path);
-			break;
-		}
 		if (last) {
-			shown_step(shown, sizeof(shown), name);
-			r = open_last(fd, name, what, path, shown, out, err);
+			shown_step(w.shown, sizeof(w.shown), w.name);
+			r = open_last(w.fd, w.name, what, path, w.shown, out, err);
 			break;
 		}
-		if (strcmp(name, ".") == 0)
+		if (strcmp(w.name, ".") == 0)
 			continue;
-		if (strcmp(name, "..") != 0 && fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    S_ISLNK(st.st_mode)) {
-			shown_step(shown, sizeof(shown), name);
-			if (!trusted(st.st_uid)) {
-				r = sigfs_seterr(err, -EPERM, "refusing %s %s: %s is a symbolic link "
-						 "owned by uid %u; name the real path instead", what,
-						 path, shown, (unsigned)st.st_uid);
-				break;
-			}
-			if (++links > MAX_LINKS) {
-				r = sigfs_seterr(err, -ELOOP, "refusing %s %s: more than %d symbolic "
-						 "links on the way", what, path, MAX_LINKS);
-				break;
-			}
-			/* The link's own directory is where a relative target starts. */
-			shown_step(shown, sizeof(shown), "..");
-			r = follow(&fd, name, rest, sizeof(rest), p, shown, what, path, err);
-			p = rest;
-			continue;
-		}
-		nfd = openat(fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		shown_step(shown, sizeof(shown), name);
-		if (nfd < 0) {
-			r = -errno;
-			if (r == -ENOENT)
-				sigfs_seterr(err, r, "refusing %s %s: %s does not exist; create it "
-					     "(not group/other-writable)", what, path, shown);
-			else
-				sigfs_seterr(err, r, "refusing %s %s: %s: %s", what, path, shown,
-					     strerror(-r));
-			break;
-		}
-		close(fd);
-		fd = nfd;
-		if (fstat(fd, &st) < 0) {
-			r = -errno;
-			sigfs_seterr(err, r, "%s %s: %s: %s", what, path, shown, strerror(-r));
-			break;
-		}
-		r = check_way(&st, what, path, shown, err);
+		if (strcmp(w.name, "..") != 0 && fstatat(w.fd, w.name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISLNK(st.st_mode))
+			r = step_link(&w, &st);
+		else
+			r = step_dir(&w);
 	}
-	if (fd >= 0)
-		close(fd);
+	if (w.fd >= 0)
+		close(w.fd);
 	return r;
 }
 

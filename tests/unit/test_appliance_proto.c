@@ -2,18 +2,19 @@
  * test_appliance_proto.c: the appliance protocol (protocol/proto.c) and its
  * TLS-PSK link (protocol/link.c): every op body round-trips, every malformed
  * input is refused without reading past the end, the digest ids cover exactly
- * the 11 digests of docs/appliance-protocol.md, and a link with the right key says HELLO while a wrong
- * key, an unknown client, a closed port, a silent server and an oversized frame
- * each fail the way link.h promises. Also the pure parts around the link: the
- * clients file with its roles (clients.c), the pre-authentication budget
- * (admit.c), the frame length check, and every reply parser (reply.c),
- * including a request the appliance's announced max_frame refuses and a kept-
- * alive link the server closed.
+ * the 11 digests of docs/appliance-protocol.md, and a link with the right key
+ * says HELLO while a wrong key, an unknown client, a closed port, a silent
+ * server and an oversized frame each fail the way link.h promises. Also the
+ * pure parts around the link: the clients file with its roles (clients.c), the
+ * pre-authentication budget (admit.c), the frame length check, and every reply
+ * parser (reply.c), including a request the appliance's announced max_frame
+ * refuses and a kept-alive link the server closed.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -69,7 +70,7 @@ static void test_digest_ids(void **state)
 	size_t n = 0;
 
 	(void)state;
-	/* Wire ids 1..11 are the digests of docs/appliance-protocol.md, in its order; nothing else maps. */
+	/* Wire ids 1..11 are the digests of docs/appliance-protocol.md, in order; no other maps. */
 	for (unsigned id = 0; id < 256; id++) {
 		d = proto_digest((uint8_t)id);
 		if (id == 0 || id > 11) {
@@ -271,144 +272,127 @@ static void test_replies(void **state)
 	sbuf_free(&b);
 }
 
-/* Every op's request and OK reply body, encoded and decoded as proto.h lays them out. */
-static void test_op_bodies(void **state)
+/* One field of an op body, as proto.h lays it out. */
+struct field {
+	enum { F_END, F_U8, F_U16, F_U32, F_STR, F_BLOB } kind;
+	uint32_t num;                 /* F_U8, F_U16, F_U32; F_BLOB: its length */
+	const char *str;              /* F_STR, or F_BLOB's bytes */
+};
+
+#define U8(v) { F_U8, (v), NULL }
+#define U16(v) { F_U16, (v), NULL }
+#define U32(v) { F_U32, (v), NULL }
+#define STR(s) { F_STR, 0, (s) }
+#define BLOB(p, n) { F_BLOB, (n), (const char *)(p) }
+
+static const uint8_t op_der[] = { 0x30, 0x03, 0x02, 0x01, 0x05 };
+
+/* A request (or, with reply, an OK reply's body after its status) of op. */
+struct body_case {
+	const char *what;
+	uint8_t op;
+	uint32_t id;
+	bool reply;
+	struct field fields[8];
+};
+
+static const struct body_case op_bodies[] = {
+	{ "HELLO", PROTO_HELLO, 1, false, { U8(1), U8(2), STR("build-host") } },
+	{ "HELLO reply", PROTO_HELLO, 1, true, { U8(1), STR("box1"), U32(PROTO_MAX_FRAME) } },
+	{ "LISTKEYS reply", PROTO_LISTKEYS, 2, true,
+	  { U32(2), STR("a"), U8(PROTO_KEY_RSA), U16(8192), STR("b"), U8(PROTO_KEY_ED25519),
+	    U16(255) } },
+	{ "KEYGEN", PROTO_KEYGEN, 3, false, { STR("k1"), U8(PROTO_KEY_EC_P521), U16(521) } },
+	{ "KEYLOAD", PROTO_KEYLOAD, 4, false, { STR("k2"), BLOB(op_der, sizeof(op_der)) } },
+	{ "KEYLOAD reply", PROTO_KEYLOAD, 4, true, { U8(PROTO_KEY_RSA), U16(3072) } },
+	{ "PUBKEY", PROTO_PUBKEY, 5, false, { STR("k.3") } },
+	{ "KEYDEL", PROTO_KEYDEL, 5, false, { STR("k.3") } },
+	{ "PUBKEY reply", PROTO_PUBKEY, 5, true, { BLOB(op_der, sizeof(op_der)) } },
+	{ "SIGN", PROTO_SIGN, 6, false,
+	  { STR("k"), U8(PROTO_SCHEME_RSA_PSS), U8(PROTO_MD_SHA3_256),
+	    BLOB("0123456789abcdef0123456789abcdef", 32) } },
+	{ "SIGN reply", PROTO_SIGN, 6, true, { BLOB(op_der, sizeof(op_der)) } },
+};
+
+static void put_field(struct sbuf *b, const struct field *fl)
 {
-	static const uint8_t der[] = { 0x30, 0x03, 0x02, 0x01, 0x05 };
-	struct proto_frame f;
+	switch (fl->kind) {
+	case F_U8: assert_int_equal(sbuf_put_u8(b, (uint8_t)fl->num), 0); break;
+	case F_U16: assert_int_equal(sbuf_put_u16be(b, (uint16_t)fl->num), 0); break;
+	case F_U32: assert_int_equal(sbuf_put_u32be(b, fl->num), 0); break;
+	case F_STR: assert_int_equal(proto_put_str(b, fl->str), 0); break;
+	case F_BLOB: assert_int_equal(proto_put_blob(b, fl->str, fl->num), 0); break;
+	case F_END: break;
+	}
+}
+
+static void expect_field(struct sbuf *b, const struct field *fl)
+{
 	const uint8_t *p;
-	struct sbuf b;
-	uint8_t u8, lo, hi;
+	uint8_t u8;
 	uint16_t u16;
 	uint32_t u32;
 	size_t n;
 
+	switch (fl->kind) {
+	case F_U8:
+		assert_int_equal(sbuf_get_u8(b, &u8), 0);
+		assert_int_equal(u8, fl->num);
+		break;
+	case F_U16:
+		assert_int_equal(sbuf_get_u16be(b, &u16), 0);
+		assert_int_equal(u16, fl->num);
+		break;
+	case F_U32:
+		assert_int_equal(sbuf_get_u32be(b, &u32), 0);
+		assert_int_equal(u32, fl->num);
+		break;
+	case F_STR:
+		get_str_is(b, fl->str);
+		break;
+	case F_BLOB:
+		assert_int_equal(proto_get_blob(b, &p, &n), 0);
+		assert_int_equal(n, fl->num);
+		assert_memory_equal(p, fl->str, n);
+		break;
+	case F_END:
+		break;
+	}
+}
+
+/* Every op's request and OK reply body, encoded and decoded as proto.h lays them out. */
+static void test_op_bodies(void **state)
+{
+	struct proto_frame f;
+	struct sbuf b;
+	uint8_t st;
+
 	(void)state;
-	/* HELLO */
-	sbuf_init(&b, 4096);
-	assert_int_equal(proto_begin(&b, PROTO_HELLO, 1), 0);
-	assert_int_equal(sbuf_put_u8(&b, 1), 0);
-	assert_int_equal(sbuf_put_u8(&b, 2), 0);
-	assert_int_equal(proto_put_str(&b, "build-host"), 0);
-	reparse(&b, &f);
-	assert_int_equal(sbuf_get_u8(&f.body, &lo), 0);
-	assert_int_equal(sbuf_get_u8(&f.body, &hi), 0);
-	assert_int_equal(lo * 10 + hi, 12);
-	get_str_is(&f.body, "build-host");
-	assert_int_equal(sbuf_avail(&f.body), 0);
-	sbuf_free(&b);
-	assert_int_equal(proto_begin_reply(&b, PROTO_HELLO, 1, PROTO_OK, NULL), 0);
-	assert_int_equal(sbuf_put_u8(&b, 1), 0);
-	assert_int_equal(proto_put_str(&b, "box1"), 0);
-	assert_int_equal(sbuf_put_u32be(&b, PROTO_MAX_FRAME), 0);
-	reparse(&b, &f);
-	assert_int_equal(sbuf_get_u8(&f.body, &u8), 0);
-	assert_int_equal(sbuf_get_u8(&f.body, &u8), 0);
-	assert_int_equal(u8, 1);
-	get_str_is(&f.body, "box1");
-	assert_int_equal(sbuf_get_u32be(&f.body, &u32), 0);
-	assert_int_equal(u32, PROTO_MAX_FRAME);
-	sbuf_free(&b);
+	for (size_t i = 0; i < sizeof(op_bodies) / sizeof(op_bodies[0]); i++) {
+		const struct body_case *c = &op_bodies[i];
 
-	/* LISTKEYS reply */
-	assert_int_equal(proto_begin_reply(&b, PROTO_LISTKEYS, 2, PROTO_OK, NULL), 0);
-	assert_int_equal(sbuf_put_u32be(&b, 2), 0);
-	assert_int_equal(proto_put_str(&b, "a"), 0);
-	assert_int_equal(sbuf_put_u8(&b, PROTO_KEY_RSA), 0);
-	assert_int_equal(sbuf_put_u16be(&b, 8192), 0);
-	assert_int_equal(proto_put_str(&b, "b"), 0);
-	assert_int_equal(sbuf_put_u8(&b, PROTO_KEY_ED25519), 0);
-	assert_int_equal(sbuf_put_u16be(&b, 255), 0);
-	reparse(&b, &f);
-	assert_int_equal(sbuf_get_u8(&f.body, &u8), 0);
-	assert_int_equal(sbuf_get_u32be(&f.body, &u32), 0);
-	assert_int_equal(u32, 2);
-	get_str_is(&f.body, "a");
-	assert_int_equal(sbuf_get_u8(&f.body, &u8), 0);
-	assert_int_equal(u8, PROTO_KEY_RSA);
-	assert_int_equal(sbuf_get_u16be(&f.body, &u16), 0);
-	assert_int_equal(u16, 8192);
-	get_str_is(&f.body, "b");
-	assert_int_equal(sbuf_get_u8(&f.body, &u8), 0);
-	assert_int_equal(sbuf_get_u16be(&f.body, &u16), 0);
-	assert_int_equal(u16, 255);
-	assert_int_equal(sbuf_avail(&f.body), 0);
-	sbuf_free(&b);
-
-	/* KEYGEN */
-	assert_int_equal(proto_begin(&b, PROTO_KEYGEN, 3), 0);
-	assert_int_equal(proto_put_str(&b, "k1"), 0);
-	assert_int_equal(sbuf_put_u8(&b, PROTO_KEY_EC_P521), 0);
-	assert_int_equal(sbuf_put_u16be(&b, 521), 0);
-	reparse(&b, &f);
-	get_str_is(&f.body, "k1");
-	assert_int_equal(sbuf_get_u8(&f.body, &u8), 0);
-	assert_int_equal(u8, PROTO_KEY_EC_P521);
-	assert_int_equal(sbuf_get_u16be(&f.body, &u16), 0);
-	assert_int_equal(u16, 521);
-	sbuf_free(&b);
-
-	/* KEYLOAD and its reply */
-	assert_int_equal(proto_begin(&b, PROTO_KEYLOAD, 4), 0);
-	assert_int_equal(proto_put_str(&b, "k2"), 0);
-	assert_int_equal(proto_put_blob(&b, der, sizeof(der)), 0);
-	reparse(&b, &f);
-	get_str_is(&f.body, "k2");
-	assert_int_equal(proto_get_blob(&f.body, &p, &n), 0);
-	assert_int_equal(n, sizeof(der));
-	assert_memory_equal(p, der, n);
-	assert_int_equal(sbuf_avail(&f.body), 0);
-	sbuf_free(&b);
-	assert_int_equal(proto_begin_reply(&b, PROTO_KEYLOAD, 4, PROTO_OK, NULL), 0);
-	assert_int_equal(sbuf_put_u8(&b, PROTO_KEY_RSA), 0);
-	assert_int_equal(sbuf_put_u16be(&b, 3072), 0);
-	reparse(&b, &f);
-	assert_int_equal(f.op, PROTO_KEYLOAD | PROTO_REPLY);
-	assert_int_equal(sbuf_get_u8(&f.body, &u8), 0);
-	assert_int_equal(sbuf_get_u8(&f.body, &u8), 0);
-	assert_int_equal(sbuf_get_u16be(&f.body, &u16), 0);
-	assert_int_equal(u16, 3072);
-	sbuf_free(&b);
-
-	/* PUBKEY, KEYDEL: a key id; PUBKEY's reply: a blob */
-	for (uint8_t op = PROTO_PUBKEY; op <= PROTO_KEYDEL; op += PROTO_KEYDEL - PROTO_PUBKEY) {
-		assert_int_equal(proto_begin(&b, op, 5), 0);
-		assert_int_equal(proto_put_str(&b, "k.3"), 0);
+		print_message("%s\n", c->what);
+		sbuf_init(&b, 4096);
+		if (c->reply)
+			assert_int_equal(proto_begin_reply(&b, c->op, c->id, PROTO_OK, NULL), 0);
+		else
+			assert_int_equal(proto_begin(&b, c->op, c->id), 0);
+		for (const struct field *fl = c->fields; fl->kind != F_END; fl++)
+			put_field(&b, fl);
 		reparse(&b, &f);
-		assert_int_equal(f.op, op);
-		get_str_is(&f.body, "k.3");
+		assert_int_equal(f.op, c->reply ? c->op | PROTO_REPLY : c->op);
+		assert_int_equal(f.id, c->id);
+		if (c->reply) {
+			assert_int_equal(sbuf_get_u8(&f.body, &st), 0);
+			assert_int_equal(st, PROTO_OK);
+		}
+		for (const struct field *fl = c->fields; fl->kind != F_END; fl++)
+			expect_field(&f.body, fl);
 		assert_int_equal(sbuf_avail(&f.body), 0);
 		sbuf_free(&b);
 	}
-	assert_int_equal(proto_begin_reply(&b, PROTO_PUBKEY, 5, PROTO_OK, NULL), 0);
-	assert_int_equal(proto_put_blob(&b, der, sizeof(der)), 0);
-	reparse(&b, &f);
-	assert_int_equal(sbuf_get_u8(&f.body, &u8), 0);
-	assert_int_equal(proto_get_blob(&f.body, &p, &n), 0);
-	assert_memory_equal(p, der, sizeof(der));
-	sbuf_free(&b);
-
-	/* SIGN and its reply */
-	assert_int_equal(proto_begin(&b, PROTO_SIGN, 6), 0);
-	assert_int_equal(proto_put_str(&b, "k"), 0);
-	assert_int_equal(sbuf_put_u8(&b, PROTO_SCHEME_RSA_PSS), 0);
-	assert_int_equal(sbuf_put_u8(&b, PROTO_MD_SHA3_256), 0);
-	assert_int_equal(proto_put_blob(&b, "0123456789abcdef0123456789abcdef", 32), 0);
-	reparse(&b, &f);
-	get_str_is(&f.body, "k");
-	assert_int_equal(sbuf_get_u8(&f.body, &u8), 0);
-	assert_int_equal(u8, PROTO_SCHEME_RSA_PSS);
-	assert_int_equal(sbuf_get_u8(&f.body, &u8), 0);
-	assert_string_equal(proto_digest(u8)->name, "sha3-256");
-	assert_int_equal(proto_get_blob(&f.body, &p, &n), 0);
-	assert_int_equal(n, 32);
-	assert_int_equal(sbuf_avail(&f.body), 0);
-	sbuf_free(&b);
-	assert_int_equal(proto_begin_reply(&b, PROTO_SIGN, 6, PROTO_OK, NULL), 0);
-	assert_int_equal(proto_put_blob(&b, der, sizeof(der)), 0);
-	reparse(&b, &f);
-	assert_int_equal(f.op, PROTO_SIGN | PROTO_REPLY);
-	sbuf_free(&b);
+	/* SIGN's digest byte is the wire id of the digest. */
+	assert_string_equal(proto_digest(PROTO_MD_SHA3_256)->name, "sha3-256");
 }
 
 /* A SIGN body cut at every byte never decodes fully. */
@@ -710,20 +694,21 @@ static void test_reply_status(void **state)
 	sbuf_free(&b);
 }
 
-static void test_reply_fields(void **state)
+/* Finish reply b, parse it into f and step over its status. */
+static void reply_parsed(struct sbuf *b, struct proto_frame *f)
 {
-	char id[PROTO_MAX_KEYID + 1], big[PROTO_MAX_KEYID + 2];
-	unsigned char *der = NULL;
+	uint8_t st;
+
+	reparse(b, f);
+	assert_int_equal(sbuf_get_u8(&f->body, &st), 0);
+}
+
+static void test_reply_hello(void **state)
+{
 	struct reply_hello h;
-	const uint8_t *sig;
 	struct proto_frame f;
-	EVP_PKEY *pk, *got;
 	struct sbuf b;
-	uint16_t bits;
-	uint8_t type, st, msg[1];
-	uint32_t n;
-	size_t len;
-	int dlen;
+	uint8_t st, msg[1];
 
 	(void)state;
 	sbuf_init(&b, 64);
@@ -740,16 +725,39 @@ static void test_reply_fields(void **state)
 	assert_string_equal(h.name, "box1");
 	assert_int_equal(h.max_frame, 1 << 20);
 	/* Cut anywhere before its end, it does not parse. */
-	reparse(&b, &f);
-	sbuf_get_u8(&f.body, &st);
+	reply_parsed(&b, &f);
 	for (size_t cut = 0; cut < 1 + 2 + 4 + 4; cut++) {
 		struct sbuf v;
 
 		sbuf_view(&v, sbuf_ptr(&f.body), cut);
 		assert_int_equal(reply_hello(&v, &h), -EBADMSG);
 	}
+	sbuf_free(&b);
+}
 
-	/* LISTKEYS: two entries; a count beyond what the body holds; an invalid id. */
+/* A LISTKEYS reply saying count, then one entry (id, type 1, 2048 bits). */
+static void listkeys_one(struct sbuf *b, struct proto_frame *f, uint32_t count, const char *id)
+{
+	reply_begin(b, PROTO_LISTKEYS, 2, PROTO_OK, NULL);
+	assert_int_equal(sbuf_put_u32be(b, count), 0);
+	assert_int_equal(proto_put_str(b, id), 0);
+	assert_int_equal(sbuf_put_u8(b, 1), 0);
+	assert_int_equal(sbuf_put_u16be(b, 2048), 0);
+	reply_parsed(b, f);
+}
+
+static void test_reply_listkeys(void **state)
+{
+	char id[PROTO_MAX_KEYID + 1];
+	struct proto_frame f;
+	struct sbuf b;
+	uint16_t bits;
+	uint8_t type;
+	uint32_t n;
+
+	(void)state;
+	sbuf_init(&b, 64);
+	/* Two entries. */
 	reply_begin(&b, PROTO_LISTKEYS, 2, PROTO_OK, NULL);
 	assert_int_equal(sbuf_put_u32be(&b, 2), 0);
 	assert_int_equal(proto_put_str(&b, "a"), 0);
@@ -758,8 +766,7 @@ static void test_reply_fields(void **state)
 	assert_int_equal(proto_put_str(&b, "k..import"), 0);
 	assert_int_equal(sbuf_put_u8(&b, PROTO_KEY_ED25519), 0);
 	assert_int_equal(sbuf_put_u16be(&b, 255), 0);
-	reparse(&b, &f);
-	sbuf_get_u8(&f.body, &st);
+	reply_parsed(&b, &f);
 	assert_int_equal(reply_listkeys_count(&f.body, &n), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(reply_listkeys_entry(&f.body, id, &type, &bits), 0);
@@ -769,70 +776,92 @@ static void test_reply_fields(void **state)
 	assert_string_equal(id, "k..import");
 	assert_int_equal(type, PROTO_KEY_ED25519);
 	assert_int_equal(reply_listkeys_entry(&f.body, id, &type, &bits), -EBADMSG);
+	/* A count beyond what the body holds. */
 	reply_begin(&b, PROTO_LISTKEYS, 2, PROTO_OK, NULL);
 	assert_int_equal(sbuf_put_u32be(&b, 3), 0);
 	for (int i = 0; i < 17; i++)
 		assert_int_equal(sbuf_put_u8(&b, 0), 0);
-	reparse(&b, &f);
-	sbuf_get_u8(&f.body, &st);
+	reply_parsed(&b, &f);
 	assert_int_equal(reply_listkeys_count(&f.body, &n), -EBADMSG);
-	/* An entry with an empty id is shorter than any valid one: the count is refused. */
-	reply_begin(&b, PROTO_LISTKEYS, 2, PROTO_OK, NULL);
-	assert_int_equal(sbuf_put_u32be(&b, 1), 0);
-	assert_int_equal(proto_put_str(&b, ""), 0);
-	assert_int_equal(sbuf_put_u8(&b, 1), 0);
-	assert_int_equal(sbuf_put_u16be(&b, 2048), 0);
-	reparse(&b, &f);
-	sbuf_get_u8(&f.body, &st);
-	assert_int_equal(reply_listkeys_count(&f.body, &n), -EBADMSG);
-	for (const char *bad = "a/b\0a b\0k\xc3\xa9\0"; *bad; bad += strlen(bad) + 1) {
-		reply_begin(&b, PROTO_LISTKEYS, 2, PROTO_OK, NULL);
-		assert_int_equal(sbuf_put_u32be(&b, 1), 0);
-		assert_int_equal(proto_put_str(&b, bad), 0);
-		assert_int_equal(sbuf_put_u8(&b, 1), 0);
-		assert_int_equal(sbuf_put_u16be(&b, 2048), 0);
-		reparse(&b, &f);
-		sbuf_get_u8(&f.body, &st);
-		assert_int_equal(reply_listkeys_count(&f.body, &n), 0);
-		assert_int_equal(reply_listkeys_entry(&f.body, id, &type, &bits), -EBADMSG);
-	}
+	sbuf_free(&b);
+}
+
+/* Entries whose id is not a key id: the count is refused, or the entry. */
+static void test_reply_listkeys_bad_ids(void **state)
+{
+	char id[PROTO_MAX_KEYID + 1], big[PROTO_MAX_KEYID + 2];
+	const struct {
+		const char *id;
+		int count_r, entry_r;
+	} cases[] = {
+		/* Shorter than any valid entry: the count is refused. */
+		{ "", -EBADMSG, 0 },
+		{ "a/b", 0, -EBADMSG },
+		{ "a b", 0, -EBADMSG },
+		{ "k\xc3\xa9", 0, -EBADMSG },
+		{ big, 0, -EBADMSG },
+	};
+	struct proto_frame f;
+	struct sbuf b;
+	uint16_t bits;
+	uint8_t type;
+	uint32_t n;
+
+	(void)state;
 	memset(big, 'k', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
-	reply_begin(&b, PROTO_LISTKEYS, 2, PROTO_OK, NULL);
-	assert_int_equal(sbuf_put_u32be(&b, 1), 0);
-	assert_int_equal(proto_put_str(&b, big), 0);
-	assert_int_equal(sbuf_put_u8(&b, 1), 0);
-	assert_int_equal(sbuf_put_u16be(&b, 2048), 0);
-	reparse(&b, &f);
-	sbuf_get_u8(&f.body, &st);
-	assert_int_equal(reply_listkeys_count(&f.body, &n), 0);
-	assert_int_equal(reply_listkeys_entry(&f.body, id, &type, &bits), -EBADMSG);
+	sbuf_init(&b, 64);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		listkeys_one(&b, &f, 1, cases[i].id);
+		assert_int_equal(reply_listkeys_count(&f.body, &n), cases[i].count_r);
+		if (cases[i].count_r == 0)
+			assert_int_equal(reply_listkeys_entry(&f.body, id, &type, &bits),
+					 cases[i].entry_r);
+	}
+	sbuf_free(&b);
+}
 
-	/* KEYLOAD */
+static void test_reply_keyload(void **state)
+{
+	struct proto_frame f;
+	struct sbuf b;
+	uint16_t bits;
+	uint8_t type;
+
+	(void)state;
+	sbuf_init(&b, 64);
 	reply_begin(&b, PROTO_KEYLOAD, 4, PROTO_OK, NULL);
 	assert_int_equal(sbuf_put_u8(&b, PROTO_KEY_EC_P384), 0);
-	reparse(&b, &f);
-	sbuf_get_u8(&f.body, &st);
+	reply_parsed(&b, &f);
 	assert_int_equal(reply_keyload(&f.body, &type, &bits), -EBADMSG);
 	assert_int_equal(sbuf_put_u16be(&b, 384), 0);
-	reparse(&b, &f);
-	sbuf_get_u8(&f.body, &st);
+	reply_parsed(&b, &f);
 	assert_int_equal(reply_keyload(&f.body, &type, &bits), 0);
 	assert_int_equal(bits, 384);
+	sbuf_free(&b);
+}
 
-	/* PUBKEY: a whole SubjectPublicKeyInfo; not with a byte more or less. */
-	pk = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+/* PUBKEY: a whole SubjectPublicKeyInfo; not with a byte more or less. */
+static void test_reply_pubkey(void **state)
+{
+	EVP_PKEY *pk = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"), *got;
+	unsigned char *der = NULL;
+	struct proto_frame f;
+	struct sbuf b;
+	int dlen;
+
+	(void)state;
 	assert_non_null(pk);
 	dlen = i2d_PUBKEY(pk, &der);
 	assert_true(dlen > 0);
+	sbuf_init(&b, 64);
 	for (int extra = -1; extra <= 1; extra++) {
 		reply_begin(&b, PROTO_PUBKEY, 5, PROTO_OK, NULL);
 		assert_int_equal(sbuf_put_u32be(&b, (uint32_t)(dlen + extra)), 0);
 		assert_int_equal(sbuf_put(&b, der, (size_t)dlen), 0);
 		if (extra > 0)
 			assert_int_equal(sbuf_put_u8(&b, 0), 0);
-		reparse(&b, &f);
-		sbuf_get_u8(&f.body, &st);
+		reply_parsed(&b, &f);
 		if (extra == 0) {
 			assert_int_equal(reply_pubkey(&f.body, &got), 0);
 			assert_int_equal(EVP_PKEY_eq(got, pk), 1);
@@ -844,15 +873,25 @@ static void test_reply_fields(void **state)
 	}
 	OPENSSL_free(der);
 	EVP_PKEY_free(pk);
+	sbuf_free(&b);
+}
 
-	/* SIGN: 1 .. SIGFS_MAX_SIG bytes. */
+/* SIGN: 1 .. SIGFS_MAX_SIG bytes. */
+static void test_reply_sign(void **state)
+{
+	const uint8_t *sig;
+	struct proto_frame f;
+	struct sbuf b;
+	size_t len;
+
+	(void)state;
+	sbuf_init(&b, 64);
 	for (size_t want = 0; want <= SIGFS_MAX_SIG + 1; want += SIGFS_MAX_SIG / 2 + 1) {
 		reply_begin(&b, PROTO_SIGN, 6, PROTO_OK, NULL);
 		assert_int_equal(sbuf_put_u32be(&b, (uint32_t)want), 0);
 		for (size_t i = 0; i < want; i++)
 			assert_int_equal(sbuf_put_u8(&b, (uint8_t)i), 0);
-		reparse(&b, &f);
-		sbuf_get_u8(&f.body, &st);
+		reply_parsed(&b, &f);
 		if (want == 0 || want > SIGFS_MAX_SIG) {
 			assert_int_equal(reply_sign(&f.body, &sig, &len), -EBADMSG);
 		} else {
@@ -1172,7 +1211,12 @@ int main(void)
 		cmocka_unit_test(test_admit),
 		cmocka_unit_test(test_frame_len),
 		cmocka_unit_test(test_reply_status),
-		cmocka_unit_test(test_reply_fields),
+		cmocka_unit_test(test_reply_hello),
+		cmocka_unit_test(test_reply_listkeys),
+		cmocka_unit_test(test_reply_listkeys_bad_ids),
+		cmocka_unit_test(test_reply_keyload),
+		cmocka_unit_test(test_reply_pubkey),
+		cmocka_unit_test(test_reply_sign),
 		cmocka_unit_test(test_link_right_key),
 		cmocka_unit_test(test_link_wrong_key),
 		cmocka_unit_test(test_link_unknown_client),

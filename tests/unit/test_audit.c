@@ -216,138 +216,173 @@ static void test_reopen_continues_chain(void **state)
 	unlink(path);
 }
 
-static void test_tampering_detected(void **state)
-{
+/* A pristine log of 100 lines to tamper with, and where the tampered copy goes. */
+struct tamper {
 	char path[512], bad[512];
 	struct lines l;
-	int order[MAX_LINES + 2], k;
-	char *text;
+};
 
-	(void)state;
-	tmp_path(path, sizeof(path), "pristine");
-	tmp_path(bad, sizeof(bad), "tampered");
-	make_log(path, 100);
-	split(&l, path);
+static int tamper_setup(void **state)
+{
+	struct tamper *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return -1;
+	tmp_path(t->path, sizeof(t->path), "pristine");
+	tmp_path(t->bad, sizeof(t->bad), "tampered");
+	make_log(t->path, 100);
+	split(&t->l, t->path);
+	*state = t;
+	return 0;
+}
+
+static int tamper_teardown(void **state)
+{
+	struct tamper *t = *state;
+
+	free(t->l.text);
+	unlink(t->path);
+	unlink(t->bad);
+	free(t);
+	return 0;
+}
+
+/* The pristine lines in order (index list, -1 ends) must fail at where. */
+static void expect_order_found(const struct tamper *t, const int *order, const char *where)
+{
+	join(&t->l, order, t->bad);
+	expect_bad(t->bad, where);
+}
+
+static void test_tamper_removed_line(void **state)
+{
+	struct tamper *t = *state;
+	int order[MAX_LINES + 2], k = 0;
 
 	/* Removed line 50: line 50 now holds seq 51. */
-	k = 0;
 	for (int i = 0; i < 100; i++)
 		if (i != 49)
 			order[k++] = i;
 	order[k] = -1;
-	join(&l, order, bad);
-	expect_bad(bad, "line 50: ");
-
+	expect_order_found(t, order, "line 50: ");
 	/* Removed first line. */
 	for (int i = 1; i <= 100; i++)
 		order[i - 1] = i < 100 ? i : -1;
-	join(&l, order, bad);
-	expect_bad(bad, "line 1: ");
+	expect_order_found(t, order, "line 1: ");
+}
 
-	/* Inserted line: line 30 twice. */
-	k = 0;
+static void test_tamper_inserted_line(void **state)
+{
+	struct tamper *t = *state;
+	int order[MAX_LINES + 2], k = 0;
+
+	/* Line 30 twice. */
 	for (int i = 0; i < 100; i++) {
 		order[k++] = i;
 		if (i == 29)
 			order[k++] = i;
 	}
 	order[k] = -1;
-	join(&l, order, bad);
-	expect_bad(bad, "line 31: ");
+	expect_order_found(t, order, "line 31: ");
+}
 
-	/* Reordered: lines 10 and 11 swapped. */
+static void test_tamper_reordered_lines(void **state)
+{
+	struct tamper *t = *state;
+	int order[MAX_LINES + 2];
+
+	/* Lines 10 and 11 swapped. */
 	for (int i = 0; i < 100; i++)
 		order[i] = i;
 	order[9] = 10;
 	order[10] = 9;
 	order[100] = -1;
-	join(&l, order, bad);
-	expect_bad(bad, "line 10: ");
+	expect_order_found(t, order, "line 10: ");
+}
 
-	/* Edited field in line 51 (uid 1051 -> 1052): line 52's prev no longer matches. */
-	text = slurp(path, &(size_t){ 0 });
-	{
-		char *p = strstr(text, " uid=1051 ");
+static void test_tamper_edited_byte(void **state)
+{
+	/* One byte changed at off from the first match of find, and the first line it fails. */
+	static const struct {
+		const char *find;
+		int off;
+		char to;
+		const char *where;
+	} edits[] = {
+		/* A field of line 51 (uid 1051 -> 1052): line 52's prev no longer matches. */
+		{ " uid=1051 ", 8, '2', "line 52: " },
+		{ "name=fw-77.bin", 5, 'F', "line 78: " },
+		{ "digest=sha256:4242", 14, '5', "line 67: " },
+		/* Wrong seq in line 20. */
+		{ "\n20 ", 2, '1', "line 20: " },
+		/* The last digit of the first line's prev. */
+		{ "\n", -1, '1', "line 1: " },
+	};
+	struct tamper *t = *state;
+
+	for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+		size_t len;
+		char *text = slurp(t->path, &len);
+		char *p = strstr(text, edits[i].find);
 
 		assert_non_null(p);
-		p[8] = '2';
-		spit(bad, text, strlen(text));
-		expect_bad(bad, "line 52: ");
-		p[8] = '1';
+		p[edits[i].off] = edits[i].to;
+		spit(t->bad, text, len);
+		expect_bad(t->bad, edits[i].where);
+		free(text);
 	}
-	/* Edited name and digest too. */
-	{
-		char *p = strstr(text, "name=fw-77.bin");
+}
 
-		assert_non_null(p);
-		p[5] = 'F';
-		spit(bad, text, strlen(text));
-		expect_bad(bad, "line 78: ");
-		p[5] = 'f';
-		p = strstr(text, "digest=sha256:4242");
-		assert_non_null(p);
-		p[14] = '5';
-		spit(bad, text, strlen(text));
-		expect_bad(bad, "line 67: ");
-		p[14] = '4';
-	}
-	/* Wrong seq in line 20. */
-	{
-		char *p = strstr(text, "\n20 ");
+static void test_tamper_truncated_last_line(void **state)
+{
+	struct tamper *t = *state;
+	size_t len;
+	char *text = slurp(t->path, &len);
 
-		assert_non_null(p);
-		p[2] = '1';
-		spit(bad, text, strlen(text));
-		expect_bad(bad, "line 20: ");
-		p[2] = '0';
-	}
-	/* Changed prev of the first line. */
-	text[strstr(text, "\n") - text - 1] = '1';
-	spit(bad, text, strlen(text));
-	expect_bad(bad, "line 1: ");
+	/* No newline, or cut in the middle. */
+	spit(t->bad, text, len - 1);
+	expect_bad(t->bad, "line 100: ");
+	spit(t->bad, text, len - 30);
+	expect_bad(t->bad, "line 100: ");
 	free(text);
+}
 
-	/* Truncated last line: no newline, or cut in the middle. */
-	text = slurp(path, &(size_t){ 0 });
-	spit(bad, text, strlen(text) - 1);
-	expect_bad(bad, "line 100: ");
-	spit(bad, text, strlen(text) - 30);
-	expect_bad(bad, "line 100: ");
-	/* Garbage appended as a line of its own. */
-	{
-		FILE *f;
+static void test_tamper_appended_garbage(void **state)
+{
+	struct tamper *t = *state;
+	size_t len;
+	char *text = slurp(t->path, &len);
+	FILE *f;
 
-		spit(bad, text, strlen(text));
-		f = fopen(bad, "ab");
-		assert_non_null(f);
-		fputs("hello world\n", f);
-		fclose(f);
-		expect_bad(bad, "line 101: ");
-	}
+	/* Garbage as a line of its own. */
+	spit(t->bad, text, len);
+	f = fopen(t->bad, "ab");
+	assert_non_null(f);
+	fputs("hello world\n", f);
+	fclose(f);
+	expect_bad(t->bad, "line 101: ");
 	free(text);
+}
 
-	/* A forged line with a correct seq and prev is still out of step with the next one. */
-	{
-		FILE *f = fopen(bad, "wb");
-		uint8_t h[32];
+/* A forged line with a correct seq and prev is still out of step with the next one. */
+static void test_tamper_forged_line(void **state)
+{
+	struct tamper *t = *state;
+	FILE *f = fopen(t->bad, "wb");
+	uint8_t h[32];
 
-		assert_non_null(f);
-		for (int i = 0; i < 30; i++)
-			fwrite(l.start[i], 1, l.len[i], f);
-		EVP_Digest(l.start[29], l.len[29], h, NULL, EVP_sha256(), NULL);
-		fprintf(f, "31 1700000000 keydel key=release uid=0 digest=- name=- prev=");
-		for (int j = 0; j < 32; j++)
-			fprintf(f, "%02x", h[j]);
-		fprintf(f, "\n");
-		for (int i = 30; i < 100; i++)
-			fwrite(l.start[i], 1, l.len[i], f);
-		fclose(f);
-		expect_bad(bad, "line 32: ");
-	}
-
-	free(l.text);
-	unlink(path);
-	unlink(bad);
+	assert_non_null(f);
+	for (int i = 0; i < 30; i++)
+		fwrite(t->l.start[i], 1, t->l.len[i], f);
+	EVP_Digest(t->l.start[29], t->l.len[29], h, NULL, EVP_sha256(), NULL);
+	fprintf(f, "31 1700000000 keydel key=release uid=0 digest=- name=- prev=");
+	for (int j = 0; j < 32; j++)
+		fprintf(f, "%02x", h[j]);
+	fprintf(f, "\n");
+	for (int i = 30; i < 100; i++)
+		fwrite(t->l.start[i], 1, t->l.len[i], f);
+	fclose(f);
+	expect_bad(t->bad, "line 32: ");
 }
 
 static void test_malformed_lines(void **state)
@@ -588,7 +623,16 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_append_and_verify),
 		cmocka_unit_test(test_reopen_continues_chain),
-		cmocka_unit_test(test_tampering_detected),
+		cmocka_unit_test_setup_teardown(test_tamper_removed_line, tamper_setup, tamper_teardown),
+		cmocka_unit_test_setup_teardown(test_tamper_inserted_line, tamper_setup, tamper_teardown),
+		cmocka_unit_test_setup_teardown(test_tamper_reordered_lines, tamper_setup,
+						tamper_teardown),
+		cmocka_unit_test_setup_teardown(test_tamper_edited_byte, tamper_setup, tamper_teardown),
+		cmocka_unit_test_setup_teardown(test_tamper_truncated_last_line, tamper_setup,
+						tamper_teardown),
+		cmocka_unit_test_setup_teardown(test_tamper_appended_garbage, tamper_setup,
+						tamper_teardown),
+		cmocka_unit_test_setup_teardown(test_tamper_forged_line, tamper_setup, tamper_teardown),
 		cmocka_unit_test(test_malformed_lines),
 		cmocka_unit_test(test_old_lines_continue),
 		cmocka_unit_test(test_last_line_number),
