@@ -149,7 +149,6 @@ check "serving after a signing request" serving
 check "a normal cp returns with its .sig" bash -c "cp '$T/fw.bin' '$IN/final.bin' && test -s '$IN/final.bin.sig'"
 check "which verifies" verify_raw k "$T/fw.bin" "$IN/final.bin.sig"
 check "status counts the failures" test "$(sed -n 's/^failed: //p' "$MNT/.ctl/status")" -ge 10
-stop_sigfs
-check "the daemon exited cleanly (status 0)" true
+check "the daemon exits cleanly (status 0)" sigfs_exits_cleanly
 check "audit log chain verifies" "$SIGFSD" --verify-audit "$STATE/audit.log"
 done_testing

@@ -221,14 +221,32 @@ start_sigfs() {
 	try_start_sigfs "$STATE" "$LOG" "$@" || fail "sigfsd exited at start: $(tail -n 5 "$LOG")"
 }
 
-# Unmount and wait for sigfsd; its exit status must be 0 (sanitizers report there).
-stop_sigfs() {
-	local pid=$SIGFS_PID rc=0
-	[ -n "$pid" ] || return 0
+# exited_cleanly PID LOG: wait for PID (a child of this shell) to end; true if
+# its exit status is 0 (sanitizers report there), else says the status and
+# LOG's last lines. A check of a daemon's stop: check "..." exited_cleanly ...
+exited_cleanly() {
+	local rc=0
+	wait "$1" || rc=$?
+	[ $rc -eq 0 ] || echo "  process $1 exited with status $rc: $(tail -n 20 "$2")" >&2
+	return $rc
+}
+
+# sigfs_exits_cleanly: unmount and wait for sigfsd; true if it exited with
+# status 0 (false, too, if none was running).
+sigfs_exits_cleanly() {
+	local pid=$SIGFS_PID
+	[ -n "$pid" ] || {
+		echo "  sigfsd is not running" >&2
+		return 1
+	}
 	SIGFS_PID=
 	fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
-	wait "$pid" || rc=$?
-	[ $rc -eq 0 ] || fail "sigfsd exited with status $rc: $(tail -n 20 "$LOG")"
+	exited_cleanly "$pid" "$LOG"
+}
+
+# Unmount and wait for sigfsd, if running; its exit status must be 0.
+stop_sigfs() {
+	[ -z "$SIGFS_PID" ] || sigfs_exits_cleanly || fail "sigfsd did not stop cleanly"
 }
 
 # Kill sigfsd with SIGKILL and clear the dead mount.
