@@ -23,11 +23,8 @@ K=$MNT/.ctl/keys
 # A "NetHSM" that accepts connections and never answers, for the status timeouts.
 SILENT_PID=
 stop_silent() {
-	if [ -n "$SILENT_PID" ]; then
-		kill "$SILENT_PID" 2>/dev/null || true
-		wait "$SILENT_PID" 2>/dev/null || true
-		SILENT_PID=
-	fi
+	stop_pid "$SILENT_PID"
+	SILENT_PID=
 }
 
 at_exit stop_nethsm
@@ -83,7 +80,6 @@ retry_seconds = 3
 tags = t1
 EOF
 
-# sign_on KEY ALGORITHM [PADDING]: set the key's algorithm (and padding), sign a file, verify.
 start_sigfs
 
 check "status: nh holds no keys yet" grep -qx "backend nh: nethsm, 0 keys" "$MNT/.ctl/status"
@@ -96,12 +92,7 @@ check "GET /keys shows ed" grep -q '"id": "ed"' <(key_ids)
 check "status: nh holds 1 key" grep -qx "backend nh: nethsm, 1 key" "$MNT/.ctl/status"
 check "status: nht and soft unchanged" test "$(status_keys nht) $(status_keys soft)" = "0 0"
 sign_on ed ed25519
-mkdir "$K/p256@nh" "$K/p384@nh" "$K/p521@nh" "$K/rsa@nh"
-sign_on p256 ecdsa-p256
-sign_on p384 ecdsa-p384
-sign_on p521 ecdsa-p521
-sign_on rsa rsa-2048 pss
-sign_on rsa rsa-2048 pkcs1
+sign_on_ec_and_rsa nh
 
 # rmdir deletes the key on the NetHSM.
 check "rmdir p384" rmdir "$K/p384"

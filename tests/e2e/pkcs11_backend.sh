@@ -15,7 +15,7 @@ K=$MNT/.ctl/keys
 # SoftHSM2 leaks inside itself (tests/lsan-softhsm.supp); sanitizer builds only.
 export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0
 export LSAN_OPTIONS=${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$SIGFS_SRC/tests/lsan-softhsm.supp
-softhsm_token sigfs-test $PIN
+softhsm_token "$T" sigfs-test $PIN
 cat >>"$CONF" <<EOF
 [backend hsm]
 type = pkcs11
@@ -28,7 +28,6 @@ p11() {
 	pkcs11-tool --module "$MODULE" --token-label sigfs-test --login --pin $PIN "$@" 2>/dev/null
 }
 
-# sign_on KEY ALGORITHM [PADDING]: set the key's algorithm (and padding), sign a file, verify.
 start_sigfs
 
 # Named backends: KEY@BACKEND, unknown backends refused.
@@ -44,12 +43,8 @@ check "the log says which backend is missing" bash -c "tail -n +$((mark + 1)) '$
 check "no key x was left behind" test ! -e "$K/x" -a ! -e "$MNT/x"
 
 sign_on ed ed25519
-mkdir "$K/p256@hsm" "$K/p384@hsm" "$K/p521@hsm" "$K/rsa@hsm" "$K/rsa3@hsm"
-sign_on p256 ecdsa-p256
-sign_on p384 ecdsa-p384
-sign_on p521 ecdsa-p521
-sign_on rsa rsa-2048 pss
-sign_on rsa rsa-2048 pkcs1
+sign_on_ec_and_rsa hsm
+mkdir "$K/rsa3@hsm"
 sign_on rsa3 rsa-3072 pss
 
 # The soft default backend alongside.
