@@ -277,6 +277,19 @@ wait_for() {
 
 ensure_group "$ADMIN_GROUP"
 
+# no_match GREP-ARGS...: grep finds nothing (status 1). A match fails, and so
+# does an error (a missing or unreadable file), which "! grep" would pass.
+no_match() {
+	local rc=0
+	grep -q "$@" || rc=$?
+	case $rc in
+	1) return 0 ;;
+	0) echo "  grep found a match" >&2 ;;
+	*) echo "  grep failed (status $rc): grep $*" >&2 ;;
+	esac
+	return 1
+}
+
 # check_fails_with DESCRIPTION MESSAGE COMMAND...: the command must fail and
 # its stderr must contain MESSAGE (e.g. "Operation not permitted").
 check_fails_with() {
