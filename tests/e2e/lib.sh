@@ -201,9 +201,14 @@ start_sigfs() {
 
 # exited_cleanly PID LOG: wait for PID (a child of this shell) to end; true if
 # its exit status is 0 (sanitizers report there), else says the status and
-# LOG's last lines. A check of a daemon's stop: check "..." exited_cleanly ...
+# LOG's last lines (false, too, for no PID: nothing was running).
+# A check of a daemon's stop: check "..." exited_cleanly ...
 exited_cleanly() {
 	local rc=0
+	[ -n "$1" ] || {
+		echo "  not running" >&2
+		return 1
+	}
 	wait "$1" || rc=$?
 	[ $rc -eq 0 ] || echo "  process $1 exited with status $rc: $(tail -n 20 "$2")" >&2
 	return $rc
@@ -213,12 +218,8 @@ exited_cleanly() {
 # status 0 (false, too, if none was running).
 sigfs_exits_cleanly() {
 	local pid=$SIGFS_PID
-	[ -n "$pid" ] || {
-		echo "  sigfsd is not running" >&2
-		return 1
-	}
 	SIGFS_PID=
-	fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
+	[ -z "$pid" ] || fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
 	exited_cleanly "$pid" "$LOG"
 }
 

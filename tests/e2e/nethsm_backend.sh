@@ -53,32 +53,10 @@ json_get() {
 }
 
 start_nethsm
-printf '%s\n' "$OPW" >"$T/op.pw"
-printf '%s\n' "$APW" >"$T/admin.pw"
-chmod 0600 "$T/op.pw" "$T/admin.pw"
-cat >>"$CONF" <<EOF
-[backend nh]
-type = nethsm
-url = https://127.0.0.1:$NH_PORT
-user = ops~op
-password_file = $T/op.pw
-admin_user = ops~admin
-admin_password_file = $T/admin.pw
-ca_file = $T/nethsm/cert.pem
 # Long enough for a waiting job to find the server restarted below (about 2 s later).
-retry_seconds = 5
-
-[backend nht]
-type = nethsm
-url = https://127.0.0.1:$NH_PORT
-user = tg~op
-password_file = $T/op.pw
-admin_user = tg~admin
-admin_password_file = $T/admin.pw
-ca_file = $T/nethsm/cert.pem
-retry_seconds = 3
-tags = t1
-EOF
+nethsm_backend nh ops 5
+nethsm_backend nht tg 3
+echo "tags = t1" >>"$CONF" # in [backend nht], the last section
 
 start_sigfs
 
