@@ -179,7 +179,7 @@ chmod 0600 "$CLIENTS"
 
 start_appliance
 check "store created 0700" stat_is "$STORE" "root:root 700"
-check "listkeys on an empty store prints nothing" test -z "$(ctl listkeys)"
+check "listkeys on an empty store prints nothing" prints_nothing ctl listkeys
 
 # --- keys of every type --------------------------------------------------------
 # RSA-8192 takes seconds: generated in the background while the others are made

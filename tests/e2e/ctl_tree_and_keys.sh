@@ -22,7 +22,7 @@ check ".ctl is root:admin 0750" stat_is "$MNT/.ctl" "root:$A 750"
 check ".ctl/keys is root:admin 0770" stat_is "$K" "root:$A 770"
 check ".ctl/status is root:admin 0440" stat_is "$MNT/.ctl/status" "root:$A 440"
 check ".ctl holds keys and status" test "$(ls -A "$MNT/.ctl" | tr '\n' ' ')" = "keys status "
-check "no keys yet" test -z "$(ls -A "$K")"
+check "no keys yet" prints_nothing ls -A "$K"
 check "status: the soft backend holds no keys" grep -qx "backend soft: soft, 0 keys" "$MNT/.ctl/status"
 
 check "mkdir .ctl/keys/rel creates a key" mkdir "$K/rel"

@@ -145,7 +145,7 @@ batch_signed() {
 	local key=$1 n=$2 what=$3
 	check "$what: the batch finishes (every copy succeeds)" wait "$BATCH_PID"
 	check "$what: all $n files have a .sig" test "$(sigs_of "$key")" -eq "$n"
-	check "$what: no .err" test -z "$(find "$MNT/$key" -maxdepth 1 -name 'f*.err')"
+	check "$what: no .err" prints_nothing find "$MNT/$key" -maxdepth 1 -name 'f*.err'
 	check "$what: all $n signatures verify" verify_many "$key" "$MNT/$key" $(seq -f 'f%g' 1 "$n")
 }
 
@@ -277,6 +277,20 @@ wait_for() {
 }
 
 ensure_group "$ADMIN_GROUP"
+
+# prints_nothing COMMAND...: COMMAND succeeds and prints nothing. A failing
+# COMMAND fails too, which test -z "$(COMMAND)" would pass.
+prints_nothing() {
+	local out
+	out=$("$@") || {
+		echo "  failed: $*" >&2
+		return 1
+	}
+	[ -z "$out" ] || {
+		echo "  printed: $out" >&2
+		return 1
+	}
+}
 
 # no_match GREP-ARGS...: grep finds nothing (status 1). A match fails, and so
 # does an error (a missing or unreadable file), which "! grep" would pass.
