@@ -27,16 +27,16 @@
 #   BENCH_BASE             parent directory of the temporary work dir (default /var/lib)
 #   BENCH_FIGURES          which figures to run (default "c d e")
 set -euo pipefail
+BENCH_NAME=backends
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$(cd "${1:-$SRC/build}" && pwd)
 SECS=${BENCH_BACKEND_SECONDS:-5}
 REPEAT=${BENCH_REPEAT:-3}
-BASE=${BENCH_BASE:-/var/lib}
 FIGURES=${BENCH_FIGURES:-c d e}
 NCPU=$(nproc)
 SOFTHSM=/usr/lib/softhsm/libsofthsm2.so
-NETHSM_SERVER=$SRC/tests/nethsm/server.py
 LATENCY_MS=20
 
 SIGFSD=$BUILD/sigfsd
@@ -44,11 +44,6 @@ APPLIANCE=$BUILD/sigfs-appliance
 SMALLFILES=$BUILD/bench/smallfiles
 P11_LOOP=$BUILD/bench/p11_sign_loop
 BACKEND_LOOP=$BUILD/bench/backend_loop
-
-die() {
-	echo "backends: $*" >&2
-	exit 1
-}
 
 want() { case " $FIGURES " in *" $1 "*) true ;; *) false ;; esac; }
 
@@ -69,66 +64,18 @@ if want e; then
 fi
 
 # --- work dir, processes, cleanup ----------------------------------------------------
-W=$(mktemp -d "$BASE/sigfs-bench-backends.XXXXXX")
-chmod 755 "$W"
-MNT=$W/mnt
-STATE=$W/state
-CONF=$W/sigfs.conf
-LOG=$W/sigfsd.log
-mkdir -p "$MNT"
-SIGFS_PID=
+bench_workdir sigfs-bench-backends
 NH_PID=
 APP_PIDS=()
 
-# Stop the sigfsd this script started: unmount (it exits with its mount), give it
-# 10 s, then SIGTERM and SIGKILL by its PID.
-stop_sigfs() {
-	local pid=$SIGFS_PID
-	[ -n "$pid" ] || return 0
-	SIGFS_PID=
-	if mountpoint -q "$MNT"; then
-		fusermount3 -u "$MNT" 2>/dev/null || umount "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
-	fi
-	for _ in $(seq 1 100); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		echo "backends: sigfsd $pid still running, sending SIGTERM" >&2
-		kill -TERM "$pid" 2>/dev/null || true
-		sleep 1
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-}
-
-stop_pid() {
-	[ -n "$1" ] || return 0
-	kill -TERM "$1" 2>/dev/null || true
-	wait "$1" 2>/dev/null || true
-}
-
 cleanup() {
-	local rc=$?
-	set +e
+	local rc=$? pid
 	stop_sigfs
 	stop_pid "$NH_PID"
 	for pid in "${APP_PIDS[@]}"; do
 		stop_pid "$pid"
 	done
-	if [ $rc -ne 0 ]; then
-		for f in "$LOG" "$W"/*.log; do
-			[ -s "$f" ] || continue
-			echo "--- $f (last 15 lines) ---" >&2
-			tail -n 15 "$f" >&2
-		done
-	fi
-	if mountpoint -q "$MNT" 2>/dev/null; then
-		echo "backends: $MNT is still mounted; leaving $W in place" >&2
-	else
-		rm -rf "$W"
-	fi
-	exit $rc
+	bench_finish $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -155,22 +102,7 @@ EOF
 	} >"$CONF"
 }
 
-start_sigfs() {
-	"$SIGFSD" --foreground --config "$CONF" --state-dir "$STATE" "$MNT" >>"$LOG" 2>&1 &
-	SIGFS_PID=$!
-	for _ in $(seq 1 200); do
-		mountpoint -q "$MNT" && return 0
-		kill -0 "$SIGFS_PID" 2>/dev/null || die "sigfsd exited at start: $(tail -n 5 "$LOG")"
-		sleep 0.05
-	done
-	die "sigfsd did not mount $MNT"
-}
-
 # --- measuring --------------------------------------------------------------------------
-median() { # numbers on stdin -> median
-	sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'
-}
-
 # mount_rate KEY THREADS TAG: files/s of SECS of 1 KiB files into KEY's inbox.
 # Files are kept (-k): deleting makes the next run measure the inode allocator.
 mount_rate() {
@@ -178,7 +110,7 @@ mount_rate() {
 	out=$("$SMALLFILES" -q -k -t "$2" -d "$SECS" -s 1024 -p "$3" "$MNT/$1") ||
 		die "smallfiles into $1 failed: $out"
 	echo "  mount $1 ($2 client threads) $3: $out" >&2
-	sed -n 's/.*files_per_s=\([0-9.]*\).*/\1/p' <<<"$out"
+	files_per_s <<<"$out"
 }
 
 # loop_rate DESCRIPTION COMMAND...: the signatures/s a baseline tool prints.
@@ -194,8 +126,6 @@ warm_up() { # KEY THREADS
 	"$SMALLFILES" -q -k -t "$2" -d 1 -s 1024 -p warm "$MNT/$1" >/dev/null ||
 		die "warm-up of $1 failed: signing through the mount does not work"
 }
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b > 0) ? a / b : 0}'; }
 
 RESULTS=()
 # figure NAME "MOUNT RUNS" "BASELINE RUNS" AIM: one line of the result table.
@@ -235,16 +165,7 @@ echo "load:     loadavg $(cut -d' ' -f1-3 /proc/loadavg), CPUs $IDLE% idle over 
 if want c; then
 	echo
 	echo "== (c) pkcs11 on SoftHSM2: mount vs C_Sign in a loop, $NCPU workers / threads"
-	mkdir "$W/tokens"
-	cat >"$W/softhsm2.conf" <<EOF
-directories.tokendir = $W/tokens
-objectstore.backend = file
-log.level = ERROR
-EOF
-	export SOFTHSM2_CONF=$W/softhsm2.conf
-	softhsm2-util --init-token --free --label sigfs-bench --so-pin 1234 --pin 4321 >/dev/null
-	install -m 0600 /dev/null "$W/pin"
-	echo 4321 >"$W/pin"
+	softhsm_token "$W" sigfs-bench 4321
 	write_conf "$NCPU" ecdsa-p256 "[backend hsm]" "type = pkcs11" "module = $SOFTHSM" \
 		"token_label = sigfs-bench" "pin_file = $W/pin"
 	start_sigfs
@@ -268,7 +189,7 @@ EOF
 		# every FUSE round trip and no signing, the ceiling of any backend here.
 		# smallfiles fails on the missing signatures, so its status is ignored.
 		r=$("$SMALLFILES" -q -k -t "$T" -d "$SECS" -s 1024 -p ".ref$i" "$MNT/p11-ec" 2>/dev/null |
-			sed -n 's/.*files_per_s=\([0-9.]*\).*/\1/p' || true)
+			files_per_s || true)
 		echo "  mount without signing (.ref names) r$i: ${r:=0} files/s" >&2
 		refs+=" $r"
 	done
@@ -299,17 +220,10 @@ if want d; then
 	echo "== (d) nethsm: tests/nethsm/server.py --latency-ms $LATENCY_MS, ecdsa-p256"
 	OPW=bench-op-2291
 	APW=bench-admin-5517
-	/usr/bin/python3 "$NETHSM_SERVER" --state "$W/nethsm" --port 0 --latency-ms "$LATENCY_MS" \
-		--user "bench~op:Operator:$OPW" --user "bench~admin:Administrator:$APW" \
-		>"$W/nethsm.out" 2>"$W/nethsm.log" &
-	NH_PID=$!
-	for _ in $(seq 1 100); do
-		grep -q '^port ' "$W/nethsm.out" 2>/dev/null && break
-		kill -0 "$NH_PID" 2>/dev/null || die "the NetHSM test server exited: $(tail -n 5 "$W/nethsm.log")"
-		sleep 0.1
-	done
-	PORT=$(awk '/^port / {print $2}' "$W/nethsm.out")
-	[ -n "$PORT" ] || die "the NetHSM test server did not start"
+	run_nethsm "$W" 0 --latency-ms "$LATENCY_MS" \
+		--user "bench~op:Operator:$OPW" --user "bench~admin:Administrator:$APW" ||
+		die "the NetHSM test server did not start: $(tail -n 5 "$W/nethsm.log")"
+	PORT=$NH_PORT
 	install -m 0600 /dev/null "$W/op.pw"
 	install -m 0600 /dev/null "$W/admin.pw"
 	echo "$OPW" >"$W/op.pw"
@@ -356,15 +270,7 @@ if want e; then
 	echo
 	echo "== (e) appliance: sigfs-appliance --engines 1 on 127.0.0.2 and 127.0.0.3, rsa-4096 PSS"
 	# One port free on both addresses (the kernel picks it; both listen on it).
-	APORT=$(/usr/bin/python3 -c 'import socket
-for _ in range(50):
-    a = socket.socket(); a.bind(("127.0.0.2", 0)); p = a.getsockname()[1]
-    b = socket.socket()
-    try:
-        b.bind(("127.0.0.3", p))
-    except OSError:
-        continue
-    print(p); break')
+	APORT=$(port_free_on_both 127.0.0.2 127.0.0.3)
 	[ -n "$APORT" ] || die "no TCP port free on both 127.0.0.2 and 127.0.0.3"
 	SECRET=$(openssl rand -hex 32)
 	install -m 0600 /dev/null "$W/clients"

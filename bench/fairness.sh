@@ -19,57 +19,39 @@
 #   BENCH_WORKERS     sigfsd workers (default 0: one per CPU)
 #   BENCH_BASE        parent directory of the temporary work dir (default /var/lib)
 set -euo pipefail
+BENCH_NAME=bench
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$(cd "${1:-$SRC/build}" && pwd)
 FILES=${BENCH_FAIR_FILES:-200}
 GB=${BENCH_FAIR_GB:-8}
 WORKERS=${BENCH_WORKERS:-0}
-BASE=${BENCH_BASE:-/var/lib}
 SIGFSD=$BUILD/sigfsd
 GROUP=sigfs-bench
 UA=sigfs-bench-a
 UB=sigfs-bench-b
 
-die() {
-	echo "bench: $*" >&2
-	exit 1
-}
 [ "$(id -u)" -eq 0 ] || die "run as root"
 [ -x "$SIGFSD" ] || die "$SIGFSD is missing: build first"
 
-getent group "$GROUP" >/dev/null || groupadd --system "$GROUP"
+ensure_group "$GROUP"
 for u in "$UA" "$UB"; do
-	id -u "$u" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$u"
+	ensure_user "$u"
 	usermod -a -G "$GROUP" "$u"
 done
 
-W=$(mktemp -d "$BASE/sigfs-fair.XXXXXX")
-chmod 755 "$W"
-MNT=$W/mnt
-LOG=$W/sigfsd.log
-mkdir -p "$MNT"
-SIGFS_PID=
+bench_workdir sigfs-fair
 A_PID=
 
 cleanup() {
 	local rc=$?
-	set +e
-	if [ -n "$A_PID" ]; then
-		kill "$A_PID" 2>/dev/null
-		wait "$A_PID" 2>/dev/null
-	fi
-	if [ -n "$SIGFS_PID" ]; then
-		fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
-		wait "$SIGFS_PID" 2>/dev/null
-	fi
-	[ $rc -eq 0 ] || tail -n 20 "$LOG" >&2
-	mountpoint -q "$MNT" 2>/dev/null || rm -rf "$W"
-	exit $rc
+	stop_pid "$A_PID"
+	bench_finish $rc
 }
 trap cleanup EXIT
 
-cat >"$W/sigfs.conf" <<EOF
+cat >"$CONF" <<EOF
 [sigfs]
 workers = $WORKERS
 wait_on_close = yes
@@ -77,21 +59,15 @@ wait_on_close = yes
 algorithm = ecdsa-p256
 digest = sha256
 EOF
-"$SIGFSD" --foreground --config "$W/sigfs.conf" --state-dir "$W/state" "$MNT" >>"$LOG" 2>&1 &
-SIGFS_PID=$!
-for _ in $(seq 1 200); do
-	mountpoint -q "$MNT" && break
-	sleep 0.05
-done
-mountpoint -q "$MNT" || die "sigfsd did not mount $MNT"
-mkdir "$MNT/.ctl/keys/fair"
+start_sigfs
+make_key fair
 chgrp "$GROUP" "$MNT/fair"
 chmod 1770 "$MNT/fair"
 NW=$(awk '/^workers:/ {print $2}' "$MNT/.ctl/status")
 
 # B's latencies: N small files, one at a time; prints one line "p50 p99" (seconds).
 b_latency() { # TAG
-	setpriv --reuid="$UB" --regid="$(id -g "$UB")" --init-groups -- /usr/bin/python3 - \
+	as "$UB" /usr/bin/python3 - \
 		"$MNT/fair" "$1" "$FILES" <<'PY'
 import os, sys, time
 d, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -115,7 +91,7 @@ a_stream() {
 	local i=0
 	while :; do
 		i=$((i + 1))
-		setpriv --reuid="$UA" --regid="$(id -g "$UA")" --init-groups -- bash -c "
+		as "$UA" bash -c "
 			truncate -s ${GB}G '$MNT/fair/.a$i' && mv '$MNT/fair/.a$i' '$MNT/fair/a$i.bin'"
 		while [ ! -e "$MNT/fair/a$i.bin.sig" ] && [ ! -e "$MNT/fair/a$i.bin.err" ]; do
 			# keep NW of A's files in the queue, so every worker has one to read
@@ -140,8 +116,7 @@ for _ in $(seq 1 200); do
 done
 grep -q "^queue: .* $NW signing" "$MNT/.ctl/status" || die "A's files did not keep the workers busy"
 load=$(b_latency load)
-kill "$A_PID"
-wait "$A_PID" 2>/dev/null || true
+stop_pid "$A_PID"
 A_PID=
 read -r i50 i99 <<<"$idle"
 read -r l50 l99 <<<"$load"

@@ -26,6 +26,8 @@
 #   BENCH_BACKENDS set to 0 to skip bench/backends.sh (its own knobs: see there)
 #   BENCH_FAIRNESS set to 0 to skip bench/fairness.sh (its own knobs: see there)
 set -euo pipefail
+BENCH_NAME=bench
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$SRC/build-bench
@@ -35,12 +37,6 @@ THREADS=${BENCH_THREADS:-$((2 * NCPU))}
 SIZE_KB=${BENCH_SIZE_KB:-1}
 BIG_MB=${BENCH_BIG_MB:-1024}
 REPEAT=${BENCH_REPEAT:-3}
-BASE=${BENCH_BASE:-/var/lib}
-
-die() {
-	echo "bench: $*" >&2
-	exit 1
-}
 
 [ "$(id -u)" -eq 0 ] || die "run as root (FUSE mount with allow_other, drop_caches)"
 [ -e /dev/fuse ] || die "/dev/fuse is missing"
@@ -64,51 +60,12 @@ SMALLFILES=$BUILD/bench/smallfiles
 [ -x "$SIGFSD" ] && [ -x "$SMALLFILES" ] || die "build did not produce sigfsd and smallfiles"
 
 # --- work dir, on the filesystem of /var/lib (not tmpfs) -------------------------
-W=$(mktemp -d "$BASE/sigfs-bench.XXXXXX")
-chmod 755 "$W"
-MNT=$W/mnt
-STATE=$W/state
-CONF=$W/sigfs.conf
-LOG=$W/sigfsd.log
+bench_workdir sigfs-bench
 SCRATCH=$W/scratch          # baseline copies: same filesystem as the state dir
 BIG=$W/big.bin              # source of (b): same filesystem too
-mkdir -p "$MNT" "$SCRATCH" "$SCRATCH/small"
-SIGFS_PID=
+mkdir -p "$SCRATCH" "$SCRATCH/small"
 
-cleanup() {
-	local rc=$?
-	set +e
-	if [ -n "$SIGFS_PID" ]; then
-		if mountpoint -q "$MNT"; then
-			fusermount3 -u "$MNT" 2>/dev/null || umount "$MNT" 2>/dev/null ||
-				umount -l "$MNT" 2>/dev/null
-		fi
-		# sigfsd exits when its mount goes away; give it 10 s, then TERM it (by PID).
-		for _ in $(seq 1 100); do
-			kill -0 "$SIGFS_PID" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$SIGFS_PID" 2>/dev/null; then
-			echo "bench: sigfsd $SIGFS_PID still running, sending SIGTERM" >&2
-			kill -TERM "$SIGFS_PID" 2>/dev/null
-			sleep 1
-			kill -0 "$SIGFS_PID" 2>/dev/null && kill -KILL "$SIGFS_PID" 2>/dev/null
-		fi
-		wait "$SIGFS_PID" 2>/dev/null
-		SIGFS_PID=
-	fi
-	if [ $rc -ne 0 ] && [ -f "$LOG" ]; then
-		echo "--- sigfsd log (last 20 lines) ---" >&2
-		tail -n 20 "$LOG" >&2
-	fi
-	if mountpoint -q "$MNT" 2>/dev/null; then
-		echo "bench: $MNT is still mounted; leaving $W in place" >&2
-	else
-		rm -rf "$W"
-	fi
-	exit $rc
-}
-trap cleanup EXIT
+trap 'bench_finish $?' EXIT
 trap 'exit 130' INT TERM
 
 FSTYPE=$(findmnt -n -o FSTYPE -T "$W")
@@ -138,19 +95,8 @@ digest = sha256
 format = raw
 EOF
 
-"$SIGFSD" --foreground --config "$CONF" --state-dir "$STATE" "$MNT" >>"$LOG" 2>&1 &
-SIGFS_PID=$!
-for _ in $(seq 1 200); do
-	mountpoint -q "$MNT" && break
-	kill -0 "$SIGFS_PID" 2>/dev/null || die "sigfsd exited at start: $(tail -n 5 "$LOG")"
-	sleep 0.05
-done
-mountpoint -q "$MNT" || die "sigfsd did not mount $MNT"
+start_sigfs
 
-make_key() {
-	mkdir "$MNT/.ctl/keys/$1"
-	[ -z "${2:-}" ] || echo "$2" >"$MNT/.ctl/keys/$1/algorithm"
-}
 make_key bench-ed25519 ed25519
 make_key bench-rsa2048 rsa-2048
 make_key bench-ecdsa          # defaults: ecdsa-p256, sha256
@@ -170,10 +116,6 @@ echo "sigfsd:        $($SIGFSD --version), $WORKERS workers, build $BUILD"
 echo "openssl:       $(openssl version)"
 echo "load:          $THREADS threads, ${SIZE_KB} KiB files, ${SECONDS_PER_RUN} s per run, median of $REPEAT"
 
-median() { # numbers on stdin -> median
-	sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'
-}
-
 # --- (a) small files per second vs openssl speed on one core ------------------
 openssl_rate() { # ALG(openssl speed name) -> sign/s on one core
 	local out
@@ -189,7 +131,7 @@ sigfs_rate() { # KEY RUN -> files/s
 	out=$("$SMALLFILES" -q -k -t "$THREADS" -d "$SECONDS_PER_RUN" -s $((SIZE_KB * 1024)) \
 		-p "r$2" "$MNT/$1")
 	echo "  $1 run $2: $out" >&2
-	sed -n 's/.*files_per_s=\([0-9.]*\).*/\1/p' <<<"$out"
+	files_per_s <<<"$out"
 }
 
 declare -A A_SIGFS A_SSL A_SIGFS_ALL A_SSL_ALL
@@ -214,12 +156,12 @@ done
 # Reference, not a figure: the same load straight on the state filesystem
 # (no FUSE, no signing), to show what the filesystem alone allows here.
 RAW=$("$SMALLFILES" -q -k -t "$THREADS" -n 20000 -s $((SIZE_KB * 1024)) \
-	"$SCRATCH/small" 2>/dev/null | sed -n 's/.*files_per_s=\([0-9.]*\).*/\1/p' || true)
+	"$SCRATCH/small" 2>/dev/null | files_per_s || true)
 [ -n "$RAW" ] || RAW=0
 # Reference: the same load through the mount under names sigfs ignores (".ref*"),
 # so everything but signing: the FUSE round trips' ceiling on this machine.
 FUSE_ONLY=$("$SMALLFILES" -q -k -t "$THREADS" -d "$SECONDS_PER_RUN" -s $((SIZE_KB * 1024)) \
-	-p .ref "$MNT/bench-ed25519" 2>/dev/null | sed -n 's/.*files_per_s=\([0-9.]*\).*/\1/p' || true)
+	-p .ref "$MNT/bench-ed25519" 2>/dev/null | files_per_s || true)
 [ -n "$FUSE_ONLY" ] || FUSE_ONLY=0
 
 # --- (b) cp of a big file into an inbox vs cp + sha256sum ------------------------
@@ -285,7 +227,6 @@ verdict() { # RATIO OP LIMIT
 	awk -v r="$1" -v l="$3" -v op="$2" 'BEGIN {
 		ok = (op == ">=") ? (r >= l) : (r < l); print ok ? "met" : "MISSED" }'
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
 
 echo
 echo "== results (median of $REPEAT; raw runs in brackets)"

@@ -83,8 +83,6 @@ wait "$stop_cp" || rc=$?
 check "the waiting close() gets an answer before the mount goes (EIO: the .err is there)" \
 	grep -q "Input/output error" "$T/stop.cp.err"
 check "the .err was written" test -s "$STATE/inbox/hsm/stop.bin.err"
-rc=0
-wait "$pid" || rc=$?
-check "sigfsd exits cleanly (status 0, no sanitizer report)" test "$rc" -eq 0
-check "no sanitizer report in the log" bash -c "! grep -qE 'ERROR: AddressSanitizer|runtime error' '$LOG'"
+check "sigfsd exits cleanly (status 0, no sanitizer report)" exited_cleanly "$pid" "$LOG"
+check "no sanitizer report in the log" no_match -E 'ERROR: AddressSanitizer|runtime error' "$LOG"
 done_testing

@@ -218,6 +218,7 @@ wait "$bigw" || true
 kill "$holder" 2>/dev/null || true
 wait "$holder" 2>/dev/null || true
 check "(b) the batch was interrupted: some copies failed" test "$(ok_count b)" -lt "$NFILES"
+check "(b) and some succeeded" test "$(ok_count b)" -gt 0
 for k in ec rsb; do
 	touch "$T/b.ok.$k"
 	pending "$k" A >"$T/b.pending.$k"

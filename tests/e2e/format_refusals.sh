@@ -3,28 +3,92 @@
 # combination either works — a signature is produced that the format's own
 # verifier accepts (openssl, gpg, ssh-keygen, minisign) — or is refused at the
 # write with EINVAL and a logged reason, and the old setting stays. Never a
-# signature that will not verify. The formats are the ones this sigfs offers
-# (read from its own error message), so a new format row is covered at once;
-# a format this test has no verifier for fails it.
+# signature that will not verify. Which combinations are refused is the table
+# below, exactly; its formats, algorithms and digests must be the ones sigfsd
+# and docs/admin-guide.md offer, so a new one fails this test until the table
+# has it (and this test a verifier for a new format).
 . "$(dirname "$0")/lib.sh"
+
+FORMATS="raw openpgp openpgp-armor sshsig minisign cms"
+ALGS="ed25519 ecdsa-p256 ecdsa-p384 ecdsa-p521 rsa-2048 rsa-3072 rsa-4096"
+DIGESTS="sha1 sha224 sha256 sha384 sha512 sha512-224 sha512-256 sha3-224 sha3-256 sha3-384 sha3-512"
+
+# The refusals, all of them: REFUSE[ALG/FORMAT] is "*" where the format is
+# refused for the algorithm whatever the digest, else the digests refused with
+# the pair. Every (algorithm, format, digest) not named here signs and verifies.
+declare -A REFUSE
+refuse() { # FORMAT "ALGS" "*" | "DIGESTS"
+	local a
+	for a in $2; do REFUSE[$a/$1]=$3; done
+}
+# OpenPGP v4 (docs/format-openpgp.md): sha224 to sha512 only; ECDSA with a hash
+# at least as long as the curve, as gpg wants.
+pgp_no="sha1 sha512-224 sha512-256 sha3-224 sha3-256 sha3-384 sha3-512"
+for f in openpgp openpgp-armor; do
+	refuse $f "ed25519 rsa-2048 rsa-3072 rsa-4096" "$pgp_no"
+	refuse $f ecdsa-p256 "sha224 $pgp_no"
+	refuse $f ecdsa-p384 "sha224 sha256 $pgp_no"
+	refuse $f ecdsa-p521 "sha224 sha256 sha384 $pgp_no"
+done
+refuse minisign "ecdsa-p256 ecdsa-p384 ecdsa-p521 rsa-2048 rsa-3072 rsa-4096" "*"
+refuse cms ed25519 "*"
+refuse cms "ecdsa-p256 ecdsa-p384 ecdsa-p521" "sha512-224 sha512-256"
+
+# table_refuses ALG FORMAT DIGEST: true if the table refuses the three together.
+table_refuses() {
+	local no=${REFUSE[$1/$2]:-}
+	[ "$no" = "*" ] || case " $no " in *" $3 "*) true ;; *) false ;; esac
+}
+
+# first_allowed ALG FORMAT: the first digest the table allows with the pair.
+first_allowed() {
+	local d
+	for d in $DIGESTS; do
+		table_refuses "$1" "$2" "$d" || {
+			echo "$d"
+			return
+		}
+	done
+}
+
+same_set() { # WHAT "WANT" "GOT"
+	[ "$(tr ' ,' '\n\n' <<<"$2" | grep . | sort)" = "$(tr ' ,' '\n\n' <<<"$3" | grep . | sort)" ] || {
+		echo "  $1: the table has '$2', sigfs offers '$3'" >&2
+		return 1
+	}
+}
+
+# admin_row FILE: the names docs/admin-guide.md gives for .ctl/keys/KEY/FILE:
+# the backquoted words of its row, up to the first sentence's end or "(".
+admin_row() {
+	grep "^| \`$1\` |" "$SIGFS_SRC/docs/admin-guide.md" | cut -d'|' -f4 | sed 's/ (.*//; s/\. .*//' |
+		grep -o '`[^`]*`' | tr -d '`' | tr ' ' '\n' | grep -vx allow_sha1 | tr '\n' ' '
+}
 
 start_sigfs
 K=$MNT/.ctl/keys
 head -c 100000 /dev/urandom >"$T/fw.bin"
-algs="ed25519 ecdsa-p256 ecdsa-p384 ecdsa-p521 rsa-2048 rsa-3072 rsa-4096"
-digests="sha1 sha224 sha256 sha384 sha512 sha512-224 sha512-256 sha3-224 sha3-256 sha3-384 sha3-512"
 
 log_has() {
 	log_since "$1" | grep -q "$2"
 }
 
-# What this sigfs offers: the refusal of an unknown format lists them.
+# What this sigfs offers: the refusal of an unknown name lists them.
 make_key probe ecdsa-p256
 mark=$(log_mark)
-echo no-such-format >"$K/probe/format" 2>/dev/null || true
-formats=$(log_since "$mark" | sed -n 's/.*this version offers: \([^)]*\)).*/\1/p' | tr -d ',')
-check "sigfs lists the formats it offers" test -n "$formats"
-echo "formats: $formats"
+check_fails "fixture: an unknown format is refused" bash -c "echo no-such-format 2>/dev/null >'$K/probe/format'"
+check "the formats sigfsd offers are the table's" same_set formats "$FORMATS" \
+	"$(log_since "$mark" | sed -n 's/.*this version offers: \([^)]*\)).*/\1/p')"
+mark=$(log_mark)
+check_fails "fixture: an unknown algorithm is refused" bash -c "echo no-such-alg 2>/dev/null >'$K/probe/algorithm'"
+check "the algorithms sigfsd offers are the table's" same_set algorithms "$ALGS" \
+	"$(log_since "$mark" | sed -n 's/.*unknown algorithm no-such-alg (\([^)]*\)).*/\1/p')"
+check "docs/admin-guide.md's format row lists the table's" \
+	same_set "admin guide format" "$FORMATS" "$(admin_row format)"
+check "docs/admin-guide.md's algorithm row lists the table's" \
+	same_set "admin guide algorithm" "$ALGS" "$(admin_row algorithm)"
+check "docs/admin-guide.md's digest row lists the table's" \
+	same_set "admin guide digest" "$DIGESTS" "$(admin_row digest)"
 
 suffix_of() {
 	case $1 in
@@ -77,76 +141,54 @@ refused() {
 	check "$key: $attr still reads $old" test "$(cat "$K/$key/$attr")" = "$old"
 }
 
-ok_pairs=0
-refused_pairs=0
-for alg in $algs; do
+# triple KEY ALG FORMAT DIGEST: with DIGEST set, writing FORMAT is refused (then
+# also DIGEST after FORMAT, if the format takes another digest) as the table
+# says, or the signature verifies.
+triple() {
+	local key=$1 alg=$2 f=$3 d=$4 name out anchor
+	echo raw >"$K/$key/format"
+	echo "$d" >"$K/$key/digest"
+	if table_refuses "$alg" "$f" "$d"; then
+		refused "$key" format "$f" raw
+		anchor=$(first_allowed "$alg" "$f")
+		if [ -n "$anchor" ]; then
+			echo "$anchor" >"$K/$key/digest"
+			echo "$f" >"$K/$key/format"
+			refused "$key" digest "$d" "$anchor"
+		fi
+		REFUSED=$((REFUSED + 1))
+		return
+	fi
+	check "$key: format $f with digest $d accepted" bash -c "echo $f >'$K/$key/format'"
+	name=fw-$f-$d.bin
+	cp "$T/fw.bin" "$MNT/$key/$name"
+	out=$MNT/$key/$name$(suffix_of "$f")
+	check "$key/$f/$d: accepted, so $(basename "$out") verifies" verify "$key" "$f" "$d" "$out"
+	SIGNED=$((SIGNED + 1))
+}
+
+SIGNED=0
+REFUSED=0
+for alg in $ALGS; do
 	key=k-$alg
 	make_key "$key" "$alg"
 	echo yes >"$K/$key/allow_sha1"
-	for f in $formats; do
-		echo raw >"$K/$key/format"
-		echo sha256 >"$K/$key/digest"
-		mark=$(log_mark)
-		if ! echo "$f" >"$K/$key/format" 2>/dev/null; then
-			check "$key: format $f refused with a reason" log_has "$mark" "key $key: format: ."
-			check "$key: format stays raw" test "$(cat "$K/$key/format")" = raw
-			refused_pairs=$((refused_pairs + 1))
-			continue
-		fi
-		for d in $digests; do
-			mark=$(log_mark)
-			if ! echo "$d" >"$K/$key/digest" 2>/dev/null; then
-				check "$key/$f: digest $d refused with a reason" log_has "$mark" "key $key: digest: ."
-				check "$key/$f: digest stays" test "$(cat "$K/$key/digest")" != "$d"
-				# The same pair is refused when the format comes last.
-				echo raw >"$K/$key/format"
-				echo "$d" >"$K/$key/digest"
-				refused "$key" format "$f" raw
-				echo sha256 >"$K/$key/digest"
-				echo "$f" >"$K/$key/format"
-				refused_pairs=$((refused_pairs + 1))
-				continue
-			fi
-			name=fw-$f-$d.bin
-			cp "$T/fw.bin" "$MNT/$key/$name"
-			out=$MNT/$key/$name$(suffix_of "$f")
-			check "$key/$f/$d: accepted, so $(basename "$out") verifies" verify "$key" "$f" "$d" "$out"
-			ok_pairs=$((ok_pairs + 1))
+	for f in $FORMATS; do
+		for d in $DIGESTS; do
+			triple "$key" "$alg" "$f" "$d"
 		done
 	done
 done
-echo "pairs that sign and verify: $ok_pairs; refused: $refused_pairs"
+echo "(algorithm, format, digest) that sign and verify: $SIGNED; refused: $REFUSED"
 
-# Known refusals, named (each must hold whatever else the table allows).
-for f in $formats; do
-	case $f in
-	minisign)
-		make_key m-ed ed25519
-		echo minisign >"$K/m-ed/format"
-		refused m-ed algorithm rsa-2048 ed25519
-		refused m-ed algorithm ecdsa-p256 ed25519
-		make_key m-rsa rsa-2048
-		refused m-rsa format minisign raw
-		make_key m-ec ecdsa-p384
-		refused m-ec format minisign raw
-		;;
-	openpgp)
-		make_key p-rsa rsa-2048
-		echo openpgp >"$K/p-rsa/format"
-		refused p-rsa digest sha3-256 sha256
-		refused p-rsa digest sha512-224 sha256
-		;;
-	cms)
-		make_key c-ed ed25519
-		refused c-ed format cms raw
-		make_key c-ec ecdsa-p256
-		echo cms >"$K/c-ec/format"
-		refused c-ec digest sha512-224 sha256
-		refused c-ec digest sha512-256 sha256
-		refused c-ec algorithm ed25519 ecdsa-p256
-		;;
-	esac
-done
+# A refused pair is refused too when the algorithm comes after the format.
+make_key m-ed ed25519
+echo minisign >"$K/m-ed/format"
+refused m-ed algorithm rsa-2048 ed25519
+refused m-ed algorithm ecdsa-p256 ed25519
+make_key c-ec ecdsa-p256
+echo cms >"$K/c-ec/format"
+refused c-ec algorithm ed25519 ecdsa-p256
 
 stop_sigfs
 done_testing

@@ -5,17 +5,12 @@
 # everything else it started) on exit. Checks count; the test ends with
 # "N passed, 0 failed" or exits non-zero at the first failure.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/base.sh"
 
 SIGFSD=${SIGFSD:?set SIGFSD to the sigfsd binary}
 SIGFS_SRC=${SIGFS_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-T=$(mktemp -d /tmp/sigfs-e2e.XXXXXX)
-chmod 755 "$T"
-MNT=$T/mnt
-STATE=$T/state
-CONF=$T/sigfs.conf
-LOG=$T/sigfsd.log
-mkdir -p "$MNT"
-SIGFS_PID=
+T=$(work_dir /tmp sigfs-e2e)
+sigfs_dirs "$T"
 PASSED=0
 ADMIN_GROUP=sigfs-e2e-admin
 
@@ -150,23 +145,8 @@ batch_signed() {
 	local key=$1 n=$2 what=$3
 	check "$what: the batch finishes (every copy succeeds)" wait "$BATCH_PID"
 	check "$what: all $n files have a .sig" test "$(sigs_of "$key")" -eq "$n"
-	check "$what: no .err" test -z "$(find "$MNT/$key" -maxdepth 1 -name 'f*.err')"
+	check "$what: no .err" prints_nothing find "$MNT/$key" -maxdepth 1 -name 'f*.err'
 	check "$what: all $n signatures verify" verify_many "$key" "$MNT/$key" $(seq -f 'f%g' 1 "$n")
-}
-
-# softhsm_token LABEL PIN: a SoftHSM2 token in $T/tokens (SOFTHSM2_CONF is
-# exported) and its user PIN in $T/pin, mode 0600, as a pkcs11 backend reads it.
-softhsm_token() {
-	mkdir -p "$T/tokens"
-	cat >"$T/softhsm2.conf" <<EOF
-directories.tokendir = $T/tokens
-objectstore.backend = file
-log.level = ERROR
-EOF
-	export SOFTHSM2_CONF=$T/softhsm2.conf
-	softhsm2-util --init-token --free --label "$1" --so-pin 1234 --pin "$2" >/dev/null
-	printf '%s\n' "$2" >"$T/pin"
-	chmod 0600 "$T/pin"
 }
 
 # Add settings to the config: conf_set SECTION KEY VALUE (section must be sigfs or keys).
@@ -202,17 +182,15 @@ try_start_sigfs() {
 	shift 2
 	"$SIGFSD" --foreground --config "$CONF" --state-dir "$state" "$@" "$MNT" >>"$out" 2>&1 &
 	SIGFS_PID=$!
-	for _ in $(seq 1 200); do
-		if mountpoint -q "$MNT"; then
-			return 0
-		fi
-		if ! kill -0 "$SIGFS_PID" 2>/dev/null; then
-			wait "$SIGFS_PID" || true
-			SIGFS_PID=
-			return 1
-		fi
-		sleep 0.05
-	done
+	local rc=0
+	wait_mount "$SIGFS_PID" "$MNT" || rc=$?
+	case $rc in
+	0) return 0 ;;
+	1)
+		SIGFS_PID=
+		return 1
+		;;
+	esac
 	fail "sigfsd neither mounted nor exited within 10 s on $state"
 }
 
@@ -221,14 +199,33 @@ start_sigfs() {
 	try_start_sigfs "$STATE" "$LOG" "$@" || fail "sigfsd exited at start: $(tail -n 5 "$LOG")"
 }
 
-# Unmount and wait for sigfsd; its exit status must be 0 (sanitizers report there).
-stop_sigfs() {
-	local pid=$SIGFS_PID rc=0
-	[ -n "$pid" ] || return 0
+# exited_cleanly PID LOG: wait for PID (a child of this shell) to end; true if
+# its exit status is 0 (sanitizers report there), else says the status and
+# LOG's last lines (false, too, for no PID: nothing was running).
+# A check of a daemon's stop: check "..." exited_cleanly ...
+exited_cleanly() {
+	local rc=0
+	[ -n "$1" ] || {
+		echo "  not running" >&2
+		return 1
+	}
+	wait "$1" || rc=$?
+	[ $rc -eq 0 ] || echo "  process $1 exited with status $rc: $(tail -n 20 "$2")" >&2
+	return $rc
+}
+
+# sigfs_exits_cleanly: unmount and wait for sigfsd; true if it exited with
+# status 0 (false, too, if none was running).
+sigfs_exits_cleanly() {
+	local pid=$SIGFS_PID
 	SIGFS_PID=
-	fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
-	wait "$pid" || rc=$?
-	[ $rc -eq 0 ] || fail "sigfsd exited with status $rc: $(tail -n 20 "$LOG")"
+	[ -z "$pid" ] || fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
+	exited_cleanly "$pid" "$LOG"
+}
+
+# Unmount and wait for sigfsd, if running; its exit status must be 0.
+stop_sigfs() {
+	[ -z "$SIGFS_PID" ] || sigfs_exits_cleanly || fail "sigfsd did not stop cleanly"
 }
 
 # Kill sigfsd with SIGKILL and clear the dead mount.
@@ -239,30 +236,6 @@ kill9_sigfs() {
 	kill -9 "$pid"
 	wait "$pid" 2>/dev/null || true
 	fusermount3 -u -z "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
-}
-
-# Create a system user (and group) for permission tests, once per machine.
-ensure_user() {
-	id -u "$1" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$1"
-}
-
-ensure_group() {
-	getent group "$1" >/dev/null || groupadd --system "$1"
-}
-
-# as USER CMD...: run a command as USER with USER's groups.
-as() {
-	local u=$1
-	shift
-	setpriv --reuid="$u" --regid="$(id -g "$u")" --init-groups -- "$@"
-}
-
-# make_key NAME [ALGORITHM]: create a key through the control tree.
-make_key() {
-	mkdir "$MNT/.ctl/keys/$1"
-	if [ -n "${2:-}" ]; then
-		echo "$2" >"$MNT/.ctl/keys/$1/algorithm"
-	fi
 }
 
 pubkey() {
@@ -304,6 +277,33 @@ wait_for() {
 }
 
 ensure_group "$ADMIN_GROUP"
+
+# prints_nothing COMMAND...: COMMAND succeeds and prints nothing. A failing
+# COMMAND fails too, which test -z "$(COMMAND)" would pass.
+prints_nothing() {
+	local out
+	out=$("$@") || {
+		echo "  failed: $*" >&2
+		return 1
+	}
+	[ -z "$out" ] || {
+		echo "  printed: $out" >&2
+		return 1
+	}
+}
+
+# no_match GREP-ARGS...: grep finds nothing (status 1). A match fails, and so
+# does an error (a missing or unreadable file), which "! grep" would pass.
+no_match() {
+	local rc=0
+	grep -q "$@" || rc=$?
+	case $rc in
+	1) return 0 ;;
+	0) echo "  grep found a match" >&2 ;;
+	*) echo "  grep failed (status $rc): grep $*" >&2 ;;
+	esac
+	return 1
+}
 
 # check_fails_with DESCRIPTION MESSAGE COMMAND...: the command must fail and
 # its stderr must contain MESSAGE (e.g. "Operation not permitted").
@@ -420,11 +420,21 @@ sign_on() {
 	rm -f "$MNT/$key"/doc.bin*
 }
 
+# sign_on_ec_and_rsa BACKEND: keys p256, p384, p521 and rsa made on BACKEND
+# sign and verify (rsa with pss, then pkcs1): what every backend must do.
+sign_on_ec_and_rsa() {
+	mkdir "$K/p256@$1" "$K/p384@$1" "$K/p521@$1" "$K/rsa@$1"
+	sign_on p256 ecdsa-p256
+	sign_on p384 ecdsa-p384
+	sign_on p521 ecdsa-p521
+	sign_on rsa rsa-2048 pss
+	sign_on rsa rsa-2048 pkcs1
+}
+
 # The NetHSM-compatible test server (tests/nethsm/server.py), for stories with
 # keys on a NetHSM. NH_PORT is its port (0 before the first start: any free
 # one; later starts reuse it); NH_OPW and NH_APW are the Operator's and the
 # Administrator's passwords of namespaces ops and tg (users ops~op, ops~admin ...).
-NH_SERVER=$SIGFS_SRC/tests/nethsm/server.py
 NH_OPW=op-Secret-7781
 NH_APW=admin-Secret-4410
 NH_PID=
@@ -432,29 +442,15 @@ NH_PORT=0
 
 # start_nethsm [FAULT OPTIONS...]: start the server (same port and keys as before).
 start_nethsm() {
-	# Emptied here, not only by the redirection below, which the background
-	# child makes later: the loop must not read the last server's port.
-	: >"$T/nethsm.out"
-	/usr/bin/python3 "$NH_SERVER" --state "$T/nethsm" --port "$NH_PORT" --verbose \
+	run_nethsm "$T" "$NH_PORT" --verbose \
 		--user "ops~op:Operator:$NH_OPW" --user "ops~admin:Administrator:$NH_APW" \
-		--user "tg~op:Operator:$NH_OPW" --user "tg~admin:Administrator:$NH_APW" "$@" \
-		>"$T/nethsm.out" 2>>"$T/nethsm.log" &
-	NH_PID=$!
-	local i
-	for i in $(seq 1 100); do
-		grep -q '^port ' "$T/nethsm.out" 2>/dev/null && break
-		sleep 0.1
-	done
-	NH_PORT=$(awk '/^port /{print $2}' "$T/nethsm.out")
-	[ -n "$NH_PORT" ] || fail "the NetHSM test server did not start: $(cat "$T/nethsm.log")"
+		--user "tg~op:Operator:$NH_OPW" --user "tg~admin:Administrator:$NH_APW" "$@" ||
+		fail "the NetHSM test server did not start: $(cat "$T/nethsm.log")"
 }
 
 stop_nethsm() {
-	if [ -n "$NH_PID" ]; then
-		kill "$NH_PID" 2>/dev/null || true
-		wait "$NH_PID" 2>/dev/null || true
-		NH_PID=
-	fi
+	stop_pid "$NH_PID"
+	NH_PID=
 }
 
 # nethsm_backend NAME NAMESPACE RETRY_SECONDS: a [backend NAME] section for the

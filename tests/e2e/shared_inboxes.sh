@@ -192,7 +192,7 @@ print(f"  journal W at line {w}, truncation at line {t}", file=sys.stderr)
 sys.exit(0 if w is not None and t is not None and w < t else 1)
 PY
 check "and the file is truncated through a descriptor checked to be t.bin, not by open(O_TRUNC)" \
-	bash -c "! grep -q 't.bin.*O_TRUNC' '$T/strace'"
+	no_match 't.bin.*O_TRUNC' "$T/strace"
 
 stop_sigfs
 check "audit log chain verifies" "$SIGFSD" --verify-audit "$STATE/audit.log"

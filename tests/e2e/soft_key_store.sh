@@ -60,7 +60,8 @@ check "import is write-only for the admin group (0220)" stat_is "$K/imp-rsa/impo
 # rmdir deletes the key file.
 check "rmdir gen-rsa (inbox emptied first)" bash -c "rm -f '$MNT/gen-rsa'/* && rmdir '$K/gen-rsa'"
 check "gen-rsa key file is gone" test ! -e "$STATE/soft/gen-rsa.pem"
-check "no leftover temporary key files" test -z "$(ls -A "$STATE/soft" | grep -v '\.pem$' || true)"
+ls -A "$STATE/soft" >"$T/soft.ls"
+check "no leftover temporary key files" no_match -v '\.pem$' "$T/soft.ls"
 check "the other key files stay" test -e "$STATE/soft/gen-ec.pem" -a -e "$STATE/soft/imp-rsa.pem"
 keys="gen-ec gen-ed imp-rsa"
 

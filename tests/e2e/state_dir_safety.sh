@@ -94,7 +94,7 @@ mkdir -m 1777 "$SHARED"
 as mallory mkdir "$SHARED/state"
 refused "a state directory pre-created by mallory (in a sticky shared directory) is refused" \
 	"refusing state directory $SHARED/state: $SHARED/state is owned by uid $MUID; " "$SHARED/state"
-check "and sigfsd created nothing in it" test -z "$(ls -A "$SHARED/state")"
+check "and sigfsd created nothing in it" prints_nothing ls -A "$SHARED/state"
 check "nor changed its owner or mode" stat_is "$SHARED/state" "mallory:$(id -gn mallory) 755"
 
 ln -s "$STATE" "$T/link"
