@@ -31,8 +31,6 @@
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include "common/err.h"
 #include "common/log.h"
@@ -47,7 +45,6 @@
 #define TAG(id) ((id) >> 56)
 #define INO_MASK ((1ULL << 56) - 1)
 #define ATTR_MAX (64 * 1024)
-#define TMP_PREFIX ".sigfs-tmp."
 
 static struct sigfs_fs *fs;
 static time_t start_time;
@@ -115,10 +112,8 @@ static void ws_put(struct wstate *w)
 /* Start hashing from byte 0 with the hash key's format needs (w->lock held). */
 static void ws_restart_hash(struct wstate *w, const char *key)
 {
-	const EVP_MD *md = sigfs_engine_file_md(fs->eng, key);
-
 	sigfs_hasher_free(w->hash);
-	w->hash = md ? sigfs_hasher_new(md) : NULL;
+	w->hash = sigfs_engine_file_hasher(fs->eng, key);
 	w->next = 0;
 	w->seq = w->hash != NULL;
 	w->write_err = 0;       /* empty again: what failed before is gone */
@@ -230,7 +225,7 @@ static void handle_free(struct handle *h)
 	if (h->fd >= 0)
 		close(h->fd);
 	if (h->buf) {
-		OPENSSL_cleanse(h->buf, h->len);
+		explicit_bzero(h->buf, h->len);
 		free(h->buf);
 	}
 	free(h);
@@ -547,7 +542,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			r = learn(name, NULL, &n);
 		break;
 	case FS_INBOX:
-		if (strncmp(name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0) {
+		if (strncmp(name, SIGFS_TMP_PREFIX, strlen(SIGFS_TMP_PREFIX)) == 0) {
 			r = -ENOENT;
 			goto out_err;
 		}
@@ -1065,7 +1060,7 @@ static int write_ctl(struct handle *h, const char *buf, size_t size, off_t off, 
 			return -ENOMEM;
 		if (h->buf) {
 			memcpy(nb, h->buf, h->len);
-			OPENSSL_cleanse(h->buf, h->len);
+			explicit_bzero(h->buf, h->len);
 			free(h->buf);
 		}
 		h->buf = nb;
@@ -1634,7 +1629,7 @@ static int list_inbox(struct dirhandle *d, const struct fs_node *n)
 	}
 	while (r == 0 && (de = readdir(dir))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
-		    !strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)))
+		    !strncmp(de->d_name, SIGFS_TMP_PREFIX, strlen(SIGFS_TMP_PREFIX)))
 			continue;
 		r = dh_add(d, de->d_ino, S_IFREG, de->d_name);
 	}
