@@ -225,7 +225,7 @@ struct handle {
 	bool attr_bad;
 	bool wrote;                   /* this handle wrote since its last flush */
 	uid_t uid;                    /* who opened it */
-	struct handle *prev, *next;   /* every open handle, for sigfs_fs_fini */
+	struct handle *prev, *next;   /* every open handle, for sigfs_fs_free */
 };
 
 static struct handle *handle_new(struct sigfs_fs *fs)
