@@ -17,7 +17,12 @@
  *
  * Permissions are the kernel's (default_permissions) on the attributes
  * reported here; the daemon runs as root and gives each new file to the
- * user who created it.
+ * user who created it. The rules the front end adds (hidden names, the
+ * sticky inbox, close() results) are in fs/rules.h.
+ *
+ * One static function per op, as in libfuse's example/passthrough_ll.c: it
+ * finds its state with fs_data(req) and sends the one reply; helpers return 0
+ * or -errno and never reply (refuse() logs why and returns the error).
  */
 #include <dirent.h>
 #include <errno.h>
