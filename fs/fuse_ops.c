@@ -17,7 +17,12 @@
  *
  * Permissions are the kernel's (default_permissions) on the attributes
  * reported here; the daemon runs as root and gives each new file to the
- * user who created it.
+ * user who created it. The rules the front end adds (hidden names, the
+ * sticky inbox, close() results) are in fs/rules.h.
+ *
+ * One static function per op, as in libfuse's example/passthrough_ll.c: it
+ * finds its state with fs_data(req) and sends the one reply; helpers return 0
+ * or -errno and never reply (refuse() logs why and returns the error).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -31,13 +36,12 @@
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include "common/err.h"
 #include "common/log.h"
 #include "fs/fuse_ops.h"
 #include "fs/nodes.h"
+#include "fs/rules.h"
 
 #define ID_CTL 0xFF00000000000001ULL
 #define ID_KEYS 0xFF00000000000002ULL
@@ -47,10 +51,48 @@
 #define TAG(id) ((id) >> 56)
 #define INO_MASK ((1ULL << 56) - 1)
 #define ATTR_MAX (64 * 1024)
-#define TMP_PREFIX ".sigfs-tmp."
 
-static struct sigfs_fs *fs;
-static time_t start_time;
+/*
+ * The front end, passed to every op as the session's userdata (fs_data).
+ * Its locks, in the order they may be taken:
+ *   names_lock      a name check and the change it allows are one step
+ *                   (claim_outputs)
+ *   wstate.lock     one artifact's write state (struct wstate)
+ *   waiters_lock    the closes waiting for the engine, and the close() timer
+ *   waiter.lock     one waiting close's reply (sent once)
+ * wlist_lock, handles_lock and the node table's lock (fs/nodes.h) are taken
+ * alone: nothing else is taken while one of them is held. The engine and the
+ * key store are called with names_lock and a wstate.lock held: their own
+ * locks come after these.
+ */
+struct sigfs_fs {
+	const struct sigfs_config *cfg;
+	struct sigfs_keys *ks;
+	struct sigfs_engine *eng;
+	struct fuse_session *se;      /* set once the session exists */
+	struct fs_nodes *nodes;
+	time_t start_time;
+	pthread_mutex_t names_lock;
+	struct wstate *wlist;         /* write states in use */
+	pthread_mutex_t wlist_lock;
+	/*
+	 * Open handles, so that those the kernel never releases (an unmount
+	 * racing the last close drops its RELEASE) are freed at the end.
+	 */
+	struct handle *handles;
+	pthread_mutex_t handles_lock;
+	struct waiter *waiters;       /* closes waiting for their job */
+	pthread_mutex_t waiters_lock;
+	pthread_cond_t waiters_cond;
+	pthread_t timer_thread;
+	bool timer_started;
+	bool timer_stop;
+};
+
+static struct sigfs_fs *fs_data(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
 
 /* --- write state: one per artifact open for writing --------------------------- */
 
@@ -69,59 +111,65 @@ struct wstate {
 	struct wstate *lnext;
 };
 
-static struct wstate *wlist;
-static pthread_mutex_t wlist_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static struct wstate *ws_get(uint64_t ino)
+static struct wstate *ws_get(struct sigfs_fs *fs, uint64_t ino)
 {
 	struct wstate *w;
 
-	pthread_mutex_lock(&wlist_lock);
-	for (w = wlist; w && w->ino != ino; w = w->lnext)
+	pthread_mutex_lock(&fs->wlist_lock);
+	for (w = fs->wlist; w && w->ino != ino; w = w->lnext)
 		;
 	if (!w) {
 		w = calloc(1, sizeof(*w));
 		if (w) {
 			pthread_mutex_init(&w->lock, NULL);
 			w->ino = ino;
-			w->lnext = wlist;
-			wlist = w;
+			w->lnext = fs->wlist;
+			fs->wlist = w;
 		}
 	}
 	if (w)
 		w->refs++;
-	pthread_mutex_unlock(&wlist_lock);
+	pthread_mutex_unlock(&fs->wlist_lock);
 	return w;
 }
 
-static void ws_put(struct wstate *w)
+static void ws_put(struct sigfs_fs *fs, struct wstate *w)
 {
 	struct wstate **pp;
 
-	pthread_mutex_lock(&wlist_lock);
+	pthread_mutex_lock(&fs->wlist_lock);
 	if (--w->refs > 0) {
-		pthread_mutex_unlock(&wlist_lock);
+		pthread_mutex_unlock(&fs->wlist_lock);
 		return;
 	}
-	for (pp = &wlist; *pp != w; pp = &(*pp)->lnext)
+	for (pp = &fs->wlist; *pp != w; pp = &(*pp)->lnext)
 		;
 	*pp = w->lnext;
-	pthread_mutex_unlock(&wlist_lock);
+	pthread_mutex_unlock(&fs->wlist_lock);
 	sigfs_hasher_free(w->hash);
 	pthread_mutex_destroy(&w->lock);
 	free(w);
 }
 
 /* Start hashing from byte 0 with the hash key's format needs (w->lock held). */
-static void ws_restart_hash(struct wstate *w, const char *key)
+static void ws_restart_hash(struct sigfs_fs *fs, struct wstate *w, const char *key)
 {
-	const EVP_MD *md = sigfs_engine_file_md(fs->eng, key);
-
 	sigfs_hasher_free(w->hash);
-	w->hash = md ? sigfs_hasher_new(md) : NULL;
+	w->hash = sigfs_engine_file_hasher(fs->eng, key);
 	w->next = 0;
 	w->seq = w->hash != NULL;
 	w->write_err = 0;       /* empty again: what failed before is gone */
+}
+
+/* Is the backing file of n empty now? */
+static bool is_empty(struct sigfs_fs *fs, const struct fs_node *n)
+{
+	char path[FS_PATH_MAX];
+	struct stat st;
+
+	return fs_path(path, n->key, n->name) == 0 &&
+		fstatat(sigfs_keys_inbox_root(fs->ks), path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		st.st_size == 0;
 }
 
 /*
@@ -131,8 +179,8 @@ static void ws_restart_hash(struct wstate *w, const char *key)
  * (nothing begun) when the write cannot be journaled: without that record a
  * crash could leave no NAME.err.
  */
-static int ws_modify(struct wstate *w, const struct fs_node *n, bool truncated, uint64_t jid,
-		     uid_t uid)
+static int ws_modify(struct sigfs_fs *fs, struct wstate *w, const struct fs_node *n,
+		     bool truncated, uint64_t jid, uid_t uid)
 {
 	int r;
 
@@ -155,18 +203,13 @@ static int ws_modify(struct wstate *w, const struct fs_node *n, bool truncated, 
 		}
 		w->dirty = true;
 		if (!truncated) {
-			struct stat st;
-			char path[600];
-
-			snprintf(path, sizeof(path), "%s/%s", n->key, n->name);
-			truncated = fstatat(sigfs_keys_inbox_root(fs->ks), path, &st,
-					    AT_SYMLINK_NOFOLLOW) == 0 && st.st_size == 0;
+			truncated = is_empty(fs, n);
 			if (!truncated)
 				w->seq = false;
 		}
 	}
 	if (truncated)
-		ws_restart_hash(w, n->key);
+		ws_restart_hash(fs, w, n->key);
 	return 0;
 }
 
@@ -187,28 +230,21 @@ struct handle {
 	bool attr_bad;
 	bool wrote;                   /* this handle wrote since its last flush */
 	uid_t uid;                    /* who opened it */
-	struct handle *prev, *next;   /* every open handle, for sigfs_fs_fini */
+	struct handle *prev, *next;   /* every open handle, for sigfs_fs_free */
 };
 
-/*
- * Open handles, so that those the kernel never releases (an unmount racing
- * the last close drops its RELEASE) are freed at the end, not leaked.
- */
-static struct handle *handles;
-static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static struct handle *handle_new(void)
+static struct handle *handle_new(struct sigfs_fs *fs)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 
 	if (!h)
 		return NULL;
-	pthread_mutex_lock(&handles_lock);
-	h->next = handles;
-	if (handles)
-		handles->prev = h;
-	handles = h;
-	pthread_mutex_unlock(&handles_lock);
+	pthread_mutex_lock(&fs->handles_lock);
+	h->next = fs->handles;
+	if (fs->handles)
+		fs->handles->prev = h;
+	fs->handles = h;
+	pthread_mutex_unlock(&fs->handles_lock);
 	return h;
 }
 
@@ -217,20 +253,20 @@ static struct handle *hnd(struct fuse_file_info *fi)
 	return (struct handle *)(uintptr_t)fi->fh;
 }
 
-static void handle_free(struct handle *h)
+static void handle_free(struct sigfs_fs *fs, struct handle *h)
 {
-	pthread_mutex_lock(&handles_lock);
+	pthread_mutex_lock(&fs->handles_lock);
 	if (h->prev)
 		h->prev->next = h->next;
 	else
-		handles = h->next;
+		fs->handles = h->next;
 	if (h->next)
 		h->next->prev = h->prev;
-	pthread_mutex_unlock(&handles_lock);
+	pthread_mutex_unlock(&fs->handles_lock);
 	if (h->fd >= 0)
 		close(h->fd);
 	if (h->buf) {
-		OPENSSL_cleanse(h->buf, h->len);
+		explicit_bzero(h->buf, h->len);
 		free(h->buf);
 	}
 	free(h);
@@ -247,7 +283,7 @@ static size_t n_attrs(void)
 	return n;
 }
 
-static int resolve(uint64_t id, struct fs_node *n)
+static int resolve(struct sigfs_fs *fs, uint64_t id, struct fs_node *n)
 {
 	uint64_t tag = TAG(id);
 	struct sigfs_key k;
@@ -283,34 +319,66 @@ static int resolve(uint64_t id, struct fs_node *n)
 	}
 	if (tag != 0)
 		return -ENOENT;
-	return fs_nodes_get(id, n);
+	return fs_nodes_get(fs->nodes, id, n);
 }
 
-static void backing_path(const struct fs_node *n, char *path, size_t len)
+/* The backing path of inbox or file n (FS_PATH_MAX bytes). */
+static int backing_path(const struct fs_node *n, char *path)
 {
-	if (n->kind == FS_INBOX)
-		snprintf(path, len, "%s", n->key);
-	else
-		snprintf(path, len, "%s/%s", n->key, n->name);
+	return fs_path(path, n->key, n->kind == FS_INBOX ? NULL : n->name);
 }
 
-static int ctl_content(const struct fs_node *n, char **buf, size_t *len)
+static int ctl_content(struct sigfs_fs *fs, const struct fs_node *n, char **buf, size_t *len)
 {
 	if (n->kind == FS_STATUS)
 		return sigfs_engine_status(fs->eng, buf, len);
 	return sigfs_keys_attr_read(fs->ks, n->key, (size_t)n->attr, buf, len);
 }
 
-static int node_stat(const struct fs_node *n, struct stat *st, uint64_t *gen)
+/* The attributes of inbox or file n are its backing object's. */
+static int backed_stat(struct sigfs_fs *fs, const struct fs_node *n, struct stat *st,
+		       uint64_t *gen)
+{
+	char path[FS_PATH_MAX];
+	struct statx sx;
+	int r = backing_path(n, path);
+
+	if (r < 0)
+		return r;
+	if (statx(sigfs_keys_inbox_root(fs->ks), path, AT_SYMLINK_NOFOLLOW,
+		  STATX_BASIC_STATS | STATX_BTIME, &sx) < 0)
+		return -errno;
+	/* The name now holds another file (an output replaced by the signer). */
+	if (sx.stx_ino != n->id)
+		return -ESTALE;
+	st->st_mode = sx.stx_mode;
+	st->st_nlink = sx.stx_nlink;
+	st->st_uid = sx.stx_uid;
+	st->st_gid = sx.stx_gid;
+	st->st_size = (off_t)sx.stx_size;
+	st->st_blocks = (blkcnt_t)sx.stx_blocks;
+	st->st_blksize = sx.stx_blksize;
+	st->st_atim.tv_sec = sx.stx_atime.tv_sec;
+	st->st_atim.tv_nsec = sx.stx_atime.tv_nsec;
+	st->st_mtim.tv_sec = sx.stx_mtime.tv_sec;
+	st->st_mtim.tv_nsec = sx.stx_mtime.tv_nsec;
+	st->st_ctim.tv_sec = sx.stx_ctime.tv_sec;
+	st->st_ctim.tv_nsec = sx.stx_ctime.tv_nsec;
+	/* A reused inode number gets another generation: stale NFS handles stay stale. */
+	if (sx.stx_mask & STATX_BTIME)
+		*gen = ((uint64_t)sx.stx_btime.tv_sec << 30) ^ sx.stx_btime.tv_nsec;
+	return 0;
+}
+
+static int node_stat(struct sigfs_fs *fs, const struct fs_node *n, struct stat *st,
+		     uint64_t *gen)
 {
 	gid_t admin = fs->cfg->admin_gid;
-	struct statx sx;
-	char path[600];
 
 	memset(st, 0, sizeof(*st));
 	*gen = 0;
 	st->st_ino = n->id;
-	st->st_atime = st->st_mtime = st->st_ctime = start_time;
+	st->st_atime = st->st_mtime = st->st_ctime = fs->start_time;
 	switch (n->kind) {
 	case FS_ROOT:
 		st->st_mode = S_IFDIR | 0755;
@@ -332,48 +400,25 @@ static int node_stat(const struct fs_node *n, struct stat *st, uint64_t *gen)
 					 sigfs_key_attr_at((size_t)n->attr)->mode);
 		st->st_nlink = 1;
 		st->st_gid = admin;
-		if (ctl_content(n, &buf, &len) == 0)
+		if (ctl_content(fs, n, &buf, &len) == 0)
 			st->st_size = (off_t)len;
 		free(buf);
 		return 0;
 	}
 	case FS_INBOX:
 	case FS_FILE:
-		backing_path(n, path, sizeof(path));
-		if (statx(sigfs_keys_inbox_root(fs->ks), path, AT_SYMLINK_NOFOLLOW,
-			  STATX_BASIC_STATS | STATX_BTIME, &sx) < 0)
-			return -errno;
-		/* The name now holds another file (an output replaced by the signer). */
-		if (sx.stx_ino != n->id)
-			return -ESTALE;
-		st->st_mode = sx.stx_mode;
-		st->st_nlink = sx.stx_nlink;
-		st->st_uid = sx.stx_uid;
-		st->st_gid = sx.stx_gid;
-		st->st_size = (off_t)sx.stx_size;
-		st->st_blocks = (blkcnt_t)sx.stx_blocks;
-		st->st_blksize = sx.stx_blksize;
-		st->st_atim.tv_sec = sx.stx_atime.tv_sec;
-		st->st_atim.tv_nsec = sx.stx_atime.tv_nsec;
-		st->st_mtim.tv_sec = sx.stx_mtime.tv_sec;
-		st->st_mtim.tv_nsec = sx.stx_mtime.tv_nsec;
-		st->st_ctim.tv_sec = sx.stx_ctime.tv_sec;
-		st->st_ctim.tv_nsec = sx.stx_ctime.tv_nsec;
-		/* A reused inode number gets another generation: stale NFS handles stay stale. */
-		if (sx.stx_mask & STATX_BTIME)
-			*gen = ((uint64_t)sx.stx_btime.tv_sec << 30) ^ sx.stx_btime.tv_nsec;
-		return 0;
+		return backed_stat(fs, n, st, gen);
 	}
 	return -ENOENT;
 }
 
-static int make_entry(const struct fs_node *n, struct fuse_entry_param *e)
+static int make_entry(struct sigfs_fs *fs, const struct fs_node *n, struct fuse_entry_param *e)
 {
 	uint64_t gen;
 	int r;
 
 	memset(e, 0, sizeof(*e));
-	r = node_stat(n, &e->attr, &gen);
+	r = node_stat(fs, n, &e->attr, &gen);
 	if (r < 0)
 		return r;
 	e->ino = n->id;
@@ -399,7 +444,7 @@ static int make_entry(const struct fs_node *n, struct fuse_entry_param *e)
 static void reply_entry(fuse_req_t req, const struct fs_node *n)
 {
 	struct fuse_entry_param e;
-	int r = make_entry(n, &e);
+	int r = make_entry(fs_data(req), n, &e);
 
 	if (r < 0)
 		fuse_reply_err(req, -r);
@@ -408,16 +453,15 @@ static void reply_entry(fuse_req_t req, const struct fs_node *n)
 }
 
 /* Register the backing object key[/name] and fill n. */
-static int learn(const char *key, const char *name, struct fs_node *n)
+static int learn(struct sigfs_fs *fs, const char *key, const char *name, struct fs_node *n)
 {
 	int root = sigfs_keys_inbox_root(fs->ks);
-	char path[600];
+	char path[FS_PATH_MAX];
 	struct stat st;
+	int r = fs_path(path, key, name);
 
-	if (name)
-		snprintf(path, sizeof(path), "%s/%s", key, name);
-	else
-		snprintf(path, sizeof(path), "%s", key);
+	if (r < 0)
+		return r;
 	if (fstatat(root, path, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
 	if (st.st_ino == 0 || st.st_ino == FUSE_ROOT_ID || TAG((uint64_t)st.st_ino) != 0) {
@@ -432,46 +476,37 @@ static int learn(const char *key, const char *name, struct fs_node *n)
 	snprintf(n->name, sizeof(n->name), "%s", name ? name : key);
 	if (name) {
 		struct fs_node in;
-		int r = learn(key, NULL, &in);
 
+		r = learn(fs, key, NULL, &in);
 		if (r < 0)
 			return r;
 		n->parent = in.id;
 	} else {
 		n->parent = FUSE_ROOT_ID;
 	}
-	return fs_nodes_put(n->id, n->parent, n->kind, n->key, n->name);
+	return fs_nodes_put(fs->nodes, n->id, n->parent, n->kind, n->key, n->name);
 }
 
-static void refuse(fuse_req_t req, int code, const char *what, const char *name)
+/* Log why req is refused; returns -code, for the op to reply with. */
+static int refuse(fuse_req_t req, int code, const char *what, const char *name)
 {
 	char esc[SIGFS_ESCAPED_MAX];
 
 	log_warn("refused (%s): %s: uid %u", strerror(code), what,
 		 (unsigned)fuse_req_ctx(req)->uid);
-	(void)name;
 	if (name)
 		log_debug("  name: %s", sigfs_escape(name, esc, sizeof(esc)));
-	fuse_reply_err(req, code);
+	return -code;
 }
 
 /* --- who may take an artifact's output names ----------------------------------------- */
 
 /*
- * Writing an artifact removes the outputs of its name and puts new ones in
- * their place. In a sticky inbox (mode 1770) the kernel lets a user remove
- * or replace only files they own, unless they own the inbox or are root: the
- * outputs, and the other inputs that would write them (NAME, NAME.<digest>,
- * NAME.sigreq), get the same protection, so no member can remove, replace or
- * shadow another member's signature by writing a digest line or a request
- * for the same name (docs/inbox.md, "Shared inboxes"). In an inbox without
- * the sticky bit every member may remove every file anyway.
- *
- * names_lock makes the check and the change it allows one step; it is taken
- * before any write state's lock.
+ * The sticky rule of fs_owner_only (fs/rules.h): no member can remove,
+ * replace or shadow another member's signature by writing a digest line or a
+ * request for the same name. fs->names_lock makes the check and the change it
+ * allows one step.
  */
-static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
-
 struct claim {
 	uid_t uid;                    /* who asks */
 	struct stat inbox;
@@ -493,10 +528,11 @@ static int claim_cb(void *arg, const char *name, const struct stat *st)
 /*
  * May the caller of req take the output names of name in inbox key, whose
  * own file (when it exists) the kernel has let them write? 0, or -EPERM with
- * a log line naming the file in the way. names_lock held.
+ * a log line naming the file in the way. fs->names_lock held.
  */
 static int claim_outputs(fuse_req_t req, const char *key, const char *name)
 {
+	struct sigfs_fs *fs = fs_data(req);
 	struct claim c = { .uid = fuse_req_ctx(req)->uid };
 	char esc[SIGFS_ESCAPED_MAX], esc2[SIGFS_ESCAPED_MAX];
 	int r;
@@ -505,7 +541,7 @@ static int claim_outputs(fuse_req_t req, const char *key, const char *name)
 		return 0;
 	if (fstatat(sigfs_keys_inbox_root(fs->ks), key, &c.inbox, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
-	if (!(c.inbox.st_mode & S_ISVTX) || c.uid == c.inbox.st_uid)
+	if (!fs_owner_only(c.uid, &c.inbox))
 		return 0;
 	r = sigfs_engine_siblings(fs->eng, key, name, claim_cb, &c);
 	if (r == -EPERM)
@@ -521,18 +557,19 @@ static int claim_outputs(fuse_req_t req, const char *key, const char *name)
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	struct sigfs_fs *fs = fs_data(req);
 	struct fs_node p, n;
 	struct sigfs_key k;
 	int r, a;
 
-	r = resolve(parent, &p);
+	r = resolve(fs, parent, &p);
 	if (r < 0)
 		goto out_err;
 	/* NFS export: "." on any node and ".." on directories must resolve. */
 	if (strcmp(name, ".") == 0)
 		return reply_entry(req, &p);
 	if (strcmp(name, "..") == 0) {
-		r = resolve(p.parent, &n);
+		r = resolve(fs, p.parent, &n);
 		if (r < 0)
 			goto out_err;
 		return reply_entry(req, &n);
@@ -540,36 +577,32 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	switch (p.kind) {
 	case FS_ROOT:
 		if (strcmp(name, ".ctl") == 0)
-			r = resolve(ID_CTL, &n);
+			r = resolve(fs, ID_CTL, &n);
 		else if (sigfs_keys_get(fs->ks, name, &k) < 0)
 			r = -ENOENT;
 		else
-			r = learn(name, NULL, &n);
+			r = learn(fs, name, NULL, &n);
 		break;
 	case FS_INBOX:
-		if (strncmp(name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0) {
-			r = -ENOENT;
-			goto out_err;
-		}
-		r = learn(p.key, name, &n);
+		r = fs_name_hidden(name) ? -ENOENT : learn(fs, p.key, name, &n);
 		break;
 	case FS_CTL:
 		if (strcmp(name, "keys") == 0)
-			r = resolve(ID_KEYS, &n);
+			r = resolve(fs, ID_KEYS, &n);
 		else if (strcmp(name, "status") == 0)
-			r = resolve(ID_STATUS, &n);
+			r = resolve(fs, ID_STATUS, &n);
 		else
 			r = -ENOENT;
 		break;
 	case FS_KEYS:
 		r = sigfs_keys_get(fs->ks, name, &k);
 		if (r == 0)
-			r = resolve((TAG_KEYDIR << 56) | k.ino, &n);
+			r = resolve(fs, (TAG_KEYDIR << 56) | k.ino, &n);
 		break;
 	case FS_KEYDIR:
 		a = sigfs_key_attr_find(name);
 		r = a < 0 || sigfs_keys_get(fs->ks, p.key, &k) < 0 ? -ENOENT :
-			resolve(((TAG_ATTR0 + (uint64_t)a) << 56) | k.ino, &n);
+			resolve(fs, ((TAG_ATTR0 + (uint64_t)a) << 56) | k.ino, &n);
 		break;
 	default:
 		r = -ENOTDIR;
@@ -581,26 +614,38 @@ out_err:
 	fuse_reply_err(req, -r);
 }
 
-static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void reply_attr(fuse_req_t req, fuse_ino_t ino)
 {
+	struct sigfs_fs *fs = fs_data(req);
 	struct fs_node n;
 	struct stat st;
 	uint64_t gen;
 	int r;
 
-	(void)fi;
-	r = resolve(ino, &n);
+	r = resolve(fs, ino, &n);
 	if (r == 0)
-		r = node_stat(&n, &st, &gen);
+		r = node_stat(fs, &n, &st, &gen);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
 		fuse_reply_attr(req, &st, n.kind == FS_ATTR || n.kind == FS_STATUS ? 0 : 1.0);
 }
 
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)fi;
+	reply_attr(req, ino);
+}
+
 /* --- submitting jobs and answering close() ------------------------------------------------ */
 
+/*
+ * A close() waiting for its job. Its reply is sent once, by whoever comes
+ * first: the job's done(), the close() timer, or the flush that failed to
+ * submit.
+ */
 struct waiter {
+	struct sigfs_fs *fs;
 	pthread_mutex_t lock;
 	fuse_req_t req;
 	bool replied;
@@ -608,12 +653,6 @@ struct waiter {
 	struct timespec deadline;
 	struct waiter *next;
 };
-
-static struct waiter *waiters;
-static pthread_mutex_t waiters_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t waiters_cond = PTHREAD_COND_INITIALIZER;
-static pthread_t timer_thread;
-static bool timer_stop;
 
 static void waiter_put(struct waiter *w)
 {
@@ -638,56 +677,35 @@ static void waiter_reply(struct waiter *w, int err)
 	pthread_mutex_unlock(&w->lock);
 }
 
-/*
- * What close() returns for a job's result (engine.h): 0 only when the
- * writer's bytes are signed; ECANCELED when someone rewrote, replaced or
- * removed the file before it was signed (nothing was signed for these bytes);
- * ENOSPC/EDQUOT when the state directory is full (the signature comes when
- * there is room); ETIMEDOUT when sigfsd stopped first (it comes after the
- * restart); EIO when signing failed (NAME.err says why).
- */
-static int close_errno(int result)
-{
-	switch (result) {
-	case 0:
-		return 0;
-	case -ECANCELED:
-	case -ENOSPC:
-	case -EDQUOT:
-	case -ETIMEDOUT:
-		return -result;
-	default:
-		return EIO;
-	}
-}
-
 /* Engine callback: the job of a waiting close() ended. */
 static void job_done(void *arg, int result)
 {
 	struct waiter *w = arg;
+	struct sigfs_fs *fs = w->fs;
 
-	waiter_reply(w, close_errno(result));
-	pthread_mutex_lock(&waiters_lock);
-	for (struct waiter **pp = &waiters; *pp; pp = &(*pp)->next) {
+	waiter_reply(w, fs_close_errno(result));
+	pthread_mutex_lock(&fs->waiters_lock);
+	for (struct waiter **pp = &fs->waiters; *pp; pp = &(*pp)->next) {
 		if (*pp == w) {
 			*pp = w->next;
 			break;
 		}
 	}
-	pthread_mutex_unlock(&waiters_lock);
+	pthread_mutex_unlock(&fs->waiters_lock);
 	waiter_put(w);
 }
 
 /* Answers close() calls whose signature takes longer than close_timeout. */
 static void *timer_main(void *arg)
 {
-	(void)arg;
-	pthread_mutex_lock(&waiters_lock);
-	while (!timer_stop) {
+	struct sigfs_fs *fs = arg;
+
+	pthread_mutex_lock(&fs->waiters_lock);
+	while (!fs->timer_stop) {
 		struct timespec now, next = { 0, 0 };
 
 		clock_gettime(CLOCK_REALTIME, &now);
-		for (struct waiter **pp = &waiters, *w; (w = *pp);) {
+		for (struct waiter **pp = &fs->waiters, *w; (w = *pp);) {
 			if (w->deadline.tv_sec < now.tv_sec ||
 			    (w->deadline.tv_sec == now.tv_sec && w->deadline.tv_nsec <= now.tv_nsec)) {
 				/* The job goes on; its output comes later. */
@@ -701,23 +719,46 @@ static void *timer_main(void *arg)
 		}
 		if (!next.tv_sec)
 			next.tv_sec = now.tv_sec + 3600;
-		pthread_cond_timedwait(&waiters_cond, &waiters_lock, &next);
+		pthread_cond_timedwait(&fs->waiters_cond, &fs->waiters_lock, &next);
 	}
-	pthread_mutex_unlock(&waiters_lock);
+	pthread_mutex_unlock(&fs->waiters_lock);
 	return NULL;
 }
 
 /*
- * Hand artifact n to the engine. With req, the reply to req (a flush) waits
- * for the job; without, the job runs on its own. Called with w->lock held
- * when w is not NULL.
+ * A waiter for the reply to flush req, known to the close() timer. Two
+ * references: the flush's and the job's done(). NULL without memory.
  */
-static int submit(const struct fs_node *n, struct wstate *w, fuse_req_t req, int fd, uid_t uid)
+static struct waiter *waiter_new(struct sigfs_fs *fs, fuse_req_t req)
+{
+	struct waiter *wt = calloc(1, sizeof(*wt));
+
+	if (!wt)
+		return NULL;
+	wt->fs = fs;
+	pthread_mutex_init(&wt->lock, NULL);
+	wt->req = req;
+	wt->refs = 2;
+	clock_gettime(CLOCK_REALTIME, &wt->deadline);
+	wt->deadline.tv_sec += fs->cfg->close_timeout;
+	pthread_mutex_lock(&fs->waiters_lock);
+	wt->next = fs->waiters;
+	fs->waiters = wt;
+	pthread_cond_signal(&fs->waiters_cond);
+	pthread_mutex_unlock(&fs->waiters_lock);
+	return wt;
+}
+
+/*
+ * Hand artifact n to the engine; with wt, the job's done() answers the close()
+ * waiting there. Called with w->lock held when w is not NULL. 0, or -errno
+ * when nothing was queued (then wt was not answered).
+ */
+static int submit(struct sigfs_fs *fs, const struct fs_node *n, struct wstate *w, int fd,
+		  uid_t uid, struct waiter *wt)
 {
 	struct sigfs_submit s = { .key = n->key, .name = n->name, .ino = n->id, .uid = uid };
-	struct waiter *wt = NULL;
 	struct stat st;
-	int r;
 
 	if (w) {
 		s.id = w->jid;
@@ -733,65 +774,74 @@ static int submit(const struct fs_node *n, struct wstate *w, fuse_req_t req, int
 		sigfs_engine_drop(fs->eng, s.id);
 		return 0;
 	}
-	if (req && fs->cfg->wait_on_close) {
-		wt = calloc(1, sizeof(*wt));
-		if (!wt) {
-			sigfs_hasher_free(s.state);
-			return -ENOMEM;
-		}
-		pthread_mutex_init(&wt->lock, NULL);
-		wt->req = req;
-		wt->refs = 2;
-		clock_gettime(CLOCK_REALTIME, &wt->deadline);
-		wt->deadline.tv_sec += fs->cfg->close_timeout;
-		pthread_mutex_lock(&waiters_lock);
-		wt->next = waiters;
-		waiters = wt;
-		pthread_cond_signal(&waiters_cond);
-		pthread_mutex_unlock(&waiters_lock);
+	if (wt) {
 		s.done = job_done;
 		s.arg = wt;
 	}
-	r = sigfs_engine_submit(fs->eng, &s);
-	if (r < 0 && wt) {
-		job_done(wt, r);
-		waiter_put(wt);
-		return 1;
-	}
-	if (wt) {
-		waiter_put(wt);
-		return 1;       /* the engine replies */
-	}
-	return r;
+	return sigfs_engine_submit(fs->eng, &s);
+}
+
+/*
+ * A job that no close() waits for could not be queued. The operation that
+ * asked for it succeeded all the same, so the log says what failed.
+ */
+static void not_queued(const struct fs_node *n, const char *why, int r)
+{
+	char esc[SIGFS_ESCAPED_MAX];
+
+	log_err("key %s: %s: %snot queued for signing: %s", n->key,
+		sigfs_escape(n->name, esc, sizeof(esc)), why, strerror(-r));
 }
 
 /* The last close of h: a writer that wrote hands its file to the engine. */
-static void handle_release(fuse_ino_t ino, struct handle *h)
+static void handle_release(struct sigfs_fs *fs, fuse_ino_t ino, struct handle *h)
 {
 	struct wstate *w = h->ws;
 	struct fs_node n;
+	int r;
 
 	if (w) {
 		pthread_mutex_lock(&w->lock);
 		w->writers--;
 		if (w->writers == 0 && w->dirty) {
-			if (resolve(ino, &n) == 0)
-				submit(&n, w, NULL, h->fd, w->uid);
-			else
+			if (resolve(fs, ino, &n) == 0) {
+				r = submit(fs, &n, w, h->fd, w->uid, NULL);
+				if (r < 0)
+					not_queued(&n, "", r);
+			} else {
 				sigfs_engine_drop(fs->eng, w->jid);
+			}
 			w->dirty = false;
 		}
 		pthread_mutex_unlock(&w->lock);
-		ws_put(w);
+		ws_put(fs, w);
 	}
-	handle_free(h);
+	handle_free(fs, h);
 }
 
 /* --- files --------------------------------------------------------------------------- */
 
-static bool wants_write(int flags)
+/*
+ * The write state of writable handle h on file n: a truncating open (or
+ * create(), which journaled the write as jid) begins the new content.
+ */
+static int open_write_state(struct sigfs_fs *fs, struct handle *h, const struct fs_node *n,
+			    int flags, bool created, uint64_t jid)
 {
-	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+	int r = 0;
+
+	h->ws = ws_get(fs, n->id);
+	if (!h->ws)
+		return -ENOMEM;
+	pthread_mutex_lock(&h->ws->lock);
+	h->ws->writers++;
+	if (created || (flags & O_TRUNC)) {
+		r = ws_modify(fs, h->ws, n, true, jid, h->uid);
+		if (r == 0 && !created && ftruncate(h->fd, 0) < 0)
+			r = -errno;
+	}
+	pthread_mutex_unlock(&h->ws->lock);
+	return r;
 }
 
 /*
@@ -801,18 +851,17 @@ static bool wants_write(int flags)
 static int open_file(fuse_req_t req, const struct fs_node *n, int flags, bool created,
 		     uint64_t jid, struct handle **out)
 {
+	struct sigfs_fs *fs = fs_data(req);
 	int root = sigfs_keys_inbox_root(fs->ks), fd, acc = flags & O_ACCMODE, r;
+	char path[FS_PATH_MAX];
 	struct handle *h;
-	char path[600];
 	struct stat st;
 
-	if (wants_write(flags) && !created) {
+	if (fs_flags_write(flags) && !created) {
 		char err[SIGFS_ERRLEN];
 
-		if (sigfs_engine_name_check(n->name, err) == -EPERM) {
-			refuse(req, EPERM, "outputs are read-only", n->name);
-			return 1;
-		}
+		if (sigfs_engine_name_check(n->name, err) == -EPERM)
+			return refuse(req, EPERM, "outputs are read-only", n->name);
 		r = claim_outputs(req, n->key, n->name);
 		if (r < 0)
 			return r;
@@ -824,7 +873,9 @@ static int open_file(fuse_req_t req, const struct fs_node *n, int flags, bool cr
 	 */
 	if ((flags & O_TRUNC) && acc == O_RDONLY)
 		acc = O_RDWR;
-	backing_path(n, path, sizeof(path));
+	r = backing_path(n, path);
+	if (r < 0)
+		return r;
 	fd = openat(root, path, acc | (flags & O_APPEND) | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
@@ -832,7 +883,7 @@ static int open_file(fuse_req_t req, const struct fs_node *n, int flags, bool cr
 		close(fd);
 		return -ESTALE;
 	}
-	h = handle_new();
+	h = handle_new(fs);
 	if (!h) {
 		close(fd);
 		return -ENOMEM;
@@ -840,35 +891,20 @@ static int open_file(fuse_req_t req, const struct fs_node *n, int flags, bool cr
 	h->fd = fd;
 	h->id = n->id;
 	h->kind = FS_FILE;
-	h->writable = wants_write(flags);
+	h->writable = fs_flags_write(flags);
 	h->uid = fuse_req_ctx(req)->uid;
-	if (h->writable) {
-		h->ws = ws_get(n->id);
-		if (!h->ws) {
-			handle_free(h);
-			return -ENOMEM;
-		}
-		r = 0;
-		pthread_mutex_lock(&h->ws->lock);
-		h->ws->writers++;
-		if (created || (flags & O_TRUNC)) {
-			r = ws_modify(h->ws, n, true, jid, h->uid);
-			if (r == 0 && !created && ftruncate(fd, 0) < 0)
-				r = -errno;
-		}
-		pthread_mutex_unlock(&h->ws->lock);
-		if (r < 0) {
-			handle_release(n->id, h);
-			return r;
-		}
+	r = h->writable ? open_write_state(fs, h, n, flags, created, jid) : 0;
+	if (r < 0) {
+		handle_release(fs, n->id, h);
+		return r;
 	}
 	*out = h;
 	return 0;
 }
 
-static int open_ctl(const struct fs_node *n, int flags, struct handle **out)
+static int open_ctl(struct sigfs_fs *fs, const struct fs_node *n, int flags, struct handle **out)
 {
-	struct handle *h = handle_new();
+	struct handle *h = handle_new(fs);
 	int r = 0;
 
 	if (!h)
@@ -878,11 +914,11 @@ static int open_ctl(const struct fs_node *n, int flags, struct handle **out)
 	h->kind = n->kind;
 	h->attr = n->attr;
 	snprintf(h->key, sizeof(h->key), "%s", n->key);
-	h->writable = wants_write(flags);
+	h->writable = fs_flags_write(flags);
 	if ((flags & O_ACCMODE) != O_WRONLY)
-		r = ctl_content(n, &h->buf, &h->len);
+		r = ctl_content(fs, n, &h->buf, &h->len);
 	if (r < 0) {
-		handle_free(h);
+		handle_free(fs, h);
 		return r;
 	}
 	*out = h;
@@ -891,23 +927,23 @@ static int open_ctl(const struct fs_node *n, int flags, struct handle **out)
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct sigfs_fs *fs = fs_data(req);
+	bool writes = fs_flags_write(fi->flags);
 	struct handle *h = NULL;
 	struct fs_node n;
 	int r;
 
-	r = resolve(ino, &n);
+	r = resolve(fs, ino, &n);
 	if (r < 0)
 		goto out_err;
 	if (n.kind == FS_FILE) {
-		if (wants_write(fi->flags))
-			pthread_mutex_lock(&names_lock);
+		if (writes)
+			pthread_mutex_lock(&fs->names_lock);
 		r = open_file(req, &n, fi->flags, false, 0, &h);
-		if (wants_write(fi->flags))
-			pthread_mutex_unlock(&names_lock);
-		if (r == 1)
-			return;     /* refused, replied */
+		if (writes)
+			pthread_mutex_unlock(&fs->names_lock);
 	} else if (n.kind == FS_ATTR || n.kind == FS_STATUS) {
-		r = open_ctl(&n, fi->flags, &h);
+		r = open_ctl(fs, &n, fi->flags, &h);
 		fi->direct_io = 1;
 	} else {
 		r = -EISDIR;
@@ -917,104 +953,115 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = (uintptr_t)h;
 	/* ENOENT: the open was interrupted; the kernel will never release h. */
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		handle_release(ino, h);
+		handle_release(fs, ino, h);
 	return;
 out_err:
 	fuse_reply_err(req, -r);
 }
 
-/*
- * Create name in inbox parent for the calling user; with h, open it for
- * writing. Returns 1 when it refused and replied to req itself.
- */
-static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, int flags,
-		     struct fs_node *n, struct handle **h)
+/* The backing file at path, new, owned by the caller of req with the mode asked for. */
+static int create_backing(fuse_req_t req, const char *path, mode_t mode)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	int root = sigfs_keys_inbox_root(fs->ks), fd, r;
-	char err[SIGFS_ERRLEN], path[600];
-	struct fs_node p;
-	uint64_t jid = 0;
-	struct stat st;
+	int root = sigfs_keys_inbox_root(fs_data(req)->ks), fd, r;
 
-	r = resolve(parent, &p);
-	if (r < 0)
-		return r;
-	if (p.kind != FS_INBOX) {
-		refuse(req, EPERM, "files can be created only in an inbox", name);
-		return 1;
-	}
-	r = sigfs_engine_name_check(name, err);
-	if (r < 0) {
-		refuse(req, -r, err, name);
-		return 1;
-	}
-	snprintf(path, sizeof(path), "%s/%s", p.key, name);
-	pthread_mutex_lock(&names_lock);
-	if (fstatat(root, path, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		/* Created since the kernel looked (by another client, or over NFS). */
-		r = -EEXIST;
-		if (h && !(flags & O_EXCL)) {
-			r = learn(p.key, name, n);
-			if (r == 0)
-				r = open_file(req, n, flags, false, 0, h);
-		}
-		goto out;
-	}
-	r = claim_outputs(req, p.key, name);
-	/* Journal the write before the file exists: a crash in between still ends in NAME.err. */
-	if (r == 0 && h)
-		r = sigfs_engine_begin(fs->eng, p.key, name, 0, ctx->uid, &jid);
-	if (r < 0)
-		goto out;
 	fd = openat(root, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		r = -errno;
-		sigfs_engine_drop(fs->eng, jid);
-		goto out;
-	}
-	/* The file belongs to its writer, with the mode asked for. */
+	if (fd < 0)
+		return -errno;
 	r = fchown(fd, ctx->uid, ctx->gid) < 0 || fchmod(fd, mode & 0777 & ~ctx->umask) < 0 ?
 		-errno : 0;
 	close(fd);
 	if (r < 0)
 		unlinkat(root, path, 0);
+	return r;
+}
+
+/*
+ * Create name in inbox p for the calling user; with h, open it for writing.
+ * fs->names_lock held.
+ */
+static int create_locked(fuse_req_t req, const struct fs_node *p, const char *name, mode_t mode,
+			 int flags, struct fs_node *n, struct handle **h)
+{
+	struct sigfs_fs *fs = fs_data(req);
+	char path[FS_PATH_MAX];
+	uint64_t jid = 0;
+	struct stat st;
+	int r;
+
+	r = fs_path(path, p->key, name);
+	if (r < 0)
+		return r;
+	if (fstatat(sigfs_keys_inbox_root(fs->ks), path, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		/* Created since the kernel looked (by another client, or over NFS). */
+		if (!h || (flags & O_EXCL))
+			return -EEXIST;
+		r = learn(fs, p->key, name, n);
+		return r < 0 ? r : open_file(req, n, flags, false, 0, h);
+	}
+	r = claim_outputs(req, p->key, name);
+	/* Journal the write before the file exists: a crash in between still ends in NAME.err. */
+	if (r == 0 && h)
+		r = sigfs_engine_begin(fs->eng, p->key, name, 0, fuse_req_ctx(req)->uid, &jid);
+	if (r < 0)
+		return r;
+	r = create_backing(req, path, mode);
 	if (r == 0)
-		r = learn(p.key, name, n);
+		r = learn(fs, p->key, name, n);
 	if (r == 0 && h)
 		r = open_file(req, n, flags | O_TRUNC, true, jid, h);
 	else if (r == 0)
-		sigfs_engine_forget(fs->eng, p.key, name);  /* mknod: earlier outputs are void */
+		sigfs_engine_forget(fs->eng, p->key, name);  /* mknod: earlier outputs are void */
 	/* On success the open file's write state owns jid (ws_modify is open_file's last step). */
 	if (r < 0 || !h)
 		sigfs_engine_drop(fs->eng, jid);
-out:
-	pthread_mutex_unlock(&names_lock);
+	return r;
+}
+
+/* Create name in inbox parent for the calling user; with h, open it for writing. */
+static int do_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, int flags,
+		     struct fs_node *n, struct handle **h)
+{
+	struct sigfs_fs *fs = fs_data(req);
+	char err[SIGFS_ERRLEN];
+	struct fs_node p;
+	int r;
+
+	r = resolve(fs, parent, &p);
+	if (r < 0)
+		return r;
+	if (p.kind != FS_INBOX)
+		return refuse(req, EPERM, "files can be created only in an inbox", name);
+	r = sigfs_engine_name_check(name, err);
+	if (r < 0)
+		return refuse(req, -r, err, name);
+	pthread_mutex_lock(&fs->names_lock);
+	r = create_locked(req, &p, name, mode, flags, n, h);
+	pthread_mutex_unlock(&fs->names_lock);
 	return r;
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		      struct fuse_file_info *fi)
 {
+	struct sigfs_fs *fs = fs_data(req);
 	struct fuse_entry_param e;
 	struct handle *h = NULL;
 	struct fs_node n;
 	int r;
 
 	r = do_create(req, parent, name, mode, fi->flags, &n, &h);
-	if (r == 1)
-		return;
 	if (r == 0)
-		r = make_entry(&n, &e);
+		r = make_entry(fs, &n, &e);
 	if (r < 0) {
 		if (h)
-			handle_release(n.id, h);
+			handle_release(fs, n.id, h);
 		fuse_reply_err(req, -r);
 		return;
 	}
 	fi->fh = (uintptr_t)h;
 	if (fuse_reply_create(req, &e, fi) == -ENOENT)
-		handle_release(e.ino, h);
+		handle_release(fs, e.ino, h);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -1050,7 +1097,17 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
-static int write_ctl(struct handle *h, const char *buf, size_t size, off_t off, uid_t uid)
+/* A value written to a key attribute is refused: say so in the log and in .ctl. */
+static void attr_refused(struct sigfs_fs *fs, const struct handle *h, uid_t uid, const char *err)
+{
+	const char *attr = sigfs_key_attr_at((size_t)h->attr)->name;
+
+	log_warn("key %s: %s: %s", h->key, attr, err);
+	sigfs_keys_set_last_error(fs->ks, h->key, uid, attr, err);
+}
+
+static int write_ctl(struct sigfs_fs *fs, struct handle *h, const char *buf, size_t size,
+		     off_t off, uid_t uid)
 {
 	char err[SIGFS_ERRLEN];
 	size_t end = (size_t)off + size;
@@ -1065,7 +1122,7 @@ static int write_ctl(struct handle *h, const char *buf, size_t size, off_t off, 
 			return -ENOMEM;
 		if (h->buf) {
 			memcpy(nb, h->buf, h->len);
-			OPENSSL_cleanse(h->buf, h->len);
+			explicit_bzero(h->buf, h->len);
 			free(h->buf);
 		}
 		h->buf = nb;
@@ -1078,10 +1135,7 @@ static int write_ctl(struct handle *h, const char *buf, size_t size, off_t off, 
 		r = sigfs_keys_attr_check(fs->ks, h->key, (size_t)h->attr, (uint8_t *)h->buf,
 					  h->len, err);
 		if (r < 0) {
-			const char *attr = sigfs_key_attr_at((size_t)h->attr)->name;
-
-			log_warn("key %s: %s: %s", h->key, attr, err);
-			sigfs_keys_set_last_error(fs->ks, h->key, uid, attr, err);
+			attr_refused(fs, h, uid, err);
 			h->attr_bad = true;
 			return r;
 		}
@@ -1089,84 +1143,114 @@ static int write_ctl(struct handle *h, const char *buf, size_t size, off_t off, 
 	return 0;
 }
 
-static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
-		     struct fuse_file_info *fi)
+/*
+ * Write to file n through h (w->lock held): the first write since the last
+ * job begins a new version; in-order writes feed the running hash. The bytes
+ * written, or -errno.
+ */
+static ssize_t write_file(struct sigfs_fs *fs, struct handle *h, const struct fs_node *n,
+			  const char *buf, size_t size, off_t off, uid_t uid)
 {
-	struct handle *h = hnd(fi);
 	struct wstate *w = h->ws;
-	struct fs_node n;
 	ssize_t done;
-	int r, saverr = 0;
+	int r;
 
-	if (h->kind != FS_FILE) {
-		r = write_ctl(h, buf, size, off, fuse_req_ctx(req)->uid);
-		if (r < 0)
-			fuse_reply_err(req, -r);
-		else
-			fuse_reply_write(req, size);
-		return;
-	}
-	r = resolve(ino, &n);
-	if (r < 0) {
-		/* Unlinked while open: write on, nothing will be signed. */
-		done = pwrite(h->fd, buf, size, off);
-		saverr = errno;
-		goto reply;
-	}
-	pthread_mutex_lock(&w->lock);
-	r = ws_modify(w, &n, false, 0, fuse_req_ctx(req)->uid);
-	if (r < 0) {
-		pthread_mutex_unlock(&w->lock);
-		fuse_reply_err(req, -r);
-		return;
-	}
+	r = ws_modify(fs, w, n, false, 0, uid);
+	if (r < 0)
+		return r;
 	h->wrote = true;
 	done = pwrite(h->fd, buf, size, off);
 	if (done < 0) {
 		/* The file lacks these bytes now: it must not be signed as it is. */
-		saverr = errno;
-		w->write_err = saverr;
-	} else if (done > 0) {
+		w->write_err = errno;
+		return -w->write_err;
+	}
+	if (done > 0) {
 		if (w->seq && off == w->next)
 			w->seq = sigfs_hasher_update(w->hash, buf, (size_t)done) == 0;
 		else
 			w->seq = false;
 		w->next = off + done;
 	}
-	pthread_mutex_unlock(&w->lock);
-reply:
+	return done;
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct sigfs_fs *fs = fs_data(req);
+	uid_t uid = fuse_req_ctx(req)->uid;
+	struct handle *h = hnd(fi);
+	struct fs_node n;
+	ssize_t done;
+
+	if (h->kind != FS_FILE) {
+		done = write_ctl(fs, h, buf, size, off, uid);
+		if (done == 0)
+			done = (ssize_t)size;
+	} else if (resolve(fs, ino, &n) < 0) {
+		/* Unlinked while open: write on, nothing will be signed. */
+		done = pwrite(h->fd, buf, size, off);
+		if (done < 0)
+			done = -errno;
+	} else {
+		pthread_mutex_lock(&h->ws->lock);
+		done = write_file(fs, h, &n, buf, size, off, uid);
+		pthread_mutex_unlock(&h->ws->lock);
+	}
 	if (done < 0)
-		fuse_reply_err(req, saverr);
+		fuse_reply_err(req, (int)-done);
 	else
 		fuse_reply_write(req, (size_t)done);
 }
 
+/* The close of a .ctl attribute written through h stores the value. */
+static int flush_attr(struct sigfs_fs *fs, struct handle *h, uid_t uid)
+{
+	char err[SIGFS_ERRLEN];
+	int r;
+
+	h->attr_dirty = false;
+	if (h->attr_bad)
+		return -EINVAL;
+	r = sigfs_keys_attr_write(fs->ks, h->key, (size_t)h->attr, (uint8_t *)h->buf, h->len,
+				  uid, err);
+	if (r < 0)
+		attr_refused(fs, h, uid, err);
+	return r;
+}
+
+/*
+ * Submit file n for the close() of req through h (h->ws->lock held). *wt is
+ * the waiter that answers req when the close waits for the signature.
+ */
+static int flush_submit(fuse_req_t req, const struct fs_node *n, struct handle *h,
+			struct waiter **wt)
+{
+	struct sigfs_fs *fs = fs_data(req);
+
+	if (fs->cfg->wait_on_close && !sigfs_engine_ignored(n->name)) {
+		*wt = waiter_new(fs, req);
+		if (!*wt)
+			return -ENOMEM;
+	}
+	return submit(fs, n, h->ws, h->fd, fuse_req_ctx(req)->uid, *wt);
+}
+
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct sigfs_fs *fs = fs_data(req);
 	struct handle *h = hnd(fi);
 	struct wstate *w = h->ws;
-	char err[SIGFS_ERRLEN];
+	struct waiter *wt = NULL;
 	struct fs_node n;
 	int r = 0;
 
 	if (h->kind == FS_ATTR && h->attr_dirty) {
-		h->attr_dirty = false;
-		if (h->attr_bad) {
-			fuse_reply_err(req, EINVAL);
-			return;
-		}
-		r = sigfs_keys_attr_write(fs->ks, h->key, (size_t)h->attr, (uint8_t *)h->buf,
-					  h->len, fuse_req_ctx(req)->uid, err);
-		if (r < 0) {
-			const char *attr = sigfs_key_attr_at((size_t)h->attr)->name;
-
-			log_warn("key %s: %s: %s", h->key, attr, err);
-			sigfs_keys_set_last_error(fs->ks, h->key, fuse_req_ctx(req)->uid, attr, err);
-		}
-		fuse_reply_err(req, -r);
+		fuse_reply_err(req, -flush_attr(fs, h, fuse_req_ctx(req)->uid));
 		return;
 	}
-	if (!w || resolve(ino, &n) < 0) {
+	if (!w || resolve(fs, ino, &n) < 0) {
 		fuse_reply_err(req, 0);
 		return;
 	}
@@ -1178,17 +1262,22 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * such a close are signed at release.
 	 */
 	if (w->dirty && w->writers == 1 && h->wrote)
-		r = submit(&n, w, req, h->fd, fuse_req_ctx(req)->uid);
+		r = flush_submit(req, &n, h, &wt);
 	h->wrote = false;
 	pthread_mutex_unlock(&w->lock);
-	if (r == 1)
+	if (!wt) {
+		fuse_reply_err(req, r < 0 ? EIO : 0);
 		return;
-	fuse_reply_err(req, r < 0 ? EIO : 0);
+	}
+	/* The waiter owns the reply: the job's done(), the close() timer, or this failure. */
+	if (r < 0)
+		job_done(wt, r);
+	waiter_put(wt);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	handle_release(ino, hnd(fi));
+	handle_release(fs_data(req), ino, hnd(fi));
 	fuse_reply_err(req, 0);
 }
 
@@ -1203,107 +1292,146 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	fuse_reply_err(req, r < 0 ? errno : 0);
 }
 
-static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
-		       struct fuse_file_info *fi)
+/* chmod, chown, chgrp of the backing object at path (h: the file's open handle, or NULL). */
+static int set_mode_owner(struct sigfs_fs *fs, const struct handle *h, const char *path,
+			  const struct stat *attr, int to_set)
 {
-	int root = sigfs_keys_inbox_root(fs->ks), r = 0;
-	struct handle *h = fi ? hnd(fi) : NULL;
-	char path[600], err[SIGFS_ERRLEN];
-	struct fs_node n;
-	struct stat st;
+	int root = sigfs_keys_inbox_root(fs->ks);
 
-	r = resolve(ino, &n);
-	if (r < 0)
-		goto out;
-	if (n.kind == FS_ATTR && to_set == FUSE_SET_ATTR_SIZE && attr->st_size == 0)
-		goto reply;     /* `echo x > attr`: the new value comes with write() */
-	if (n.kind != FS_INBOX && n.kind != FS_FILE) {
-		refuse(req, EPERM, "the root and .ctl cannot be changed with chmod/chown/truncate",
-		       NULL);
-		return;
-	}
-	backing_path(&n, path, sizeof(path));
 	if (to_set & FUSE_SET_ATTR_MODE) {
-		if (h && h->fd >= 0)
-			r = fchmod(h->fd, attr->st_mode & 07777);
-		else
-			r = fchmodat(root, path, attr->st_mode & 07777, 0);
+		int r = h && h->fd >= 0 ? fchmod(h->fd, attr->st_mode & 07777) :
+			fchmodat(root, path, attr->st_mode & 07777, 0);
+
 		if (r < 0)
-			goto out_errno;
+			return -errno;
 	}
 	if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
 		uid_t u = to_set & FUSE_SET_ATTR_UID ? attr->st_uid : (uid_t)-1;
 		gid_t g = to_set & FUSE_SET_ATTR_GID ? attr->st_gid : (gid_t)-1;
 
 		if (fchownat(root, path, u, g, AT_SYMLINK_NOFOLLOW) < 0)
-			goto out_errno;
+			return -errno;
 	}
-	if (to_set & FUSE_SET_ATTR_SIZE) {
-		struct wstate *w;
-		int fd;
+	return 0;
+}
 
-		if (n.kind != FS_FILE) {
-			r = -EISDIR;
-			goto out;
-		}
-		if (sigfs_engine_name_check(n.name, err) == -EPERM) {
-			refuse(req, EPERM, "outputs are read-only", n.name);
-			return;
-		}
-		pthread_mutex_lock(&names_lock);
-		r = claim_outputs(req, n.key, n.name);
-		w = r == 0 ? ws_get(n.id) : NULL;
-		if (!w) {
-			pthread_mutex_unlock(&names_lock);
-			if (r == 0)
-				r = -ENOMEM;
-			goto out;
-		}
+/* utimensat of the backing object at path. */
+static int set_times(struct sigfs_fs *fs, const char *path, const struct stat *attr, int to_set)
+{
+	struct timespec tv[2] = { { 0, UTIME_OMIT }, { 0, UTIME_OMIT } };
+
+	if (!(to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)))
+		return 0;
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+		tv[0].tv_nsec = UTIME_NOW;
+	else if (to_set & FUSE_SET_ATTR_ATIME)
+		tv[0] = attr->st_atim;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		tv[1].tv_nsec = UTIME_NOW;
+	else if (to_set & FUSE_SET_ATTR_MTIME)
+		tv[1] = attr->st_mtim;
+	return utimensat(sigfs_keys_inbox_root(fs->ks), path, tv, AT_SYMLINK_NOFOLLOW) < 0 ?
+		-errno : 0;
+}
+
+/*
+ * Truncate file n at path to size, through h or a descriptor of its own
+ * (names_lock and w->lock held). Like a write it begins a new version; a
+ * truncate(2) without an open writer is submitted at once, since nobody else
+ * will close the file.
+ */
+static int truncate_file(fuse_req_t req, struct wstate *w, struct handle *h,
+			 const struct fs_node *n, const char *path, off_t size)
+{
+	struct sigfs_fs *fs = fs_data(req);
+	uid_t uid = fuse_req_ctx(req)->uid;
+	int root = sigfs_keys_inbox_root(fs->ks), fd, r;
+	bool own_fd = !(h && h->fd >= 0);
+	struct stat st;
+
+	fd = own_fd ? openat(root, path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC) : h->fd;
+	if (fd < 0)
+		r = -errno;
+	else if (own_fd && (fstat(fd, &st) < 0 || st.st_ino != n->id))
+		r = -ESTALE;        /* the name holds another file now */
+	else
+		r = ws_modify(fs, w, n, size == 0, 0, uid);
+	if (r == 0 && ftruncate(fd, size) < 0)
+		r = -errno;
+	if (r == 0 && size != 0)
+		w->seq = false;
+	if (r == 0 && h)
+		h->wrote = true;
+	if (w->writers == 0 && w->dirty) {
+		int q = submit(fs, n, w, fd, uid, NULL);
+
+		if (q < 0)
+			not_queued(n, "", q);
+	}
+	if (fd >= 0 && own_fd)
+		close(fd);
+	return r;
+}
+
+/* The size part of setattr on n: only files, never outputs, under the sticky rule. */
+static int set_size(fuse_req_t req, struct handle *h, const struct fs_node *n, const char *path,
+		    off_t size)
+{
+	struct sigfs_fs *fs = fs_data(req);
+	char err[SIGFS_ERRLEN];
+	struct wstate *w;
+	int r;
+
+	if (n->kind != FS_FILE)
+		return -EISDIR;
+	if (sigfs_engine_name_check(n->name, err) == -EPERM)
+		return refuse(req, EPERM, "outputs are read-only", n->name);
+	pthread_mutex_lock(&fs->names_lock);
+	r = claim_outputs(req, n->key, n->name);
+	w = r == 0 ? ws_get(fs, n->id) : NULL;
+	if (w) {
 		pthread_mutex_lock(&w->lock);
-		fd = h && h->fd >= 0 ? h->fd : openat(root, path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
-			r = -errno;
-		else if (!(h && h->fd == fd) && (fstat(fd, &st) < 0 || st.st_ino != n.id))
-			r = -ESTALE;        /* the name holds another file now */
-		else
-			r = ws_modify(w, &n, attr->st_size == 0, 0, fuse_req_ctx(req)->uid);
-		if (r == 0 && ftruncate(fd, attr->st_size) < 0)
-			r = -errno;
-		if (r == 0 && attr->st_size != 0)
-			w->seq = false;
-		if (r == 0 && h)
-			h->wrote = true;
-		/* truncate(2) without an open writer: nobody else will close it. */
-		if (w->writers == 0 && w->dirty)
-			submit(&n, w, NULL, fd, fuse_req_ctx(req)->uid);
-		if (fd >= 0 && !(h && h->fd == fd))
-			close(fd);
+		r = truncate_file(req, w, h, n, path, size);
 		pthread_mutex_unlock(&w->lock);
-		ws_put(w);
-		pthread_mutex_unlock(&names_lock);
-		if (r < 0)
-			goto out;
+		ws_put(fs, w);
+	} else if (r == 0) {
+		r = -ENOMEM;
 	}
-	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
-		struct timespec tv[2] = { { 0, UTIME_OMIT }, { 0, UTIME_OMIT } };
+	pthread_mutex_unlock(&fs->names_lock);
+	return r;
+}
 
-		if (to_set & FUSE_SET_ATTR_ATIME_NOW)
-			tv[0].tv_nsec = UTIME_NOW;
-		else if (to_set & FUSE_SET_ATTR_ATIME)
-			tv[0] = attr->st_atim;
-		if (to_set & FUSE_SET_ATTR_MTIME_NOW)
-			tv[1].tv_nsec = UTIME_NOW;
-		else if (to_set & FUSE_SET_ATTR_MTIME)
-			tv[1] = attr->st_mtim;
-		if (utimensat(root, path, tv, AT_SYMLINK_NOFOLLOW) < 0)
-			goto out_errno;
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct sigfs_fs *fs = fs_data(req);
+	struct handle *h = fi ? hnd(fi) : NULL;
+	char path[FS_PATH_MAX];
+	struct fs_node n;
+	int r;
+
+	r = resolve(fs, ino, &n);
+	if (r < 0)
+		goto out_err;
+	/* `echo x > attr`: the new value comes with write(). */
+	if (n.kind == FS_ATTR && to_set == FUSE_SET_ATTR_SIZE && attr->st_size == 0)
+		return reply_attr(req, ino);
+	if (n.kind != FS_INBOX && n.kind != FS_FILE) {
+		r = refuse(req, EPERM,
+			   "the root and .ctl cannot be changed with chmod/chown/truncate", NULL);
+		goto out_err;
 	}
-reply:
-	op_getattr(req, ino, NULL);
-	return;
-out_errno:
-	r = -errno;
-out:
+	r = backing_path(&n, path);
+	if (r == 0)
+		r = set_mode_owner(fs, h, path, attr, to_set);
+	if (r == 0 && (to_set & FUSE_SET_ATTR_SIZE))
+		r = set_size(req, h, &n, path, attr->st_size);
+	if (r == 0)
+		r = set_times(fs, path, attr, to_set);
+	if (r < 0)
+		goto out_err;
+	return reply_attr(req, ino);
+out_err:
 	fuse_reply_err(req, -r);
 }
 
@@ -1311,58 +1439,60 @@ out:
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	char err[SIGFS_ERRLEN], key[NAME_MAX + 1];   /* the kernel's limit: never cut */
+	struct sigfs_fs *fs = fs_data(req);
+	char err[SIGFS_ERRLEN], key[NAME_MAX + 1];
 	struct fuse_entry_param e;
-	struct sigfs_key k;
-	const char *at;
 	struct fs_node p, n;
+	const char *backend;
+	struct sigfs_key k;
 	int r;
 
 	(void)mode;
-	r = resolve(parent, &p);
+	r = resolve(fs, parent, &p);
 	if (r < 0)
 		goto out_err;
-	if (p.kind == FS_INBOX) {
-		refuse(req, EPERM, "directories cannot be created in an inbox", name);
-		return;
-	}
 	if (p.kind != FS_KEYS) {
-		refuse(req, EPERM, "keys are created with mkdir in .ctl/keys/", name);
-		return;
+		r = refuse(req, EPERM, p.kind == FS_INBOX ?
+			   "directories cannot be created in an inbox" :
+			   "keys are created with mkdir in .ctl/keys/", name);
+		goto out_err;
 	}
-	/* KEY@BACKEND creates KEY on the named backend ('@' is no key name character). */
-	at = strchr(name, '@');
-	snprintf(key, sizeof(key), "%.*s", at ? (int)(at - name) : (int)strlen(name), name);
-	r = sigfs_keys_create(fs->ks, key, at ? at + 1 : NULL, fuse_req_ctx(req)->uid, err);
+	fs_key_split(name, key, &backend);
+	r = sigfs_keys_create(fs->ks, key, backend, fuse_req_ctx(req)->uid, err);
 	if (r < 0) {
-		refuse(req, -r, err, name);
-		return;
+		r = refuse(req, -r, err, name);
+		goto out_err;
 	}
-	learn(key, NULL, &n);
+	/* The new inbox's node id; should this fail, its first lookup learns it. */
+	learn(fs, key, NULL, &n);
 	r = sigfs_keys_get(fs->ks, key, &k);
 	if (r == 0)
-		r = resolve((TAG_KEYDIR << 56) | k.ino, &n);
+		r = resolve(fs, (TAG_KEYDIR << 56) | k.ino, &n);
+	if (r == 0)
+		r = make_entry(fs, &n, &e);
 	if (r < 0)
 		goto out_err;
-	if (!at)
-		return reply_entry(req, &n);
 	/* The kernel names the new entry KEY@BACKEND: let it ask again, so it learns KEY. */
-	r = make_entry(&n, &e);
-	if (r < 0)
-		goto out_err;
-	e.entry_timeout = 0;
+	if (backend)
+		e.entry_timeout = 0;
 	fuse_reply_entry(req, &e);
 	return;
 out_err:
 	fuse_reply_err(req, -r);
 }
 
+/* What the thread of inval_inbox needs: the session outlives it, the name is its own. */
+struct inval {
+	struct fuse_session *se;
+	char name[];
+};
+
 static void *inval_inbox_main(void *arg)
 {
-	char *name = arg;
+	struct inval *iv = arg;
 
-	fuse_lowlevel_notify_inval_entry(fs->se, FUSE_ROOT_ID, name, strlen(name));
-	free(name);
+	fuse_lowlevel_notify_inval_entry(iv->se, FUSE_ROOT_ID, iv->name, strlen(iv->name));
+	free(iv);
 	return NULL;
 }
 
@@ -1371,180 +1501,208 @@ static void *inval_inbox_main(void *arg)
  * the entry timeout. Not from the rmdir handler itself: the kernel may hold
  * locks the invalidation needs until the handler has replied.
  */
-static void inval_inbox(const char *name)
+static void inval_inbox(struct sigfs_fs *fs, const char *name)
 {
+	struct inval *iv = NULL;
 	pthread_attr_t attr;
 	pthread_t t;
-	char *copy = strdup(name);
 
-	if (!copy || !fs->se)
-		goto out;
+	if (fs->se)
+		iv = malloc(sizeof(*iv) + strlen(name) + 1);
+	if (!iv)
+		return;
+	iv->se = fs->se;
+	strcpy(iv->name, name);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, inval_inbox_main, copy) == 0)
-		copy = NULL;
+	if (pthread_create(&t, &attr, inval_inbox_main, iv) == 0)
+		iv = NULL;
 	pthread_attr_destroy(&attr);
-out:
-	free(copy);
+	free(iv);
+}
+
+/* Delete key name (rmdir in .ctl/keys/): 0, or -errno with the reason in the log and .ctl. */
+static int delete_key(fuse_req_t req, const char *name)
+{
+	struct sigfs_fs *fs = fs_data(req);
+	uid_t uid = fuse_req_ctx(req)->uid;
+	char err[SIGFS_ERRLEN];
+	struct fs_node in;
+	int r;
+
+	if (!fs->cfg->allow_key_delete) {
+		snprintf(err, sizeof(err), "key deletion is switched off (allow_key_delete = no)");
+		sigfs_keys_set_last_error(fs->ks, name, uid, "rmdir", err);
+		return refuse(req, EPERM, err, name);
+	}
+	if (learn(fs, name, NULL, &in) < 0)
+		in.id = 0;
+	r = sigfs_keys_delete(fs->ks, name, uid, err);
+	if (r < 0) {
+		sigfs_keys_set_last_error(fs->ks, name, uid, "rmdir", err);
+		return refuse(req, -r, err, name);
+	}
+	if (in.id)
+		fs_nodes_del(fs->nodes, in.id);
+	return 0;
 }
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	char err[SIGFS_ERRLEN];
-	struct fs_node p, in;
+	struct sigfs_fs *fs = fs_data(req);
+	struct fs_node p;
 	int r;
 
-	r = resolve(parent, &p);
+	r = resolve(fs, parent, &p);
+	if (r == 0 && p.kind != FS_KEYS) {
+		/* .ctl/keys is a directory: refusing it with ENOTDIR would be a lie. */
+		r = refuse(req, p.kind == FS_ROOT || (p.kind == FS_CTL && !strcmp(name, "keys")) ?
+			   EPERM : ENOTDIR, "keys are deleted with rmdir in .ctl/keys/", name);
+	} else if (r == 0) {
+		r = delete_key(req, name);
+	}
+	fuse_reply_err(req, -r);
+	if (r == 0)
+		inval_inbox(fs, name);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct sigfs_fs *fs = fs_data(req);
+	char path[FS_PATH_MAX];
+	struct fs_node p, n;
+	int r;
+
+	r = resolve(fs, parent, &p);
 	if (r < 0)
 		goto out_err;
-	if (p.kind != FS_KEYS) {
-		/* .ctl/keys is a directory: refusing it with ENOTDIR would be a lie. */
-		refuse(req, p.kind == FS_ROOT || (p.kind == FS_CTL && !strcmp(name, "keys")) ?
-		       EPERM : ENOTDIR, "keys are deleted with rmdir in .ctl/keys/", name);
-		return;
+	if (p.kind != FS_INBOX) {
+		r = refuse(req, EPERM, "only files in an inbox can be removed", name);
+		goto out_err;
 	}
-	if (!fs->cfg->allow_key_delete) {
-		snprintf(err, sizeof(err), "key deletion is switched off (allow_key_delete = no)");
-		sigfs_keys_set_last_error(fs->ks, name, fuse_req_ctx(req)->uid, "rmdir", err);
-		refuse(req, EPERM, err, name);
-		return;
+	r = learn(fs, p.key, name, &n);
+	if (r == 0)
+		r = fs_path(path, p.key, name);
+	if (r < 0)
+		goto out_err;
+	if (unlinkat(sigfs_keys_inbox_root(fs->ks), path, 0) < 0) {
+		r = -errno;
+		goto out_err;
 	}
-	if (learn(name, NULL, &in) < 0)
-		in.id = 0;
-	r = sigfs_keys_delete(fs->ks, name, fuse_req_ctx(req)->uid, err);
-	if (r < 0) {
-		sigfs_keys_set_last_error(fs->ks, name, fuse_req_ctx(req)->uid, "rmdir", err);
-		refuse(req, -r, err, name);
-		return;
-	}
-	if (in.id)
-		fs_nodes_del(in.id);
+	fs_nodes_del(fs->nodes, n.id);
 	fuse_reply_err(req, 0);
-	inval_inbox(name);
 	return;
 out_err:
 	fuse_reply_err(req, -r);
 }
 
-static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+/* May a file of inbox p be renamed to newname in np? 0, or -errno with the reason logged. */
+static int rename_check(fuse_req_t req, const struct fs_node *p, const struct fs_node *np,
+			const char *newname, unsigned int flags)
 {
-	int root = sigfs_keys_inbox_root(fs->ks), r;
-	struct fs_node p, n;
-	char path[600];
+	char err[SIGFS_ERRLEN];
+	int r;
 
-	r = resolve(parent, &p);
-	if (r < 0)
-		goto out_err;
-	if (p.kind != FS_INBOX) {
-		refuse(req, EPERM, "only files in an inbox can be removed", name);
-		return;
+	if (p->kind != FS_INBOX || np->kind != FS_INBOX)
+		return refuse(req, EPERM, "only files can be renamed, into an inbox", newname);
+	if (flags & RENAME_EXCHANGE)
+		return refuse(req, EINVAL, "rename with RENAME_EXCHANGE is not supported", newname);
+	r = sigfs_engine_name_check(newname, err);
+	return r < 0 ? refuse(req, -r, err, newname) : 0;
+}
+
+/*
+ * File n, renamed into an inbox under a signable name as write jid: sign it,
+ * now or at its last close. The rename happened, so it succeeds; what failed
+ * here is in the log.
+ */
+static void sign_renamed(struct sigfs_fs *fs, const struct fs_node *n, uint64_t jid, uid_t uid)
+{
+	struct wstate *w = ws_get(fs, n->id);
+	int r;
+
+	if (w) {
+		pthread_mutex_lock(&w->lock);
+		if (w->dirty)
+			sigfs_engine_drop(fs->eng, w->jid);
+		w->dirty = false;
+		r = ws_modify(fs, w, n, false, jid, uid);
+		if (r == 0 && w->writers == 0)
+			r = submit(fs, n, w, -1, uid, NULL);
+		pthread_mutex_unlock(&w->lock);
+		ws_put(fs, w);
+	} else {
+		sigfs_engine_drop(fs->eng, jid);
+		r = -ENOMEM;
 	}
-	r = learn(p.key, name, &n);
 	if (r < 0)
-		goto out_err;
-	snprintf(path, sizeof(path), "%s/%s", p.key, name);
-	if (unlinkat(root, path, 0) < 0) {
+		not_queued(n, "renamed into the inbox but ", r);
+}
+
+/*
+ * Rename file n to newname in inbox np (fs->names_lock held). The write of
+ * the new name is journaled before the rename: a crash in between leaves
+ * NEWNAME.err, not nothing.
+ */
+static int rename_locked(fuse_req_t req, struct fs_node *n, const struct fs_node *np,
+			 const char *newname, unsigned int flags, uint64_t replaced)
+{
+	struct sigfs_fs *fs = fs_data(req);
+	int root = sigfs_keys_inbox_root(fs->ks), r;
+	char from[FS_PATH_MAX], to[FS_PATH_MAX];
+	uid_t uid = fuse_req_ctx(req)->uid;
+	uint64_t jid = 0;
+
+	r = fs_path(from, n->key, n->name);
+	if (r == 0)
+		r = fs_path(to, np->key, newname);
+	if (r == 0)
+		r = claim_outputs(req, np->key, newname);
+	if (r == 0)
+		r = sigfs_engine_begin(fs->eng, np->key, newname, n->id, uid, &jid);
+	if (r == 0 && renameat2(root, from, root, to, flags) < 0) {
 		r = -errno;
-		goto out_err;
+		sigfs_engine_drop(fs->eng, jid);
 	}
-	fs_nodes_del(n.id);
-	fuse_reply_err(req, 0);
-	return;
-out_err:
-	fuse_reply_err(req, -r);
+	if (r < 0)
+		return r;
+	if (replaced && replaced != n->id)
+		fs_nodes_del(fs->nodes, replaced);
+	fs_nodes_put(fs->nodes, n->id, np->id, FS_FILE, np->key, newname);
+	snprintf(n->key, sizeof(n->key), "%s", np->key);
+	snprintf(n->name, sizeof(n->name), "%s", newname);
+	n->parent = np->id;
+	if (jid)
+		sign_renamed(fs, n, jid, uid);
+	return 0;
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		      const char *newname, unsigned int flags)
 {
-	int root = sigfs_keys_inbox_root(fs->ks), r;
-	char from[600], to[600], err[SIGFS_ERRLEN];
-	uid_t uid = fuse_req_ctx(req)->uid;
+	struct sigfs_fs *fs = fs_data(req);
 	struct fs_node p, np, n, old;
-	uint64_t jid = 0;
-	bool replaced;
+	uint64_t replaced = 0;
+	int r;
 
-	r = resolve(parent, &p);
+	r = resolve(fs, parent, &p);
 	if (r == 0)
-		r = resolve(newparent, &np);
-	if (r < 0)
-		goto out_err;
-	if (p.kind != FS_INBOX || np.kind != FS_INBOX) {
-		refuse(req, EPERM, "only files can be renamed, into an inbox", newname);
-		return;
-	}
-	if (flags & RENAME_EXCHANGE) {
-		refuse(req, EINVAL, "rename with RENAME_EXCHANGE is not supported", newname);
-		return;
-	}
-	r = sigfs_engine_name_check(newname, err);
-	if (r < 0) {
-		refuse(req, -r, err, newname);
-		return;
-	}
-	r = learn(p.key, name, &n);
-	if (r < 0)
-		goto out_err;
-	if (n.kind != FS_FILE) {
+		r = resolve(fs, newparent, &np);
+	if (r == 0)
+		r = rename_check(req, &p, &np, newname, flags);
+	if (r == 0)
+		r = learn(fs, p.key, name, &n);
+	if (r == 0 && n.kind != FS_FILE)
 		r = -EISDIR;
-		goto out_err;
-	}
-	replaced = learn(np.key, newname, &old) == 0;
-	if (replaced && (flags & RENAME_NOREPLACE)) {
+	if (r == 0 && learn(fs, np.key, newname, &old) == 0)
+		replaced = old.id;
+	if (r == 0 && replaced && (flags & RENAME_NOREPLACE))
 		r = -EEXIST;
-		goto out_err;
+	if (r == 0) {
+		pthread_mutex_lock(&fs->names_lock);
+		r = rename_locked(req, &n, &np, newname, flags, replaced);
+		pthread_mutex_unlock(&fs->names_lock);
 	}
-	snprintf(from, sizeof(from), "%s/%s", p.key, name);
-	snprintf(to, sizeof(to), "%s/%s", np.key, newname);
-	pthread_mutex_lock(&names_lock);
-	r = claim_outputs(req, np.key, newname);
-	/* Journal before the rename: a crash in between leaves NEWNAME.err, not nothing. */
-	if (r == 0)
-		r = sigfs_engine_begin(fs->eng, np.key, newname, n.id, uid, &jid);
-	if (r == 0 && renameat2(root, from, root, to, flags) < 0) {
-		r = -errno;
-		sigfs_engine_drop(fs->eng, jid);
-	}
-	if (r < 0) {
-		pthread_mutex_unlock(&names_lock);
-		goto out_err;
-	}
-	if (replaced && old.id != n.id)
-		fs_nodes_del(old.id);
-	fs_nodes_put(n.id, np.id, FS_FILE, np.key, newname);
-	strcpy(n.key, np.key);
-	strcpy(n.name, newname);
-	n.parent = np.id;
-	/* Renamed into an inbox under a signable name: sign it (now, or at its last close). */
-	if (jid) {
-		struct wstate *w = ws_get(n.id);
-
-		if (w) {
-			pthread_mutex_lock(&w->lock);
-			if (w->dirty)
-				sigfs_engine_drop(fs->eng, w->jid);
-			w->dirty = false;
-			r = ws_modify(w, &n, false, jid, uid);
-			if (r == 0 && w->writers == 0)
-				r = submit(&n, w, NULL, -1, uid);
-			pthread_mutex_unlock(&w->lock);
-			ws_put(w);
-		} else {
-			sigfs_engine_drop(fs->eng, jid);
-			r = -ENOMEM;
-		}
-		/* The rename happened: it succeeds; what failed is in the log. */
-		if (r < 0) {
-			char esc[SIGFS_ESCAPED_MAX];
-
-			log_err("key %s: %s: renamed into the inbox but not queued for signing: %s",
-				np.key, sigfs_escape(newname, esc, sizeof(esc)), strerror(-r));
-		}
-	}
-	pthread_mutex_unlock(&names_lock);
-	fuse_reply_err(req, 0);
-	return;
-out_err:
 	fuse_reply_err(req, -r);
 }
 
@@ -1554,14 +1712,11 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	int r;
 
 	(void)rdev;
-	if (!S_ISREG(mode)) {
-		refuse(req, EPERM, "only regular files can be created in an inbox", name);
-		return;
-	}
 	/* An empty file: it is signed once someone writes it and closes it. */
-	r = do_create(req, parent, name, mode, O_EXCL, &n, NULL);
-	if (r == 1)
-		return;
+	if (!S_ISREG(mode))
+		r = refuse(req, EPERM, "only regular files can be created in an inbox", name);
+	else
+		r = do_create(req, parent, name, mode, O_EXCL, &n, NULL);
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
@@ -1572,14 +1727,14 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 {
 	(void)link;
 	(void)parent;
-	refuse(req, EPERM, "symbolic links are not allowed in sigfs", name);
+	fuse_reply_err(req, -refuse(req, EPERM, "symbolic links are not allowed in sigfs", name));
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
 	(void)ino;
 	(void)newparent;
-	refuse(req, EPERM, "hard links are not allowed in sigfs", newname);
+	fuse_reply_err(req, -refuse(req, EPERM, "hard links are not allowed in sigfs", newname));
 }
 
 struct dirent_rec {
@@ -1618,7 +1773,7 @@ static void dh_free(struct dirhandle *d)
 	free(d);
 }
 
-static int list_inbox(struct dirhandle *d, const struct fs_node *n)
+static int list_inbox(struct sigfs_fs *fs, struct dirhandle *d, const struct fs_node *n)
 {
 	int fd = openat(sigfs_keys_inbox_root(fs->ks), n->key, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	struct dirent *de;
@@ -1634,7 +1789,7 @@ static int list_inbox(struct dirhandle *d, const struct fs_node *n)
 	}
 	while (r == 0 && (de = readdir(dir))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
-		    !strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)))
+		    fs_name_hidden(de->d_name))
 			continue;
 		r = dh_add(d, de->d_ino, S_IFREG, de->d_name);
 	}
@@ -1644,6 +1799,7 @@ static int list_inbox(struct dirhandle *d, const struct fs_node *n)
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct sigfs_fs *fs = fs_data(req);
 	struct dirhandle *d = calloc(1, sizeof(*d));
 	struct sigfs_key *keys = NULL;
 	struct fs_node n, in;
@@ -1653,7 +1809,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	r = resolve(ino, &n);
+	r = resolve(fs, ino, &n);
 	if (r < 0)
 		goto out_err;
 	dh_add(d, n.id, S_IFDIR, ".");
@@ -1667,7 +1823,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		for (int i = 0; i < nk; i++) {
 			if (n.kind == FS_KEYS)
 				dh_add(d, (TAG_KEYDIR << 56) | keys[i].ino, S_IFDIR, keys[i].name);
-			else if (learn(keys[i].name, NULL, &in) == 0)
+			else if (learn(fs, keys[i].name, NULL, &in) == 0)
 				dh_add(d, in.id, S_IFDIR, keys[i].name);
 		}
 		free(keys);
@@ -1689,7 +1845,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		break;
 	}
 	case FS_INBOX:
-		r = list_inbox(d, &n);
+		r = list_inbox(fs, d, &n);
 		if (r < 0)
 			goto out_err;
 		break;
@@ -1742,7 +1898,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	struct statvfs sv;
 
 	(void)ino;
-	if (fstatvfs(sigfs_keys_inbox_root(fs->ks), &sv) < 0)
+	if (fstatvfs(sigfs_keys_inbox_root(fs_data(req)->ks), &sv) < 0)
 		fuse_reply_err(req, errno);
 	else
 		fuse_reply_statfs(req, &sv);
@@ -1786,47 +1942,91 @@ const struct fuse_lowlevel_ops sigfs_fuse_ops = {
 	.statfs = op_statfs,
 };
 
-int sigfs_fs_init(struct sigfs_fs *f)
+
+/* Learn every inbox and file, so node ids from before a restart resolve. */
+static void learn_all(struct sigfs_fs *fs)
 {
 	struct sigfs_key *keys;
 	struct fs_node n;
 	int nk;
 
-	fs = f;
-	start_time = time(NULL);
-	/* Learn every inbox and file, so ids from before a restart resolve. */
 	nk = sigfs_keys_list(fs->ks, &keys);
 	for (int i = 0; i < nk; i++) {
 		struct dirhandle d = { 0 };
 
-		if (learn(keys[i].name, NULL, &n) < 0)
+		if (learn(fs, keys[i].name, NULL, &n) < 0)
 			continue;
-		if (list_inbox(&d, &n) == 0)
+		if (list_inbox(fs, &d, &n) == 0)
 			for (size_t j = 0; j < d.n; j++)
-				learn(keys[i].name, d.v[j].name, &n);
+				learn(fs, keys[i].name, d.v[j].name, &n);
 		for (size_t j = 0; j < d.n; j++)
 			free(d.v[j].name);
 		free(d.v);
 	}
 	if (nk >= 0)
 		free(keys);
-	return -pthread_create(&timer_thread, NULL, timer_main, NULL);
 }
 
-void sigfs_fs_fini(struct sigfs_fs *f)
+int sigfs_fs_new(const struct sigfs_config *cfg, struct sigfs_keys *ks, struct sigfs_engine *eng,
+		 struct sigfs_fs **out)
 {
-	(void)f;
+	struct sigfs_fs *fs = calloc(1, sizeof(*fs));
+	int r;
+
+	if (!fs)
+		return -ENOMEM;
+	fs->cfg = cfg;
+	fs->ks = ks;
+	fs->eng = eng;
+	fs->start_time = time(NULL);
+	pthread_mutex_init(&fs->names_lock, NULL);
+	pthread_mutex_init(&fs->wlist_lock, NULL);
+	pthread_mutex_init(&fs->handles_lock, NULL);
+	pthread_mutex_init(&fs->waiters_lock, NULL);
+	pthread_cond_init(&fs->waiters_cond, NULL);
+	r = fs_nodes_new(&fs->nodes);
+	if (r == 0) {
+		learn_all(fs);
+		r = -pthread_create(&fs->timer_thread, NULL, timer_main, fs);
+		fs->timer_started = r == 0;
+	}
+	if (r < 0) {
+		sigfs_fs_free(fs);
+		return r;
+	}
+	*out = fs;
+	return 0;
+}
+
+void sigfs_fs_set_session(struct sigfs_fs *fs, struct fuse_session *se)
+{
+	fs->se = se;
+}
+
+void sigfs_fs_free(struct sigfs_fs *fs)
+{
+	if (!fs)
+		return;
 	/* Handles the kernel did not release: their writes stay journaled (W). */
-	while (handles) {
-		struct handle *h = handles;
+	while (fs->handles) {
+		struct handle *h = fs->handles;
 
 		if (h->ws)
-			ws_put(h->ws);
-		handle_free(h);
+			ws_put(fs, h->ws);
+		handle_free(fs, h);
 	}
-	pthread_mutex_lock(&waiters_lock);
-	timer_stop = true;
-	pthread_cond_signal(&waiters_cond);
-	pthread_mutex_unlock(&waiters_lock);
-	pthread_join(timer_thread, NULL);
+	if (fs->timer_started) {
+		pthread_mutex_lock(&fs->waiters_lock);
+		fs->timer_stop = true;
+		pthread_cond_signal(&fs->waiters_cond);
+		pthread_mutex_unlock(&fs->waiters_lock);
+		pthread_join(fs->timer_thread, NULL);
+	}
+	fs_nodes_free(fs->nodes);
+	pthread_cond_destroy(&fs->waiters_cond);
+	pthread_mutex_destroy(&fs->waiters_lock);
+	pthread_mutex_destroy(&fs->handles_lock);
+	pthread_mutex_destroy(&fs->wlist_lock);
+	pthread_mutex_destroy(&fs->names_lock);
+	free(fs);
 }

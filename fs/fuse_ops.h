@@ -1,7 +1,8 @@
 /*
  * fuse_ops.h: the FUSE front end (low-level API). It turns filesystem events
  * into engine jobs and shows the key store as the .ctl tree. It knows paths,
- * inodes and permissions, nothing of crypto.
+ * inodes and permissions; what is hashed and how is the signer's
+ * (sigfs_engine_file_hasher), so it names no digest and no crypto library.
  */
 #ifndef SIGFS_FUSE_OPS_H
 #define SIGFS_FUSE_OPS_H
@@ -12,17 +13,24 @@
 #include "signer/engine.h"
 #include "signer/keys.h"
 
-struct sigfs_fs {
-	const struct sigfs_config *cfg;
-	struct sigfs_keys *ks;
-	struct sigfs_engine *eng;
-	struct fuse_session *se;
-};
+/* The front end's state; the session's userdata (pass it to fuse_session_new). */
+struct sigfs_fs;
 
 extern const struct fuse_lowlevel_ops sigfs_fuse_ops;
 
-/* Learn the node ids of what is in the state directory; start the close() timer. */
-int sigfs_fs_init(struct sigfs_fs *fs);
-void sigfs_fs_fini(struct sigfs_fs *fs);
+/*
+ * A front end on an open key store and a started engine (both outlive it):
+ * learns the node ids of what is in the state directory and starts the
+ * close() timer. 0 or -errno.
+ */
+int sigfs_fs_new(const struct sigfs_config *cfg, struct sigfs_keys *ks, struct sigfs_engine *eng,
+		 struct sigfs_fs **out);
+/* The session fs serves, once it exists: the kernel is told through it to forget entries. */
+void sigfs_fs_set_session(struct sigfs_fs *fs, struct fuse_session *se);
+/*
+ * Free handles the kernel never released (their writes stay journaled), stop
+ * the timer, free fs. Stop the engine first: its done() callbacks use fs.
+ */
+void sigfs_fs_free(struct sigfs_fs *fs);
 
 #endif

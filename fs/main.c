@@ -132,7 +132,33 @@ static int open_state(const struct sigfs_config *cfg, struct sigfs_audit **audit
 	return r;
 }
 
-int main(int argc, char **argv)
+struct options {
+	const char *config, *state_dir, *mnt;
+	bool foreground;
+};
+
+/* The FUSE mount options: ours, then every -o of the command line (argv[1..last)). */
+static void mount_options(char **argv, int last, struct fuse_args *args)
+{
+	fuse_opt_add_arg(args, argv[0]);
+	fuse_opt_add_arg(args, "-o");
+	fuse_opt_add_arg(args, "default_permissions,allow_other,fsname=sigfs,subtype=sigfs");
+	for (int i = 1; i < last; i++) {
+		if (strcmp(argv[i], "-o") == 0 && i + 1 < last) {
+			fuse_opt_add_arg(args, "-o");
+			fuse_opt_add_arg(args, argv[++i]);
+		} else if (strncmp(argv[i], "-o", 2) == 0) {
+			fuse_opt_add_arg(args, "-o");
+			fuse_opt_add_arg(args, argv[i] + 2);
+		}
+	}
+}
+
+/*
+ * Read the command line into o and args. -1 to go on and serve, or the exit
+ * code of what it asked instead (help, version, --verify-audit, a usage error).
+ */
+static int parse_options(int argc, char **argv, struct options *o, struct fuse_args *args)
 {
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -143,24 +169,13 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 }
 	};
-	const char *config = NULL, *state_dir = NULL, *mnt;
-	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	struct fuse_loop_config *loop = NULL;
-	struct sigfs_audit *audit = NULL;
-	struct sigfs_engine *eng = NULL;
-	struct sigfs_keys *ks = NULL;
-	struct sigfs_config cfg;
-	struct sigfs_fs fs = { 0 };
-	struct fuse_session *se = NULL;
-	char err[SIGFS_ERRLEN];
-	bool foreground = false;
-	int c, r, ret = 1, ready_fd = -1;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "c:s:fo:hv", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'c': config = optarg; break;
-		case 's': state_dir = optarg; break;
-		case 'f': foreground = true; break;
+		case 'c': o->config = optarg; break;
+		case 's': o->state_dir = optarg; break;
+		case 'f': o->foreground = true; break;
 		case 'o': break;        /* taken below, once the command line is known good */
 		case 'V': return verify_audit(optarg);
 		case 'h': usage(stdout); return 0;
@@ -172,61 +187,22 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	mnt = argv[optind];
-	fuse_opt_add_arg(&args, argv[0]);
-	fuse_opt_add_arg(&args, "-o");
-	fuse_opt_add_arg(&args, "default_permissions,allow_other,fsname=sigfs,subtype=sigfs");
-	for (int i = 1; i < optind; i++) {
-		if (strcmp(argv[i], "-o") == 0 && i + 1 < optind) {
-			fuse_opt_add_arg(&args, "-o");
-			fuse_opt_add_arg(&args, argv[++i]);
-		} else if (strncmp(argv[i], "-o", 2) == 0) {
-			fuse_opt_add_arg(&args, "-o");
-			fuse_opt_add_arg(&args, argv[i] + 2);
-		}
-	}
-	sigfs_log_init(false, SIGFS_LOG_INFO);
-	r = sigfs_config_load(config, &cfg, err);
-	if (r < 0) {
-		log_err("%s", err);
-		fuse_opt_free_args(&args);
-		return 1;
-	}
-	if (state_dir)
-		snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%s", state_dir);
-	sigfs_log_init(false, (enum sigfs_log_level)cfg.log_level);
-	if (!foreground) {
-		ready_fd = detach();
-		if (ready_fd < 0) {
-			snprintf(err, sizeof(err), "cannot detach: %s", strerror(errno));
-			goto out_err;
-		}
-	}
-	if (open_state(&cfg, &audit, &ks, &eng, err) < 0)
-		goto out_err;
-	fs.cfg = &cfg;
-	fs.ks = ks;
-	fs.eng = eng;
-	r = sigfs_fs_init(&fs);
-	if (r < 0) {
-		sigfs_seterr(err, r, "cannot start: %s", strerror(-r));
-		goto out_err;
-	}
-	clear_dead_mount(mnt);
-	se = fuse_session_new(&args, &sigfs_fuse_ops, sizeof(sigfs_fuse_ops), &fs);
-	if (!se) {
-		snprintf(err, sizeof(err), "bad FUSE options");
-		goto out_fs;
-	}
-	fs.se = se;
-	if (fuse_set_signal_handlers(se) < 0 || fuse_session_mount(se, mnt) < 0) {
-		snprintf(err, sizeof(err), "cannot mount on %s", mnt);
-		goto out_session;
-	}
-	log_info("serving %s (state in %s, %u workers)", mnt, cfg.state_dir, cfg.workers);
+	o->mnt = argv[optind];
+	mount_options(argv, optind, args);
+	return -1;
+}
+
+/* Report ready and run the session's loop until unmount or a signal; 0, or 1 if it failed. */
+static int run(struct fuse_session *se, const struct sigfs_config *cfg, const char *mnt,
+	       int ready_fd)
+{
+	struct fuse_loop_config *loop;
+	int r;
+
+	log_info("serving %s (state in %s, %u workers)", mnt, cfg->state_dir, cfg->workers);
 	if (ready_fd >= 0) {
 		detached_ready(ready_fd);
-		sigfs_log_init(true, (enum sigfs_log_level)cfg.log_level);
+		sigfs_log_init(true, (enum sigfs_log_level)cfg->log_level);
 	}
 	sd_notify(0, "READY=1");
 	loop = fuse_loop_cfg_create();
@@ -235,27 +211,86 @@ int main(int argc, char **argv)
 	r = fuse_session_loop_mt(se, loop);
 	fuse_loop_cfg_destroy(loop);
 	sd_notify(0, "STOPPING=1");
-	ret = r < 0 ? 1 : 0;
-	err[0] = '\0';
+	return r < 0 ? 1 : 0;
+}
+
+/*
+ * Mount fs on mnt and serve; then stop the engine and free fs. The exit
+ * code, or -1 with err set when it could not mount.
+ */
+static int serve(const struct sigfs_config *cfg, struct sigfs_engine *eng, struct sigfs_fs *fs,
+		 struct fuse_args *args, const char *mnt, int ready_fd, char *err)
+{
+	struct fuse_session *se;
+	int r = -1;
+
+	clear_dead_mount(mnt);
+	se = fuse_session_new(args, &sigfs_fuse_ops, sizeof(sigfs_fuse_ops), fs);
+	if (!se) {
+		snprintf(err, SIGFS_ERRLEN, "bad FUSE options");
+		sigfs_engine_stop(eng);
+		sigfs_fs_free(fs);
+		return -1;
+	}
+	sigfs_fs_set_session(fs, se);
+	if (fuse_set_signal_handlers(se) < 0 || fuse_session_mount(se, mnt) < 0)
+		snprintf(err, SIGFS_ERRLEN, "cannot mount on %s", mnt);
+	else
+		r = run(se, cfg, mnt, ready_fd);
 	/*
 	 * The engine stops while the session exists: a worker that finishes a
 	 * job answers the close() waiting for it through the session, and so
 	 * does the close() timer.
 	 */
 	sigfs_engine_stop(eng);
-	eng = NULL;
-	sigfs_fs_fini(&fs);
-	fuse_session_unmount(se);
+	sigfs_fs_free(fs);
+	if (r >= 0)
+		fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);
-	goto out;
-out_session:
-	fuse_remove_signal_handlers(se);
-	fuse_session_destroy(se);
-out_fs:
-	sigfs_engine_stop(eng);
-	sigfs_fs_fini(&fs);
-out:
+	return r;
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct sigfs_audit *audit = NULL;
+	struct sigfs_engine *eng = NULL;
+	struct sigfs_keys *ks = NULL;
+	struct options o = { 0 };
+	char err[SIGFS_ERRLEN] = "";
+	struct sigfs_config cfg;
+	struct sigfs_fs *fs;
+	int r, ready_fd = -1;
+
+	r = parse_options(argc, argv, &o, &args);
+	if (r >= 0)
+		return r;
+	sigfs_log_init(false, SIGFS_LOG_INFO);
+	r = sigfs_config_load(o.config, &cfg, err);
+	if (r < 0) {
+		log_err("%s", err);
+		fuse_opt_free_args(&args);
+		return 1;
+	}
+	if (o.state_dir)
+		snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%s", o.state_dir);
+	sigfs_log_init(false, (enum sigfs_log_level)cfg.log_level);
+	if (!o.foreground) {
+		ready_fd = detach();
+		if (ready_fd < 0) {
+			snprintf(err, sizeof(err), "cannot detach: %s", strerror(errno));
+			goto out_err;
+		}
+	}
+	if (open_state(&cfg, &audit, &ks, &eng, err) < 0)
+		goto out_err;
+	r = sigfs_fs_new(&cfg, ks, eng, &fs);
+	if (r < 0) {
+		sigfs_seterr(err, r, "cannot start: %s", strerror(-r));
+		goto out_err;
+	}
+	r = serve(&cfg, eng, fs, &args, o.mnt, ready_fd, err);
 	sigfs_keys_close(ks);
 	sigfs_audit_close(audit);
 	if (err[0])
@@ -263,7 +298,7 @@ out:
 	fuse_opt_free_args(&args);
 	sigfs_config_free(&cfg);
 	log_info("stopped");
-	return ret;
+	return r < 0 ? 1 : r;
 out_err:
 	log_err("%s", err);
 	sigfs_engine_stop(eng);

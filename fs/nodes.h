@@ -2,7 +2,8 @@
  * nodes.h: the FUSE node ids of objects backed by the state directory
  * (inboxes and the files in them). A node id is the backing file's inode
  * number, so it is the same after a restart and can be resolved after the
- * kernel forgot it (NFS file handles). The map remembers where each id lives.
+ * kernel forgot it (NFS file handles). The table remembers where each id
+ * lives; it has its own lock, taken alone (no other lock is taken under it).
  */
 #ifndef SIGFS_NODES_H
 #define SIGFS_NODES_H
@@ -20,11 +21,18 @@ struct fs_node {
 	char name[256];
 };
 
-/* Insert or update id. */
-int fs_nodes_put(uint64_t id, uint64_t parent, enum fs_kind kind, const char *key,
-		 const char *name);
+struct fs_nodes;
+
+/* An empty table; 0 or -ENOMEM. */
+int fs_nodes_new(struct fs_nodes **out);
+/* Free the table and what it holds (NULL is fine). */
+void fs_nodes_free(struct fs_nodes *t);
+/* Insert or update id; -ENAMETOOLONG if key or name does not fit a node, -ENOMEM. */
+int fs_nodes_put(struct fs_nodes *t, uint64_t id, uint64_t parent, enum fs_kind kind,
+		 const char *key, const char *name);
 /* Copy node id into out; -ENOENT if unknown. */
-int fs_nodes_get(uint64_t id, struct fs_node *out);
-void fs_nodes_del(uint64_t id);
+int fs_nodes_get(struct fs_nodes *t, uint64_t id, struct fs_node *out);
+/* Forget id (unknown ids are fine). */
+void fs_nodes_del(struct fs_nodes *t, uint64_t id);
 
 #endif

@@ -192,8 +192,8 @@ int sigfs_engine_name_check(const char *name, char *err)
 			return sigfs_seterr(err, -EINVAL, "names with control characters "
 					    "(newline, tab ...) are refused");
 	/* The engine's own temporary outputs: a client holding one open could write a .sig. */
-	if (strncmp(name, ".sigfs-tmp.", strlen(".sigfs-tmp.")) == 0)
-		return sigfs_seterr(err, -EPERM, "names starting with .sigfs-tmp. are reserved "
+	if (strncmp(name, SIGFS_TMP_PREFIX, strlen(SIGFS_TMP_PREFIX)) == 0)
+		return sigfs_seterr(err, -EPERM, "names starting with " SIGFS_TMP_PREFIX " are reserved "
 				    "for sigfs's temporary outputs");
 	if (sigfs_engine_ignored(name))
 		return 0;
@@ -326,7 +326,8 @@ static int place_output(struct sigfs_engine *e, struct job *j, int dirfd, const 
 	struct stat st;
 	int fd, r;
 
-	snprintf(tmp, sizeof(tmp), ".sigfs-tmp.%" PRIu64 ".%lx", j->id, (unsigned long)pthread_self());
+	snprintf(tmp, sizeof(tmp), SIGFS_TMP_PREFIX "%" PRIu64 ".%lx", j->id,
+		 (unsigned long)pthread_self());
 	snprintf(out, sizeof(out), "%s%s", j->ready.base, suffix);
 	unlinkat(dirfd, tmp, 0);
 	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
@@ -1277,13 +1278,15 @@ int sigfs_engine_begun(struct sigfs_engine *e, uint64_t id, const char *key, con
 	return id ? sigfs_journal_append(e->journal, 'W', id, ino, uid, key, name) : 0;
 }
 
-const EVP_MD *sigfs_engine_file_md(struct sigfs_engine *e, const char *key)
+struct sigfs_hasher *sigfs_engine_file_hasher(struct sigfs_engine *e, const char *key)
 {
 	struct sigfs_key k;
+	const EVP_MD *md;
 
 	if (sigfs_keys_get(e->ks, key, &k) < 0)
 		return NULL;
-	return sigfs_format_file_md(k.format, k.alg, k.digest);
+	md = sigfs_format_file_md(k.format, k.alg, k.digest);
+	return md ? sigfs_hasher_new(md) : NULL;
 }
 
 void sigfs_engine_drop(struct sigfs_engine *e, uint64_t id)

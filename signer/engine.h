@@ -28,6 +28,12 @@
 
 struct sigfs_engine;
 
+/*
+ * Outputs are written under this prefix and renamed into place; front ends
+ * hide such names and clients may not create them.
+ */
+#define SIGFS_TMP_PREFIX ".sigfs-tmp."
+
 /* A job handed to the engine. */
 struct sigfs_submit {
 	const char *key;
@@ -103,8 +109,13 @@ int sigfs_engine_begun(struct sigfs_engine *e, uint64_t id, const char *key, con
  * queued or running for the same output names places one.
  */
 void sigfs_engine_forget(struct sigfs_engine *e, const char *key, const char *name);
-/* The hash to compute while an artifact of key is written (its format's), or NULL. */
-const EVP_MD *sigfs_engine_file_md(struct sigfs_engine *e, const char *key);
+/*
+ * A fresh hash (signer/hasher.h) to run over an artifact of key while it is
+ * written, of the kind its format signs; NULL when the format needs none (or
+ * out of memory). Front ends feed it with sigfs_hasher_update() and hand a
+ * copy to submit, so they never choose a digest themselves.
+ */
+struct sigfs_hasher *sigfs_engine_file_hasher(struct sigfs_engine *e, const char *key);
 
 /* The write journaled by begin will not be submitted (file renamed to an ignored name...). */
 void sigfs_engine_drop(struct sigfs_engine *e, uint64_t id);
