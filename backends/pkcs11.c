@@ -56,13 +56,19 @@ extern const struct sigfs_backend_ops sigfs_backend_pkcs11;
 
 /*
  * A loaded module, shared by the backends that name it (two tokens of one
- * HSM). PKCS#11 calls hold lock shared; re-initializing the module after an
- * outage holds it exclusive. gen counts C_Initialize calls: sessions and slots
- * found under an older gen are gone.
+ * HSM). PKCS#11 calls hold lock shared (module_enter); re-initializing the
+ * module after an outage holds it exclusive. gen counts C_Initialize calls:
+ * sessions and slots found under an older gen are gone.
+ *
+ * A serial module gets one call at a time, lock always exclusive: Debian 12's
+ * p11-kit-client (0.24) leaves a second call in flight waiting forever when
+ * its server dies under the first (docs/backend-pkcs11.md), and since it sends
+ * every call down one socket, serializing costs it nothing.
  */
 struct module {
 	CK_FUNCTION_LIST_PTR f;
 	unsigned refs;
+	bool serial;
 	pthread_rwlock_t lock;
 	unsigned long gen;
 	CK_RV init_rv;                /* of the last C_Initialize; CKR_OK: initialized */
@@ -239,7 +245,7 @@ static CK_RV module_init(struct module *m)
  * C_Initialize is not an error here: a module that cannot reach its device
  * may say so there, and the calls that need the token retry it.
  */
-static int module_ref(struct p11 *p, char *err)
+static int module_ref(struct p11 *p, bool serial, char *err)
 {
 	pthread_rwlockattr_t attr;
 	struct module *m = NULL;
@@ -267,12 +273,22 @@ static int module_ref(struct p11 *p, char *err)
 	pthread_rwlockattr_destroy(&attr);
 	m->f = p->f;
 	m->refs = 1;
+	m->serial = serial;
 	m->gen = 1;
 	m->init_rv = module_init(m);
 	p->m = m;
 out:
 	pthread_mutex_unlock(&modules_lock);
 	return r;
+}
+
+/* Hold m for PKCS#11 calls: shared, or alone for a serial module. */
+static void module_enter(struct module *m)
+{
+	if (m->serial)
+		pthread_rwlock_wrlock(&m->lock);
+	else
+		pthread_rwlock_rdlock(&m->lock);
 }
 
 static void module_unref(struct p11 *p)
@@ -559,7 +575,7 @@ static int attempt(struct p11 *p, struct sess *s, sess_fn fn, void *arg, unsigne
 {
 	int r;
 
-	pthread_rwlock_rdlock(&p->m->lock);
+	module_enter(p->m);
 	*seen = p->m->gen;
 	*c = (struct call){ NULL, CKR_OK, false };
 	r = slot_ready(p, c, err);
@@ -1367,7 +1383,7 @@ static int do_connect(struct p11 *p, struct sess *s, void *arg, struct call *c, 
 static void p11_free(struct p11 *p)
 {
 	if (p->m) {
-		pthread_rwlock_rdlock(&p->m->lock);
+		module_enter(p->m);
 		for (unsigned i = 0; p->sess && i < p->nsess; i++)
 			sess_drop(p, &p->sess[i]);
 		pthread_rwlock_unlock(&p->m->lock);
@@ -1437,6 +1453,7 @@ fail:
 /* Load the vendor module and share its initialization (module_ref). */
 static int load_module(struct p11 *p, const char *module, char *err)
 {
+	const char *base;
 	CK_C_GetFunctionList getfl;
 	CK_RV rv;
 
@@ -1455,7 +1472,9 @@ static int load_module(struct p11 *p, const char *module, char *err)
 	rv = getfl(&p->f);
 	if (rv != CKR_OK || !p->f)
 		return ckerr(p, NULL, "C_GetFunctionList", rv, err);
-	return module_ref(p, err);
+	base = strrchr(module, '/');
+	base = base ? base + 1 : module;
+	return module_ref(p, strncmp(base, "p11-kit-client", 14) == 0, err);
 }
 
 static int p11_open(const struct sigfs_backend_conf *conf, struct sigfs_backend **out, char *err)
