@@ -6,7 +6,8 @@
  * does, up to where the daemon would close the connection. Each frame is
  * copied to a buffer of its own size, so ASan sees any read past its end.
  *
- * The store is a temporary directory made once, holding keys "rsa"
+ * The store is a temporary directory made once (under TMPDIR, else /dev/shm,
+ * else /tmp: it fsyncs every key it writes), holding keys "rsa"
  * (RSA-2048), "p256" and "ed" (Ed25519); after every input it is put back to
  * exactly those keys, so an input does the same thing whenever it runs.
  * A KEYGEN that would make an RSA key is left out (one of 1024 bits is tens
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -117,10 +119,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	const char *tmp = getenv("TMPDIR");
 	char err[SIGFS_ERRLEN];
+	struct stat st;
 
 	(void)argc;
 	(void)argv;
-	snprintf(dir, sizeof(dir), "%s/fuzz-appliance.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (!tmp || !*tmp)
+		tmp = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp";
+	snprintf(dir, sizeof(dir), "%s/fuzz-appliance.XXXXXX", tmp);
 	if (!mkdtemp(dir))
 		die("cannot make a temporary directory for the store");
 	if (store_open(&store, dir, err) < 0)
