@@ -293,7 +293,8 @@ int main(int argc, char **argv)
 	r = serve(&cfg, eng, fs, &args, o.mnt, ready_fd, err);
 	sigfs_keys_close(ks);
 	sigfs_audit_close(audit);
-	if (err[0])
+	/* err holds a message only when serve failed; calls that succeed may leave text there. */
+	if (r < 0)
 		log_err("%s", err);
 	fuse_opt_free_args(&args);
 	sigfs_config_free(&cfg);

@@ -151,6 +151,9 @@ check "which verifies" verify_raw k "$T/fw.bin" "$IN/final.bin.sig"
 errs=$(find "$IN" -maxdepth 1 -name '*.err' | wc -l)
 check "status counts every failure: $errs, one per .err" \
 	test "$(sed -n 's/^failed: //p' "$MNT/.ctl/status")" -eq "$errs"
+lines=$(wc -l <"$LOG")
 check "the daemon exits cleanly (status 0)" sigfs_exits_cleanly
+# First start: a message left by a lookup that was allowed to fail must not be logged at the stop.
+check "its stop logs no error" no_match "error:" <(tail -n "+$((lines + 1))" "$LOG")
 check "audit log chain verifies" "$SIGFSD" --verify-audit "$STATE/audit.log"
 done_testing
