@@ -4,9 +4,13 @@
  *   sigfsd [--config FILE] [--state-dir DIR] [--foreground] [-o OPT] MOUNTPOINT
  *   sigfsd --verify-audit FILE
  *
- * Loads the configuration, opens the audit log, the key store and the engine
+ * Runs as two processes (fs/keeper.h): the keeper mounts and holds the
+ * mount; the worker, this program started again with --keeper-fds, loads
+ * the configuration, opens the audit log, the key store and the engine
  * (which finishes what the journal says was left), then serves the mount
- * until it is unmounted or the daemon gets SIGINT/SIGTERM/SIGHUP.
+ * until it is unmounted or gets SIGINT/SIGTERM/SIGHUP. The keeper stops on
+ * SIGINT/SIGTERM or when the mount is gone, and starts a new worker on the
+ * same mount when one ends otherwise, or on SIGHUP.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,16 +18,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <systemd/sd-daemon.h>
 
 #include "common/config.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/safedir.h"
 #include "fs/fuse_ops.h"
+#include "fs/keeper.h"
 #include "signer/audit.h"
 #include "signer/engine.h"
 #include "signer/keys.h"
@@ -81,31 +84,17 @@ static int detach(void)
 	return p[1];
 }
 
-/* Tell the waiting parent that the mount is ready; stop using its terminal. */
-static void detached_ready(int fd)
+/* A detached worker that serves stops using the terminal it was started from. */
+static void leave_terminal(void)
 {
 	int null = open("/dev/null", O_RDWR);
 
-	if (write(fd, "", 1) != 1)
-		log_warn("cannot report readiness to the starting process");
-	close(fd);
 	if (null >= 0) {
 		dup2(null, STDIN_FILENO);
 		dup2(null, STDOUT_FILENO);
 		dup2(null, STDERR_FILENO);
 		if (null > STDERR_FILENO)
 			close(null);
-	}
-}
-
-/* A previous daemon that died leaves a dead mount ("Transport endpoint is not connected"). */
-static void clear_dead_mount(const char *mnt)
-{
-	struct stat st;
-
-	if (stat(mnt, &st) < 0 && errno == ENOTCONN) {
-		log_warn("%s: a dead sigfs mount is in the way; unmounting it", mnt);
-		umount2(mnt, MNT_DETACH);
 	}
 }
 
@@ -135,6 +124,8 @@ static int open_state(const struct sigfs_config *cfg, struct sigfs_audit **audit
 struct options {
 	const char *config, *state_dir, *mnt;
 	bool foreground;
+	bool worker;                  /* started by the keeper, with its descriptors */
+	struct keeper_fds keeper;
 };
 
 /* The FUSE mount options: ours, then every -o of the command line (argv[1..last)). */
@@ -167,6 +158,7 @@ static int parse_options(int argc, char **argv, struct options *o, struct fuse_a
 		{ "verify-audit", required_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'v' },
+		{ KEEPER_FDS_OPTION, required_argument, NULL, 'K' },
 		{ NULL, 0, NULL, 0 }
 	};
 	int c;
@@ -180,6 +172,12 @@ static int parse_options(int argc, char **argv, struct options *o, struct fuse_a
 		case 'V': return verify_audit(optarg);
 		case 'h': usage(stdout); return 0;
 		case 'v': printf("sigfsd " SIGFS_VERSION "\n"); return 0;
+		case 'K':
+			o->worker = true;
+			if (keeper_parse_fds(optarg, &o->keeper) == 0)
+				break;
+			fprintf(stderr, "sigfsd: bad --" KEEPER_FDS_OPTION "\n");
+			return 2;
 		default: usage(stderr); return 2;
 		}
 	}
@@ -192,39 +190,36 @@ static int parse_options(int argc, char **argv, struct options *o, struct fuse_a
 	return -1;
 }
 
-/* Report ready and run the session's loop until unmount or a signal; 0, or 1 if it failed. */
-static int run(struct fuse_session *se, const struct sigfs_config *cfg, const char *mnt,
-	       int ready_fd)
+/* Tell the keeper the mount is served, and run the session's loop; 0, or 1 if it failed. */
+static int run(struct fuse_session *se, const struct sigfs_config *cfg, const struct options *o)
 {
 	struct fuse_loop_config *loop;
 	int r;
 
-	log_info("serving %s (state in %s, %u workers)", mnt, cfg->state_dir, cfg->workers);
-	if (ready_fd >= 0) {
-		detached_ready(ready_fd);
+	log_info("serving %s (state in %s, %u workers)", o->mnt, cfg->state_dir, cfg->workers);
+	keeper_ready(&o->keeper);
+	if (!o->foreground) {
+		leave_terminal();
 		sigfs_log_init(true, (enum sigfs_log_level)cfg->log_level);
 	}
-	sd_notify(0, "READY=1");
 	loop = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_max_threads(loop, 64);
 	fuse_loop_cfg_set_idle_threads(loop, 16);
 	r = fuse_session_loop_mt(se, loop);
 	fuse_loop_cfg_destroy(loop);
-	sd_notify(0, "STOPPING=1");
 	return r < 0 ? 1 : 0;
 }
 
 /*
- * Mount fs on mnt and serve; then stop the engine and free fs. The exit
- * code, or -1 with err set when it could not mount.
+ * Serve the keeper's mount with fs; then stop the engine and free fs. The
+ * exit code, or -1 with err set when it could not attach to the mount.
  */
 static int serve(const struct sigfs_config *cfg, struct sigfs_engine *eng, struct sigfs_fs *fs,
-		 struct fuse_args *args, const char *mnt, int ready_fd, char *err)
+		 struct fuse_args *args, const struct options *o, char *err)
 {
 	struct fuse_session *se;
 	int r = -1;
 
-	clear_dead_mount(mnt);
 	se = fuse_session_new(args, &sigfs_fuse_ops, sizeof(sigfs_fuse_ops), fs);
 	if (!se) {
 		snprintf(err, SIGFS_ERRLEN, "bad FUSE options");
@@ -233,56 +228,77 @@ static int serve(const struct sigfs_config *cfg, struct sigfs_engine *eng, struc
 		return -1;
 	}
 	sigfs_fs_set_session(fs, se);
-	if (fuse_set_signal_handlers(se) < 0 || fuse_session_mount(se, mnt) < 0)
-		snprintf(err, SIGFS_ERRLEN, "cannot mount on %s", mnt);
-	else
-		r = run(se, cfg, mnt, ready_fd);
+	if (fuse_set_signal_handlers(se) < 0)
+		snprintf(err, SIGFS_ERRLEN, "cannot set the signal handlers");
+	else if (keeper_attach(se, &o->keeper, err) == 0)
+		r = run(se, cfg, o);
 	/*
 	 * The engine stops while the session exists: a worker that finishes a
 	 * job answers the close() waiting for it through the session, and so
-	 * does the close() timer.
+	 * does the close() timer. The keeper unmounts, not the worker.
 	 */
 	sigfs_engine_stop(eng);
 	sigfs_fs_free(fs);
-	if (r >= 0)
-		fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);
 	return r;
 }
 
-int main(int argc, char **argv)
+/*
+ * Load the configuration and apply --state-dir. 0, or -1 after a log line.
+ * quiet: only errors (the keeper checks what the worker loads and warns about).
+ */
+static int load_config(const struct options *o, struct sigfs_config *cfg, bool quiet)
 {
-	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	char err[SIGFS_ERRLEN] = "";
+
+	sigfs_log_init(false, quiet ? SIGFS_LOG_ERR : SIGFS_LOG_INFO);
+	if (sigfs_config_load(o->config, cfg, err) < 0) {
+		log_err("%s", err);
+		return -1;
+	}
+	if (o->state_dir)
+		snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%s", o->state_dir);
+	sigfs_log_init(false, (enum sigfs_log_level)cfg->log_level);
+	return 0;
+}
+
+/*
+ * The keeper: a configuration that does not load fails here, before
+ * anything is mounted; the worker loads it again (an upgrade reads it anew).
+ */
+static int keeper_main(int argc, char **argv, const struct options *o, struct fuse_args *args)
+{
+	struct sigfs_config cfg;
+	int report_fd = -1;
+
+	if (load_config(o, &cfg, true) < 0)
+		return 1;
+	sigfs_log_init(false, (enum sigfs_log_level)cfg.log_level);
+	sigfs_config_free(&cfg);
+	if (!o->foreground) {
+		report_fd = detach();
+		if (report_fd < 0) {
+			log_err("cannot detach: %s", strerror(errno));
+			return 1;
+		}
+	}
+	return keeper_run(argc, argv, args, o->mnt, report_fd);
+}
+
+/* The worker: open the state, start the engine, serve. The exit code. */
+static int worker_main(const struct options *o, struct fuse_args *args)
+{
 	struct sigfs_audit *audit = NULL;
 	struct sigfs_engine *eng = NULL;
 	struct sigfs_keys *ks = NULL;
-	struct options o = { 0 };
 	char err[SIGFS_ERRLEN] = "";
 	struct sigfs_config cfg;
 	struct sigfs_fs *fs;
-	int r, ready_fd = -1;
+	int r;
 
-	r = parse_options(argc, argv, &o, &args);
-	if (r >= 0)
-		return r;
-	sigfs_log_init(false, SIGFS_LOG_INFO);
-	r = sigfs_config_load(o.config, &cfg, err);
-	if (r < 0) {
-		log_err("%s", err);
-		fuse_opt_free_args(&args);
+	if (load_config(o, &cfg, false) < 0)
 		return 1;
-	}
-	if (o.state_dir)
-		snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%s", o.state_dir);
-	sigfs_log_init(false, (enum sigfs_log_level)cfg.log_level);
-	if (!o.foreground) {
-		ready_fd = detach();
-		if (ready_fd < 0) {
-			snprintf(err, sizeof(err), "cannot detach: %s", strerror(errno));
-			goto out_err;
-		}
-	}
 	if (open_state(&cfg, &audit, &ks, &eng, err) < 0)
 		goto out_err;
 	r = sigfs_fs_new(&cfg, ks, eng, &fs);
@@ -290,13 +306,12 @@ int main(int argc, char **argv)
 		sigfs_seterr(err, r, "cannot start: %s", strerror(-r));
 		goto out_err;
 	}
-	r = serve(&cfg, eng, fs, &args, o.mnt, ready_fd, err);
+	r = serve(&cfg, eng, fs, args, o, err);
 	sigfs_keys_close(ks);
 	sigfs_audit_close(audit);
 	/* err holds a message only when serve failed; calls that succeed may leave text there. */
 	if (r < 0)
 		log_err("%s", err);
-	fuse_opt_free_args(&args);
 	sigfs_config_free(&cfg);
 	log_info("stopped");
 	return r < 0 ? 1 : r;
@@ -306,6 +321,19 @@ out_err:
 	sigfs_keys_close(ks);
 	sigfs_audit_close(audit);
 	sigfs_config_free(&cfg);
-	fuse_opt_free_args(&args);
 	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct options o = { 0 };
+	int r;
+
+	r = parse_options(argc, argv, &o, &args);
+	if (r >= 0)
+		return r;
+	r = o.worker ? worker_main(&o, &args) : keeper_main(argc, argv, &o, &args);
+	fuse_opt_free_args(&args);
+	return r;
 }

@@ -1,0 +1,106 @@
+#!/bin/bash
+# Story: an admin upgrades sigfsd, and one day the daemon crashes, while
+# build hosts (and an NFS server exporting the mount) hold files open. The
+# keeper keeps the mount (fs/keeper.h): after a worker restart, by SIGHUP to
+# the keeper, SIGTERM to the worker or kill -9 of the worker, the mount has
+# the same device number, a descriptor opened before reads and writes on,
+# its file is signed over every byte, a file handle still opens, and new
+# files are signed. A worker that cannot start makes the keeper give up and
+# unmount; SIGTERM to the keeper stops both cleanly.
+. "$(dirname "$0")/lib.sh"
+
+FHTOOL=${FHTOOL:?set FHTOOL to the fhtool helper (tests/e2e/fhtool.c)}
+
+# worker: the keeper's only child (empty if none).
+worker() {
+	pgrep -P "$SIGFS_PID" || true
+}
+
+# new_worker OLD: wait (10 s) until a worker other than OLD serves the mount.
+new_worker() {
+	local w
+	for _ in $(seq 100); do
+		w=$(worker)
+		if [ -n "$w" ] && [ "$w" != "$1" ] && grep -q "worker $w serves the mount again" "$LOG"; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "  no new worker (old $1, now '${w:-}')" >&2
+	return 1
+}
+
+# signed FILE: FILE.sig exists and verifies against FILE (key k, ed25519).
+signed() {
+	local i
+	for i in $(seq 100); do
+		[ -e "$1.sig" ] && break
+		sleep 0.1
+	done
+	verify_raw k "$1" "$1.sig"
+}
+
+start_sigfs
+make_key k ed25519
+DEV=$(stat -c %d "$MNT")
+echo before >"$MNT/k/old.bin"
+"$FHTOOL" save "$MNT/k/old.bin" "$T/old.fh"
+
+# restart HOW: restart the worker that way, with a reader and a writer holding
+# descriptors opened before, then use them.
+restart() {
+	local how=$1 w f=$MNT/k/held-$1.bin
+	head -c 200000 /dev/urandom >"$T/part1"
+	head -c 300000 /dev/urandom >"$T/part2"
+	exec 7>"$f" 8<"$MNT/k/old.bin"
+	cat "$T/part1" >&7
+	w=$(worker)
+	case $how in
+	hup) kill -HUP "$SIGFS_PID" ;;
+	term) kill -TERM "$w" ;;
+	kill9) kill -9 "$w" ;;
+	esac
+	check "$how: a new worker serves the mount" new_worker "$w"
+	check "$how: the mount keeps its device number" test "$(stat -c %d "$MNT")" = "$DEV"
+	check "$how: a descriptor opened before still writes" cat "$T/part2" >&7
+	exec 7>&-
+	cat "$T/part1" "$T/part2" >"$T/whole"
+	check "$how: its file holds every byte" cmp "$f" "$T/whole"
+	check "$how: and is signed over them" signed "$f"
+	check "$how: a descriptor opened before still reads" test "$(cat <&8)" = before
+	exec 8<&-
+	check "$how: a file handle from before opens the same file" \
+		sh -c "'$FHTOOL' open '$MNT' '$T/old.fh' | grep -qx before"
+	echo "new $how" >"$MNT/k/new-$how.txt"
+	check "$how: a new file is signed" signed "$MNT/k/new-$how.txt"
+	check_fails "$how: no .err is left" ls "$f.err"
+}
+
+restart hup
+restart term
+restart kill9
+
+# Each restart started exactly one new worker.
+check "three restarts, three new workers" test "$(grep -c "serves the mount again" "$LOG")" -eq 3
+
+# A worker that cannot start: the keeper tries 5 times, then unmounts and exits 1.
+chmod o+w "$STATE"
+kill -9 "$(worker)"
+rc=0
+wait "$SIGFS_PID" || rc=$?
+SIGFS_PID=
+chmod o-w "$STATE"
+check "a worker that cannot start makes the keeper exit 1" test "$rc" -eq 1
+check "after 5 attempts" grep -q "failed 5 times in a row; giving up" "$LOG"
+check_fails "and unmount" mountpoint -q "$MNT"
+
+# SIGTERM to the keeper: the worker stops cleanly, the keeper unmounts, exit 0.
+start_sigfs
+w=$(worker)
+echo x >"$MNT/k/last.txt"
+kill -TERM "$SIGFS_PID"
+check "SIGTERM to the keeper: exit 0" exited_cleanly "$SIGFS_PID" "$LOG"
+SIGFS_PID=
+check_fails "the worker is gone" kill -0 "$w"
+check_fails "the mount is gone" mountpoint -q "$MNT"
+done_testing
