@@ -337,8 +337,9 @@ int keeper_attach(struct fuse_session *se, const struct keeper_fds *k, char *err
 		sigfs_seterr(err, -EIO, "cannot attach to the mount");
 		return -1;
 	}
-	return (st.st_size == 0 ? first_init(se, k->init, err) : replay_init(se, k->init, err)) < 0
-		? -1 : 0;
+	if (st.st_size == 0)
+		return first_init(se, k->init, err) < 0 ? -1 : 0;
+	return replay_init(se, k->init, err) < 0 ? -1 : 1;
 }
 
 void keeper_ready(const struct keeper_fds *k)

@@ -45,8 +45,8 @@ int keeper_run(int argc, char **argv, struct fuse_args *args, const char *mnt, i
 /*
  * In the worker: attach session se to the keeper's mount (a clone of its
  * descriptor) and negotiate, the first time from the kernel's INIT, later by
- * replaying it. initialized() must then be true (the session's init ran).
- * 0, or -1 with err set.
+ * replaying it. 0 on a new mount, 1 when a worker served it before (its
+ * open files and unfinished writes may go on), or -1 with err set.
  */
 int keeper_attach(struct fuse_session *se, const struct keeper_fds *k, char *err);
 

@@ -230,8 +230,11 @@ static int serve(const struct sigfs_config *cfg, struct sigfs_engine *eng, struc
 	sigfs_fs_set_session(fs, se);
 	if (fuse_set_signal_handlers(se) < 0)
 		snprintf(err, SIGFS_ERRLEN, "cannot set the signal handlers");
-	else if (keeper_attach(se, &o->keeper, err) == 0)
+	else if ((r = keeper_attach(se, &o->keeper, err)) >= 0) {
+		/* On a new mount nobody can still be writing what the last run left. */
+		sigfs_engine_unfinished(eng, NULL, NULL);
 		r = run(se, cfg, o);
+	}
 	/*
 	 * The engine stops while the session exists: a worker that finishes a
 	 * job answers the close() waiting for it through the session, and so

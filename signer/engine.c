@@ -157,6 +157,10 @@ struct sigfs_engine {
 
 	pthread_mutex_t out_lock;
 	struct job *live;
+
+	/* What the journal held at start, for sigfs_engine_unfinished (its 'W' entries). */
+	struct sigfs_journal_entry *pending;
+	size_t npending;
 };
 
 /* --- names ------------------------------------------------------------------ */
@@ -1369,30 +1373,51 @@ static void mark_unfinished(struct sigfs_engine *e, const struct sigfs_journal_e
 	io_close(io);
 }
 
-/* Finish what the journal says was left when the daemon last stopped. */
+/* Sign again what the journal says was accepted when the daemon last stopped. */
 static void recover(struct sigfs_engine *e, const struct sigfs_journal_entry *v, size_t n)
 {
-	size_t resumed = 0, incomplete = 0;
+	size_t resumed = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		struct sigfs_submit s = { .key = v[i].key, .name = v[i].name, .ino = v[i].ino,
 					  .id = v[i].id, .uid = v[i].uid };
 
-		if (v[i].op == 'A') {
-			if (sigfs_engine_submit(e, &s) == 0)
-				resumed++;
-			else
-				log_err("journal: cannot queue the accepted job for %s/%s again",
-					v[i].key, v[i].name);
+		if (v[i].op != 'A')
+			continue;
+		if (sigfs_engine_submit(e, &s) == 0)
+			resumed++;
+		else
+			log_err("journal: cannot queue the accepted job for %s/%s again",
+				v[i].key, v[i].name);
+	}
+	if (resumed)
+		log_info("journal: resumed %zu accepted jobs", resumed);
+}
+
+void sigfs_engine_unfinished(struct sigfs_engine *e, sigfs_take_fn take, void *arg)
+{
+	const struct sigfs_journal_entry *v = e->pending;
+	size_t n = 0;
+
+	for (size_t i = 0; i < e->npending; i++) {
+		struct sigfs_submit s = { .key = v[i].key, .name = v[i].name, .ino = v[i].ino,
+					  .id = v[i].id, .uid = v[i].uid };
+
+		if (v[i].op != 'W')
+			continue;
+		n++;
+		if (take) {
+			take(arg, &s);
 			continue;
 		}
 		mark_unfinished(e, &v[i]);
-		incomplete++;
 		sigfs_journal_done(e->journal, v[i].id);
 	}
-	if (resumed || incomplete)
-		log_info("journal: resumed %zu accepted jobs, marked %zu unfinished writes",
-			 resumed, incomplete);
+	if (n)
+		log_info("journal: %s %zu unfinished writes", take ? "took over" : "marked", n);
+	free(e->pending);
+	e->pending = NULL;
+	e->npending = 0;
 }
 
 int sigfs_engine_start(const struct sigfs_config *cfg, struct sigfs_keys *ks,
@@ -1420,7 +1445,8 @@ int sigfs_engine_start(const struct sigfs_config *cfg, struct sigfs_keys *ks,
 		return r;
 	}
 	recover(e, pending, npending);
-	free(pending);
+	e->pending = pending;
+	e->npending = npending;
 	*out = e;
 	return 0;
 }
@@ -1465,6 +1491,7 @@ void sigfs_engine_stop(struct sigfs_engine *e)
 		free(l);
 	}
 	sigfs_journal_close(e->journal);
+	free(e->pending);
 	pthread_mutex_destroy(&e->lock);
 	pthread_mutex_destroy(&e->out_lock);
 	free(e);

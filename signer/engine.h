@@ -58,14 +58,24 @@ struct sigfs_submit {
 
 /*
  * Start the engine: open the journal in the key store's state directory
- * (sigfs_keys_state_dir) and finish what it says was left (sign accepted
- * artifacts, mark unfinished writes with .err).
+ * (sigfs_keys_state_dir) and sign the artifacts it says were accepted; the
+ * writes it says were unfinished wait for sigfs_engine_unfinished().
  * Each backend gets its own queue and cfg->workers threads, on first use.
  * The engine runs on its key store's environment (struct sigfs_env in
  * keys.h): its backends sign, its wall clock dates the signatures.
  */
 int sigfs_engine_start(const struct sigfs_config *cfg, struct sigfs_keys *ks,
 		       struct sigfs_audit *audit, struct sigfs_engine **out, char *err);
+/*
+ * The writes the last run left unfinished (journal 'W': their writer had not
+ * finished when the daemon stopped). Call once, after start. With take NULL
+ * each gets NAME.err ("write it again"), as after a crash. Otherwise take()
+ * gets each (s->id: its journal id, to submit or drop later): after a restart
+ * on a kept mount (fs/keeper.h) the writer may still be writing. Those not
+ * handled before stop stay journaled for the next start.
+ */
+typedef void (*sigfs_take_fn)(void *arg, const struct sigfs_submit *s);
+void sigfs_engine_unfinished(struct sigfs_engine *e, sigfs_take_fn take, void *arg);
 /*
  * Stop: jobs being signed finish; queued ones stay journaled for the next
  * start (their done() gets -ETIMEDOUT).

@@ -280,6 +280,85 @@ static void test_stale_job(void **state)
 	sigfs_engine_drop(eng, id);
 }
 
+/* What take() was handed. */
+struct taken {
+	int n;
+	uint64_t id, ino;
+	char name[64];
+};
+
+static void take(void *arg, const struct sigfs_submit *s)
+{
+	struct taken *t = arg;
+
+	t->n++;
+	t->id = s->id;
+	t->ino = s->ino;
+	snprintf(t->name, sizeof(t->name), "%s", s->name);
+}
+
+/* Stop with fw.bin begun (journaled W, never submitted) and start again. */
+static void restart_with_unfinished_write(uint64_t *ino)
+{
+	char err[SIGFS_ERRLEN] = "";
+	uint64_t id = 0;
+
+	*ino = put("k", "fw.bin", "half of it");
+	assert_int_equal(sigfs_engine_begin(eng, "k", "fw.bin", *ino, 1000, &id), 0);
+	sigfs_engine_stop(eng);
+	if (sigfs_engine_start(&st.cfg, st.ks, st.audit, &eng, err) != 0)
+		fail_msg("start: %s", err);
+}
+
+/* A write the last run left unfinished gets NAME.err, as after a crash. */
+static void test_unfinished_marked(void **state)
+{
+	uint64_t ino;
+	long len;
+
+	(void)state;
+	restart_with_unfinished_write(&ino);
+	assert_null(output("fw.bin.err", &len));        /* not before the front end says */
+	sigfs_engine_unfinished(eng, NULL, NULL);
+	assert_non_null(output("fw.bin.err", &len));
+	assert_null(output("fw.bin.sig", &len));
+}
+
+/* After a restart on a kept mount the front end takes it over, and may sign it. */
+static void test_unfinished_taken(void **state)
+{
+	struct taken t = { 0 };
+	struct outcome o;
+	struct sigfs_submit s = { .key = "k", .name = "fw.bin", .done = on_done, .arg = &o };
+	uint8_t want[35];
+	const char *out;
+	uint64_t ino;
+	long len;
+
+	(void)state;
+	restart_with_unfinished_write(&ino);
+	sigfs_engine_unfinished(eng, take, &t);
+	assert_int_equal(t.n, 1);
+	assert_string_equal(t.name, "fw.bin");
+	assert_int_equal(t.ino, ino);
+	assert_true(t.id != 0);
+	assert_null(output("fw.bin.err", &len));
+	/* The writer finished: the front end submits it under the journaled id. */
+	put("k", "fw.bin", "all of it");
+	pthread_mutex_init(&o.lock, NULL);
+	pthread_cond_init(&o.cond, NULL);
+	o.done = false;
+	s.ino = ino;
+	s.id = t.id;
+	assert_int_equal(sigfs_engine_submit(eng, &s), 0);
+	assert_int_equal(wait_done(&o), 0);
+	out = output("fw.bin.sig", &len);
+	mem_sig("all of it", want);
+	assert_non_null(out);
+	assert_int_equal(len, sizeof(want));
+	assert_memory_equal(out, want, sizeof(want));
+}
+
 /* The signature's time is the store's wall clock; its file name the artifact's. */
 static void test_signature_time(void **state)
 {
@@ -314,6 +393,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replaced_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_job, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_signature_time, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unfinished_marked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unfinished_taken, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
