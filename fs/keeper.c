@@ -168,6 +168,20 @@ static void log_end(pid_t pid, int status)
 }
 
 /*
+ * The exit code at the end: the last worker's, or 1 when an earlier one
+ * crashed (or failed), so that a crash the keeper got over is not lost on
+ * whoever waits for sigfsd (a service manager, the tests under ASan).
+ */
+static int stopped(int status, int crashed)
+{
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+	if (crashed)
+		log_warn("%d workers ended abnormally while sigfsd ran", crashed);
+	return crashed ? 1 : 0;
+}
+
+/*
  * Serve until asked to stop or the mount is gone: wait for signals, pass a
  * stop to the worker, start a new worker when one ended otherwise. The
  * exit code.
@@ -175,7 +189,7 @@ static void log_end(pid_t pid, int status)
 static int watch(struct keeper *kp)
 {
 	bool stopping = false;
-	int quick = 0, status;
+	int quick = 0, crashed = 0, status;
 	siginfo_t si;
 
 	for (;;) {
@@ -194,7 +208,8 @@ static int watch(struct keeper *kp)
 			continue;
 		log_end(kp->worker, status);
 		if (stopping || mount_gone(kp->fuse))
-			return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+			return stopped(status, crashed);
+		crashed += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
 		quick = time(NULL) - kp->started < QUICK_EXIT_SECONDS ? quick + 1 : 0;
 		while (quick < MAX_QUICK_EXITS) {
 			if (quick > 0)

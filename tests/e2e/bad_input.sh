@@ -14,7 +14,7 @@ SUM=$(sha256sum "$T/fw.bin" | cut -d' ' -f1)
 
 # serving: the daemon is alive, mounted and answering.
 serving() {
-	kill -0 "$SIGFS_PID" && mountpoint -q "$MNT" && grep -q '^queue:' "$MNT/.ctl/status"
+	same_daemon && mountpoint -q "$MNT" && grep -q '^queue:' "$MNT/.ctl/status"
 }
 
 # err_is NAME TEXT: NAME.err appears (at once or at the release), is one line and holds TEXT.

@@ -22,6 +22,7 @@ sigfs_dirs() {
 	LOG=$1/sigfsd.log
 	mkdir -p "$MNT"
 	SIGFS_PID=
+	SIGFS_WORKER=
 }
 
 # wait_mount PID MOUNTPOINT: wait up to 10 s for PID to mount MOUNTPOINT: 0 when

@@ -185,13 +185,24 @@ try_start_sigfs() {
 	local rc=0
 	wait_mount "$SIGFS_PID" "$MNT" || rc=$?
 	case $rc in
-	0) return 0 ;;
+	0)
+		# The keeper's only child serves the mount (fs/keeper.h).
+		SIGFS_WORKER=$(pgrep -P "$SIGFS_PID" || true)
+		return 0
+		;;
 	1)
 		SIGFS_PID=
 		return 1
 		;;
 	esac
 	fail "sigfsd neither mounted nor exited within 10 s on $state"
+}
+
+# same_daemon: sigfsd runs, with the worker it started with (a crashed
+# worker is replaced by the keeper: kill -0 of the keeper would not see it).
+same_daemon() {
+	[ -n "$SIGFS_WORKER" ] && kill -0 "$SIGFS_PID" &&
+		[ "$(pgrep -P "$SIGFS_PID" || true)" = "$SIGFS_WORKER" ]
 }
 
 # Start sigfsd on $STATE (output in $LOG) and wait for the mount.

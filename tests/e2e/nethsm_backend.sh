@@ -175,7 +175,7 @@ check "NetHSM down: status says nh is unreachable, and why" \
 	"$T/status"
 check "NetHSM down: status still counts soft" grep -qx "backend soft: soft, 1 key" "$T/status"
 check "NetHSM down: status still shows the queue" grep -q "^queue: " "$T/status"
-check "the daemon is still running" kill -0 "$SIGFS_PID"
+check "the daemon is still running" same_daemon
 
 # Back within retry_seconds: the waiting job completes.
 cp "$T/s.bin" "$MNT/p256/d.bin" &
@@ -198,7 +198,7 @@ check "wrong password: the .err names HTTP 401 and the fix" \
 	grep -q "HTTP 401.*check user and password_file" "$MNT/p256/w.bin.err"
 check "wrong password: no signature" test ! -e "$MNT/p256/w.bin.sig"
 check "wrong password: the log says so" bash -c "tail -n +$((mark + 1)) '$LOG' | grep -q 'HTTP 401'"
-check "wrong password: the daemon is still running" kill -0 "$SIGFS_PID"
+check "wrong password: the daemon is still running" same_daemon
 
 # A password file others can read is refused.
 printf '%s\n' "$OPW" >"$T/op.pw"

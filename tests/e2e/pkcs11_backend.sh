@@ -89,7 +89,7 @@ check "wrong PIN: no signature" test ! -e "$MNT/p256/w.bin.sig"
 check "wrong PIN: the log says so" bash -c "tail -n +$((mark + 1)) '$LOG' | grep -q CKR_PIN_INCORRECT"
 cp "$T/s.bin" "$MNT/soft1/w.bin"
 check "wrong PIN: soft keys still sign" wait_for "$MNT/soft1/w.bin.sig" 30
-check "the daemon is still running" kill -0 "$SIGFS_PID"
+check "the daemon is still running" same_daemon
 
 # A PIN file others can read is refused.
 stop_sigfs

@@ -57,7 +57,7 @@ sleep 0.5
 # truncate(1)'s close() signs the now empty file, which fails (EIO): that is fine.
 as sf-ann truncate -s 0 "$MNT/ed/big.bin" 2>/dev/null || true
 check "ann truncated it while it was signed" test ! -s "$MNT/ed/big.bin"
-check "the daemon is still there" kill -0 "$SIGFS_PID"
+check "the daemon is still there" same_daemon
 check "the mount still answers" test -r "$MNT/.ctl/status"
 check "the truncated file gets its .err (empty file)" wait_for "$MNT/ed/big.bin.err" 60
 check "which says the file is empty" grep -q "the file is empty" "$MNT/ed/big.bin.err"
@@ -172,7 +172,7 @@ check_fails_with "ben cannot mknod over the name of ann's .sig in the sticky inb
 # The daemon's system calls show the order: the write is journaled (and the
 # outputs removed) before the file loses its content.
 as sf-ann cp "$T/pub/fw.bin" "$MNT/team/t.bin"
-strace -f -qq -s 512 -p "$SIGFS_PID" -e trace=openat,ftruncate,write -o "$T/strace" &
+strace -f -qq -s 512 -p "$SIGFS_WORKER" -e trace=openat,ftruncate,write -o "$T/strace" &
 STRACE_PID=$!
 at_exit "kill $STRACE_PID 2>/dev/null; wait $STRACE_PID 2>/dev/null"
 check "fixture: strace is attached (it sees the daemon answer a read of .ctl/status)" \
