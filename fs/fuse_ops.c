@@ -874,6 +874,19 @@ static int open_backing(struct sigfs_fs *fs, const struct fs_node *n, int flags)
 }
 
 /*
+ * The kernel writes through h, so h was opened for writing: an adopted
+ * handle (handle_adopt) becomes a writer at its first change, and its
+ * release then signs like any last writer's. h->ws->lock held, if h->ws.
+ */
+static void adopted_writes(struct handle *h)
+{
+	if (h->ws && !h->writable) {
+		h->writable = true;
+		h->ws->writers++;
+	}
+}
+
+/*
  * Open file n; created: by create(), which journaled the write as jid. A
  * caller opening for writing holds names_lock.
  */
@@ -1244,11 +1257,7 @@ static ssize_t write_file(struct sigfs_fs *fs, struct handle *h, const struct fs
 	ssize_t done;
 	int r;
 
-	/* An adopted handle is a writer from its first write: its release signs. */
-	if (!h->writable) {
-		h->writable = true;
-		w->writers++;
-	}
+	adopted_writes(h);
 	r = ws_modify(fs, w, n, false, 0, uid);
 	if (r < 0)
 		return r;
@@ -1469,8 +1478,10 @@ static int truncate_file(fuse_req_t req, struct wstate *w, struct handle *h,
 		r = -errno;
 	if (r == 0 && size != 0)
 		w->seq = false;
-	if (r == 0 && h)
+	if (r == 0 && h) {
+		adopted_writes(h);
 		h->wrote = true;
+	}
 	if (w->writers == 0 && w->dirty) {
 		int q = submit(fs, n, w, fd, uid, NULL);
 
@@ -1514,7 +1525,6 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		       struct fuse_file_info *fi)
 {
 	struct sigfs_fs *fs = fs_data(req);
-	/* A handle not adopted yet: the change goes through the path. */
 	struct handle *h = fi ? hnd(fs, fi) : NULL;
 	char path[FS_PATH_MAX];
 	struct fs_node n;
@@ -1530,6 +1540,15 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		r = refuse(req, EPERM,
 			   "the root and .ctl cannot be changed with chmod/chown/truncate", NULL);
 		goto out_err;
+	}
+	/*
+	 * ftruncate through a handle of the daemon before: adopted, so that its
+	 * writes that follow make one version with the truncation.
+	 */
+	if (fi && !h && n.kind == FS_FILE) {
+		r = handle_adopt(req, ino, fi->fh, &h);
+		if (r < 0)
+			goto out_err;
 	}
 	r = backing_path(&n, path);
 	if (r == 0)

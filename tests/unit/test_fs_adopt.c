@@ -314,6 +314,35 @@ static void test_adopted_writer_close_waits(void **state)
 	assert_int_equal(k.count, 1);
 }
 
+/* ftruncate through an old handle, then writes: one version, signed once at release. */
+static void test_adopted_truncate(void **state)
+{
+	struct fuse_setattr_in sa = { .valid = FATTR_SIZE | FATTR_FH, .fh = OLD_FH, .size = 0 };
+	uint64_t node = put("t.bin", "old content\n");
+	struct fuse_attr_out ao;
+	struct sigfs_key k;
+	char buf[64];
+
+	(void)state;
+	assert_int_equal(call(FUSE_SETATTR, node, &sa, sizeof(sa), NULL, 0, &ao, sizeof(ao), NULL),
+			 0);
+	assert_int_equal(ao.attr.size, 0);
+	/*
+	 * The truncating handle is a writer still open: nothing is signed. Had
+	 * the truncation been signed at once, as a truncate(2) with no writer
+	 * is, its output would be there after this pause (an empty file's is
+	 * NAME.err).
+	 */
+	nanosleep(&(struct timespec){ 0, 500 * 1000 * 1000 }, NULL);
+	assert_int_equal(output("t.bin.sig", buf, sizeof(buf)), -1);
+	assert_int_equal(output("t.bin.err", buf, sizeof(buf)), -1);
+	assert_int_equal(do_write(node, OLD_FH, 0, "new\n"), 0);
+	assert_int_equal(do_release(FUSE_RELEASE, node, OLD_FH), 0);
+	assert_signed("t.bin", "new\n");
+	assert_int_equal(sigfs_keys_get(st.ks, "k", &k), 0);
+	assert_int_equal(k.count, 1);
+}
+
 /* An adopted handle that only reads signs nothing; fsync and flush work. */
 static void test_adopted_reader(void **state)
 {
@@ -432,6 +461,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_adopted_writer_signs_at_release, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_adopted_writer_close_waits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_adopted_truncate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopted_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_handle, setup, teardown),
