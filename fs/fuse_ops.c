@@ -15,6 +15,12 @@
  * engine and is answered when the engine is done (or the time limit passes),
  * from the engine's thread: a FUSE thread never waits for a signature.
  *
+ * Open files and directories are known to the kernel by ids (fi->fh) from
+ * the handle table (fs/fhtab.h), never by pointers: after a restart on a
+ * kept FUSE connection the kernel (an NFS server's open files) still holds
+ * the previous daemon's ids. Such an id is adopted: a file is opened again
+ * under it (handle_adopt), a listing made again (dir_handle).
+ *
  * Permissions are the kernel's (default_permissions) on the attributes
  * reported here; the daemon runs as root and gives each new file to the
  * user who created it. The rules the front end adds (hidden names, the
@@ -39,6 +45,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "fs/fhtab.h"
 #include "fs/fuse_ops.h"
 #include "fs/nodes.h"
 #include "fs/rules.h"
@@ -60,10 +67,10 @@
  *   wstate.lock     one artifact's write state (struct wstate)
  *   waiters_lock    the closes waiting for the engine, and the close() timer
  *   waiter.lock     one waiting close's reply (sent once)
- * wlist_lock, handles_lock and the node table's lock (fs/nodes.h) are taken
- * alone: nothing else is taken while one of them is held. The engine and the
- * key store are called with names_lock and a wstate.lock held: their own
- * locks come after these.
+ * wlist_lock, the handle table's lock (fs/fhtab.h) and the node table's lock
+ * (fs/nodes.h) are taken alone: nothing else is taken while one of them is
+ * held. The engine and the key store are called with names_lock and a
+ * wstate.lock held: their own locks come after these.
  */
 struct sigfs_fs {
 	const struct sigfs_config *cfg;
@@ -76,11 +83,10 @@ struct sigfs_fs {
 	struct wstate *wlist;         /* write states in use */
 	pthread_mutex_t wlist_lock;
 	/*
-	 * Open handles, so that those the kernel never releases (an unmount
+	 * Open handles by fi->fh; those the kernel never releases (an unmount
 	 * racing the last close drops its RELEASE) are freed at the end.
 	 */
-	struct handle *handles;
-	pthread_mutex_t handles_lock;
+	struct fs_fhtab *fh;
 	struct waiter *waiters;       /* closes waiting for their job */
 	pthread_mutex_t waiters_lock;
 	pthread_cond_t waiters_cond;
@@ -218,7 +224,8 @@ static int ws_modify(struct sigfs_fs *fs, struct wstate *w, const struct fs_node
 struct handle {
 	int fd;                       /* backing file (FS_FILE) */
 	uint64_t id;
-	bool writable;
+	uint64_t fh;                  /* what the kernel holds in fi->fh: h's id in fs->fh */
+	bool writable;                /* counted in ws->writers */
 	struct wstate *ws;
 	/* .ctl files: a snapshot to read, or the bytes written so far */
 	enum fs_kind kind;
@@ -230,39 +237,32 @@ struct handle {
 	bool attr_bad;
 	bool wrote;                   /* this handle wrote since its last flush */
 	uid_t uid;                    /* who opened it */
-	struct handle *prev, *next;   /* every open handle, for sigfs_fs_free */
 };
 
+/* A new handle, registered in fs->fh under a new id (h->fh). */
 static struct handle *handle_new(struct sigfs_fs *fs)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 
 	if (!h)
 		return NULL;
-	pthread_mutex_lock(&fs->handles_lock);
-	h->next = fs->handles;
-	if (fs->handles)
-		fs->handles->prev = h;
-	fs->handles = h;
-	pthread_mutex_unlock(&fs->handles_lock);
+	h->fd = -1;
+	if (fs_fhtab_add(fs->fh, FS_FH_FILE, h, &h->fh) < 0) {
+		free(h);
+		return NULL;
+	}
 	return h;
 }
 
-static struct handle *hnd(struct fuse_file_info *fi)
+/* The handle fi->fh stands for; NULL if this process neither issued nor adopted it. */
+static struct handle *hnd(struct sigfs_fs *fs, struct fuse_file_info *fi)
 {
-	return (struct handle *)(uintptr_t)fi->fh;
+	return fs_fhtab_get(fs->fh, fi->fh, FS_FH_FILE);
 }
 
-static void handle_free(struct sigfs_fs *fs, struct handle *h)
+/* Close and free h, which the handle table does not hold (any more). */
+static void handle_destroy(struct handle *h)
 {
-	pthread_mutex_lock(&fs->handles_lock);
-	if (h->prev)
-		h->prev->next = h->next;
-	else
-		fs->handles = h->next;
-	if (h->next)
-		h->next->prev = h->prev;
-	pthread_mutex_unlock(&fs->handles_lock);
 	if (h->fd >= 0)
 		close(h->fd);
 	if (h->buf) {
@@ -270,6 +270,12 @@ static void handle_free(struct sigfs_fs *fs, struct handle *h)
 		free(h->buf);
 	}
 	free(h);
+}
+
+static void handle_free(struct sigfs_fs *fs, struct handle *h)
+{
+	fs_fhtab_del(fs->fh, h->fh, h);
+	handle_destroy(h);
 }
 
 /* --- node resolution and attributes ---------------------------------------------- */
@@ -802,7 +808,8 @@ static void handle_release(struct sigfs_fs *fs, fuse_ino_t ino, struct handle *h
 
 	if (w) {
 		pthread_mutex_lock(&w->lock);
-		w->writers--;
+		if (h->writable)        /* an adopted handle that never wrote is no writer */
+			w->writers--;
 		if (w->writers == 0 && w->dirty) {
 			if (resolve(fs, ino, &n) == 0) {
 				r = submit(fs, &n, w, h->fd, w->uid, NULL);
@@ -845,6 +852,41 @@ static int open_write_state(struct sigfs_fs *fs, struct handle *h, const struct 
 }
 
 /*
+ * A descriptor of file n's backing file opened with flags, or -errno:
+ * -ESTALE when the name holds another file now.
+ */
+static int open_backing(struct sigfs_fs *fs, const struct fs_node *n, int flags)
+{
+	char path[FS_PATH_MAX];
+	struct stat st;
+	int fd, r = backing_path(n, path);
+
+	if (r < 0)
+		return r;
+	fd = openat(sigfs_keys_inbox_root(fs->ks), path, flags | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || st.st_ino != n->id) {
+		close(fd);
+		return -ESTALE;
+	}
+	return fd;
+}
+
+/*
+ * The kernel writes through h, so h was opened for writing: an adopted
+ * handle (handle_adopt) becomes a writer at its first change, and its
+ * release then signs like any last writer's. h->ws->lock held, if h->ws.
+ */
+static void adopted_writes(struct handle *h)
+{
+	if (h->ws && !h->writable) {
+		h->writable = true;
+		h->ws->writers++;
+	}
+}
+
+/*
  * Open file n; created: by create(), which journaled the write as jid. A
  * caller opening for writing holds names_lock.
  */
@@ -852,10 +894,8 @@ static int open_file(fuse_req_t req, const struct fs_node *n, int flags, bool cr
 		     uint64_t jid, struct handle **out)
 {
 	struct sigfs_fs *fs = fs_data(req);
-	int root = sigfs_keys_inbox_root(fs->ks), fd, acc = flags & O_ACCMODE, r;
-	char path[FS_PATH_MAX];
+	int fd, acc = flags & O_ACCMODE, r;
 	struct handle *h;
-	struct stat st;
 
 	if (fs_flags_write(flags) && !created) {
 		char err[SIGFS_ERRLEN];
@@ -873,16 +913,9 @@ static int open_file(fuse_req_t req, const struct fs_node *n, int flags, bool cr
 	 */
 	if ((flags & O_TRUNC) && acc == O_RDONLY)
 		acc = O_RDWR;
-	r = backing_path(n, path);
-	if (r < 0)
-		return r;
-	fd = openat(root, path, acc | (flags & O_APPEND) | O_NOFOLLOW | O_CLOEXEC);
+	fd = open_backing(fs, n, acc | (flags & O_APPEND));
 	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0 || st.st_ino != n->id) {
-		close(fd);
-		return -ESTALE;
-	}
+		return fd;
 	h = handle_new(fs);
 	if (!h) {
 		close(fd);
@@ -925,6 +958,70 @@ static int open_ctl(struct sigfs_fs *fs, const struct fs_node *n, int flags, str
 	return 0;
 }
 
+/*
+ * Adopt fh, a handle of node ino that this process did not issue: after a
+ * restart on a kept FUSE connection the kernel still holds the previous
+ * daemon's (an NFS server keeps files open), and they must keep working. fh
+ * is a number, looked up and never dereferenced. A file is opened again and
+ * registered under fh, so later ops find it; it shares the file's write state
+ * and becomes a writer at its first write (write_file), so its release signs
+ * like any last writer's. What a .ctl handle held (a snapshot, a value being
+ * written) went with the old process: EBADF. 0 or -errno.
+ */
+static int handle_adopt(fuse_req_t req, fuse_ino_t ino, uint64_t fh, struct handle **out)
+{
+	struct sigfs_fs *fs = fs_data(req);
+	char esc[SIGFS_ESCAPED_MAX];
+	struct handle *h;
+	struct fs_node n;
+	void *got = NULL;
+	int r;
+
+	if (resolve(fs, ino, &n) < 0)
+		return -ESTALE;
+	if (n.kind != FS_FILE) {
+		log_warn("refused (%s): handle %#llx of %s is from an earlier sigfsd: open it again",
+			 strerror(EBADF), (unsigned long long)fh, n.name);
+		return -EBADF;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->fh = fh;
+	h->id = n.id;
+	h->kind = FS_FILE;
+	h->uid = fuse_req_ctx(req)->uid;
+	h->fd = open_backing(fs, &n, O_RDWR);
+	r = h->fd == -ENOENT ? -ESTALE : h->fd;
+	if (r >= 0) {
+		h->ws = ws_get(fs, n.id);
+		r = h->ws ? fs_fhtab_adopt(fs->fh, fh, FS_FH_FILE, h, &got) : -ENOMEM;
+	}
+	if (got == h) {
+		log_info("key %s: %s: handle %#llx from an earlier sigfsd adopted", n.key,
+			 sigfs_escape(n.name, esc, sizeof(esc)), (unsigned long long)fh);
+	} else {
+		/* Failed, or another thread adopted fh first: use its handle. */
+		if (h->ws)
+			ws_put(fs, h->ws);
+		if (h->fd < 0)
+			h->fd = -1;
+		handle_destroy(h);
+	}
+	if (r < 0)
+		return r;
+	*out = got;
+	return 0;
+}
+
+/* The handle of fi for read, write and fsync: ours, or adopted (handle_adopt). */
+static int file_handle(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		       struct handle **out)
+{
+	*out = hnd(fs_data(req), fi);
+	return *out ? 0 : handle_adopt(req, ino, fi->fh, out);
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct sigfs_fs *fs = fs_data(req);
@@ -950,7 +1047,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (r < 0)
 		goto out_err;
-	fi->fh = (uintptr_t)h;
+	fi->fh = h->fh;
 	/* ENOENT: the open was interrupted; the kernel will never release h. */
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		handle_release(fs, ino, h);
@@ -1059,7 +1156,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		fuse_reply_err(req, -r);
 		return;
 	}
-	fi->fh = (uintptr_t)h;
+	fi->fh = h->fh;
 	if (fuse_reply_create(req, &e, fi) == -ENOENT)
 		handle_release(fs, e.ino, h);
 }
@@ -1067,11 +1164,16 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct handle *h = hnd(fi);
+	struct handle *h;
 	char *buf;
 	ssize_t n;
+	int r;
 
-	(void)ino;
+	r = file_handle(req, ino, fi, &h);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
 	buf = malloc(size ? size : 1);
 	if (buf && h->kind != FS_FILE) {
 		/*
@@ -1155,6 +1257,7 @@ static ssize_t write_file(struct sigfs_fs *fs, struct handle *h, const struct fs
 	ssize_t done;
 	int r;
 
+	adopted_writes(h);
 	r = ws_modify(fs, w, n, false, 0, uid);
 	if (r < 0)
 		return r;
@@ -1180,10 +1283,15 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 {
 	struct sigfs_fs *fs = fs_data(req);
 	uid_t uid = fuse_req_ctx(req)->uid;
-	struct handle *h = hnd(fi);
+	struct handle *h;
 	struct fs_node n;
 	ssize_t done;
 
+	done = file_handle(req, ino, fi, &h);
+	if (done < 0) {
+		fuse_reply_err(req, (int)-done);
+		return;
+	}
 	if (h->kind != FS_FILE) {
 		done = write_ctl(fs, h, buf, size, off, uid);
 		if (done == 0)
@@ -1240,12 +1348,17 @@ static int flush_submit(fuse_req_t req, const struct fs_node *n, struct handle *
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct sigfs_fs *fs = fs_data(req);
-	struct handle *h = hnd(fi);
-	struct wstate *w = h->ws;
+	struct handle *h = hnd(fs, fi);
+	struct wstate *w = h ? h->ws : NULL;
 	struct waiter *wt = NULL;
 	struct fs_node n;
 	int r = 0;
 
+	/* A handle not adopted yet has not written in this process: nothing to sign. */
+	if (!h) {
+		fuse_reply_err(req, 0);
+		return;
+	}
 	if (h->kind == FS_ATTR && h->attr_dirty) {
 		fuse_reply_err(req, -flush_attr(fs, h, fuse_req_ctx(req)->uid));
 		return;
@@ -1277,19 +1390,24 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	handle_release(fs_data(req), ino, hnd(fi));
+	struct sigfs_fs *fs = fs_data(req);
+	struct handle *h = hnd(fs, fi);
+
+	/* Not adopted: it did not write in this process, so there is nothing to sign. */
+	if (h)
+		handle_release(fs, ino, h);
 	fuse_reply_err(req, 0);
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	struct handle *h = hnd(fi);
-	int r = 0;
+	struct handle *h;
+	int r;
 
-	(void)ino;
-	if (h->fd >= 0)
-		r = datasync ? fdatasync(h->fd) : fsync(h->fd);
-	fuse_reply_err(req, r < 0 ? errno : 0);
+	r = file_handle(req, ino, fi, &h);
+	if (r == 0 && h->fd >= 0)
+		r = (datasync ? fdatasync(h->fd) : fsync(h->fd)) < 0 ? -errno : 0;
+	fuse_reply_err(req, -r);
 }
 
 /* chmod, chown, chgrp of the backing object at path (h: the file's open handle, or NULL). */
@@ -1360,8 +1478,10 @@ static int truncate_file(fuse_req_t req, struct wstate *w, struct handle *h,
 		r = -errno;
 	if (r == 0 && size != 0)
 		w->seq = false;
-	if (r == 0 && h)
+	if (r == 0 && h) {
+		adopted_writes(h);
 		h->wrote = true;
+	}
 	if (w->writers == 0 && w->dirty) {
 		int q = submit(fs, n, w, fd, uid, NULL);
 
@@ -1405,7 +1525,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		       struct fuse_file_info *fi)
 {
 	struct sigfs_fs *fs = fs_data(req);
-	struct handle *h = fi ? hnd(fi) : NULL;
+	struct handle *h = fi ? hnd(fs, fi) : NULL;
 	char path[FS_PATH_MAX];
 	struct fs_node n;
 	int r;
@@ -1420,6 +1540,15 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		r = refuse(req, EPERM,
 			   "the root and .ctl cannot be changed with chmod/chown/truncate", NULL);
 		goto out_err;
+	}
+	/*
+	 * ftruncate through a handle of the daemon before: adopted, so that its
+	 * writes that follow make one version with the truncation.
+	 */
+	if (fi && !h && n.kind == FS_FILE) {
+		r = handle_adopt(req, ino, fi->fh, &h);
+		if (r < 0)
+			goto out_err;
 	}
 	r = backing_path(&n, path);
 	if (r == 0)
@@ -1797,31 +1926,23 @@ static int list_inbox(struct sigfs_fs *fs, struct dirhandle *d, const struct fs_
 	return r;
 }
 
-static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* List directory n into d. */
+static int list_dir(struct sigfs_fs *fs, const struct fs_node *n, struct dirhandle *d)
 {
-	struct sigfs_fs *fs = fs_data(req);
-	struct dirhandle *d = calloc(1, sizeof(*d));
 	struct sigfs_key *keys = NULL;
-	struct fs_node n, in;
-	int r, nk = 0;
+	struct fs_node in;
+	int nk = 0;
 
-	if (!d) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	r = resolve(fs, ino, &n);
-	if (r < 0)
-		goto out_err;
-	dh_add(d, n.id, S_IFDIR, ".");
-	dh_add(d, n.parent, S_IFDIR, "..");
-	switch (n.kind) {
+	dh_add(d, n->id, S_IFDIR, ".");
+	dh_add(d, n->parent, S_IFDIR, "..");
+	switch (n->kind) {
 	case FS_ROOT:
 		dh_add(d, ID_CTL, S_IFDIR, ".ctl");
 		/* fall through */
 	case FS_KEYS:
 		nk = sigfs_keys_list(fs->ks, &keys);
 		for (int i = 0; i < nk; i++) {
-			if (n.kind == FS_KEYS)
+			if (n->kind == FS_KEYS)
 				dh_add(d, (TAG_KEYDIR << 56) | keys[i].ino, S_IFDIR, keys[i].name);
 			else if (learn(fs, keys[i].name, NULL, &in) == 0)
 				dh_add(d, in.id, S_IFDIR, keys[i].name);
@@ -1835,40 +1956,110 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	case FS_KEYDIR: {
 		struct sigfs_key k;
 
-		if (sigfs_keys_get(fs->ks, n.key, &k) < 0) {
-			r = -ENOENT;
-			goto out_err;
-		}
+		if (sigfs_keys_get(fs->ks, n->key, &k) < 0)
+			return -ENOENT;
 		for (size_t i = 0; sigfs_key_attr_at(i); i++)
 			dh_add(d, ((TAG_ATTR0 + i) << 56) | k.ino, S_IFREG,
 			       sigfs_key_attr_at(i)->name);
 		break;
 	}
 	case FS_INBOX:
-		r = list_inbox(fs, d, &n);
-		if (r < 0)
-			goto out_err;
-		break;
+		return list_inbox(fs, d, n);
 	default:
-		r = -ENOTDIR;
-		goto out_err;
+		return -ENOTDIR;
 	}
-	fi->fh = (uintptr_t)d;
-	fuse_reply_open(req, fi);
-	return;
-out_err:
-	dh_free(d);
-	fuse_reply_err(req, -r);
+	return 0;
+}
+
+/* A new listing of directory ino. */
+static int dir_new(struct sigfs_fs *fs, fuse_ino_t ino, struct dirhandle **out)
+{
+	struct dirhandle *d = calloc(1, sizeof(*d));
+	struct fs_node n;
+	int r;
+
+	if (!d)
+		return -ENOMEM;
+	r = resolve(fs, ino, &n);
+	if (r == 0)
+		r = list_dir(fs, &n, d);
+	if (r < 0) {
+		dh_free(d);
+		return r;
+	}
+	*out = d;
+	return 0;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct sigfs_fs *fs = fs_data(req);
+	struct dirhandle *d;
+	uint64_t id;
+	int r;
+
+	r = dir_new(fs, ino, &d);
+	if (r == 0) {
+		r = fs_fhtab_add(fs->fh, FS_FH_DIR, d, &id);
+		if (r < 0)
+			dh_free(d);
+	}
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->fh = id;
+	/* ENOENT: the opendir was interrupted; the kernel will never release d. */
+	if (fuse_reply_open(req, fi) == -ENOENT && fs_fhtab_del(fs->fh, id, d) == 0)
+		dh_free(d);
+}
+
+/*
+ * The listing of fi: ours, or, for a handle this process did not issue
+ * (handle_adopt says when), one made again and registered under fi->fh. The
+ * new listing may differ from the old one as a directory changing during a
+ * listing does: names that came and went may be missed or seen twice.
+ */
+static int dir_handle(struct sigfs_fs *fs, fuse_ino_t ino, struct fuse_file_info *fi,
+		      struct dirhandle **out)
+{
+	struct dirhandle *d = fs_fhtab_get(fs->fh, fi->fh, FS_FH_DIR);
+	void *got = NULL;
+	int r;
+
+	if (d) {
+		*out = d;
+		return 0;
+	}
+	r = dir_new(fs, ino, &d);
+	if (r < 0)
+		return r == -ENOENT ? -ESTALE : r;
+	r = fs_fhtab_adopt(fs->fh, fi->fh, FS_FH_DIR, d, &got);
+	if (got == d)
+		log_info("directory handle %#llx from an earlier sigfsd adopted",
+			 (unsigned long long)fi->fh);
+	else
+		dh_free(d);     /* failed, or another thread adopted it first */
+	if (r < 0)
+		return r;
+	*out = got;
+	return 0;
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	struct dirhandle *d = (struct dirhandle *)(uintptr_t)fi->fh;
-	char *buf = malloc(size);
+	struct dirhandle *d;
+	char *buf;
 	size_t used = 0;
+	int r;
 
-	(void)ino;
+	r = dir_handle(fs_data(req), ino, fi, &d);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	buf = malloc(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -1888,8 +2079,13 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct sigfs_fs *fs = fs_data(req);
+	struct dirhandle *d = fs_fhtab_get(fs->fh, fi->fh, FS_FH_DIR);
+
 	(void)ino;
-	dh_free((struct dirhandle *)(uintptr_t)fi->fh);
+	/* Not adopted: nothing of it lives in this process. */
+	if (d && fs_fhtab_del(fs->fh, fi->fh, d) == 0)
+		dh_free(d);
 	fuse_reply_err(req, 0);
 }
 
@@ -1981,10 +2177,11 @@ int sigfs_fs_new(const struct sigfs_config *cfg, struct sigfs_keys *ks, struct s
 	fs->start_time = time(NULL);
 	pthread_mutex_init(&fs->names_lock, NULL);
 	pthread_mutex_init(&fs->wlist_lock, NULL);
-	pthread_mutex_init(&fs->handles_lock, NULL);
 	pthread_mutex_init(&fs->waiters_lock, NULL);
 	pthread_cond_init(&fs->waiters_cond, NULL);
-	r = fs_nodes_new(&fs->nodes);
+	r = fs_fhtab_new(&fs->fh);
+	if (r == 0)
+		r = fs_nodes_new(&fs->nodes);
 	if (r == 0) {
 		learn_all(fs);
 		r = -pthread_create(&fs->timer_thread, NULL, timer_main, fs);
@@ -2003,18 +2200,32 @@ void sigfs_fs_set_session(struct sigfs_fs *fs, struct fuse_session *se)
 	fs->se = se;
 }
 
+/* Free the handles the kernel did not release: their writes stay journaled (W). */
+static void free_handles(struct sigfs_fs *fs)
+{
+	enum fs_fh_kind kind;
+	void *p;
+
+	while ((p = fs_fhtab_pop(fs->fh, &kind))) {
+		struct handle *h = p;
+
+		if (kind == FS_FH_DIR) {
+			dh_free(p);
+			continue;
+		}
+		if (h->ws)
+			ws_put(fs, h->ws);
+		handle_destroy(h);
+	}
+	fs_fhtab_free(fs->fh);
+}
+
 void sigfs_fs_free(struct sigfs_fs *fs)
 {
 	if (!fs)
 		return;
-	/* Handles the kernel did not release: their writes stay journaled (W). */
-	while (fs->handles) {
-		struct handle *h = fs->handles;
-
-		if (h->ws)
-			ws_put(fs, h->ws);
-		handle_free(fs, h);
-	}
+	if (fs->fh)
+		free_handles(fs);
 	if (fs->timer_started) {
 		pthread_mutex_lock(&fs->waiters_lock);
 		fs->timer_stop = true;
@@ -2025,7 +2236,6 @@ void sigfs_fs_free(struct sigfs_fs *fs)
 	fs_nodes_free(fs->nodes);
 	pthread_cond_destroy(&fs->waiters_cond);
 	pthread_mutex_destroy(&fs->waiters_lock);
-	pthread_mutex_destroy(&fs->handles_lock);
 	pthread_mutex_destroy(&fs->wlist_lock);
 	pthread_mutex_destroy(&fs->names_lock);
 	free(fs);
