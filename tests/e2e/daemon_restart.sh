@@ -40,6 +40,8 @@ signed() {
 	verify_raw k "$1" "$1.sig"
 }
 
+# Descriptors the story holds on the mount would keep a lazily unmounted tree alive.
+at_exit "exec 7>&- 8<&-"
 start_sigfs
 make_key k ed25519
 DEV=$(stat -c %d "$MNT")
@@ -62,7 +64,7 @@ restart() {
 	esac
 	check "$how: a new worker serves the mount" new_worker "$w"
 	check "$how: the mount keeps its device number" test "$(stat -c %d "$MNT")" = "$DEV"
-	check "$how: a descriptor opened before still writes" cat "$T/part2" >&7
+	check "$how: a descriptor opened before still writes" bash -c "cat '$T/part2' >&7"
 	exec 7>&-
 	cat "$T/part1" "$T/part2" >"$T/whole"
 	check "$how: its file holds every byte" cmp "$f" "$T/whole"
@@ -84,12 +86,12 @@ restart kill9
 check "three restarts, three new workers" test "$(grep -c "serves the mount again" "$LOG")" -eq 3
 
 # A worker that cannot start: the keeper tries 5 times, then unmounts and exits 1.
-chmod o+w "$STATE"
+chown nobody "$STATE"
 kill -9 "$(worker)"
 rc=0
 wait "$SIGFS_PID" || rc=$?
 SIGFS_PID=
-chmod o-w "$STATE"
+chown root "$STATE"
 check "a worker that cannot start makes the keeper exit 1" test "$rc" -eq 1
 check "after 5 attempts" grep -q "failed 5 times in a row; giving up" "$LOG"
 check_fails "and unmount" mountpoint -q "$MNT"
