@@ -240,8 +240,9 @@ static int serve(const struct sigfs_config *cfg, struct sigfs_engine *eng, struc
 	/*
 	 * The engine stops while the session exists: a worker that finishes a
 	 * job answers the close() waiting for it through the session, and so
-	 * does the close() timer.
+	 * does the close() timer. Nothing is handed to the engine any more.
 	 */
+	sigfs_fs_stop(fs);
 	sigfs_engine_stop(eng);
 	sigfs_fs_free(fs);
 	if (r >= 0)
