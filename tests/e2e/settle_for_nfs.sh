@@ -151,6 +151,14 @@ check "rewrite: it verifies against the new content" signed_as fast.bin "$T/fast
 check_fails "rewrite: not against the old content" verify_raw nfs "$T/fast.bin" "$IN/fast.bin.sig"
 check "rewrite: two signatures in all" test "$(signatures fast.bin)" -eq 2
 
+# A truncate is a modification too: truncate(1) opens the file and truncates it through
+# the descriptor; the signature follows settle_ms later, over what is left.
+head -c 1000 "$T/fast2.bin" >"$T/fast3.bin"
+truncate -s 1000 "$IN/fast.bin"
+check "truncate: the signature is gone at once" test ! -e "$IN/fast.bin.sig"
+check "truncate: a new one follows" wait_for "$IN/fast.bin.sig" 10
+check "truncate: over the 1000 bytes left" signed_as fast.bin "$T/fast3.bin"
+
 # --- 5. a digest line and an empty file -------------------------------------------------
 head -c 5000 /dev/urandom >"$T/d.bin"
 (cd "$T" && sha256sum d.bin) >"$IN/d.bin.sha256"
@@ -220,7 +228,7 @@ check "pending: which says sigfsd stopped while it was written" \
 	grep -q "sigfsd stopped while this file was being written" "$IN/pending.bin.err"
 sleep $((SETTLE_MS / 1000 + 1))
 check "pending: and no .sig" test ! -e "$IN/pending.bin.sig"
-check "pending: the earlier signatures are still there" signed_as fast.bin "$T/fast2.bin"
+check "pending: the earlier signatures are still there" signed_as fast.bin "$T/fast3.bin"
 check "pending: written again, it is signed" cp "$T/pending.bin" "$IN/pending.bin"
 check "pending: signature follows" wait_for "$IN/pending.bin.sig" 10
 check "pending: it verifies" signed_as pending.bin "$T/pending.bin"
