@@ -23,6 +23,7 @@
 
 #define MAX_WORKERS 1024
 #define MAX_CLOSE_TIMEOUT 86400
+#define MAX_SETTLE_MS 600000
 #define BACKEND_SECTION "backend "
 
 struct setting {
@@ -113,6 +114,11 @@ static int set_wait_on_close(struct sigfs_config *cfg, const char *s, char *why)
 static int set_close_timeout(struct sigfs_config *cfg, const char *s, char *why)
 {
 	return parse_uint(s, MAX_CLOSE_TIMEOUT, &cfg->close_timeout, why);
+}
+
+static int set_settle_ms(struct sigfs_config *cfg, const char *s, char *why)
+{
+	return parse_uint(s, MAX_SETTLE_MS, &cfg->settle_ms, why);
 }
 
 static int set_allow_key_delete(struct sigfs_config *cfg, const char *s, char *why)
@@ -222,6 +228,7 @@ static const struct setting settings[] = {
 	{ "sigfs", "workers", "0", set_workers },
 	{ "sigfs", "wait_on_close", "yes", set_wait_on_close },
 	{ "sigfs", "close_timeout", "60", set_close_timeout },
+	{ "sigfs", "settle_ms", "0", set_settle_ms },
 	{ "sigfs", "allow_key_delete", "yes", set_allow_key_delete },
 	{ "sigfs", "fsync", "no", set_fsync },
 	{ "sigfs", "log_level", "info", set_log_level },

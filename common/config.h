@@ -22,6 +22,7 @@ struct sigfs_config {
 	unsigned workers;               /* workers = 0 (0: one per CPU) */
 	bool wait_on_close;             /* wait_on_close = yes */
 	unsigned close_timeout;         /* close_timeout = 60 (seconds) */
+	unsigned settle_ms;             /* settle_ms = 0 (0: sign at close; else when quiet that long) */
 	bool allow_key_delete;          /* allow_key_delete = yes */
 	bool fsync;                     /* fsync = no */
 	int log_level;                  /* log_level = info (enum sigfs_log_level) */

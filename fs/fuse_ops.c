@@ -14,6 +14,9 @@
  * arrive in order. The flush of the last writer hands the artifact to the
  * engine and is answered when the engine is done (or the time limit passes),
  * from the engine's thread: a FUSE thread never waits for a signature.
+ * With settle_ms (an NFS export: NFSv3 has no close), closes sign nothing:
+ * the settle thread hands over an artifact nothing modified for settle_ms,
+ * open or not.
  *
  * Open files and directories are known to the kernel by ids (fi->fh) from
  * the handle table (fs/fhtab.h), never by pointers: after a restart on a
@@ -65,6 +68,9 @@
  *   names_lock      a name check and the change it allows are one step
  *                   (claim_outputs)
  *   wstate.lock     one artifact's write state (struct wstate)
+ *   settle_lock     the artifacts waiting to settle (settle_ms) and their
+ *                   deadlines, and the settle thread; never held together
+ *                   with waiters_lock
  *   waiters_lock    the closes waiting for the engine, and the close() timer
  *   waiter.lock     one waiting close's reply (sent once)
  * wlist_lock, the handle table's lock (fs/fhtab.h) and the node table's lock
@@ -93,6 +99,13 @@ struct sigfs_fs {
 	pthread_t timer_thread;
 	bool timer_started;
 	bool timer_stop;
+	/* settle_ms > 0: the artifacts waiting to settle (settle_main), by wstate.snext */
+	struct wstate *settling;
+	pthread_mutex_t settle_lock;
+	pthread_cond_t settle_cond;     /* on CLOCK_MONOTONIC */
+	pthread_t settle_thread;
+	bool settle_started;
+	bool settle_stop;
 };
 
 static struct sigfs_fs *fs_data(fuse_req_t req)
@@ -115,6 +128,14 @@ struct wstate {
 	off_t next;
 	bool seq;
 	struct wstate *lnext;
+	/*
+	 * settle_ms: the settle list holds a reference (w->lock) while the
+	 * artifact is on it (settling) or being signed by the settle thread.
+	 */
+	bool settle_ref;
+	bool settling;                /* on fs->settling (settle_lock) */
+	struct timespec settle_at;    /* signed then unless modified again (settle_lock) */
+	struct wstate *snext;         /* on fs->settling (settle_lock) */
 };
 
 static struct wstate *ws_get(struct sigfs_fs *fs, uint64_t ino)
@@ -137,6 +158,28 @@ static struct wstate *ws_get(struct sigfs_fs *fs, uint64_t ino)
 		w->refs++;
 	pthread_mutex_unlock(&fs->wlist_lock);
 	return w;
+}
+
+/* The write state of ino if there is one (a reference: ws_put), else NULL. */
+static struct wstate *ws_find(struct sigfs_fs *fs, uint64_t ino)
+{
+	struct wstate *w;
+
+	pthread_mutex_lock(&fs->wlist_lock);
+	for (w = fs->wlist; w && w->ino != ino; w = w->lnext)
+		;
+	if (w)
+		w->refs++;
+	pthread_mutex_unlock(&fs->wlist_lock);
+	return w;
+}
+
+/* One more reference to w, whose holder has one already. */
+static void ws_hold(struct sigfs_fs *fs, struct wstate *w)
+{
+	pthread_mutex_lock(&fs->wlist_lock);
+	w->refs++;
+	pthread_mutex_unlock(&fs->wlist_lock);
 }
 
 static void ws_put(struct sigfs_fs *fs, struct wstate *w)
@@ -167,6 +210,53 @@ static void ws_restart_hash(struct sigfs_fs *fs, struct wstate *w, const char *k
 	w->write_err = 0;       /* empty again: what failed before is gone */
 }
 
+/*
+ * settle_ms: w was modified just now (w->lock held, by a holder of a
+ * reference). It is signed settle_ms from now unless modified again; the
+ * settle list keeps it alive until then, whether or not handles stay open.
+ */
+static void settle_arm(struct sigfs_fs *fs, struct wstate *w)
+{
+	unsigned ms = fs->cfg->settle_ms;
+	struct timespec *t = &w->settle_at;
+
+	if (!ms)
+		return;
+	if (!w->settle_ref) {
+		ws_hold(fs, w);
+		w->settle_ref = true;
+	}
+	pthread_mutex_lock(&fs->settle_lock);
+	clock_gettime(CLOCK_MONOTONIC, t);
+	t->tv_sec += ms / 1000;
+	t->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (t->tv_nsec >= 1000000000L) {
+		t->tv_sec++;
+		t->tv_nsec -= 1000000000L;
+	}
+	if (!w->settling) {
+		w->settling = true;
+		w->snext = fs->settling;
+		fs->settling = w;
+		pthread_cond_signal(&fs->settle_cond);
+	}
+	pthread_mutex_unlock(&fs->settle_lock);
+}
+
+/* Take w off the settle list (settle_lock held); false if it was not on it. */
+static bool settle_unlink(struct sigfs_fs *fs, struct wstate *w)
+{
+	struct wstate **pp;
+
+	if (!w->settling)
+		return false;
+	for (pp = &fs->settling; *pp != w; pp = &(*pp)->snext)
+		;
+	*pp = w->snext;
+	w->settling = false;
+	return true;
+}
+
 /* Is the backing file of n empty now? */
 static bool is_empty(struct sigfs_fs *fs, const struct fs_node *n)
 {
@@ -183,7 +273,8 @@ static bool is_empty(struct sigfs_fs *fs, const struct fs_node *n)
  * the last job removes its outputs and journals the write. truncated: the
  * file is empty now, so hashing can follow the writes from byte 0. Fails
  * (nothing begun) when the write cannot be journaled: without that record a
- * crash could leave no NAME.err.
+ * crash could leave no NAME.err. With settle_ms, every modification puts
+ * the artifact's signing off to settle_ms from now (settle_arm).
  */
 static int ws_modify(struct sigfs_fs *fs, struct wstate *w, const struct fs_node *n,
 		     bool truncated, uint64_t jid, uid_t uid)
@@ -191,6 +282,14 @@ static int ws_modify(struct sigfs_fs *fs, struct wstate *w, const struct fs_node
 	int r;
 
 	w->uid = uid;
+	if (w->dirty && jid) {
+		/*
+		 * A new file (journaled as jid) has the number of a removed one whose
+		 * write still waited to settle: that write went with its file.
+		 */
+		sigfs_engine_drop(fs->eng, w->jid);
+		w->dirty = false;
+	}
 	if (w->dirty) {
 		sigfs_engine_drop(fs->eng, jid);
 	} else {
@@ -216,6 +315,7 @@ static int ws_modify(struct sigfs_fs *fs, struct wstate *w, const struct fs_node
 	}
 	if (truncated)
 		ws_restart_hash(fs, w, n->key);
+	settle_arm(fs, w);
 	return 0;
 }
 
@@ -810,7 +910,8 @@ static void handle_release(struct sigfs_fs *fs, fuse_ino_t ino, struct handle *h
 		pthread_mutex_lock(&w->lock);
 		if (h->writable)        /* an adopted handle that never wrote is no writer */
 			w->writers--;
-		if (w->writers == 0 && w->dirty) {
+		/* With settle_ms the settle thread signs it, not a close. */
+		if (w->writers == 0 && w->dirty && !fs->cfg->settle_ms) {
 			if (resolve(fs, ino, &n) == 0) {
 				r = submit(fs, &n, w, h->fd, w->uid, NULL);
 				if (r < 0)
@@ -824,6 +925,157 @@ static void handle_release(struct sigfs_fs *fs, fuse_ino_t ino, struct handle *h
 		ws_put(fs, w);
 	}
 	handle_free(fs, h);
+}
+
+/* --- settle_ms: signing what nothing modified for a while ------------------------------ */
+
+/*
+ * settle_ms: w's time came; sign its content if it was modified (w->lock
+ * held). A file removed meanwhile has nothing to sign.
+ */
+static void settle_submit(struct sigfs_fs *fs, struct wstate *w)
+{
+	char path[FS_PATH_MAX];
+	struct fs_node n;
+	struct stat st;
+	int fd = -1, r;
+
+	if (!w->dirty)
+		return;
+	if (resolve(fs, w->ino, &n) < 0 || n.kind != FS_FILE) {
+		sigfs_engine_drop(fs->eng, w->jid);
+		w->jid = 0;
+		w->dirty = false;
+		return;
+	}
+	/* submit() checks the size on a descriptor: a streamed hash spares reading the file. */
+	if (backing_path(&n, path) == 0)
+		fd = openat(sigfs_keys_inbox_root(fs->ks), path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0 && (fstat(fd, &st) < 0 || st.st_ino != w->ino)) {
+		close(fd);
+		fd = -1;
+	}
+	/* The audit's uid is the last modifier's, as for a release. */
+	r = submit(fs, &n, w, fd, w->uid, NULL);
+	if (r < 0)
+		not_queued(&n, "", r);
+	if (fd >= 0)
+		close(fd);
+}
+
+/*
+ * w, taken off the settle list by the settle thread, which owns the list's
+ * reference: sign it, unless it was modified (and put back) meanwhile.
+ */
+static void settle_due(struct sigfs_fs *fs, struct wstate *w)
+{
+	bool again;
+
+	pthread_mutex_lock(&w->lock);
+	pthread_mutex_lock(&fs->settle_lock);
+	again = w->settling;
+	pthread_mutex_unlock(&fs->settle_lock);
+	if (!again) {
+		settle_submit(fs, w);
+		w->settle_ref = false;
+	}
+	pthread_mutex_unlock(&w->lock);
+	if (!again)
+		ws_put(fs, w);
+}
+
+static bool ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/*
+ * The first artifact on the settle list whose time came, taken off it
+ * (settle_lock held). NULL if none; then *next is the earliest deadline and
+ * *any says whether there is one.
+ */
+static struct wstate *settle_take_due(struct sigfs_fs *fs, struct timespec *next, bool *any)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	*any = false;
+	for (struct wstate *w = fs->settling; w; w = w->snext) {
+		if (!ts_before(&now, &w->settle_at)) {
+			settle_unlink(fs, w);
+			return w;
+		}
+		if (!*any || ts_before(&w->settle_at, next))
+			*next = w->settle_at;
+		*any = true;
+	}
+	return NULL;
+}
+
+/* The settle thread: sleeps until the earliest deadline, signs what is due. */
+static void *settle_main(void *arg)
+{
+	struct sigfs_fs *fs = arg;
+	struct timespec next;
+	struct wstate *w;
+	bool any;
+
+	pthread_mutex_lock(&fs->settle_lock);
+	while (!fs->settle_stop) {
+		w = settle_take_due(fs, &next, &any);
+		if (w) {
+			pthread_mutex_unlock(&fs->settle_lock);
+			settle_due(fs, w);
+			pthread_mutex_lock(&fs->settle_lock);
+		} else if (any) {
+			pthread_cond_timedwait(&fs->settle_cond, &fs->settle_lock, &next);
+		} else {
+			pthread_cond_wait(&fs->settle_cond, &fs->settle_lock);
+		}
+	}
+	pthread_mutex_unlock(&fs->settle_lock);
+	return NULL;
+}
+
+/*
+ * settle_ms: file ino is gone (unlinked, or replaced by a rename). Its write
+ * waits no longer, nothing is signed for it, and its number may be reused.
+ */
+static void settle_forget(struct sigfs_fs *fs, uint64_t ino)
+{
+	struct wstate *w = fs->cfg->settle_ms ? ws_find(fs, ino) : NULL;
+	bool taken;
+
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->lock);
+	pthread_mutex_lock(&fs->settle_lock);
+	taken = settle_unlink(fs, w);
+	pthread_mutex_unlock(&fs->settle_lock);
+	if (w->dirty) {
+		sigfs_engine_drop(fs->eng, w->jid);
+		w->jid = 0;
+		w->dirty = false;
+	}
+	/* Not on the list but referenced: the settle thread has it and puts it. */
+	if (taken)
+		w->settle_ref = false;
+	pthread_mutex_unlock(&w->lock);
+	if (taken)
+		ws_put(fs, w);
+	ws_put(fs, w);
+}
+
+/* Start the settle thread, with settle_ms. 0 or -errno. */
+static int settle_start(struct sigfs_fs *fs)
+{
+	int r;
+
+	if (!fs->cfg->settle_ms)
+		return 0;
+	r = -pthread_create(&fs->settle_thread, NULL, settle_main, fs);
+	fs->settle_started = r == 0;
+	return r;
 }
 
 /* --- files --------------------------------------------------------------------------- */
@@ -1372,9 +1624,10 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * Only the last writer's close() signs (and waits), and only a close of a
 	 * descriptor that wrote: a shell's `cmd > file` opens the file, dups it
 	 * and closes the original before cmd writes a byte. Modifications without
-	 * such a close are signed at release.
+	 * such a close are signed at release. With settle_ms, no close signs or
+	 * waits: the settle thread signs.
 	 */
-	if (w->dirty && w->writers == 1 && h->wrote)
+	if (w->dirty && w->writers == 1 && h->wrote && !fs->cfg->settle_ms)
 		r = flush_submit(req, &n, h, &wt);
 	h->wrote = false;
 	pthread_mutex_unlock(&w->lock);
@@ -1456,7 +1709,8 @@ static int set_times(struct sigfs_fs *fs, const char *path, const struct stat *a
  * Truncate file n at path to size, through h or a descriptor of its own
  * (names_lock and w->lock held). Like a write it begins a new version; a
  * truncate(2) without an open writer is submitted at once, since nobody else
- * will close the file.
+ * will close the file (with settle_ms, once it settled: an NFS client
+ * truncates before it writes).
  */
 static int truncate_file(fuse_req_t req, struct wstate *w, struct handle *h,
 			 const struct fs_node *n, const char *path, off_t size)
@@ -1482,7 +1736,7 @@ static int truncate_file(fuse_req_t req, struct wstate *w, struct handle *h,
 		adopted_writes(h);
 		h->wrote = true;
 	}
-	if (w->writers == 0 && w->dirty) {
+	if (w->writers == 0 && w->dirty && !fs->cfg->settle_ms) {
 		int q = submit(fs, n, w, fd, uid, NULL);
 
 		if (q < 0)
@@ -1719,6 +1973,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		goto out_err;
 	}
 	fs_nodes_del(fs->nodes, n.id);
+	settle_forget(fs, n.id);
 	fuse_reply_err(req, 0);
 	return;
 out_err:
@@ -1795,8 +2050,10 @@ static int rename_locked(fuse_req_t req, struct fs_node *n, const struct fs_node
 	}
 	if (r < 0)
 		return r;
-	if (replaced && replaced != n->id)
+	if (replaced && replaced != n->id) {
 		fs_nodes_del(fs->nodes, replaced);
+		settle_forget(fs, replaced);
+	}
 	fs_nodes_put(fs->nodes, n->id, np->id, FS_FILE, np->key, newname);
 	snprintf(n->key, sizeof(n->key), "%s", np->key);
 	snprintf(n->name, sizeof(n->name), "%s", newname);
@@ -2167,6 +2424,7 @@ int sigfs_fs_new(const struct sigfs_config *cfg, struct sigfs_keys *ks, struct s
 		 struct sigfs_fs **out)
 {
 	struct sigfs_fs *fs = calloc(1, sizeof(*fs));
+	pthread_condattr_t cattr;
 	int r;
 
 	if (!fs)
@@ -2179,6 +2437,11 @@ int sigfs_fs_new(const struct sigfs_config *cfg, struct sigfs_keys *ks, struct s
 	pthread_mutex_init(&fs->wlist_lock, NULL);
 	pthread_mutex_init(&fs->waiters_lock, NULL);
 	pthread_cond_init(&fs->waiters_cond, NULL);
+	pthread_mutex_init(&fs->settle_lock, NULL);
+	pthread_condattr_init(&cattr);
+	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+	pthread_cond_init(&fs->settle_cond, &cattr);
+	pthread_condattr_destroy(&cattr);
 	r = fs_fhtab_new(&fs->fh);
 	if (r == 0)
 		r = fs_nodes_new(&fs->nodes);
@@ -2187,6 +2450,8 @@ int sigfs_fs_new(const struct sigfs_config *cfg, struct sigfs_keys *ks, struct s
 		r = -pthread_create(&fs->timer_thread, NULL, timer_main, fs);
 		fs->timer_started = r == 0;
 	}
+	if (r == 0)
+		r = settle_start(fs);
 	if (r < 0) {
 		sigfs_fs_free(fs);
 		return r;
@@ -2220,12 +2485,33 @@ static void free_handles(struct sigfs_fs *fs)
 	fs_fhtab_free(fs->fh);
 }
 
+void sigfs_fs_stop(struct sigfs_fs *fs)
+{
+	if (!fs || !fs->settle_started)
+		return;
+	pthread_mutex_lock(&fs->settle_lock);
+	fs->settle_stop = true;
+	pthread_cond_signal(&fs->settle_cond);
+	pthread_mutex_unlock(&fs->settle_lock);
+	pthread_join(fs->settle_thread, NULL);
+	fs->settle_started = false;
+}
+
 void sigfs_fs_free(struct sigfs_fs *fs)
 {
 	if (!fs)
 		return;
+	sigfs_fs_stop(fs);
 	if (fs->fh)
 		free_handles(fs);
+	/* So do the writes still waiting to settle: the next start gives them NAME.err. */
+	while (fs->settling) {
+		struct wstate *w = fs->settling;
+
+		settle_unlink(fs, w);
+		w->settle_ref = false;
+		ws_put(fs, w);
+	}
 	if (fs->timer_started) {
 		pthread_mutex_lock(&fs->waiters_lock);
 		fs->timer_stop = true;
@@ -2234,6 +2520,8 @@ void sigfs_fs_free(struct sigfs_fs *fs)
 		pthread_join(fs->timer_thread, NULL);
 	}
 	fs_nodes_free(fs->nodes);
+	pthread_cond_destroy(&fs->settle_cond);
+	pthread_mutex_destroy(&fs->settle_lock);
 	pthread_cond_destroy(&fs->waiters_cond);
 	pthread_mutex_destroy(&fs->waiters_lock);
 	pthread_mutex_destroy(&fs->wlist_lock);

@@ -28,8 +28,14 @@ int sigfs_fs_new(const struct sigfs_config *cfg, struct sigfs_keys *ks, struct s
 /* The session fs serves, once it exists: the kernel is told through it to forget entries. */
 void sigfs_fs_set_session(struct sigfs_fs *fs, struct fuse_session *se);
 /*
- * Free handles the kernel never released (their writes stay journaled), stop
- * the timer, free fs. Stop the engine first: its done() callbacks use fs.
+ * Stop handing artifacts to the engine (the settle thread of settle_ms):
+ * call it when the session's loop has ended, before the engine stops.
+ */
+void sigfs_fs_stop(struct sigfs_fs *fs);
+/*
+ * Free handles the kernel never released and the artifacts still waiting
+ * to settle (their writes stay journaled), stop the timer, free fs. Stop the
+ * engine first: its done() callbacks use fs.
  */
 void sigfs_fs_free(struct sigfs_fs *fs);
 

@@ -238,8 +238,10 @@ static int serve(const struct sigfs_config *cfg, struct sigfs_engine *eng, struc
 	/*
 	 * The engine stops while the session exists: a worker that finishes a
 	 * job answers the close() waiting for it through the session, and so
-	 * does the close() timer. The keeper unmounts, not the worker.
+	 * does the close() timer. Nothing is handed to the engine any more
+	 * (sigfs_fs_stop). The keeper unmounts, not the worker.
 	 */
+	sigfs_fs_stop(fs);
 	sigfs_engine_stop(eng);
 	sigfs_fs_free(fs);
 	fuse_remove_signal_handlers(se);

@@ -57,6 +57,7 @@ static void assert_defaults(const struct sigfs_config *c)
 	assert_int_equal(c->workers, cpus > 0 ? (unsigned)cpus : 1);
 	assert_true(c->wait_on_close);
 	assert_int_equal(c->close_timeout, 60);
+	assert_int_equal(c->settle_ms, 0);
 	assert_true(c->allow_key_delete);
 	assert_false(c->fsync);
 	assert_int_equal(c->log_level, SIGFS_LOG_INFO);
@@ -137,7 +138,7 @@ static void test_shipped_file_is_the_defaults(void **state)
 		fail_msg("%s: %s", path, err);
 	/* It must set something: a file of comments only would prove nothing. */
 	assert_non_null(shipped.ini);
-	assert_int_equal(iniparser_getsecnkeys(shipped.ini, "sigfs"), 8);
+	assert_int_equal(iniparser_getsecnkeys(shipped.ini, "sigfs"), 9);
 	assert_int_equal(iniparser_getsecnkeys(shipped.ini, "keys"), 7);
 	missing_path(missing, sizeof(missing));
 	assert_int_equal(sigfs_config_load_file(missing, true, &none, err), 0);
@@ -161,6 +162,7 @@ static void test_every_setting_changed(void **state)
 		   "workers = 3 ; inline comments are fine\n"
 		   "wait_on_close = no\n"
 		   "close_timeout = 0\n"
+		   "settle_ms = 600000\n"
 		   "allow_key_delete = off\n"
 		   "fsync = YES\n"
 		   "log_level = debug\n"
@@ -181,6 +183,7 @@ static void test_every_setting_changed(void **state)
 	assert_int_equal(c.workers, 3);
 	assert_false(c.wait_on_close);
 	assert_int_equal(c.close_timeout, 0);
+	assert_int_equal(c.settle_ms, 600000);
 	assert_false(c.allow_key_delete);
 	assert_true(c.fsync);
 	assert_int_equal(c.log_level, SIGFS_LOG_DEBUG);
@@ -290,6 +293,10 @@ static void test_bad_values(void **state)
 		{ "sigfs", "close_timeout", "1.5" },
 		{ "sigfs", "close_timeout", "0x10" },
 		{ "sigfs", "close_timeout", "86401" },
+		{ "sigfs", "settle_ms", "600001" },
+		{ "sigfs", "settle_ms", "-1" },
+		{ "sigfs", "settle_ms", "1s" },
+		{ "sigfs", "settle_ms", "" },
 		{ "sigfs", "allow_key_delete", "2" },
 		{ "sigfs", "fsync", "nope" },
 		{ "sigfs", "log_level", "verbose" },
