@@ -9,10 +9,14 @@
  * no knowledge of the key's format, and a stale output (the old version's
  * .sig still in an NFS client's cache) is never taken (decision 63).
  *
- * Each round opens FILE and each candidate output and fstat()s the open file:
+ * Each round opens FILE and each candidate output and stats the open file:
  * under NFS close-to-open consistency, open() revalidates the attributes a
- * plain stat() could take from the attribute cache. It only reads, so it
- * works on any directory (an inbox, an NFS mount of one, a copy).
+ * plain stat() could take from the attribute cache, and the stat asks the
+ * server again anyway (fresh_stat). The directory is opened and stated the
+ * same way first: a new directory time makes the NFS client drop the
+ * "no such file" it may have cached for an output that has appeared since.
+ * It only reads, so it works on any directory (an inbox, an NFS mount of
+ * one, a copy).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -98,6 +102,10 @@ static int file_bases(struct wait_file *w, const char *path)
 		fprintf(stderr, "sigfs: %s: not a file name\n", path);
 		return -1;
 	}
+	if (w->name[0] == '.') {
+		fprintf(stderr, "sigfs: %s: names starting with '.' are never signed\n", path);
+		return -1;
+	}
 	if (is_output_name(w->name)) {
 		fprintf(stderr, "sigfs: %s: that is an output's name; wait on the file you wrote\n",
 			path);
@@ -112,6 +120,25 @@ static int file_bases(struct wait_file *w, const char *path)
 		snprintf(w->bases[1], sizeof(w->bases[1]), "%.*s", (int)len, w->name);
 		w->nbases = 2;
 	}
+	return 0;
+}
+
+/*
+ * fd's type, size and modification time, from the server: AT_STATX_FORCE_SYNC
+ * makes NFS (and FUSE) ask rather than answer from an attribute cache.
+ */
+static int fresh_stat(int fd, struct stat *st)
+{
+	struct statx sx;
+
+	if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_FORCE_SYNC,
+		  STATX_TYPE | STATX_SIZE | STATX_MTIME, &sx) < 0)
+		return errno == ENOSYS ? fstat(fd, st) : -1;
+	memset(st, 0, sizeof(*st));
+	st->st_mode = sx.stx_mode;
+	st->st_size = (off_t)sx.stx_size;
+	st->st_mtim.tv_sec = sx.stx_mtime.tv_sec;
+	st->st_mtim.tv_nsec = sx.stx_mtime.tv_nsec;
 	return 0;
 }
 
@@ -137,7 +164,8 @@ static bool output_for(int dirfd, const char *base, const char *suffix, const st
 	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return false;
-	ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 && same_mtime(&st, in);
+	ok = fresh_stat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+	     same_mtime(&st, in);
 	if (ok && fdp)
 		*fdp = fd;
 	else
@@ -161,6 +189,15 @@ static void print_err_line(const struct wait_file *w, int fd)
 	fprintf(stderr, "sigfs: %s: %s\n", w->path, sigfs_escape(line, esc, sizeof(esc)));
 }
 
+/* Has a format before format i the same suffix (raw, openpgp and sshsig all write .sig)? */
+static bool suffix_seen(size_t i)
+{
+	for (size_t k = 0; k < i; k++)
+		if (strcmp(sigfs_format_at(k)->suffix, sigfs_format_at(i)->suffix) == 0)
+			return true;
+	return false;
+}
+
 /* Has FILE (open in dirfd, stat in) an output? SIGNED (printed if verbose), FAILED or PENDING. */
 static enum wait_state find_output(const struct wait_file *w, int dirfd, const struct stat *in,
 				   bool verbose)
@@ -170,7 +207,7 @@ static enum wait_state find_output(const struct wait_file *w, int dirfd, const s
 
 	for (int b = 0; b < w->nbases; b++) {
 		for (size_t i = 0; (f = sigfs_format_at(i)); i++) {
-			if (!output_for(dirfd, w->bases[b], f->suffix, in, NULL))
+			if (suffix_seen(i) || !output_for(dirfd, w->bases[b], f->suffix, in, NULL))
 				continue;
 			if (verbose)
 				printf("%s: %s%s%s\n", w->path, w->dir, w->bases[b], f->suffix);
@@ -192,10 +229,11 @@ static enum wait_state check_file(const struct wait_file *w, bool verbose)
 	int dirfd = open(w->dir[0] ? w->dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	int fd = -1, e = 0;
 	enum wait_state s = FAILED;
-	struct stat in;
+	struct stat dir, in;
 
-	if (dirfd < 0 || (fd = openat(dirfd, w->name, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0 ||
-	    fstat(fd, &in) < 0)
+	if (dirfd < 0 || fresh_stat(dirfd, &dir) < 0 ||
+	    (fd = openat(dirfd, w->name, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0 ||
+	    fresh_stat(fd, &in) < 0)
 		e = errno;
 	else if (!S_ISREG(in.st_mode))
 		e = EINVAL;

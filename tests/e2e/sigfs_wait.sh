@@ -155,6 +155,7 @@ check "saying so" said "sigfs: $IN/nope.bin: No such file or directory"
 check "no FILE: usage error 2" status_is 2 "$SIGFS" wait
 check "a bad --timeout: 2" status_is 2 "$SIGFS" wait --timeout soon "$IN/fw.bin"
 check "an output's name: 2" status_is 2 "$SIGFS" wait "$IN/fw.bin.sig"
+check "a dotfile (never signed): 2" status_is 2 "$SIGFS" wait "$IN/.fw.bin.tmp"
 check "a directory: 1" status_is 1 "$SIGFS" wait "$T"
 check "saying so" said "sigfs: $T: not a regular file"
 check "--help: 0, on stdout" status_is 0 "$SIGFS" wait --help
