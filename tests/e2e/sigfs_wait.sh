@@ -164,13 +164,18 @@ check "sigfs --help names wait" bash -c "'$SIGFS' --help | grep -q 'sigfs wait'"
 
 # --- a file still being signed when wait starts -----------------------------------------------
 head -c $((BIG_MB << 20)) /dev/zero >"$MNT/ed/big.bin"
-"$SIGFS" wait --timeout 300 "$MNT/ed/big.bin" 2>"$T/big.err" &
+(
+	rc=0
+	"$SIGFS" wait --timeout 300 "$MNT/ed/big.bin" 2>"$T/big.err" || rc=$?
+	echo "$rc" >"$T/big.rc"
+) &
 WAIT_PID=$!
-at_exit "kill $WAIT_PID 2>/dev/null"
+at_exit "kill \$(pgrep -P $WAIT_PID) $WAIT_PID 2>/dev/null"
 sleep 0.3
 check "$BIG_MB MiB for an Ed25519 key: no .sig yet when wait has started" test ! -e "$MNT/ed/big.bin.sig"
-check "and wait is still waiting" kill -0 "$WAIT_PID"
-check "wait exits 0 once it is signed" wait "$WAIT_PID"
+check "and wait has not returned" test ! -e "$T/big.rc"
+check "wait ends once it is signed" wait "$WAIT_PID"
+check "with status 0" test "$(cat "$T/big.rc")" = 0
 check "big.bin.sig is there" test -s "$MNT/ed/big.bin.sig"
 check "and verifies with openssl" openssl pkeyutl -verify -pubin -inkey "$(pubkey ed)" -rawin \
 	-in "$MNT/ed/big.bin" -sigfile "$MNT/ed/big.bin.sig"
