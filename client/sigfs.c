@@ -1,7 +1,8 @@
 /*
- * sigfs: the client. `sigfs request FILE` hashes FILE here and writes a
- * signing request (docs/requests.md), so a build host copies a few hundred
- * bytes into an inbox instead of the artifact:
+ * sigfs: the client. `sigfs wait FILE...` waits for the outputs of files
+ * written into an inbox (client/wait.c). `sigfs request FILE` hashes FILE
+ * here and writes a signing request (docs/requests.md), so a build host
+ * copies a few hundred bytes into an inbox instead of the artifact:
  *
  *   sigfs request fw.bin && cp fw.bin.sigreq /srv/sigfs/release/   -> fw.bin.sig
  *
@@ -24,6 +25,7 @@
 #include <unistd.h>
 #include <jansson.h>
 
+#include "client/wait.h"
 #include "common/alg.h"
 #include "common/err.h"
 #include "common/hex.h"
@@ -45,6 +47,7 @@ static void usage(FILE *to)
 		"  '-' for standard output). Copy it into an inbox to get FILE's signature.\n"
 		"  --format F  output format: openpgp (default), openpgp-armor, raw, sshsig, cms ...\n"
 		"  --digest D  hash for formats that sign a digest (default " DEFAULT_DIGEST ")\n");
+	sigfs_wait_usage(to);
 }
 
 /* Feed the whole of path into h. 0, or -1 after a message. */
@@ -263,6 +266,8 @@ int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "request") == 0)
 		return cmd_request(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "wait") == 0)
+		return sigfs_wait_cmd(argc - 1, argv + 1);
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
 		usage(stdout);
 		return 0;

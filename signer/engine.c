@@ -316,8 +316,40 @@ static bool no_space(int r)
 }
 
 /*
- * Write data as j->ready.base + suffix in the job's inbox dirfd, atomically, owned
- * by the artifact's owner (ast), read-only. Placed only if the job is still current
+ * Write data into the new file tmp in dirfd: owned by the artifact's owner
+ * (ast), read-only, and carrying the artifact's modification time as the job
+ * saw it (ast: the stat the job opened it with, which its stale checks
+ * compare against), atime too. That time is the output's claim "I am for the
+ * content of that time": `sigfs wait` compares the two (docs/inbox.md,
+ * decision 63). Set after the last write (a write would move it) and before
+ * the rename, so no output is ever visible without it; fsync, not fdatasync,
+ * so a crash cannot lose it.
+ */
+static int write_tmp(struct sigfs_engine *e, int dirfd, const char *tmp, const struct stat *ast,
+		     const void *data, size_t len)
+{
+	const struct timespec times[2] = { ast->st_mtim, ast->st_mtim };
+	int fd, r;
+
+	unlinkat(dirfd, tmp, 0);
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
+	if (fd < 0)
+		return -errno;
+	r = sigfs_write_all(fd, data, len);
+	if (r == 0 && futimens(fd, times) < 0)
+		r = -errno;
+	if (r == 0 && (fchown(fd, ast->st_uid, ast->st_gid) < 0 || fchmod(fd, 0444) < 0))
+		r = -errno;
+	if (r == 0 && e->cfg->fsync && fsync(fd) < 0)
+		r = -errno;
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	return r;
+}
+
+/*
+ * Write data as j->ready.base + suffix in the job's inbox dirfd, atomically
+ * (write_tmp says how it is made). Placed only if the job is still current
  * (-ECANCELED if not). A signature (what != NULL) is audited in the same
  * step, so the log has a line for every signature placed and none is placed
  * whose line could not be written.
@@ -328,22 +360,12 @@ static int place_output(struct sigfs_engine *e, struct job *j, int dirfd, const 
 {
 	char tmp[64], out[NAME_MAX_LEN + 16];
 	struct stat st;
-	int fd, r;
+	int r;
 
 	snprintf(tmp, sizeof(tmp), SIGFS_TMP_PREFIX "%" PRIu64 ".%lx", j->id,
 		 (unsigned long)pthread_self());
 	snprintf(out, sizeof(out), "%s%s", j->ready.base, suffix);
-	unlinkat(dirfd, tmp, 0);
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
-	if (fd < 0)
-		return -errno;
-	r = sigfs_write_all(fd, data, len);
-	if (r == 0 && (fchown(fd, ast->st_uid, ast->st_gid) < 0 || fchmod(fd, 0444) < 0))
-		r = -errno;
-	if (r == 0 && e->cfg->fsync && fdatasync(fd) < 0)
-		r = -errno;
-	if (close(fd) < 0 && r == 0)
-		r = -errno;
+	r = write_tmp(e, dirfd, tmp, ast, data, len);
 	if (r < 0)
 		goto fail;
 	pthread_mutex_lock(&e->out_lock);

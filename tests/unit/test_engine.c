@@ -4,6 +4,7 @@
  * clocks of testenv.h, with the outputs read from the inbox directory.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -359,6 +360,47 @@ static void test_unfinished_taken(void **state)
 	assert_memory_equal(out, want, sizeof(want));
 }
 
+/* Set name's times in key k's inbox to t (mtime and atime); its inode. */
+static uint64_t put_at(const char *name, const char *content, struct timespec t)
+{
+	const struct timespec times[2] = { t, t };
+	char path[600];
+	uint64_t ino = put("k", name, content);
+
+	path_of(path, sizeof(path), "k", name);
+	assert_int_equal(utimensat(AT_FDCWD, path, times, 0), 0);
+	return ino;
+}
+
+/* Output name of key k has mtime and atime t, to the nanosecond. */
+static void assert_times(const char *name, struct timespec t)
+{
+	char path[600];
+	struct stat sb;
+
+	path_of(path, sizeof(path), "k", name);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mtim.tv_sec, t.tv_sec);
+	assert_int_equal(sb.st_mtim.tv_nsec, t.tv_nsec);
+	assert_int_equal(sb.st_atim.tv_sec, t.tv_sec);
+	assert_int_equal(sb.st_atim.tv_nsec, t.tv_nsec);
+}
+
+/* Every output carries its input's mtime, the signature and the .err alike (decision 63). */
+static void test_output_time(void **state)
+{
+	const struct timespec t1 = { 1600000000, 123456789 }, t2 = { 1600000001, 987654321 };
+	struct outcome o;
+
+	(void)state;
+	submit("k", "fw.bin", put_at("fw.bin", "firmware 1.0\n", t1), &o);
+	assert_int_equal(wait_done(&o), 0);
+	assert_times("fw.bin.sig", t1);
+	submit("k", "empty", put_at("empty", "", t2), &o);
+	assert_int_equal(wait_done(&o), -ENODATA);
+	assert_times("empty.err", t2);
+}
+
 /* The signature's time is the store's wall clock; its file name the artifact's. */
 static void test_signature_time(void **state)
 {
@@ -395,6 +437,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_signature_time, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unfinished_marked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unfinished_taken, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_output_time, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

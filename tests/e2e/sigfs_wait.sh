@@ -1,0 +1,224 @@
+#!/bin/bash
+# Story: a build host whose close() reports nothing (NFS, wait_on_close = no,
+# a rename into an inbox) copies its files in and runs `sigfs wait FILE...`:
+# it returns 0 once every file has its signature for its current content (an
+# artifact, a digest line, a request, several at once, one still being
+# signed when wait starts), 1 with the .err line when signing failed or the
+# file is missing, 3 at its timeout, 2 on a usage error. Every output
+# carries its input's modification time, to the nanosecond; an output with
+# another time (an old version's, as an NFS cache may show it) is never
+# taken, which a plain directory outside the mount shows.
+. "$(dirname "$0")/lib.sh"
+
+SIGFS=${SIGFS:-$(dirname "$SIGFSD")/sigfs}
+[ -x "$SIGFS" ] || fail "no sigfs client at $SIGFS (build it, or set SIGFS)"
+BIG_MB=${BIG_MB:-512}     # a job that takes seconds: an Ed25519 key signs the whole file
+
+# status_is WANT CMD...: CMD exits with status WANT (its stderr in $T/wait.err).
+status_is() {
+	local want=$1 rc=0
+	shift
+	"$@" 2>"$T/wait.err" >"$T/wait.out" || rc=$?
+	[ "$rc" = "$want" ] || {
+		echo "  exit status $rc, want $want: $(cat "$T/wait.err")" >&2
+		return 1
+	}
+}
+
+# said TEXT: the last command's stderr is exactly TEXT (one line).
+said() {
+	[ "$(cat "$T/wait.err")" = "$1" ] || {
+		echo "  stderr: '$(cat "$T/wait.err")', want '$1'" >&2
+		return 1
+	}
+}
+
+# same_times INPUT OUTPUT [atime]: OUTPUT's mtime (and atime, if asked: a read
+# moves it) is INPUT's mtime, to the nanosecond.
+same_times() {
+	local in out_m out_a
+	in=$(stat -c %y "$1")
+	out_m=$(stat -c %y "$2")
+	out_a=$(stat -c %x "$2")
+	[ "$in" = "$out_m" ] && { [ -z "${3:-}" ] || [ "$in" = "$out_a" ]; } || {
+		echo "  $1: mtime $in; $2: mtime $out_m, atime $out_a" >&2
+		return 1
+	}
+}
+
+# copy_old SRC DEST: copy with an old time kept (cp -p sets it before close()).
+# A fast job's output would often get the same clock tick as its input
+# anyway; a time long past tells "the output took the input's time" from
+# "the output was written at about the same time".
+copy_old() {
+	touch -d '2024-02-03 04:05:06.123456789' "$1"
+	cp -p "$1" "$2"
+}
+
+# quick CMD...: CMD succeeds within a second.
+quick() {
+	local t0 t1
+	t0=$(date +%s%N)
+	"$@" || return 1
+	t1=$(date +%s%N)
+	[ $(((t1 - t0) / 1000000)) -lt 1000 ] || {
+		echo "  took $(((t1 - t0) / 1000000)) ms" >&2
+		return 1
+	}
+}
+
+# Close reports nothing here, as over NFS: `sigfs wait` is the only way to know.
+conf_set sigfs wait_on_close no
+start_sigfs
+make_key rel
+make_key ed ed25519
+IN=$MNT/rel
+
+# --- an artifact ------------------------------------------------------------------------------
+head -c 300000 /dev/urandom >"$T/fw.bin"
+copy_old "$T/fw.bin" "$IN/fw.bin"
+check "an artifact: wait exits 0" status_is 0 "$SIGFS" wait "$IN/fw.bin"
+check "and prints nothing" test ! -s "$T/wait.out" -a ! -s "$T/wait.err"
+check "fw.bin kept its old time" test "$(stat -c %y "$IN/fw.bin")" = "$(stat -c %y "$T/fw.bin")"
+check "fw.bin.sig has fw.bin's mtime (and it as atime), to the nanosecond" \
+	same_times "$IN/fw.bin" "$IN/fw.bin.sig" atime
+check "its .sig verifies with openssl" verify_raw rel "$T/fw.bin" "$IN/fw.bin.sig"
+check "-v prints the file and its signature" status_is 0 "$SIGFS" wait -v "$IN/fw.bin"
+check "as 'FILE: OUTPUT'" test "$(cat "$T/wait.out")" = "$IN/fw.bin: $IN/fw.bin.sig"
+
+# --- an overwritten artifact: the new .sig carries the new time -------------------------------
+old=$(stat -c %y "$IN/fw.bin.sig")
+sleep 0.05
+head -c 300000 /dev/urandom >"$T/fw2.bin"
+cp "$T/fw2.bin" "$IN/fw.bin"
+check "rewritten: wait exits 0" status_is 0 "$SIGFS" wait "$IN/fw.bin"
+check "the new .sig verifies against the new content" verify_raw rel "$T/fw2.bin" "$IN/fw.bin.sig"
+check "it has the new content's mtime" same_times "$IN/fw.bin" "$IN/fw.bin.sig"
+check "which is not the old one's" test "$(stat -c %y "$IN/fw.bin.sig")" != "$old"
+
+# --- a digest line ----------------------------------------------------------------------------
+head -c 5000 /dev/urandom >"$T/dl.bin"
+(cd "$T" && sha256sum dl.bin) >"$T/dl.bin.sha256"
+copy_old "$T/dl.bin.sha256" "$IN/dl.bin.sha256"
+check "a digest line: wait exits 0" status_is 0 "$SIGFS" wait -v "$IN/dl.bin.sha256"
+check "its output is dl.bin.sig" test "$(cat "$T/wait.out")" = "$IN/dl.bin.sha256: $IN/dl.bin.sig"
+check "which verifies over dl.bin" verify_raw rel "$T/dl.bin" "$IN/dl.bin.sig"
+check "dl.bin.sig has the digest line's mtime" same_times "$IN/dl.bin.sha256" "$IN/dl.bin.sig"
+# Two lines: not a digest line, signed as a file, as NAME.sha256.sig.
+(cd "$T" && sha256sum dl.bin fw.bin) >"$T/multi"
+copy_old "$T/multi" "$IN/multi.sha256"
+check "a .sha256 that is not a digest line: wait exits 0" status_is 0 "$SIGFS" wait -v "$IN/multi.sha256"
+check "its output is multi.sha256.sig" \
+	test "$(cat "$T/wait.out")" = "$IN/multi.sha256: $IN/multi.sha256.sig"
+check "which verifies over the file" verify_raw rel "$T/multi" "$IN/multi.sha256.sig"
+check "multi.sha256.sig has multi.sha256's mtime" same_times "$IN/multi.sha256" "$IN/multi.sha256.sig"
+
+# --- a signing request ------------------------------------------------------------------------
+head -c 70000 /dev/urandom >"$T/rq.bin"
+check "sigfs request writes rq.bin.sigreq" "$SIGFS" request "$T/rq.bin" --format raw -o "$T/rq.bin.sigreq"
+copy_old "$T/rq.bin.sigreq" "$IN/rq.bin.sigreq"
+check "a request: wait exits 0" status_is 0 "$SIGFS" wait "$IN/rq.bin.sigreq"
+check "rq.bin.sig verifies with openssl (sha512)" verify_raw rel "$T/rq.bin" "$IN/rq.bin.sig" sha512
+check "rq.bin.sig has the request's mtime" same_times "$IN/rq.bin.sigreq" "$IN/rq.bin.sig"
+
+# --- a bad digest line: the .err line ---------------------------------------------------------
+echo "0123456789abcdef  bad.bin" >"$T/bad.bin.sha256"
+copy_old "$T/bad.bin.sha256" "$IN/bad.bin.sha256"
+check "a bad digest line: wait exits 1" status_is 1 "$SIGFS" wait "$IN/bad.bin.sha256"
+check "bad.bin.err is there" test -s "$IN/bad.bin.err"
+check "wait printed 'sigfs: FILE: ' and the .err's line" \
+	said "sigfs: $IN/bad.bin.sha256: $(head -n 1 "$IN/bad.bin.err")"
+check "the line says what is wrong" grep -q "64 hex digits" "$T/wait.err"
+check "bad.bin.err has the digest line's mtime" same_times "$IN/bad.bin.sha256" "$IN/bad.bin.err"
+: >"$T/empty.bin"
+copy_old "$T/empty.bin" "$IN/empty.bin"
+check "an empty file: wait exits 1" status_is 1 "$SIGFS" wait "$IN/empty.bin"
+check "with empty.bin.err's line" said "sigfs: $IN/empty.bin: $(cat "$IN/empty.bin.err")"
+check "empty.bin.err has empty.bin's mtime" same_times "$IN/empty.bin" "$IN/empty.bin.err"
+
+# --- several files at once --------------------------------------------------------------------
+names=()
+for i in 1 2 3 4 5 6; do
+	head -c $((i * 20011)) /dev/urandom >"$T/m$i"
+	names+=("$IN/m$i")
+done
+(cd "$T" && cp m1 m2 m3 m4 m5 m6 "$IN/")
+check "six files at once: wait exits 0" status_is 0 "$SIGFS" wait "${names[@]}"
+check "all six signatures verify" verify_many rel "$IN" m1 m2 m3 m4 m5 m6
+check "one signed and one failed: wait exits 1" \
+	status_is 1 "$SIGFS" wait "$IN/m1" "$IN/bad.bin.sha256" "$IN/m2"
+check "and names only the failed one" said "sigfs: $IN/bad.bin.sha256: $(cat "$IN/bad.bin.err")"
+
+# --- missing files and usage ------------------------------------------------------------------
+check "a missing file: wait exits 1" status_is 1 "$SIGFS" wait "$IN/nope.bin"
+check "saying so" said "sigfs: $IN/nope.bin: No such file or directory"
+check "no FILE: usage error 2" status_is 2 "$SIGFS" wait
+check "a bad --timeout: 2" status_is 2 "$SIGFS" wait --timeout soon "$IN/fw.bin"
+check "an output's name: 2" status_is 2 "$SIGFS" wait "$IN/fw.bin.sig"
+check "a dotfile (never signed): 2" status_is 2 "$SIGFS" wait "$IN/.fw.bin.tmp"
+check "a directory: 1" status_is 1 "$SIGFS" wait "$T"
+check "saying so" said "sigfs: $T: not a regular file"
+check "--help: 0, on stdout" status_is 0 "$SIGFS" wait --help
+check "the usage names --timeout" grep -q -- "--timeout S" "$T/wait.out"
+check "sigfs --help names wait" bash -c "'$SIGFS' --help | grep -q 'sigfs wait'"
+
+# --- a file still being signed when wait starts -----------------------------------------------
+head -c $((BIG_MB << 20)) /dev/zero >"$MNT/ed/big.bin"
+(
+	rc=0
+	"$SIGFS" wait --timeout 300 "$MNT/ed/big.bin" 2>"$T/big.err" || rc=$?
+	echo "$rc" >"$T/big.rc"
+) &
+WAIT_PID=$!
+at_exit "kill \$(pgrep -P $WAIT_PID) $WAIT_PID 2>/dev/null"
+sleep 0.3
+check "$BIG_MB MiB for an Ed25519 key: no .sig yet when wait has started" test ! -e "$MNT/ed/big.bin.sig"
+check "and wait has not returned" test ! -e "$T/big.rc"
+check "wait ends once it is signed" wait "$WAIT_PID"
+check "with status 0" test "$(cat "$T/big.rc")" = 0
+check "big.bin.sig is there" test -s "$MNT/ed/big.bin.sig"
+check "and verifies with openssl" openssl pkeyutl -verify -pubin -inkey "$(pubkey ed)" -rawin \
+	-in "$MNT/ed/big.bin" -sigfile "$MNT/ed/big.bin.sig"
+check "big.bin.sig has big.bin's mtime" same_times "$MNT/ed/big.bin" "$MNT/ed/big.bin.sig"
+rm -f "$MNT/ed/big.bin"
+
+# --- stale outputs, as an NFS cache may show them: a plain directory --------------------------
+P=$T/plain
+mkdir "$P"
+cp -p "$IN/fw.bin" "$IN/fw.bin.sig" "$P/"
+check "a copy with times kept (cp -p): wait exits 0 in a plain directory" \
+	quick status_is 0 "$SIGFS" wait --timeout 0 "$P/fw.bin"
+touch -d '2020-01-01 00:00:00.123456789' "$P/fw.bin.sig"
+check "a .sig with another mtime is not taken: timeout 3" \
+	status_is 3 "$SIGFS" wait --timeout 0.5 "$P/fw.bin"
+check "saying so" said "sigfs: $P/fw.bin: timed out after 0.5 s: no signature and no .err for its current content yet"
+touch -r "$P/fw.bin" "$P/fw.bin.sig"
+cp "$T/fw.bin" "$P/fw.bin"
+check "the artifact rewritten under its old .sig: not taken (3)" \
+	status_is 3 "$SIGFS" wait --timeout 0.3 "$P/fw.bin"
+check "--timeout 0 looks once: 3 at once" quick status_is 3 "$SIGFS" wait --timeout 0 "$P/fw.bin"
+echo "planted failure" >"$P/fw.bin.err"
+touch -d '2020-01-01' "$P/fw.bin.err"
+check "an .err with another mtime is not taken either (3)" \
+	status_is 3 "$SIGFS" wait --timeout 0 "$P/fw.bin"
+touch -r "$P/fw.bin" "$P/fw.bin.err"
+check "one with the file's mtime is: 1" status_is 1 "$SIGFS" wait --timeout 0 "$P/fw.bin"
+check "with its line" said "sigfs: $P/fw.bin: planted failure"
+rm "$P/fw.bin.err"
+: >"$P/fw.bin.sig.tmp"
+mv -f "$P/fw.bin.sig.tmp" "$P/fw.bin.sig"
+touch -r "$P/fw.bin" "$P/fw.bin.sig"
+check "an empty .sig with the file's mtime is not a signature (3)" \
+	status_is 3 "$SIGFS" wait --timeout 0 "$P/fw.bin"
+echo x >"$P/other.bin"
+echo sig >"$P/other.bin.minisig"
+touch -r "$P/other.bin" "$P/other.bin.minisig"
+check "any format's suffix counts (.minisig): 0" status_is 0 "$SIGFS" wait --timeout 0 "$P/other.bin"
+check "a file appearing while wait waits: 0" bash -c "
+	( sleep 0.5; echo s >'$P/late.bin.sig'; touch -r '$P/other.bin' '$P/late.bin.sig' ) &
+	cp -p '$P/other.bin' '$P/late.bin'
+	'$SIGFS' wait --timeout 10 '$P/late.bin'; rc=\$?; wait; exit \$rc"
+
+stop_sigfs
+check "audit log chain verifies" "$SIGFSD" --verify-audit "$STATE/audit.log"
+done_testing
