@@ -94,7 +94,7 @@ for V in 3 4; do
 	check_fails "v$V: the mount point's own path does not mount" \
 		in_ns nfs-ls "nfs://$NFS_HOST$MNT?version=$V"
 	check_fails "v$V: nor its .ctl" in_ns nfs-ls "nfs://$NFS_HOST$MNT/.ctl/keys?version=$V"
-	check_fails "v$V: no key file through the inbox's export (..)" \
+	check_fails "v$V: no key file by a path through the inbox's export and .." \
 		nc get "nfs://$NFS_HOST/sigfs/nfs/../.ctl/keys/nfs/algorithm?version=$V" "$T/alg"
 done
 check "v4: the pseudo root holds /sigfs only" \
