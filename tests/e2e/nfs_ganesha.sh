@@ -152,6 +152,8 @@ for V in 3 4; do
 	check "v$V overwrite: the new content is written over it" nc put "$(url "o-v$V.bin")" "$T/files/o-v$V.new"
 	# Right after the copy: no .sig, or one over the new bytes (never the old one).
 	if nc get "$(url "o-v$V.bin.sig")" "$T/o.sig" 2>/dev/null; then
+		verify_raw nfs "$T/files/o-v$V.old" "$T/o.sig" 2>/dev/null &&
+			echo "  right after the copy: the OLD .sig (of the first content)" >&2
 		check "v$V overwrite: a .sig seen right after the copy is over the new bytes" \
 			verify_raw nfs "$T/files/o-v$V.new" "$T/o.sig"
 	else
