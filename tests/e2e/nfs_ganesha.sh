@@ -235,6 +235,7 @@ for k in 1m-v3 100m-v3 1m-v4 100m-v4; do
 	echo "# end of the copy to a visible .sig, $k: ${TIMES[$k]} s"
 done
 echo "# the story took $(awk -v s="$STORY_START" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}') s"
+check "ganesha logged no error while serving" nfs_log_clean
 nfs_stop
 stop_sigfs
 done_testing

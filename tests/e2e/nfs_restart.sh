@@ -128,6 +128,7 @@ for V in 3 4; do
 	done
 done
 
+check "ganesha logged no error: the restarts were invisible to it" nfs_log_clean
 nfs_stop
 stop_sigfs
 done_testing
