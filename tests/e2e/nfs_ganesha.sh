@@ -3,12 +3,14 @@
 # inbox of the sigfs mount as the shipped etc/ganesha-sigfs.conf says (one
 # export per inbox, Pseudo /sigfs/KEY), inside a network namespace holding
 # only lo (nfslib.sh); libnfs clients (nfsclient.c) work over NFSv3 and NFSv4.
-# Over each: 1 MiB and 100 MiB copies get a .sig that openssl verifies
-# against the original (the time from the end of the copy to the visible .sig
-# is printed), and so do a digest line, a .sigreq and a rename into the inbox;
-# an overwrite never shows the old .sig once the copy ended; a bad digest line
-# and an empty file get their .err. .ctl is not reachable through the server.
-# Last, a slow writer (64 KiB every 300 ms) with a second client polling: every
+# Two inboxes, two exports: each gets its own files; .ctl is not reachable
+# through the server. Over NFSv3 and NFSv4: 1 MiB and 100 MiB copies get a
+# .sig that openssl verifies against the original (the time from the end of
+# the copy to the visible .sig is printed), and so do a digest line, a .sigreq
+# and a rename into the inbox; an overwrite never shows the old .sig once the
+# copy ended; a bad digest line and an empty file get their .err.
+# Last, a slow writer (64 KiB every 300 ms; over NFSv4 each 64 KiB is a burst of
+# 2 KiB WRITEs, the most libnfs 4.0 can send) with a second client polling: every
 # .sig the poller ever sees must verify against the file as the writer
 # finished it (NFSv3 has no close: a signature at each release of ganesha's
 # fd cache would be over a prefix).
@@ -36,7 +38,8 @@ fi
 
 start_sigfs
 make_key nfs
-nfs_start nfs
+make_key other ed25519
+nfs_start nfs other
 IN=$MNT/nfs
 mkdir -p "$T/files"
 
@@ -99,8 +102,17 @@ for V in 3 4; do
 done
 check "v4: the pseudo root holds /sigfs only" \
 	test "$(in_ns nfs-ls "nfs://$NFS_HOST/?version=4" | awk '{print $NF}')" = sigfs
-check "v4: /sigfs holds the inbox only" \
-	test "$(in_ns nfs-ls "nfs://$NFS_HOST/sigfs?version=4" | awk '{print $NF}')" = nfs
+check "v4: /sigfs holds the two exported inboxes only" \
+	test "$(in_ns nfs-ls "nfs://$NFS_HOST/sigfs?version=4" | awk '{print $NF}' | sort | tr '\n' ' ')" = "nfs other "
+
+# --- each export is its own inbox ------------------------------------------------------------------
+head -c 5000 /dev/urandom >"$T/o.bin"
+for V in 3 4; do
+	check "v$V: a file copied into the second export is signed" \
+		in_ns "$NFSCLIENT" put "nfs://$NFS_HOST/sigfs/other/o-v$V.bin?version=$V" "$T/o.bin" --wait-for "o-v$V.bin.sig"
+	check "v$V: by the second key (ed25519), in its inbox" verify_raw other "$T/o.bin" "$MNT/other/o-v$V.bin.sig"
+	check "v$V: and nothing came into the first inbox" test ! -e "$IN/o-v$V.bin"
+done
 
 # --- copies, inputs and outputs, over NFSv3 and NFSv4 ------------------------------------------
 head -c 1048576 /dev/urandom >"$T/files/1m.bin"
