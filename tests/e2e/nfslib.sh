@@ -116,7 +116,9 @@ EOF
 # release, "Error closing file", shows nowhere else: NFS closes return 0).
 nfs_log_clean() {
 	local errs
-	errs=$(sed -n '/NFS SERVER INITIALIZED/,$p' "$NFS_DIR/ganesha.log" |
+	# Without a system bus ganesha's D-Bus thread gives up, at some point of
+	# the start: not an error of serving.
+	errs=$(sed -n '/NFS SERVER INITIALIZED/,$p' "$NFS_DIR/ganesha.log" | grep -v ' :DBUS :' |
 		grep -E ' :(WARN|MAJ|CRIT|FATAL) :|[Ee]rror' || true)
 	[ -z "$errs" ] || { echo "  ganesha logged: $errs" >&2; return 1; }
 }
