@@ -532,7 +532,11 @@ static int make_entry(struct sigfs_fs *fs, const struct fs_node *n, struct fuse_
 	/*
 	 * Names in an inbox change under clients (outputs appear, get replaced by
 	 * new inodes): never cache them. A file's own attributes change only
-	 * through this mount, so they may be cached; .ctl contents may not.
+	 * through this mount, so they may be cached; .ctl contents may not. Nor
+	 * an inbox's attributes: its mtime changes when an output appears or
+	 * goes, and an NFS server exporting the inbox (ganesha) trusts the names
+	 * it cached while the mtime it sees stays, so it served an overwritten
+	 * file's old .sig (tests/e2e/nfs_ganesha.sh, the overwrite).
 	 */
 	if (n->kind == FS_FILE) {
 		e->attr_timeout = 1.0;
@@ -541,7 +545,7 @@ static int make_entry(struct sigfs_fs *fs, const struct fs_node *n, struct fuse_
 		e->attr_timeout = 0;
 		e->entry_timeout = 0;
 	} else {
-		e->attr_timeout = 1.0;
+		e->attr_timeout = n->kind == FS_INBOX ? 0 : 1.0;
 		e->entry_timeout = 1.0;
 	}
 	return 0;
@@ -734,7 +738,8 @@ static void reply_attr(fuse_req_t req, fuse_ino_t ino)
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
-		fuse_reply_attr(req, &st, n.kind == FS_ATTR || n.kind == FS_STATUS ? 0 : 1.0);
+		fuse_reply_attr(req, &st,
+				n.kind == FS_ATTR || n.kind == FS_STATUS || n.kind == FS_INBOX ? 0 : 1.0);
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
