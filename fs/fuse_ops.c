@@ -61,6 +61,8 @@
 #define TAG(id) ((id) >> 56)
 #define INO_MASK ((1ULL << 56) - 1)
 #define ATTR_MAX (64 * 1024)
+/* Without settle_ms, a write carried over a worker restart waits this long for its writer. */
+#define CARRY_MS 2000
 
 /*
  * The front end, passed to every op as the session's userdata (fs_data).
@@ -215,13 +217,10 @@ static void ws_restart_hash(struct sigfs_fs *fs, struct wstate *w, const char *k
  * reference). It is signed settle_ms from now unless modified again; the
  * settle list keeps it alive until then, whether or not handles stay open.
  */
-static void settle_arm(struct sigfs_fs *fs, struct wstate *w)
+static void settle_arm_ms(struct sigfs_fs *fs, struct wstate *w, unsigned ms)
 {
-	unsigned ms = fs->cfg->settle_ms;
 	struct timespec *t = &w->settle_at;
 
-	if (!ms)
-		return;
 	if (!w->settle_ref) {
 		ws_hold(fs, w);
 		w->settle_ref = true;
@@ -241,6 +240,12 @@ static void settle_arm(struct sigfs_fs *fs, struct wstate *w)
 		pthread_cond_signal(&fs->settle_cond);
 	}
 	pthread_mutex_unlock(&fs->settle_lock);
+}
+
+static void settle_arm(struct sigfs_fs *fs, struct wstate *w)
+{
+	if (fs->cfg->settle_ms)
+		settle_arm_ms(fs, w, fs->cfg->settle_ms);
 }
 
 /* Take w off the settle list (settle_lock held); false if it was not on it. */
@@ -981,7 +986,9 @@ static void settle_due(struct sigfs_fs *fs, struct wstate *w)
 	again = w->settling;
 	pthread_mutex_unlock(&fs->settle_lock);
 	if (!again) {
-		settle_submit(fs, w);
+		/* Without settle_ms only a carried write settles; back open, its close signs it. */
+		if (fs->cfg->settle_ms || w->writers == 0)
+			settle_submit(fs, w);
 		w->settle_ref = false;
 	}
 	pthread_mutex_unlock(&w->lock);
@@ -1048,7 +1055,7 @@ static void *settle_main(void *arg)
  */
 static void settle_forget(struct sigfs_fs *fs, uint64_t ino)
 {
-	struct wstate *w = fs->cfg->settle_ms ? ws_find(fs, ino) : NULL;
+	struct wstate *w = ws_find(fs, ino);
 	bool taken;
 
 	if (!w)
@@ -1071,16 +1078,43 @@ static void settle_forget(struct sigfs_fs *fs, uint64_t ino)
 	ws_put(fs, w);
 }
 
-/* Start the settle thread, with settle_ms. 0 or -errno. */
+/*
+ * Start the settle thread (also without settle_ms: writes carried over a
+ * worker restart settle, sigfs_fs_take_write). 0 or -errno.
+ */
 static int settle_start(struct sigfs_fs *fs)
 {
 	int r;
 
-	if (!fs->cfg->settle_ms)
-		return 0;
 	r = -pthread_create(&fs->settle_thread, NULL, settle_main, fs);
 	fs->settle_started = r == 0;
 	return r;
+}
+
+/*
+ * A write the last worker left unfinished, taken over after a restart on a
+ * kept mount (sigfs_engine_unfinished, fs/keeper.h): its writer may still be
+ * writing, or may have closed the file while no worker served. It settles:
+ * signed once nothing modified it for settle_ms, or CARRY_MS without
+ * settle_ms (then a writer that shows up first signs it at its close).
+ */
+void sigfs_fs_take_write(void *arg, const struct sigfs_submit *s)
+{
+	struct sigfs_fs *fs = arg;
+	struct wstate *w = ws_get(fs, s->ino);
+
+	if (!w) {
+		log_err("key %s: cannot take over an unfinished write: out of memory", s->key);
+		return;         /* still journaled: the next start gives it NAME.err */
+	}
+	pthread_mutex_lock(&w->lock);
+	w->dirty = true;
+	w->jid = s->id;
+	w->uid = s->uid;
+	w->seq = false;
+	settle_arm_ms(fs, w, fs->cfg->settle_ms ? fs->cfg->settle_ms : CARRY_MS);
+	pthread_mutex_unlock(&w->lock);
+	ws_put(fs, w);
 }
 
 /* --- files --------------------------------------------------------------------------- */

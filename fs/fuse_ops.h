@@ -25,6 +25,11 @@ extern const struct fuse_lowlevel_ops sigfs_fuse_ops;
  */
 int sigfs_fs_new(const struct sigfs_config *cfg, struct sigfs_keys *ks, struct sigfs_engine *eng,
 		 struct sigfs_fs **out);
+/*
+ * After a worker restart on a kept mount: take over a write the last worker
+ * left unfinished (a sigfs_take_fn for sigfs_engine_unfinished; arg is fs).
+ */
+void sigfs_fs_take_write(void *arg, const struct sigfs_submit *s);
 /* The session fs serves, once it exists: the kernel is told through it to forget entries. */
 void sigfs_fs_set_session(struct sigfs_fs *fs, struct fuse_session *se);
 /*

@@ -232,7 +232,7 @@ static int serve(const struct sigfs_config *cfg, struct sigfs_engine *eng, struc
 		snprintf(err, SIGFS_ERRLEN, "cannot set the signal handlers");
 	else if ((r = keeper_attach(se, &o->keeper, err)) >= 0) {
 		/* On a new mount nobody can still be writing what the last run left. */
-		sigfs_engine_unfinished(eng, NULL, NULL);
+		sigfs_engine_unfinished(eng, r == 1 ? sigfs_fs_take_write : NULL, fs);
 		r = run(se, cfg, o);
 	}
 	/*

@@ -1428,7 +1428,8 @@ void sigfs_engine_unfinished(struct sigfs_engine *e, sigfs_take_fn take, void *a
 		if (v[i].op != 'W')
 			continue;
 		n++;
-		if (take) {
+		/* Inode 0: it was being created; only its name says which file it is. */
+		if (take && v[i].ino != 0) {
 			take(arg, &s);
 			continue;
 		}

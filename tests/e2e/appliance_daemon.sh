@@ -117,16 +117,6 @@ wait_refused() {
 
 hex() { od -An -v -tx1 "$1" | tr -d ' \n'; }
 
-# wait_until CMD...: SIGHUP is handled asynchronously: retry CMD for up to 5 s.
-wait_until() {
-	local i
-	for i in $(seq 1 50); do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
 # sign_verify KEY SCHEME DIGEST: sign a digest of a fresh file and verify it with
 # openssl, against KEY's public key as first fetched (so also across restarts).
 sign_verify() {

@@ -25,6 +25,16 @@ sigfs_dirs() {
 	SIGFS_WORKER=
 }
 
+# wait_until CMD...: retry CMD (quietly) for up to 20 s; its last status.
+wait_until() {
+	local i
+	for i in $(seq 1 400); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	"$@"
+}
+
 # wait_mount PID MOUNTPOINT: wait up to 10 s for PID to mount MOUNTPOINT: 0 when
 # mounted, 1 when PID exited first (reaped), 2 when neither happened.
 wait_mount() {

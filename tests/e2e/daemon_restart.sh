@@ -82,8 +82,37 @@ restart hup
 restart term
 restart kill9
 
+# A writer that closes its file while no worker serves: the new worker takes
+# its write over from the journal (no NAME.err, "write it again"), and signs
+# it once nothing modified it for a while (2 s without settle_ms).
+f=$MNT/k/closed-meanwhile.bin
+# One descriptor, no close before the restart (a shell's >&7 closes a copy, which signs).
+python3 - "$f" "$T/part1" "$T/go" <<'PY' &
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+os.write(fd, open(sys.argv[2], "rb").read())
+open(sys.argv[3] + ".written", "w").close()
+while not os.path.exists(sys.argv[3]):
+    time.sleep(0.05)
+os.close(fd)
+PY
+writer=$!
+check "fixture: the writer wrote" wait_until test -e "$T/go.written"
+check_fails "fixture: not signed before its close" ls "$f.sig"
+w=$(worker)
+kill -STOP "$w"
+kill -9 "$w"
+touch "$T/go"
+check "closed meanwhile: the writer's close returns 0" wait "$writer"
+check "closed meanwhile: a new worker serves the mount" new_worker "$w"
+check "closed meanwhile: the file is signed over its bytes" signed "$f"
+check "closed meanwhile: it is the same content" cmp "$f" "$T/part1"
+check_fails "closed meanwhile: no .err" ls "$f.err"
+check "closed meanwhile: the log says the write was taken over" \
+	grep -q "journal: took over 1 unfinished writes" "$LOG"
+
 # Each restart started exactly one new worker.
-check "three restarts, three new workers" test "$(grep -c "serves the mount again" "$LOG")" -eq 3
+check "four restarts, four new workers" test "$(grep -c "serves the mount again" "$LOG")" -eq 4
 
 # A worker that cannot start: the keeper tries 5 times, then unmounts and exits 1.
 chown nobody "$STATE"

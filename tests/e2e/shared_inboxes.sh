@@ -37,15 +37,6 @@ signing_now() {
 	grep -q '^queue: .* 1 signing' "$MNT/.ctl/status"
 }
 
-wait_until() {
-	local i
-	for i in $(seq 1 400); do
-		"$@" && return 0
-		sleep 0.05
-	done
-	return 1
-}
-
 # --- 1. truncating a file while it is signed does not take the daemon down --------------------
 # Ed25519 signs the whole file; the daemon used to map it, and a member who
 # truncates it meanwhile killed the daemon (SIGBUS) and the mount with it.
