@@ -22,19 +22,9 @@ SIGFS=${SIGFS:-$(dirname "$SIGFSD")/sigfs}
 STORY_START=$(date +%s.%N)
 
 # The settings docs/nfs.md recommends: NFS has no close() to wait on, and a
-# file is signed once nothing wrote to it for settle_ms. A sigfsd older than
-# settle_ms refuses the setting (unknown settings are errors), so it is set
-# when this sigfsd knows it; the slow writer below fails without it.
+# file is signed once nothing wrote to it for settle_ms.
 conf_set sigfs wait_on_close no
-if grep -qa settle_ms "$SIGFSD"; then
-	conf_set sigfs settle_ms 1000
-fi
-# `sigfs wait` checks outputs through the mount (it works on local paths, not
-# over libnfs); used when this sigfs client has it.
-HAS_SIGFS_WAIT=no
-if grep -q 'sigfs wait' <<<"$("$SIGFS" 2>&1)"; then
-	HAS_SIGFS_WAIT=yes
-fi
+conf_set sigfs settle_ms 1000
 
 start_sigfs
 make_key nfs
@@ -86,7 +76,6 @@ fuse_wait() {
 }
 
 check_fuse_wait() {
-	[ "$HAS_SIGFS_WAIT" = yes ] || return 0
 	check "$1: sigfs wait through the mount exits $2" fuse_wait "$2" "${@:3}"
 }
 

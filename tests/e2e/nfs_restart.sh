@@ -12,9 +12,7 @@
 . "$(dirname "$0")/nfslib.sh"
 
 conf_set sigfs wait_on_close no
-if grep -qa settle_ms "$SIGFSD"; then
-	conf_set sigfs settle_ms 1000
-fi
+conf_set sigfs settle_ms 1000
 start_sigfs
 make_key nfs
 nfs_start nfs
@@ -130,5 +128,12 @@ done
 
 check "ganesha logged no error: the restarts were invisible to it" nfs_log_clean
 nfs_stop
-stop_sigfs
+# The keeper's exit status remembers the workers killed above (fs/keeper.h).
+pid=$SIGFS_PID
+SIGFS_PID=
+fusermount3 -u "$MNT"
+rc=0
+wait "$pid" || rc=$?
+check "at the end the keeper exits 1: two workers were killed while it ran" test "$rc" -eq 1
+check "and says so" grep -q "2 workers ended abnormally while sigfsd ran" "$LOG"
 done_testing
