@@ -73,14 +73,10 @@ static bool mount_gone(int fd)
 	return poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
 }
 
-/* Report readiness to whoever started a detached sigfsd, and leave its terminal. */
-static void report_ready(int fd)
+void keeper_leave_terminal(void)
 {
 	int null = open("/dev/null", O_RDWR);
 
-	if (write(fd, "", 1) != 1)
-		log_warn("cannot report readiness to the starting process");
-	close(fd);
 	if (null >= 0) {
 		dup2(null, STDIN_FILENO);
 		dup2(null, STDOUT_FILENO);
@@ -88,6 +84,15 @@ static void report_ready(int fd)
 		if (null > STDERR_FILENO)
 			close(null);
 	}
+}
+
+/* Report readiness to whoever started a detached sigfsd, and leave its terminal. */
+static void report_ready(int fd)
+{
+	if (write(fd, "", 1) != 1)
+		log_warn("cannot report readiness to the starting process");
+	close(fd);
+	keeper_leave_terminal();
 }
 
 struct keeper {

@@ -50,6 +50,9 @@ int keeper_run(int argc, char **argv, struct fuse_args *args, const char *mnt, i
  */
 int keeper_attach(struct fuse_session *se, const struct keeper_fds *k, char *err);
 
+/* A detached keeper or worker that serves stops using the terminal it was started from. */
+void keeper_leave_terminal(void);
+
 /* In the worker: tell the keeper it serves. */
 void keeper_ready(const struct keeper_fds *k);
 

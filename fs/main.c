@@ -84,20 +84,6 @@ static int detach(void)
 	return p[1];
 }
 
-/* A detached worker that serves stops using the terminal it was started from. */
-static void leave_terminal(void)
-{
-	int null = open("/dev/null", O_RDWR);
-
-	if (null >= 0) {
-		dup2(null, STDIN_FILENO);
-		dup2(null, STDOUT_FILENO);
-		dup2(null, STDERR_FILENO);
-		if (null > STDERR_FILENO)
-			close(null);
-	}
-}
-
 /*
  * Open the state directory by the path-safety rule (common/safedir.h), once,
  * and everything in it relative to that descriptor: the audit log, the key
@@ -199,7 +185,7 @@ static int run(struct fuse_session *se, const struct sigfs_config *cfg, const st
 	log_info("serving %s (state in %s, %u workers)", o->mnt, cfg->state_dir, cfg->workers);
 	keeper_ready(&o->keeper);
 	if (!o->foreground) {
-		leave_terminal();
+		keeper_leave_terminal();
 		sigfs_log_init(true, (enum sigfs_log_level)cfg->log_level);
 	}
 	loop = fuse_loop_cfg_create();
