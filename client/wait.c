@@ -7,7 +7,10 @@
  * places it by rename. So an output whose mtime equals FILE's current mtime,
  * to the nanosecond, is the output for FILE's current content: no public key,
  * no knowledge of the key's format, and a stale output (the old version's
- * .sig still in an NFS client's cache) is never taken (decision 63).
+ * .sig still in an NFS client's cache) is never taken (decision 63). The
+ * daemon also gives an output to its input's owner, and nobody but root can
+ * make a file another user owns: an output counts only when it has FILE's
+ * owner, so another user cannot plant one (with a forged time) for FILE.
  *
  * Each round opens FILE and each candidate output and stats the open file:
  * under NFS close-to-open consistency, open() revalidates the attributes a
@@ -132,11 +135,12 @@ static int fresh_stat(int fd, struct stat *st)
 	struct statx sx;
 
 	if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_FORCE_SYNC,
-		  STATX_TYPE | STATX_SIZE | STATX_MTIME, &sx) < 0)
+		  STATX_TYPE | STATX_SIZE | STATX_MTIME | STATX_UID, &sx) < 0)
 		return errno == ENOSYS ? fstat(fd, st) : -1;
 	memset(st, 0, sizeof(*st));
 	st->st_mode = sx.stx_mode;
 	st->st_size = (off_t)sx.stx_size;
+	st->st_uid = sx.stx_uid;
 	st->st_mtim.tv_sec = sx.stx_mtime.tv_sec;
 	st->st_mtim.tv_nsec = sx.stx_mtime.tv_nsec;
 	return 0;
@@ -150,7 +154,7 @@ static bool same_mtime(const struct stat *a, const struct stat *b)
 
 /*
  * Open base + suffix in dirfd; true when it is a regular file, non-empty,
- * with in's mtime. If fdp, the open file is left there (else closed).
+ * with in's mtime and in's owner. If fdp, the open file is left there (else closed).
  */
 static bool output_for(int dirfd, const char *base, const char *suffix, const struct stat *in,
 		       int *fdp)
@@ -165,7 +169,7 @@ static bool output_for(int dirfd, const char *base, const char *suffix, const st
 	if (fd < 0)
 		return false;
 	ok = fresh_stat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
-	     same_mtime(&st, in);
+	     same_mtime(&st, in) && st.st_uid == in->st_uid;
 	if (ok && fdp)
 		*fdp = fd;
 	else

@@ -210,6 +210,17 @@ mv -f "$P/fw.bin.sig.tmp" "$P/fw.bin.sig"
 touch -r "$P/fw.bin" "$P/fw.bin.sig"
 check "an empty .sig with the file's mtime is not a signature (3)" \
 	status_is 3 "$SIGFS" wait --timeout 0 "$P/fw.bin"
+ensure_user sw-mallory
+cp -p "$IN/fw.bin" "$P/own.bin"
+echo "forged" >"$P/own.bin.sig"
+chown sw-mallory "$P/own.bin.sig"
+touch -r "$P/own.bin" "$P/own.bin.sig"
+check "a .sig with the file's mtime but another owner is not taken (3)" \
+	status_is 3 "$SIGFS" wait --timeout 0 "$P/own.bin"
+chown --reference="$P/own.bin" "$P/own.bin.sig"
+touch -r "$P/own.bin" "$P/own.bin.sig"
+check "the same .sig, given the file's owner, is (0)" \
+	status_is 0 "$SIGFS" wait --timeout 0 "$P/own.bin"
 echo x >"$P/other.bin"
 echo sig >"$P/other.bin.minisig"
 touch -r "$P/other.bin" "$P/other.bin.minisig"
