@@ -937,6 +937,28 @@ static void handle_release(struct sigfs_fs *fs, fuse_ino_t ino, struct handle *h
 	handle_free(fs, h);
 }
 
+/*
+ * A descriptor of file n's backing file opened with flags, or -errno:
+ * -ESTALE when the name holds another file now.
+ */
+static int open_backing(struct sigfs_fs *fs, const struct fs_node *n, int flags)
+{
+	char path[FS_PATH_MAX];
+	struct stat st;
+	int fd, r = backing_path(n, path);
+
+	if (r < 0)
+		return r;
+	fd = openat(sigfs_keys_inbox_root(fs->ks), path, flags | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || st.st_ino != n->id) {
+		close(fd);
+		return -ESTALE;
+	}
+	return fd;
+}
+
 /* --- settle_ms: signing what nothing modified for a while ------------------------------ */
 
 /*
@@ -945,10 +967,8 @@ static void handle_release(struct sigfs_fs *fs, fuse_ino_t ino, struct handle *h
  */
 static void settle_submit(struct sigfs_fs *fs, struct wstate *w)
 {
-	char path[FS_PATH_MAX];
 	struct fs_node n;
-	struct stat st;
-	int fd = -1, r;
+	int fd, r;
 
 	if (!w->dirty)
 		return;
@@ -959,12 +979,7 @@ static void settle_submit(struct sigfs_fs *fs, struct wstate *w)
 		return;
 	}
 	/* submit() checks the size on a descriptor: a streamed hash spares reading the file. */
-	if (backing_path(&n, path) == 0)
-		fd = openat(sigfs_keys_inbox_root(fs->ks), path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0 && (fstat(fd, &st) < 0 || st.st_ino != w->ino)) {
-		close(fd);
-		fd = -1;
-	}
+	fd = open_backing(fs, &n, O_RDONLY);
 	/* The audit's uid is the last modifier's, as for a release. */
 	r = submit(fs, &n, w, fd, w->uid, NULL);
 	if (r < 0)
@@ -1140,28 +1155,6 @@ static int open_write_state(struct sigfs_fs *fs, struct handle *h, const struct 
 	}
 	pthread_mutex_unlock(&h->ws->lock);
 	return r;
-}
-
-/*
- * A descriptor of file n's backing file opened with flags, or -errno:
- * -ESTALE when the name holds another file now.
- */
-static int open_backing(struct sigfs_fs *fs, const struct fs_node *n, int flags)
-{
-	char path[FS_PATH_MAX];
-	struct stat st;
-	int fd, r = backing_path(n, path);
-
-	if (r < 0)
-		return r;
-	fd = openat(sigfs_keys_inbox_root(fs->ks), path, flags | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0 || st.st_ino != n->id) {
-		close(fd);
-		return -ESTALE;
-	}
-	return fd;
 }
 
 /*
