@@ -300,9 +300,19 @@ int keeper_run(int argc, char **argv, struct fuse_args *args, const char *mnt, i
 static int first_init(struct fuse_session *se, int init, char *err)
 {
 	struct fuse_buf b = { 0 };
-	int n = fuse_session_receive_buf(se, &b);
-	const struct fuse_in_header *h = b.mem;
+	const struct fuse_in_header *h;
+	int n;
 
+	/* A signal (EINTR) is no answer; 0: the mount went away (or we were told to stop). */
+	do
+		n = fuse_session_receive_buf(se, &b);
+	while (n == -EINTR || n == -EAGAIN);
+	h = b.mem;
+	if (n <= 0) {
+		free(b.mem);
+		return sigfs_seterr(err, n < 0 ? n : -ENODEV, "the mount went away before it was "
+				    "served%s%s", n < 0 ? ": " : "", n < 0 ? strerror(-n) : "");
+	}
 	if (n < (int)sizeof(*h) || h->opcode != FUSE_INIT) {
 		free(b.mem);
 		return sigfs_seterr(err, -EPROTO, "the mount did not start with FUSE_INIT");
