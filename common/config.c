@@ -274,6 +274,11 @@ static int check_names(const dictionary *ini, const char *path, char *err)
 		if (!k)
 			continue;
 		colon = strchr(k, ':');
+		/* iniparser keeps a section as a key without a value and joins section and
+		 * setting with ':', so "[sigfs:workers]" would read as a setting with no value. */
+		if (!ini->val[i] && colon)
+			return sigfs_seterr(err, -EINVAL, "%s: [%s]: a section name with ':'", path,
+					    k);
 		seclen = colon ? (size_t)(colon - k) : strlen(k);
 		if (seclen > strlen(BACKEND_SECTION) &&
 		    strncmp(k, BACKEND_SECTION, strlen(BACKEND_SECTION)) == 0)

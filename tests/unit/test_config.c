@@ -361,6 +361,11 @@ static void test_unknown_names(void **state)
 		/* Found by fuzz_config: the empty section name crashed the check. */
 		{ "[]\n", "[]: a section without a name" },
 		{ "[]\nworkers = 2\n", "[]: a section without a name" },
+		/* Found by fuzz_config in CI: a section named like a setting ("sigfs:workers")
+		 * is a key with no value, and the setting read NULL. */
+		{ "[sigfs:workers]\n", "[sigfs:workers]: a section name with ':'" },
+		{ "[sigfs]\n[sigfs:state_dir]\n", "[sigfs:state_dir]: a section name with ':'" },
+		{ "[backend x:y]\ntype = soft\n", "[backend x:y]: a section name with ':'" },
 		{ "[sigfs]\nworkers\n", "syntax error" },
 		{ "[sigfs\nworkers = 2\n", "syntax error" },
 	};
