@@ -13,6 +13,8 @@
 # holds at most 300 files and 1 MiB, and prints one line per target:
 # executions, seconds, exec/s, coverage (libFuzzer's cov: and ft:), corpus
 # files and size, result. The table is kept in BUILD/fuzz-long/summary.txt.
+# SIGFS_FUZZ_MAX_LEN (16384) bounds the inputs of the run (run.sh); the merge
+# keeps inputs up to 16384 bytes either way.
 # Fails when a target had a finding (the input is in BUILD/fuzz-long/NAME/).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -13,6 +13,7 @@
 # or a header it includes changed. Unset: OUTDIR/obj, for this target alone.
 # SIGFS_FUZZ_RUNS: stop after that many executions instead of after
 # SIGFS_FUZZ_TIME (tests/fuzz/long.sh).
+# SIGFS_FUZZ_MAX_LEN: the largest input libFuzzer makes (16384).
 set -euo pipefail
 usage="usage: run.sh TARGET CORPUS OUTDIR SOURCE..."
 target=${1:?$usage}
@@ -21,6 +22,7 @@ out=${3:?$usage}
 shift 3
 src=${SIGFS_SRC:?set SIGFS_SRC to the source tree}
 seconds=${SIGFS_FUZZ_TIME:-30}
+max_len=${SIGFS_FUZZ_MAX_LEN:-16384}
 obj=${SIGFS_FUZZ_OBJ:-$out/obj}
 
 if ! command -v clang >/dev/null; then
@@ -89,7 +91,7 @@ else
 	what="${seconds}s"
 fi
 # New inputs go to $out/corpus; the seeds in the source tree are only read.
-"$out/$target" "${limit[@]}" -max_len=16384 -timeout=10 \
+"$out/$target" "${limit[@]}" -max_len="$max_len" -timeout=10 \
 	-rss_limit_mb=2048 -print_final_stats=1 "${dictopt[@]}" \
 	-artifact_prefix="$out/" "$out/corpus" "$src/tests/fuzz/$corpus" 2>&1 |
 	tee "$out/fuzz.log" | grep -E "^(INFO: Seed|#[0-9]+ +DONE|Done|stat::number_of_executed_units)|ERROR|SUMMARY|crash-|leak-|timeout-" || true
