@@ -22,10 +22,11 @@ bench_workdir() {
 	sigfs_dirs "$W"
 }
 
-# start_sigfs: sigfsd ($SIGFSD) on $CONF, $STATE and $MNT, output in $LOG,
-# in the background; returns once mounted, dies if it is not.
+# start_sigfs [ARGS...]: sigfsd ($SIGFSD) on $CONF, $STATE and $MNT (ARGS
+# before the mount point, e.g. --spool DIR), output in $LOG, in the
+# background; returns once mounted, dies if it is not.
 start_sigfs() {
-	"$SIGFSD" --foreground --config "$CONF" --state-dir "$STATE" "$MNT" >>"$LOG" 2>&1 &
+	"$SIGFSD" --foreground --config "$CONF" --state-dir "$STATE" "$@" "$MNT" >>"$LOG" 2>&1 &
 	SIGFS_PID=$!
 	local rc=0
 	wait_mount "$SIGFS_PID" "$MNT" || rc=$?

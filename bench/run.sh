@@ -10,7 +10,9 @@
 #  (c) (d) (e) per backend (pkcs11, nethsm, appliance): bench/backends.sh, run
 #      at the end with this build.
 #  (f) one user's stream of large files vs another user's small files:
-#      bench/fairness.sh, run last with this build.
+#      bench/fairness.sh, run with this build.
+#  (g) small files through the spool (sigfsd --spool) vs openssl on one core
+#      and vs the mount: bench/spool.sh, run last with this build.
 #
 # Every figure is the median of REPEAT runs; baselines are measured in the
 # same run. See bench/README.md.
@@ -25,6 +27,7 @@
 #   BENCH_NO_BUILD set to 1 to skip the meson build (use build-bench as is)
 #   BENCH_BACKENDS set to 0 to skip bench/backends.sh (its own knobs: see there)
 #   BENCH_FAIRNESS set to 0 to skip bench/fairness.sh (its own knobs: see there)
+#   BENCH_SPOOL    set to 0 to skip bench/spool.sh (its own knobs: see there)
 set -euo pipefail
 BENCH_NAME=bench
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -265,4 +268,10 @@ fi
 if [ "${BENCH_FAIRNESS:-1}" != 0 ]; then
 	echo
 	bash "$SRC/bench/fairness.sh" "$BUILD" || die "bench/fairness.sh failed (its output is above)"
+fi
+
+# --- (g): the spool, with its own daemon and work dir ------------------------------------
+if [ "${BENCH_SPOOL:-1}" != 0 ]; then
+	echo
+	bash "$SRC/bench/spool.sh" "$BUILD" || die "bench/spool.sh failed (its output is above)"
 fi

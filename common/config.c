@@ -96,6 +96,14 @@ static int set_state_dir(struct sigfs_config *cfg, const char *s, char *why)
 	return copy_str(cfg->state_dir, sizeof(cfg->state_dir), s, false, why);
 }
 
+static int set_spool_dir(struct sigfs_config *cfg, const char *s, char *why)
+{
+	/* Empty: no spool. Absolute like state_dir: the daemon changes directory. */
+	if (s[0] != '\0' && s[0] != '/')
+		return sigfs_seterr(why, -EINVAL, "not an absolute path");
+	return copy_str(cfg->spool_dir, sizeof(cfg->spool_dir), s, true, why);
+}
+
 static int set_admin_group(struct sigfs_config *cfg, const char *s, char *why)
 {
 	return copy_str(cfg->admin_group, sizeof(cfg->admin_group), s, true, why);
@@ -239,6 +247,7 @@ static const struct setting settings[] = {
 	{ "keys", "backend", "soft", set_backend },
 	{ "keys", "inbox_mode", "1770", set_inbox_mode },
 	{ "keys", "inbox_group", "", set_inbox_group },
+	{ "spool", "dir", "", set_spool_dir },
 };
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
 

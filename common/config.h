@@ -35,6 +35,9 @@ struct sigfs_config {
 	mode_t inbox_mode;              /* inbox_mode = 1770 */
 	char inbox_group[64];           /* inbox_group = "" (empty: the admin group) */
 	gid_t inbox_gid;                /* resolved */
+
+	/* [spool] (docs/spool.md) */
+	char spool_dir[4096];           /* dir = "" (empty: no spool; sigfsd --spool DIR sets it) */
 	void *ini;                      /* the parsed dictionary (iniparser), for backends */
 };
 

@@ -43,6 +43,8 @@
 #define DEFER_FIRST_MS 500                  /* retrying a job that found no space */
 #define DEFER_MAX_MS 5000
 #define JOB_YIELD 1                         /* run_job: the job gave its worker up */
+#define JOB_RETRY 2                         /* run_job: a spool job starts again (same_file) */
+#define RETRY_MAX 3
 
 enum input_kind { IN_FILE, IN_DIGEST, IN_REQUEST };
 
@@ -99,6 +101,10 @@ struct job {
 	struct timespec not_before;         /* a deferred job waits until then */
 	void (*done)(void *arg, int result);
 	void *arg;
+	bool spool;                         /* a spool job (engine.h): not journaled */
+	unsigned retries;                   /* times it started again (JOB_RETRY) */
+	int sdir;                           /* its inbox (spool jobs), else -1 */
+	int (*admit)(const struct stat *dir, const struct stat *file, char *err);
 	struct lane *lane;
 	struct job *next;                   /* its flow, or the lane's delayed list (lock) */
 	struct job *lprev, *lnext;          /* the live list (out_lock) */
@@ -268,8 +274,22 @@ static int sibling(int dirfd, const char *name, sigfs_sibling_fn cb, void *arg)
 	return cb(arg, name, &st);
 }
 
+/* A descriptor of key's inbox: a duplicate of dir, or (dir < 0) the key store's. */
+static int inbox_dir(struct sigfs_engine *e, const char *key, int dir)
+{
+	if (dir >= 0)
+		return fcntl(dir, F_DUPFD_CLOEXEC, 0);
+	return openat(e->inbox_root, key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
 int sigfs_engine_siblings(struct sigfs_engine *e, const char *key, const char *name,
 			  sigfs_sibling_fn cb, void *arg)
+{
+	return sigfs_engine_siblings_at(e, key, -1, name, cb, arg);
+}
+
+int sigfs_engine_siblings_at(struct sigfs_engine *e, const char *key, int dir, const char *name,
+			     sigfs_sibling_fn cb, void *arg)
 {
 	char base[NAME_MAX_LEN + 1], cand[NAME_MAX_LEN + 32];
 	const struct sigfs_digest *d;
@@ -281,7 +301,7 @@ int sigfs_engine_siblings(struct sigfs_engine *e, const char *key, const char *n
 	    sigfs_keys_get(e->ks, key, &k) < 0)
 		return 0;
 	output_base(&k, name, base);
-	dirfd = openat(e->inbox_root, key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	dirfd = inbox_dir(e, key, dir);
 	if (dirfd < 0)
 		return 0;
 	/* The other inputs whose outputs would have the same names. */
@@ -305,6 +325,36 @@ int sigfs_engine_siblings(struct sigfs_engine *e, const char *key, const char *n
 		r = sibling(dirfd, cand, cb, arg);
 	close(dirfd);
 	return r;
+}
+
+/* A descriptor of the job's inbox: the spool's directory, or the key store's inbox of its key. */
+static int job_dir(struct sigfs_engine *e, const struct job *j)
+{
+	if (j->spool)
+		return fcntl(j->sdir, F_DUPFD_CLOEXEC, 0);
+	return openat(e->inbox_root, j->key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/*
+ * Is st (the file now) the file the job signed (ast)? 0, -ECANCELED (other
+ * content: its own event brings its own job), or -ESTALE: for a spool job,
+ * only the ctime moved (chmod, chown, a hard link made meanwhile): no event
+ * brings a new job for that, so the job starts again (JOB_RETRY). The
+ * mount's inboxes are written through the front end, which marks a
+ * rewritten file's jobs stale: there the inode says enough.
+ */
+static int same_file(const struct job *j, const struct stat *st, const struct stat *ast)
+{
+	if (st->st_ino != j->ino)
+		return -ECANCELED;
+	if (!j->spool)
+		return 0;
+	if (st->st_ino != ast->st_ino || st->st_size != ast->st_size ||
+	    st->st_mtim.tv_sec != ast->st_mtim.tv_sec || st->st_mtim.tv_nsec != ast->st_mtim.tv_nsec)
+		return -ECANCELED;
+	if (st->st_ctim.tv_sec != ast->st_ctim.tv_sec || st->st_ctim.tv_nsec != ast->st_ctim.tv_nsec)
+		return -ESTALE;
+	return 0;
 }
 
 /* --- output files ------------------------------------------------------------ */
@@ -369,10 +419,11 @@ static int place_output(struct sigfs_engine *e, struct job *j, int dirfd, const 
 	if (r < 0)
 		goto fail;
 	pthread_mutex_lock(&e->out_lock);
-	if (j->stale || fstatat(dirfd, j->name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-	    st.st_ino != j->ino) {
+	if (j->stale || fstatat(dirfd, j->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		r = -ECANCELED;
-	} else if (what) {
+	else
+		r = same_file(j, &st, ast);
+	if (r == 0 && what) {
 		r = sigfs_audit_append(e->audit, "sign", j->key, j->uid, ast->st_uid, what->name,
 				       what->value, what->len, j->name);
 		if (r < 0 && r != -ENOSPC && r != -EDQUOT)
@@ -562,14 +613,23 @@ static int read_file(struct sigfs_engine *e, struct job *j, char *err)
 	return r;
 }
 
-/* Has the artifact changed since the job opened it? Then nothing is placed. */
-static bool artifact_changed(const struct job_io *io)
+/*
+ * Has the artifact changed since the job opened it? Then nothing is placed:
+ * -ECANCELED, or -ESTALE for a spool file whose ctime alone moved (same_file).
+ */
+static int artifact_changed(const struct job *j)
 {
+	const struct job_io *io = &j->io;
 	struct stat st;
 
-	return fstat(io->fd, &st) < 0 || st.st_size != io->st.st_size ||
-	       st.st_mtim.tv_sec != io->st.st_mtim.tv_sec ||
-	       st.st_mtim.tv_nsec != io->st.st_mtim.tv_nsec;
+	if (fstat(io->fd, &st) < 0 || st.st_size != io->st.st_size ||
+	    st.st_mtim.tv_sec != io->st.st_mtim.tv_sec ||
+	    st.st_mtim.tv_nsec != io->st.st_mtim.tv_nsec)
+		return -ECANCELED;
+	if (j->spool && (st.st_ctim.tv_sec != io->st.st_ctim.tv_sec ||
+			 st.st_ctim.tv_nsec != io->st.st_ctim.tv_nsec))
+		return -ESTALE;
+	return 0;
 }
 
 /* --- signing ------------------------------------------------------------------ */
@@ -767,15 +827,37 @@ static int sign_file(struct sigfs_engine *e, struct job *j, unsigned worker, str
 {
 	struct job_io *io = &j->io;
 	struct sigfs_format_input in = { .name = j->name, .now = sigfs_keys_now(e->ks), .state = io->h };
+	int r = artifact_changed(j);
 
-	if (artifact_changed(io))
-		return -ECANCELED;
+	if (r < 0)
+		return r;
 	note_state(what, io->h);
 	if (io->need_msg) {
 		in.message = io->msg;
 		in.message_len = (size_t)io->st.st_size;
 	}
 	return produce(e, &io->k, io->f, &in, worker, out, err);
+}
+
+/*
+ * A spool job's name before it is opened: what is not a regular file (a
+ * symbolic link, a FIFO, a device) is refused without opening it; its
+ * stat, for the NAME.err, stays in io->st.
+ */
+static int spool_precheck(struct job *j, char *err)
+{
+	struct job_io *io = &j->io;
+
+	if (fstatat(io->dirfd, j->name, &io->st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    io->st.st_ino != j->ino)
+		return -ECANCELED;
+	if (S_ISLNK(io->st.st_mode))
+		return sigfs_seterr(err, -EPERM, "symbolic links are refused: copy the file "
+				    "itself into the inbox");
+	if (!S_ISREG(io->st.st_mode))
+		return sigfs_seterr(err, -EPERM, "not a regular file (a FIFO, a device, a "
+				    "socket or a directory): refused");
+	return 0;
 }
 
 /* Open the job's artifact and find out what it is. */
@@ -792,15 +874,28 @@ static int job_open(struct sigfs_engine *e, struct job *j, char *err)
 	}
 	io->f = io->k.format;
 	io->kind = input_kind(&io->k, j->name);
-	io->dirfd = openat(e->inbox_root, j->key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	io->dirfd = job_dir(e, j);
 	if (io->dirfd < 0)
 		return -ECANCELED;
+	if (j->spool) {
+		int r = spool_precheck(j, err);
+
+		if (r < 0)
+			return r;
+	}
 	io->fd = openat(io->dirfd, j->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	/* Removed or replaced since: the replacement has its own job. */
 	if (io->fd < 0 || fstat(io->fd, &io->st) < 0 || io->st.st_ino != j->ino)
 		return -ECANCELED;
 	if (!S_ISREG(io->st.st_mode))
 		return sigfs_seterr(err, -EINVAL, "not a regular file");
+	if (j->spool && j->admit) {
+		struct stat dst;
+		int r = fstat(io->dirfd, &dst) < 0 ? -errno : j->admit(&dst, &io->st, err);
+
+		if (r < 0)
+			return r;
+	}
 	return io->kind == IN_FILE ? file_start(e, j, err) : 0;
 }
 
@@ -857,7 +952,7 @@ static int make_result(struct job *j, int r, char *err)
 		rd->is_sig = true;
 		return 0;
 	}
-	if (r == -ECANCELED || no_space(r))
+	if (r == -ECANCELED || r == -ESTALE || no_space(r))
 		return r;
 	if (j->io.st.st_ino != j->ino)
 		return -ECANCELED;
@@ -898,12 +993,12 @@ static int place_ready(struct sigfs_engine *e, struct job *j)
 	struct ready *rd = &j->ready;
 	int dirfd, r;
 
-	dirfd = openat(e->inbox_root, j->key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	dirfd = job_dir(e, j);
 	if (dirfd < 0)
 		return -ECANCELED;
 	r = place_output(e, j, dirfd, &rd->st, rd->suffix, rd->out.d, rd->out.len,
 			 rd->is_sig ? &rd->what : NULL);
-	if (r < 0 && rd->is_sig && r != -ECANCELED && !no_space(r)) {
+	if (r < 0 && rd->is_sig && r != -ECANCELED && r != -ESTALE && !no_space(r)) {
 		char line[SIGFS_ERRLEN + 2];
 		int n = snprintf(line, sizeof(line), "cannot write the signature: %s\n",
 				 strerror(-r));
@@ -918,7 +1013,8 @@ static int place_ready(struct sigfs_engine *e, struct job *j)
 
 /*
  * Run one turn of a job. Returns 0 (signed), JOB_YIELD (more to read, another
- * user waits), -ECANCELED (the artifact changed or went: nothing placed),
+ * user waits), JOB_RETRY (a spool file's ctime alone moved: start it again,
+ * a few times), -ECANCELED (the artifact changed or went: nothing placed),
  * -ENOSPC/-EDQUOT (no room for the copy, the output or the audit line: try
  * again later; a made output is kept for that), or another negative errno
  * (failed, NAME.err written).
@@ -947,7 +1043,9 @@ static int run_job(struct sigfs_engine *e, struct job *j, unsigned worker)
 out:
 	io_close(&j->io);
 	sbuf_free(&j->ready.out);
-	return r;
+	if (r == -ESTALE && j->retries++ < RETRY_MAX)
+		return JOB_RETRY;
+	return r == -ESTALE ? -ECANCELED : r;
 }
 
 /* --- lanes -------------------------------------------------------------------- */
@@ -966,6 +1064,8 @@ static void live_unlink(struct sigfs_engine *e, struct job *j)
 
 static void job_free(struct job *j)
 {
+	if (j->spool && j->sdir >= 0)
+		close(j->sdir);
 	io_close(&j->io);
 	sbuf_free(&j->ready.out);
 	sigfs_hasher_free(j->state);
@@ -1128,7 +1228,9 @@ static void *worker_main(void *p)
 
 		pthread_mutex_lock(&e->lock);
 		l->running--;
-		if (r == JOB_YIELD && !e->stopping && flow_push(l, j, true) == 0)
+		/* A yielding job keeps its place at the head of its flow; a retry goes last. */
+		if ((r == JOB_YIELD || r == JOB_RETRY) && !e->stopping &&
+		    flow_push(l, j, r == JOB_YIELD) == 0)
 			continue;
 		if (no_space(r) && !e->stopping) {
 			char esc[SIGFS_ESCAPED_MAX];
@@ -1143,7 +1245,7 @@ static void *worker_main(void *p)
 			pthread_mutex_lock(&e->lock);
 			continue;
 		}
-		if (r == JOB_YIELD || no_space(r)) {
+		if (r == JOB_YIELD || r == JOB_RETRY || no_space(r)) {
 			/* Stopping: the job stays journaled and is done at the next start. */
 			pthread_mutex_unlock(&e->lock);
 			live_unlink(e, j);
@@ -1157,7 +1259,8 @@ static void *worker_main(void *p)
 		else if (r != -ECANCELED)
 			e->failed_total++;
 		pthread_mutex_unlock(&e->lock);
-		sigfs_journal_done(e->journal, j->id);
+		if (!j->spool)
+			sigfs_journal_done(e->journal, j->id);
 		live_unlink(e, j);
 		job_report(j, r);
 		job_free(j);
@@ -1253,6 +1356,11 @@ static int enqueue(struct sigfs_engine *e, struct job *j)
 
 void sigfs_engine_forget(struct sigfs_engine *e, const char *key, const char *name)
 {
+	sigfs_engine_forget_at(e, key, -1, name);
+}
+
+void sigfs_engine_forget_at(struct sigfs_engine *e, const char *key, int dir, const char *name)
+{
 	char base[NAME_MAX_LEN + 1];
 	struct sigfs_key k;
 	int dirfd;
@@ -1261,11 +1369,14 @@ void sigfs_engine_forget(struct sigfs_engine *e, const char *key, const char *na
 	    sigfs_keys_get(e->ks, key, &k) < 0)
 		return;
 	output_base(&k, name, base);
-	dirfd = openat(e->inbox_root, key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	dirfd = inbox_dir(e, key, dir);
 	pthread_mutex_lock(&e->out_lock);
 	for (struct job *j = e->live; j; j = j->lnext) {
 		char jbase[NAME_MAX_LEN + 1];
 
+		/* A daemon has one spool: its jobs and the mount's never share outputs. */
+		if (j->spool != (dir >= 0))
+			continue;
 		output_base(&k, j->name, jbase);
 		if (strcmp(j->key, key) == 0 && strcmp(jbase, base) == 0)
 			__atomic_store_n(&j->stale, true, __ATOMIC_RELAXED);
@@ -1321,6 +1432,55 @@ void sigfs_engine_drop(struct sigfs_engine *e, uint64_t id)
 		sigfs_journal_done(e->journal, id);
 }
 
+/* A spool job: the engine's own copy of its directory, and queued without a journal record. */
+static int submit_spool(struct sigfs_engine *e, struct job *j, const struct sigfs_submit *s)
+{
+	int r;
+
+	j->spool = true;
+	j->admit = s->admit;
+	j->sdir = fcntl(s->dir, F_DUPFD_CLOEXEC, 0);
+	r = j->sdir < 0 ? -errno : enqueue(e, j);
+	if (r < 0)
+		job_free(j);
+	return r;
+}
+
+/* Is out in dirfd a regular file of st's owner, with st's mtime (an output for st's content)? */
+static bool output_is_for(int dirfd, const char *out, const struct stat *st)
+{
+	struct stat ost;
+
+	return fstatat(dirfd, out, &ost, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(ost.st_mode) &&
+	       ost.st_uid == st->st_uid && ost.st_mtim.tv_sec == st->st_mtim.tv_sec &&
+	       ost.st_mtim.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+bool sigfs_engine_output_current(struct sigfs_engine *e, const char *key, int dir,
+				 const char *name, const struct stat *st)
+{
+	char base[NAME_MAX_LEN + 1], out[NAME_MAX_LEN + 32];
+	const struct sigfs_format *f;
+	struct sigfs_key k;
+	bool current;
+	int dirfd;
+
+	if (strlen(name) > NAME_MAX_LEN || sigfs_keys_get(e->ks, key, &k) < 0)
+		return false;
+	output_base(&k, name, base);
+	dirfd = inbox_dir(e, key, dir);
+	if (dirfd < 0)
+		return false;
+	snprintf(out, sizeof(out), "%s.err", base);
+	current = output_is_for(dirfd, out, st);
+	for (size_t i = 0; !current && (f = sigfs_format_at(i)); i++) {
+		snprintf(out, sizeof(out), "%s%s", base, f->suffix);
+		current = output_is_for(dirfd, out, st);
+	}
+	close(dirfd);
+	return current;
+}
+
 int sigfs_engine_submit(struct sigfs_engine *e, const struct sigfs_submit *s)
 {
 	bool reported;
@@ -1345,6 +1505,9 @@ int sigfs_engine_submit(struct sigfs_engine *e, const struct sigfs_submit *s)
 	j->state = s->state;
 	j->done = s->done;
 	j->arg = s->arg;
+	j->sdir = -1;
+	if (s->spool)
+		return submit_spool(e, j, s);
 	r = sigfs_journal_append(e->journal, 'A', j->id, j->ino, j->uid, j->key, j->name);
 	reported = no_space(r);
 	if (reported) {

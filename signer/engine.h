@@ -54,6 +54,20 @@ struct sigfs_submit {
 	 */
 	void (*done)(void *arg, int result);
 	void *arg;
+	/*
+	 * A spool job (spool/, docs/spool.md): the artifact lies in dir, a
+	 * directory its users write directly (the engine keeps a duplicate of
+	 * the descriptor), not in the key store's inbox. Not journaled: the
+	 * spool's start-up scan finds a file without an up-to-date output again
+	 * (sigfs_engine_output_current). What is not a regular file is refused
+	 * (NAME.err) without being opened; a regular file is opened with
+	 * O_NOFOLLOW | O_NONBLOCK and admit() judges the opened file (NAME.err
+	 * with its reason when it returns < 0). Nothing is placed when the name's
+	 * inode, size, mtime or ctime differ from what was signed.
+	 */
+	bool spool;
+	int dir;
+	int (*admit)(const struct stat *dir, const struct stat *file, char *err);
 };
 
 /*
@@ -101,6 +115,9 @@ int sigfs_engine_name_check(const char *name, char *err);
 typedef int (*sigfs_sibling_fn)(void *arg, const char *name, const struct stat *st);
 int sigfs_engine_siblings(struct sigfs_engine *e, const char *key, const char *name,
 			  sigfs_sibling_fn cb, void *arg);
+/* The same for name in a spool inbox dir of key (dir < 0: the key store's inbox). */
+int sigfs_engine_siblings_at(struct sigfs_engine *e, const char *key, int dir, const char *name,
+			     sigfs_sibling_fn cb, void *arg);
 
 /*
  * Artifact name of key is being (re)written by uid: journal the write, then
@@ -119,6 +136,15 @@ int sigfs_engine_begun(struct sigfs_engine *e, uint64_t id, const char *key, con
  * queued or running for the same output names places one.
  */
 void sigfs_engine_forget(struct sigfs_engine *e, const char *key, const char *name);
+/* The same for name in a spool inbox dir of key (dir < 0: the key store's inbox). */
+void sigfs_engine_forget_at(struct sigfs_engine *e, const char *key, int dir, const char *name);
+/*
+ * Has input name of key in inbox dir (< 0: the key store's inbox), whose
+ * stat is st, an up-to-date output: a regular file with one of the output
+ * names of name, owned by st's owner, whose mtime is st's (decision 63)?
+ */
+bool sigfs_engine_output_current(struct sigfs_engine *e, const char *key, int dir,
+				 const char *name, const struct stat *st);
 /*
  * A fresh hash (signer/hasher.h) to run over an artifact of key while it is
  * written, of the kind its format signs; NULL when the format needs none (or

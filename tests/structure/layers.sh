@@ -8,6 +8,8 @@
 #   backends/   common/ protocol/
 #   signer/     common/ backends/
 #   fs/         common/ signer/          (fs/ never calls a backend)
+#   spool/      common/ signer/          (spool mode; fs/ and spool/ never include each other)
+#   daemon/     common/ signer/ fs/ spool/   (sigfsd's main: runs the mount, the spool or both)
 #   client/     common/ signer/
 #   appliance/  common/ protocol/        (the daemon: no backend, no signer)
 #
@@ -22,6 +24,8 @@ declare -A may=(
 	[backends]="common protocol"
 	[signer]="common backends"
 	[fs]="common signer"
+	[spool]="common signer"
+	[daemon]="common signer fs spool"
 	[client]="common signer"
 	[appliance]="common protocol"
 )

@@ -68,6 +68,7 @@ static void assert_defaults(const struct sigfs_config *c)
 	assert_string_equal(c->default_backend, "soft");
 	assert_int_equal(c->inbox_mode, 01770);
 	assert_string_equal(c->inbox_group, "");
+	assert_string_equal(c->spool_dir, "");
 	/* The inbox group defaults to the admin group, however that resolved. */
 	assert_int_equal(c->inbox_gid, c->admin_gid);
 }
@@ -140,6 +141,7 @@ static void test_shipped_file_is_the_defaults(void **state)
 	assert_non_null(shipped.ini);
 	assert_int_equal(iniparser_getsecnkeys(shipped.ini, "sigfs"), 9);
 	assert_int_equal(iniparser_getsecnkeys(shipped.ini, "keys"), 7);
+	assert_int_equal(iniparser_getsecnkeys(shipped.ini, "spool"), 1);
 	missing_path(missing, sizeof(missing));
 	assert_int_equal(sigfs_config_load_file(missing, true, &none, err), 0);
 	assert_defaults(&shipped);
@@ -173,7 +175,9 @@ static void test_every_setting_changed(void **state)
 		   "rsa_padding = pkcs1\n"
 		   "backend = hsm1\n"
 		   "inbox_mode = 750\n"
-		   "inbox_group = \"\"\n");
+		   "inbox_group = \"\"\n"
+		   "[spool]\n"
+		   "dir = /srv/spool\n");
 	if (sigfs_config_load(conf_path, &c, err) != 0)
 		fail_msg("%s", err);
 	assert_string_equal(c.state_dir, "/srv/state");
@@ -194,6 +198,7 @@ static void test_every_setting_changed(void **state)
 	assert_string_equal(c.default_backend, "hsm1");
 	assert_int_equal(c.inbox_mode, 0750);
 	assert_int_equal(c.inbox_gid, 0);
+	assert_string_equal(c.spool_dir, "/srv/spool");
 	sigfs_config_free(&c);
 }
 
@@ -322,6 +327,7 @@ static void test_bad_values(void **state)
 		{ "keys", "inbox_mode", "-770" },
 		{ "keys", "inbox_group",
 		  "a-group-name-that-is-far-too-long-for-any-system-to-have-it-at-all" },
+		{ "spool", "dir", "relative/spool" },
 	};
 
 	(void)state;

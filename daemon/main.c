@@ -1,25 +1,32 @@
 /*
  * main.c: sigfsd, the sigfs daemon.
  *
- *   sigfsd [--config FILE] [--state-dir DIR] [--foreground] [-o OPT] MOUNTPOINT
+ *   sigfsd [--config FILE] [--state-dir DIR] [--spool DIR] [--foreground] [-o OPT] [MOUNTPOINT]
  *   sigfsd --verify-audit FILE
  *
- * Runs as two processes (fs/keeper.h): the keeper mounts and holds the
- * mount; the worker, this program started again with --keeper-fds, loads
- * the configuration, opens the audit log, the key store and the engine
- * (which finishes what the journal says was left), then serves the mount
- * until it is unmounted or gets SIGINT/SIGTERM/SIGHUP. The keeper stops on
+ * With a MOUNTPOINT it runs as two processes (fs/keeper.h): the keeper
+ * mounts and holds the mount; the worker, this program started again with
+ * --keeper-fds, loads the configuration, opens the audit log, the key store
+ * and the engine (which finishes what the journal says was left), then
+ * serves the mount, and the spool if there is one (spool/spool.h), until it
+ * is unmounted or gets SIGINT/SIGTERM/SIGHUP. The keeper stops on
  * SIGINT/SIGTERM or when the mount is gone, and starts a new worker on the
  * same mount when one ends otherwise, or on SIGHUP.
+ *
+ * Without a MOUNTPOINT (--spool DIR, or [spool] dir) there is no FUSE and no
+ * keeper: one process serves the spool until SIGINT/SIGTERM, and starts
+ * again in place on SIGHUP.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <systemd/sd-daemon.h>
 
 #include "common/config.h"
 #include "common/err.h"
@@ -30,14 +37,18 @@
 #include "signer/audit.h"
 #include "signer/engine.h"
 #include "signer/keys.h"
+#include "spool/spool.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: sigfsd [--config FILE] [--state-dir DIR] [--foreground] [-o OPT] MOUNTPOINT\n"
+		"usage: sigfsd [--config FILE] [--state-dir DIR] [--spool DIR] [--foreground] [-o OPT] "
+		"[MOUNTPOINT]\n"
 		"       sigfsd --verify-audit FILE\n"
+		"  (a MOUNTPOINT, a spool directory, or both)\n"
 		"  -c, --config FILE     configuration (default " SIGFS_DEFAULT_CONFIG ")\n"
 		"  -s, --state-dir DIR   where keys' settings, inboxes and the journal live\n"
+		"  --spool DIR           also sign in DIR/KEY/, watched with inotify ([spool] dir)\n"
 		"  -f, --foreground      do not daemonize; log to stderr\n"
 		"  -o OPT[,OPT...]       FUSE mount options\n"
 		"  --verify-audit FILE   check the audit log's hash chain and exit\n");
@@ -108,7 +119,8 @@ static int open_state(const struct sigfs_config *cfg, struct sigfs_audit **audit
 }
 
 struct options {
-	const char *config, *state_dir, *mnt;
+	const char *config, *state_dir, *mnt;   /* mnt NULL: the spool alone */
+	const char *spool;
 	bool foreground;
 	bool worker;                  /* started by the keeper, with its descriptors */
 	struct keeper_fds keeper;
@@ -142,6 +154,7 @@ static int parse_options(int argc, char **argv, struct options *o, struct fuse_a
 		{ "state-dir", required_argument, NULL, 's' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "verify-audit", required_argument, NULL, 'V' },
+		{ "spool", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'v' },
 		{ KEEPER_FDS_OPTION, required_argument, NULL, 'K' },
@@ -153,6 +166,7 @@ static int parse_options(int argc, char **argv, struct options *o, struct fuse_a
 		switch (c) {
 		case 'c': o->config = optarg; break;
 		case 's': o->state_dir = optarg; break;
+		case 'S': o->spool = optarg; break;
 		case 'f': o->foreground = true; break;
 		case 'o': break;        /* taken below, once the command line is known good */
 		case 'V': return verify_audit(optarg);
@@ -167,10 +181,13 @@ static int parse_options(int argc, char **argv, struct options *o, struct fuse_a
 		default: usage(stderr); return 2;
 		}
 	}
-	if (optind != argc - 1) {
+	/* No MOUNTPOINT: the spool alone, if the configuration names one (spool_main). */
+	if (optind < argc - 1 || (optind == argc && o->worker)) {
 		usage(stderr);
 		return 2;
 	}
+	if (optind == argc)
+		return -1;
 	o->mnt = argv[optind];
 	mount_options(argv, optind, args);
 	return -1;
@@ -201,7 +218,7 @@ static int run(struct fuse_session *se, const struct sigfs_config *cfg, const st
  * exit code, or -1 with err set when it could not attach to the mount.
  */
 static int serve(const struct sigfs_config *cfg, struct sigfs_engine *eng, struct sigfs_fs *fs,
-		 struct fuse_args *args, const struct options *o, char *err)
+		 struct sigfs_spool *sp, struct fuse_args *args, const struct options *o, char *err)
 {
 	struct fuse_session *se;
 	int r = -1;
@@ -209,6 +226,7 @@ static int serve(const struct sigfs_config *cfg, struct sigfs_engine *eng, struc
 	se = fuse_session_new(args, &sigfs_fuse_ops, sizeof(sigfs_fuse_ops), fs);
 	if (!se) {
 		snprintf(err, SIGFS_ERRLEN, "bad FUSE options");
+		sigfs_spool_stop(sp);
 		sigfs_engine_stop(eng);
 		sigfs_fs_free(fs);
 		return -1;
@@ -228,6 +246,7 @@ static int serve(const struct sigfs_config *cfg, struct sigfs_engine *eng, struc
 	 * (sigfs_fs_stop). The keeper unmounts, not the worker.
 	 */
 	sigfs_fs_stop(fs);
+	sigfs_spool_stop(sp);
 	sigfs_engine_stop(eng);
 	sigfs_fs_free(fs);
 	fuse_remove_signal_handlers(se);
@@ -250,6 +269,13 @@ static int load_config(const struct options *o, struct sigfs_config *cfg, bool q
 	}
 	if (o->state_dir)
 		snprintf(cfg->state_dir, sizeof(cfg->state_dir), "%s", o->state_dir);
+	if (o->spool && (o->spool[0] != '/' || strlen(o->spool) >= sizeof(cfg->spool_dir))) {
+		log_err("--spool %s: not an absolute path", o->spool);
+		sigfs_config_free(cfg);
+		return -1;
+	}
+	if (o->spool)
+		snprintf(cfg->spool_dir, sizeof(cfg->spool_dir), "%s", o->spool);
 	sigfs_log_init(false, (enum sigfs_log_level)cfg->log_level);
 	return 0;
 }
@@ -281,6 +307,7 @@ static int keeper_main(int argc, char **argv, const struct options *o, struct fu
 static int worker_main(const struct options *o, struct fuse_args *args)
 {
 	struct sigfs_audit *audit = NULL;
+	struct sigfs_spool *sp = NULL;
 	struct sigfs_engine *eng = NULL;
 	struct sigfs_keys *ks = NULL;
 	char err[SIGFS_ERRLEN] = "";
@@ -292,12 +319,15 @@ static int worker_main(const struct options *o, struct fuse_args *args)
 		return 1;
 	if (open_state(&cfg, &audit, &ks, &eng, err) < 0)
 		goto out_err;
+	if (cfg.spool_dir[0] && sigfs_spool_start(&cfg, ks, eng, &sp, err) < 0)
+		goto out_err;
 	r = sigfs_fs_new(&cfg, ks, eng, &fs);
 	if (r < 0) {
 		sigfs_seterr(err, r, "cannot start: %s", strerror(-r));
+		sigfs_spool_stop(sp);
 		goto out_err;
 	}
-	r = serve(&cfg, eng, fs, args, o, err);
+	r = serve(&cfg, eng, fs, sp, args, o, err);
 	sigfs_keys_close(ks);
 	sigfs_audit_close(audit);
 	/* err holds a message only when serve failed; calls that succeed may leave text there. */
@@ -315,6 +345,90 @@ out_err:
 	return 1;
 }
 
+/* The spool's process is ready: tell whoever started it (report_fd, systemd). */
+static void spool_ready(const struct sigfs_config *cfg, int *report_fd)
+{
+	if (*report_fd >= 0) {
+		if (write(*report_fd, "", 1) != 1)
+			log_warn("cannot report readiness to the starting process");
+		close(*report_fd);
+		*report_fd = -1;
+		keeper_leave_terminal();
+		sigfs_log_init(true, (enum sigfs_log_level)cfg->log_level);
+	}
+	sd_notify(0, "READY=1");
+}
+
+/*
+ * One run of the spool alone: open the state, start the engine and the
+ * spool, wait for a signal in sigs (blocked in every thread), stop. 0 and
+ * the signal in *sig, or 1 if it could not start.
+ */
+static int spool_run(const struct options *o, const sigset_t *sigs, int *report_fd, int *sig)
+{
+	struct sigfs_audit *audit = NULL;
+	struct sigfs_engine *eng = NULL;
+	struct sigfs_spool *sp = NULL;
+	struct sigfs_keys *ks = NULL;
+	char err[SIGFS_ERRLEN] = "";
+	struct sigfs_config cfg;
+	int r = 1;
+
+	if (load_config(o, &cfg, false) < 0)
+		return 1;
+	if (!cfg.spool_dir[0])
+		snprintf(err, sizeof(err), "nothing to serve: give a MOUNTPOINT, --spool DIR, "
+			 "or [spool] dir in the configuration");
+	else if (open_state(&cfg, &audit, &ks, &eng, err) == 0) {
+		/* No mount: nobody can still be writing what the last run left in its inboxes. */
+		sigfs_engine_unfinished(eng, NULL, NULL);
+		r = sigfs_spool_start(&cfg, ks, eng, &sp, err) < 0;
+	}
+	if (r == 0) {
+		log_info("serving the spool %s (state in %s, %u workers)", cfg.spool_dir,
+			 cfg.state_dir, cfg.workers);
+		spool_ready(&cfg, report_fd);
+		while (sigwait(sigs, sig) != 0)
+			;
+		log_info("%s", *sig == SIGHUP ? "SIGHUP: starting again" : "stopping");
+		sigfs_spool_stop(sp);
+	} else {
+		log_err("%s", err);
+	}
+	sigfs_engine_stop(eng);
+	sigfs_keys_close(ks);
+	sigfs_audit_close(audit);
+	sigfs_config_free(&cfg);
+	return r;
+}
+
+/* The spool alone, without a mount: one process, SIGHUP starts it again in place. */
+static int spool_main(const struct options *o)
+{
+	int report_fd = -1, sig = SIGHUP, r = 0;
+	sigset_t sigs;
+
+	/* Before any thread exists: they all inherit the mask, sigwait() takes the signals. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (!o->foreground) {
+		report_fd = detach();
+		if (report_fd < 0) {
+			log_err("cannot detach: %s", strerror(errno));
+			return 1;
+		}
+	}
+	while (r == 0 && sig == SIGHUP)
+		r = spool_run(o, &sigs, &report_fd, &sig);
+	sd_notify(0, "STOPPING=1");
+	log_info("stopped");
+	return r;
+}
+
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -324,7 +438,10 @@ int main(int argc, char **argv)
 	r = parse_options(argc, argv, &o, &args);
 	if (r >= 0)
 		return r;
-	r = o.worker ? worker_main(&o, &args) : keeper_main(argc, argv, &o, &args);
+	if (!o.mnt)
+		r = spool_main(&o);
+	else
+		r = o.worker ? worker_main(&o, &args) : keeper_main(argc, argv, &o, &args);
 	fuse_opt_free_args(&args);
 	return r;
 }

@@ -1,0 +1,63 @@
+/*
+ * rules.h: the spool's own rules (docs/spool.md), apart from inotify so unit
+ * tests reach them: which events hand a name to the engine, and who may have
+ * a file signed in an inbox the daemon does not guard (the daemon runs as
+ * root in a directory users write).
+ */
+#ifndef SIGFS_SPOOL_RULES_H
+#define SIGFS_SPOOL_RULES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+/*
+ * May uid, whose groups (primary and supplementary) are groups[0..n), create
+ * files in a directory with stat dir? Root and the directory's owner may; a
+ * member of its group if it is group-writable; anybody else if it is
+ * writable by others (the classes of Unix permissions: a member of the group
+ * is judged by the group bits only).
+ */
+bool spool_may_write(const struct stat *dir, uid_t uid, const gid_t *groups, size_t n);
+
+/*
+ * May the file with stat file, in inbox dir, be signed? 0, or -EPERM with
+ * the reason in err: a hard link (st_nlink != 1), or an owner who may not
+ * write into the inbox (groups: the owner's, as for spool_may_write).
+ */
+int spool_file_check(const struct stat *dir, const struct stat *file, const gid_t *groups,
+		     size_t n, char *err);
+
+/*
+ * The sticky rule of the mount (docs/inbox.md, "Shared inboxes"): in a
+ * sticky inbox, a file of uid may take the output names it shares with
+ * other files (NAME, NAME.<digest>, NAME.sigreq and the outputs) only if uid
+ * owns every one of them that exists, unless uid is root or owns the inbox.
+ * True when that check applies.
+ */
+bool spool_owner_only(uid_t uid, const struct stat *inbox);
+
+/* What an event on a name in an inbox asks for. */
+enum spool_action {
+	SPOOL_NONE,        /* nothing: an ignored or output name, or a file still being written */
+	SPOOL_SUBMIT,      /* the file is complete (or to be refused): hand it to the engine */
+};
+
+/*
+ * The action for an inotify event mask on name, whose stat (lstat, not
+ * following a link) is st, or NULL if it is gone. A close of a writable
+ * descriptor and a rename into the inbox submit; a creation submits only
+ * what will be refused (not a regular file, or a hard link), since a new
+ * regular file is not complete until its writer closes it.
+ */
+enum spool_action spool_event_action(uint32_t mask, const char *name, const struct stat *st);
+
+/*
+ * The engine's admit() for spool jobs: spool_file_check with the owner's
+ * groups looked up (getpwuid_r, getgrouplist).
+ */
+int spool_admit(const struct stat *dir, const struct stat *file, char *err);
+
+#endif

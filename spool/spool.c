@@ -1,0 +1,437 @@
+/*
+ * spool.c: spool mode (spool.h, docs/spool.md). One thread reads inotify:
+ * the spool directory's events and each inbox's; once a second, and when a
+ * directory appears in the spool directory, it compares the inboxes it
+ * watches with the key store's keys. An overflowed event queue makes it
+ * scan every inbox again, as at start: a scan submits every file that has
+ * no up-to-date output (engine.h, sigfs_engine_output_current), so no event
+ * lost, and no file that arrived while the daemon was down, goes unsigned.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "spool/rules.h"
+#include "spool/spool.h"
+
+#define SYNC_MS 1000                /* how often the inboxes are compared with the keys */
+#define INBOX_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MOVE_SELF | IN_ONLYDIR | \
+		    IN_EXCL_UNLINK)
+#define ROOT_MASK (IN_CREATE | IN_MOVED_TO | IN_ONLYDIR)
+
+/* One watched inbox. */
+struct inbox {
+	char key[SIGFS_KEYNAME_MAX + 1];
+	int fd;                             /* DIR/<key>, opened without following a link */
+	int wd;
+	bool seen;                          /* its key was in the last list */
+};
+
+struct sigfs_spool {
+	const struct sigfs_config *cfg;
+	struct sigfs_keys *ks;
+	struct sigfs_engine *eng;
+	int root;                           /* DIR */
+	int in;                             /* the inotify descriptor */
+	int stop[2];                        /* a byte on stop[1] ends the thread */
+	pthread_t thread;
+	struct inbox *boxes;                /* only the spool's thread touches them after start */
+	size_t nboxes;
+};
+
+struct claim {
+	uid_t uid;                          /* the file's owner */
+	char in_the_way[NAME_MAX + 1];
+	uid_t owner;
+};
+
+static int claim_cb(void *arg, const char *name, const struct stat *st)
+{
+	struct claim *c = arg;
+	char err[SIGFS_ERRLEN];
+
+	/*
+	 * Only another user's input claims the output names. An output name
+	 * another user owns with no input of theirs behind it was planted
+	 * there (in the mount output names cannot be created): it is replaced.
+	 */
+	if (c->uid == st->st_uid || sigfs_engine_name_check(name, err) == -EPERM)
+		return 0;
+	snprintf(c->in_the_way, sizeof(c->in_the_way), "%s", name);
+	c->owner = st->st_uid;
+	return -EPERM;
+}
+
+/*
+ * May name (whose stat is st) of inbox b take its output names? The sticky
+ * rule (spool_owner_only): the mount refuses such a create; the spool sees
+ * the file only once it is written, so it neither removes the other user's
+ * outputs nor signs it, and says so in the log (no NAME.err: that name is
+ * the other user's too).
+ */
+static bool may_claim(struct sigfs_spool *sp, struct inbox *b, const char *name,
+		      const struct stat *st)
+{
+	struct claim c = { .uid = st->st_uid };
+	char esc[SIGFS_ESCAPED_MAX], esc2[SIGFS_ESCAPED_MAX];
+	struct stat inbox;
+
+	if (fstat(b->fd, &inbox) < 0 || !spool_owner_only(c.uid, &inbox) ||
+	    sigfs_engine_siblings_at(sp->eng, b->key, b->fd, name, claim_cb, &c) != -EPERM)
+		return true;
+	log_warn("spool: refused: key %s: %s of uid %u shares its outputs with %s, which belongs "
+		 "to uid %u, in a sticky inbox: only that user, the inbox's owner or root may "
+		 "replace them", b->key, sigfs_escape(name, esc, sizeof(esc)), (unsigned)c.uid,
+		 sigfs_escape(c.in_the_way, esc2, sizeof(esc2)), (unsigned)c.owner);
+	return false;
+}
+
+/* Hand name of inbox b to the engine (unless, without force, it has an up-to-date output). */
+static void submit(struct sigfs_spool *sp, struct inbox *b, const char *name, const struct stat *st,
+		   bool force)
+{
+	struct sigfs_submit s = { .key = b->key, .name = name, .ino = st->st_ino, .uid = st->st_uid,
+				  .spool = true, .dir = b->fd, .admit = spool_admit };
+	char esc[SIGFS_ESCAPED_MAX];
+	int r;
+
+	if (!force && sigfs_engine_output_current(sp->eng, b->key, b->fd, name, st))
+		return;
+	if (!may_claim(sp, b, name, st))
+		return;
+	/* Its old outputs are stale: removed at once, and no job still running places one. */
+	sigfs_engine_forget_at(sp->eng, b->key, b->fd, name);
+	r = sigfs_engine_submit(sp->eng, &s);
+	if (r < 0)
+		log_err("spool: key %s: %s: cannot queue it: %s", b->key,
+			sigfs_escape(name, esc, sizeof(esc)), strerror(-r));
+}
+
+/* An event on name in inbox b. */
+static void on_event(struct sigfs_spool *sp, struct inbox *b, uint32_t mask, const char *name)
+{
+	struct stat st;
+	bool exists = fstatat(b->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+
+	if (spool_event_action(mask, name, exists ? &st : NULL) != SPOOL_SUBMIT)
+		return;
+	/*
+	 * Signed again even if an output has its mtime: a rewrite within one
+	 * tick of the kernel's clock keeps the mtime (the scan cannot tell).
+	 */
+	submit(sp, b, name, &st, true);
+}
+
+/*
+ * Submit every file of inbox b that has no up-to-date output. first: b was
+ * just opened, no job of this run can be writing there yet, so temporary
+ * outputs (SIGFS_TMP_PREFIX) are what a killed daemon left: removed.
+ */
+static void scan(struct sigfs_spool *sp, struct inbox *b, bool first)
+{
+	struct dirent *d;
+	int fd = openat(b->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+	size_t n = 0;
+
+	if (!dir) {
+		if (fd >= 0)
+			close(fd);
+		log_err("spool: key %s: cannot read its inbox: %s", b->key, strerror(errno));
+		return;
+	}
+	while ((d = readdir(dir))) {
+		struct stat st;
+
+		if (first && strncmp(d->d_name, SIGFS_TMP_PREFIX, strlen(SIGFS_TMP_PREFIX)) == 0) {
+			unlinkat(b->fd, d->d_name, 0);
+			continue;
+		}
+		/* As if each had just been renamed in: complete, or to be refused. */
+		if (fstatat(b->fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    S_ISDIR(st.st_mode) ||
+		    spool_event_action(IN_MOVED_TO, d->d_name, &st) != SPOOL_SUBMIT)
+			continue;
+		submit(sp, b, d->d_name, &st, false);
+		n++;
+	}
+	closedir(dir);
+	log_debug("spool: key %s: scanned %zu inputs", b->key, n);
+}
+
+static struct inbox *box_by_wd(struct sigfs_spool *sp, int wd)
+{
+	for (size_t i = 0; i < sp->nboxes; i++)
+		if (sp->boxes[i].wd == wd)
+			return &sp->boxes[i];
+	return NULL;
+}
+
+static struct inbox *box_by_key(struct sigfs_spool *sp, const char *key)
+{
+	for (size_t i = 0; i < sp->nboxes; i++)
+		if (strcmp(sp->boxes[i].key, key) == 0)
+			return &sp->boxes[i];
+	return NULL;
+}
+
+static void box_drop(struct sigfs_spool *sp, struct inbox *b, bool rm_watch)
+{
+	if (rm_watch)
+		inotify_rm_watch(sp->in, b->wd);
+	close(b->fd);
+	*b = sp->boxes[--sp->nboxes];
+}
+
+/*
+ * Open DIR/key, making it as the mount makes an inbox (root, cfg inbox_gid,
+ * inbox_mode) if it is missing. A directory that exists keeps its owner and
+ * mode: admins chown and chmod it.
+ */
+static int open_inbox(struct sigfs_spool *sp, const char *key)
+{
+	const struct sigfs_config *cfg = sp->cfg;
+	bool made = mkdirat(sp->root, key, cfg->inbox_mode) == 0;
+	int fd = openat(sp->root, key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0) {
+		log_err("spool: key %s: cannot open its inbox: %s", key, strerror(errno));
+		return -1;
+	}
+	if (made && (fchown(fd, 0, cfg->inbox_gid) < 0 || fchmod(fd, cfg->inbox_mode) < 0))
+		log_err("spool: key %s: cannot set its inbox's owner and mode: %s", key,
+			strerror(errno));
+	if (made)
+		log_info("spool: key %s: made its inbox", key);
+	return fd;
+}
+
+/* Watch the inbox of key and scan it. */
+static void box_add(struct sigfs_spool *sp, const char *key)
+{
+	struct inbox *nb, *b;
+	char path[64];
+	int fd, wd;
+
+	nb = realloc(sp->boxes, (sp->nboxes + 1) * sizeof(*nb));
+	if (!nb)
+		return;
+	sp->boxes = nb;
+	fd = open_inbox(sp, key);
+	if (fd < 0)
+		return;
+	/* The directory just opened, not whatever the name means by now. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	wd = inotify_add_watch(sp->in, path, INBOX_MASK);
+	if (wd < 0) {
+		log_err("spool: key %s: cannot watch its inbox: %s", key, strerror(errno));
+		close(fd);
+		return;
+	}
+	b = &sp->boxes[sp->nboxes++];
+	memset(b, 0, sizeof(*b));
+	snprintf(b->key, sizeof(b->key), "%s", key);
+	b->fd = fd;
+	b->wd = wd;
+	b->seen = true;
+	scan(sp, b, true);
+}
+
+/* Watch the inboxes of new keys; stop watching those of deleted keys (their directories stay). */
+static void sync_keys(struct sigfs_spool *sp)
+{
+	struct sigfs_key *keys;
+	int n = sigfs_keys_list(sp->ks, &keys);
+
+	if (n < 0)
+		return;
+	for (size_t i = 0; i < sp->nboxes; i++)
+		sp->boxes[i].seen = false;
+	for (int i = 0; i < n; i++) {
+		struct inbox *b = box_by_key(sp, keys[i].name);
+
+		if (b)
+			b->seen = true;
+		else
+			box_add(sp, keys[i].name);
+	}
+	free(keys);
+	for (size_t i = 0; i < sp->nboxes;) {
+		if (sp->boxes[i].seen) {
+			i++;
+			continue;
+		}
+		log_info("spool: key %s is gone: its inbox is no longer signed", sp->boxes[i].key);
+		box_drop(sp, &sp->boxes[i], true);
+	}
+}
+
+static void rescan(struct sigfs_spool *sp)
+{
+	log_warn("spool: inotify's queue overflowed: scanning every inbox");
+	for (size_t i = 0; i < sp->nboxes; i++)
+		scan(sp, &sp->boxes[i], false);
+}
+
+/* Read and handle what inotify has; false when it failed. */
+static bool read_events(struct sigfs_spool *sp)
+{
+	char buf[65536] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n = read(sp->in, buf, sizeof(buf));
+	bool sync = false;
+
+	if (n < 0)
+		return errno == EINTR || errno == EAGAIN;
+	for (char *p = buf; p < buf + n;) {
+		const struct inotify_event *ev = (const struct inotify_event *)p;
+		struct inbox *b;
+
+		p += sizeof(*ev) + ev->len;
+		if (ev->mask & IN_Q_OVERFLOW) {
+			rescan(sp);
+			sync = true;
+		} else if (!(b = box_by_wd(sp, ev->wd))) {
+			sync = true;                /* the spool directory: a new directory */
+		} else if (ev->mask & IN_IGNORED) {
+			box_drop(sp, b, false);     /* removed: made again by sync */
+			sync = true;
+		} else if (ev->mask & IN_MOVE_SELF) {
+			box_drop(sp, b, true);      /* renamed by an admin: no longer KEY's inbox */
+			sync = true;
+		} else if (ev->len) {
+			on_event(sp, b, ev->mask, ev->name);
+		}
+	}
+	if (sync)
+		sync_keys(sp);
+	return true;
+}
+
+static void *spool_main(void *arg)
+{
+	struct sigfs_spool *sp = arg;
+	struct pollfd p[2] = { { .fd = sp->in, .events = POLLIN }, { .fd = sp->stop[0], .events = POLLIN } };
+
+	for (;;) {
+		int r = poll(p, 2, SYNC_MS);
+
+		if (r < 0 && errno != EINTR) {
+			log_err("spool: poll: %s", strerror(errno));
+			break;
+		}
+		if (p[1].revents)
+			break;
+		if (r > 0 && (p[0].revents & POLLIN)) {
+			if (!read_events(sp)) {
+				log_err("spool: reading inotify: %s", strerror(errno));
+				break;
+			}
+		} else if (r == 0) {
+			sync_keys(sp);
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Open the spool directory: made 0755 if missing; it must be a directory
+ * owned by root (or the daemon's euid) that nobody else may write, since
+ * the daemon makes inboxes in it and a planted DIR/<key> would be trusted.
+ */
+static int open_root(const char *path, int *fd, char *err)
+{
+	struct stat st;
+
+	if (path[0] != '/')
+		return sigfs_seterr(err, -EINVAL, "spool directory %s: not an absolute path", path);
+	if (mkdir(path, 0755) < 0 && errno != EEXIST)
+		return sigfs_seterr(err, -errno, "spool directory %s: cannot make it: %s", path,
+				    strerror(errno));
+	*fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (*fd < 0)
+		return sigfs_seterr(err, -errno, "spool directory %s: %s", path, strerror(errno));
+	if (fstat(*fd, &st) < 0 || (st.st_uid != 0 && st.st_uid != geteuid()) ||
+	    (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		close(*fd);
+		return sigfs_seterr(err, -EPERM, "spool directory %s: must be owned by root and "
+				    "writable by nobody else (chown root %s; chmod go-w %s)",
+				    path, path, path);
+	}
+	return 0;
+}
+
+static void spool_free(struct sigfs_spool *sp)
+{
+	while (sp->nboxes)
+		box_drop(sp, &sp->boxes[0], false);
+	free(sp->boxes);
+	if (sp->in >= 0)
+		close(sp->in);
+	if (sp->root >= 0)
+		close(sp->root);
+	if (sp->stop[0] >= 0) {
+		close(sp->stop[0]);
+		close(sp->stop[1]);
+	}
+	free(sp);
+}
+
+int sigfs_spool_start(const struct sigfs_config *cfg, struct sigfs_keys *ks,
+		      struct sigfs_engine *eng, struct sigfs_spool **out, char *err)
+{
+	struct sigfs_spool *sp = calloc(1, sizeof(*sp));
+	char path[64];
+	int r;
+
+	if (!sp)
+		return sigfs_seterr(err, -ENOMEM, "out of memory");
+	*sp = (struct sigfs_spool){ .cfg = cfg, .ks = ks, .eng = eng, .root = -1, .in = -1,
+				    .stop = { -1, -1 } };
+	r = open_root(cfg->spool_dir, &sp->root, err);
+	if (r < 0)
+		goto fail;
+	sp->in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (sp->in < 0 || pipe2(sp->stop, O_CLOEXEC) < 0) {
+		r = sigfs_seterr(err, -errno, "spool: cannot start inotify: %s", strerror(errno));
+		goto fail;
+	}
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", sp->root);
+	if (inotify_add_watch(sp->in, path, ROOT_MASK) < 0) {
+		r = sigfs_seterr(err, -errno, "spool directory %s: cannot watch it: %s",
+				 cfg->spool_dir, strerror(errno));
+		goto fail;
+	}
+	/* Watch first, then scan: a file that arrives meanwhile is seen by one or both. */
+	sync_keys(sp);
+	if (pthread_create(&sp->thread, NULL, spool_main, sp) != 0) {
+		r = sigfs_seterr(err, -EAGAIN, "spool: cannot start its thread");
+		goto fail;
+	}
+	log_info("spool: watching %s (%zu inboxes)", cfg->spool_dir, sp->nboxes);
+	*out = sp;
+	return 0;
+fail:
+	spool_free(sp);
+	return r;
+}
+
+void sigfs_spool_stop(struct sigfs_spool *sp)
+{
+	if (!sp)
+		return;
+	if (write(sp->stop[1], "", 1) != 1)
+		log_warn("spool: cannot tell its thread to stop: %s", strerror(errno));
+	pthread_join(sp->thread, NULL);
+	spool_free(sp);
+}

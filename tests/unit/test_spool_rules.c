@@ -1,0 +1,149 @@
+/*
+ * test_spool_rules.c: the spool's own rules (spool/rules.h): who may have a
+ * file signed in an inbox (the classes of Unix permissions on the inbox),
+ * hard links refused, and which inotify events hand a name to the engine.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <cmocka.h>
+
+#include "common/err.h"
+#include "spool/rules.h"
+
+static struct stat dir_stat(uid_t uid, gid_t gid, mode_t mode)
+{
+	struct stat st;
+
+	memset(&st, 0, sizeof(st));
+	st.st_uid = uid;
+	st.st_gid = gid;
+	st.st_mode = S_IFDIR | mode;
+	return st;
+}
+
+static struct stat file_stat(uid_t uid, nlink_t nlink, mode_t type)
+{
+	struct stat st;
+
+	memset(&st, 0, sizeof(st));
+	st.st_uid = uid;
+	st.st_nlink = nlink;
+	st.st_mode = type | 0644;
+	return st;
+}
+
+static void test_who_may_write(void **state)
+{
+	const gid_t signers[] = { 1000, 2000 }, others[] = { 1000, 3000 };
+	struct stat d = dir_stat(0, 2000, 01770);
+
+	(void)state;
+	/* Root, and the inbox's owner whatever its mode. */
+	assert_true(spool_may_write(&d, 0, NULL, 0));
+	d = dir_stat(500, 2000, 0500);
+	assert_true(spool_may_write(&d, 500, NULL, 0));
+	/* A member of the group: the group bits. */
+	d = dir_stat(0, 2000, 01770);
+	assert_true(spool_may_write(&d, 1001, signers, 2));
+	d = dir_stat(0, 2000, 01750);
+	assert_false(spool_may_write(&d, 1001, signers, 2));
+	/* A member is judged by the group bits even if others may write (Unix classes). */
+	d = dir_stat(0, 2000, 01757);
+	assert_false(spool_may_write(&d, 1001, signers, 2));
+	/* Anybody else: the other bits. */
+	assert_true(spool_may_write(&d, 1002, others, 2));
+	d = dir_stat(0, 2000, 01770);
+	assert_false(spool_may_write(&d, 1002, others, 2));
+	assert_false(spool_may_write(&d, 1002, NULL, 0));       /* a uid without an account */
+}
+
+static void test_file_check(void **state)
+{
+	const gid_t signers[] = { 2000 };
+	struct stat d = dir_stat(0, 2000, 01770), f;
+	char err[SIGFS_ERRLEN] = "";
+
+	(void)state;
+	f = file_stat(1001, 1, S_IFREG);
+	assert_int_equal(spool_file_check(&d, &f, signers, 1, err), 0);
+	/* A hard link, even of the user's own file. */
+	f = file_stat(1001, 2, S_IFREG);
+	assert_int_equal(spool_file_check(&d, &f, signers, 1, err), -EPERM);
+	assert_non_null(strstr(err, "hard links are refused"));
+	/* A file whose owner may not write there (moved in by someone who may). */
+	f = file_stat(1002, 1, S_IFREG);
+	assert_int_equal(spool_file_check(&d, &f, NULL, 0, err), -EPERM);
+	assert_non_null(strstr(err, "uid 1002"));
+	/* Root's files are admitted. */
+	f = file_stat(0, 1, S_IFREG);
+	assert_int_equal(spool_file_check(&d, &f, NULL, 0, err), 0);
+}
+
+static void test_sticky_rule(void **state)
+{
+	struct stat sticky = dir_stat(500, 2000, 01770), plain = dir_stat(500, 2000, 0770);
+
+	(void)state;
+	/* In a sticky inbox a member's files may take only names the member owns... */
+	assert_true(spool_owner_only(1001, &sticky));
+	/* ...unless they own the inbox or are root; without the sticky bit anybody may. */
+	assert_false(spool_owner_only(500, &sticky));
+	assert_false(spool_owner_only(0, &sticky));
+	assert_false(spool_owner_only(1001, &plain));
+}
+
+static void test_events(void **state)
+{
+	struct stat reg = file_stat(1001, 1, S_IFREG), linked = file_stat(1001, 2, S_IFREG);
+	struct stat lnk = file_stat(1001, 1, S_IFLNK), fifo = file_stat(1001, 1, S_IFIFO);
+
+	(void)state;
+	/* Complete: a close after writing, a rename in. */
+	assert_int_equal(spool_event_action(IN_CLOSE_WRITE, "fw.bin", &reg), SPOOL_SUBMIT);
+	assert_int_equal(spool_event_action(IN_MOVED_TO, "fw.bin", &reg), SPOOL_SUBMIT);
+	assert_int_equal(spool_event_action(IN_MOVED_TO, "fw.bin.sha256", &reg), SPOOL_SUBMIT);
+	assert_int_equal(spool_event_action(IN_MOVED_TO, "fw.bin.sigreq", &reg), SPOOL_SUBMIT);
+	/* A new regular file is not complete yet; what will be refused is handed on at once. */
+	assert_int_equal(spool_event_action(IN_CREATE, "fw.bin", &reg), SPOOL_NONE);
+	assert_int_equal(spool_event_action(IN_CREATE, "fw.bin", &linked), SPOOL_SUBMIT);
+	assert_int_equal(spool_event_action(IN_CREATE, "fw.bin", &lnk), SPOOL_SUBMIT);
+	assert_int_equal(spool_event_action(IN_CREATE, "fw.bin", &fifo), SPOOL_SUBMIT);
+	/* Gone by now, a directory, dotfiles, outputs (a planted x.sig is no input). */
+	assert_int_equal(spool_event_action(IN_CLOSE_WRITE, "fw.bin", NULL), SPOOL_NONE);
+	assert_int_equal(spool_event_action(IN_CREATE | IN_ISDIR, "sub", &reg), SPOOL_NONE);
+	assert_int_equal(spool_event_action(IN_CLOSE_WRITE, ".fw.bin.swp", &reg), SPOOL_NONE);
+	assert_int_equal(spool_event_action(IN_MOVED_TO, ".sigfs-tmp.1.2", &reg), SPOOL_NONE);
+	assert_int_equal(spool_event_action(IN_MOVED_TO, "fw.bin.sig", &reg), SPOOL_NONE);
+	assert_int_equal(spool_event_action(IN_CREATE, "fw.bin.sig", &lnk), SPOOL_NONE);
+	assert_int_equal(spool_event_action(IN_MOVED_TO, "fw.bin.err", &reg), SPOOL_NONE);
+	assert_int_equal(spool_event_action(IN_MOVED_TO, "fw.bin.minisig", &reg), SPOOL_NONE);
+	/* Names no output name fits, or with control characters: not signed. */
+	assert_int_equal(spool_event_action(IN_MOVED_TO, "a\nb", &reg), SPOOL_NONE);
+	{
+		char longname[256];
+
+		memset(longname, 'n', 250);
+		longname[250] = '\0';
+		assert_int_equal(spool_event_action(IN_MOVED_TO, longname, &reg), SPOOL_NONE);
+	}
+	/* Other events (a plain open, an attribute change) sign nothing. */
+	assert_int_equal(spool_event_action(IN_ATTRIB, "fw.bin", &reg), SPOOL_NONE);
+	assert_int_equal(spool_event_action(IN_CLOSE_NOWRITE, "fw.bin", &reg), SPOOL_NONE);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_who_may_write),
+		cmocka_unit_test(test_file_check),
+		cmocka_unit_test(test_sticky_rule),
+		cmocka_unit_test(test_events),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
