@@ -56,6 +56,16 @@ enum spool_action spool_event_action(uint32_t mask, const char *name, const stru
 	return SPOOL_NONE;
 }
 
+unsigned spool_settle_left(const struct stat *st, const struct timespec *now, unsigned settle_ms)
+{
+	int64_t quiet_ms = ((int64_t)now->tv_sec - st->st_ctim.tv_sec) * 1000 +
+			   (now->tv_nsec - st->st_ctim.tv_nsec) / 1000000;
+
+	if (quiet_ms < 0)
+		quiet_ms = 0;
+	return quiet_ms >= settle_ms ? 0 : (unsigned)(settle_ms - quiet_ms);
+}
+
 /* The groups of uid into groups (at most *n); *n becomes their number (0: no such user). */
 static void groups_of(uid_t uid, gid_t *groups, int *n)
 {

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 /*
  * May uid, whose groups (primary and supplementary) are groups[0..n), create
@@ -58,6 +59,15 @@ enum spool_action spool_event_action(uint32_t mask, const char *name, const stru
  * The engine's admit() for spool jobs: spool_file_check with the owner's
  * groups looked up (getpwuid_r, getgrouplist).
  */
+/*
+ * settle_ms: how many ms file st must still stay unmodified before it is
+ * signed, now (CLOCK_REALTIME) being the time; 0 when it has been quiet for
+ * settle_ms. The ctime tells: every write, truncate and attribute change
+ * moves it, and unlike the mtime no user can set it. A ctime in the future
+ * (a clock stepped back) counts as just now.
+ */
+unsigned spool_settle_left(const struct stat *st, const struct timespec *now, unsigned settle_ms);
+
 int spool_admit(const struct stat *dir, const struct stat *file, char *err);
 
 #endif

@@ -6,6 +6,12 @@
  * scan every inbox again, as at start: a scan submits every file that has
  * no up-to-date output (engine.h, sigfs_engine_output_current), so no event
  * lost, and no file that arrived while the daemon was down, goes unsigned.
+ *
+ * With settle_ms (a spool exported over NFS: NFSv3 has no close, and the
+ * server's fd cache closes files in the middle of a write) an event does not
+ * sign: it removes the name's old outputs and puts the name on the settle
+ * list, and the name is signed once its ctime is settle_ms old (writes
+ * through a descriptor kept open bring no event; the ctime shows them).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -13,19 +19,23 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
 #include "common/log.h"
+#include "spool/pubdir.h"
 #include "spool/rules.h"
 #include "spool/spool.h"
 
 #define SYNC_MS 1000                /* how often the inboxes are compared with the keys */
+#define PUBLISH_MS 60000            /* .keys/KEY/ is rewritten at least this often */
 #define INBOX_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MOVE_SELF | IN_ONLYDIR | \
 		    IN_EXCL_UNLINK)
 #define ROOT_MASK (IN_CREATE | IN_MOVED_TO | IN_ONLYDIR)
@@ -36,6 +46,8 @@ struct inbox {
 	int fd;                             /* DIR/<key>, opened without following a link */
 	int wd;
 	bool seen;                          /* its key was in the last list */
+	char *meta;                         /* the key's settings when .keys/KEY/ was written */
+	uint64_t published_ms;              /* and when (CLOCK_MONOTONIC) */
 };
 
 struct sigfs_spool {
@@ -48,6 +60,15 @@ struct sigfs_spool {
 	pthread_t thread;
 	struct inbox *boxes;                /* only the spool's thread touches them after start */
 	size_t nboxes;
+	struct settling *settle;            /* settle_ms: the names waiting to be quiet */
+	size_t nsettle;
+};
+
+/* A name waiting for settle_ms without a modification (spool thread only). */
+struct settling {
+	char key[SIGFS_KEYNAME_MAX + 1];
+	char name[NAME_MAX + 1];
+	uint64_t due_ms;                    /* CLOCK_MONOTONIC: when to look at it again */
 };
 
 struct claim {
@@ -97,9 +118,57 @@ static bool may_claim(struct sigfs_spool *sp, struct inbox *b, const char *name,
 	return false;
 }
 
+static struct inbox *box_by_wd(struct sigfs_spool *sp, int wd)
+{
+	for (size_t i = 0; i < sp->nboxes; i++)
+		if (sp->boxes[i].wd == wd)
+			return &sp->boxes[i];
+	return NULL;
+}
+
+static struct inbox *box_by_key(struct sigfs_spool *sp, const char *key)
+{
+	for (size_t i = 0; i < sp->nboxes; i++)
+		if (strcmp(sp->boxes[i].key, key) == 0)
+			return &sp->boxes[i];
+	return NULL;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Put name of inbox b on the settle list (again), to be looked at after settle_ms. */
+static void settle_add(struct sigfs_spool *sp, struct inbox *b, const char *name)
+{
+	uint64_t due = mono_ms() + sp->cfg->settle_ms;
+	struct settling *ns;
+
+	for (size_t i = 0; i < sp->nsettle; i++) {
+		if (strcmp(sp->settle[i].key, b->key) == 0 && strcmp(sp->settle[i].name, name) == 0) {
+			sp->settle[i].due_ms = due;
+			return;
+		}
+	}
+	ns = realloc(sp->settle, (sp->nsettle + 1) * sizeof(*ns));
+	if (!ns) {
+		log_err("spool: key %s: out of memory: %s is not signed", b->key, name);
+		return;
+	}
+	sp->settle = ns;
+	ns = &sp->settle[sp->nsettle++];
+	snprintf(ns->key, sizeof(ns->key), "%s", b->key);
+	snprintf(ns->name, sizeof(ns->name), "%s", name);
+	ns->due_ms = due;
+}
+
 /* Hand name of inbox b to the engine (unless, without force, it has an up-to-date output). */
 static void submit(struct sigfs_spool *sp, struct inbox *b, const char *name, const struct stat *st,
-		   bool force)
+		   bool force, bool settled)
 {
 	struct sigfs_submit s = { .key = b->key, .name = name, .ino = st->st_ino, .uid = st->st_uid,
 				  .spool = true, .dir = b->fd, .admit = spool_admit };
@@ -112,10 +181,55 @@ static void submit(struct sigfs_spool *sp, struct inbox *b, const char *name, co
 		return;
 	/* Its old outputs are stale: removed at once, and no job still running places one. */
 	sigfs_engine_forget_at(sp->eng, b->key, b->fd, name);
+	if (sp->cfg->settle_ms && !settled) {
+		settle_add(sp, b, name);
+		return;
+	}
 	r = sigfs_engine_submit(sp->eng, &s);
 	if (r < 0)
 		log_err("spool: key %s: %s: cannot queue it: %s", b->key,
 			sigfs_escape(name, esc, sizeof(esc)), strerror(-r));
+}
+
+/*
+ * Sign what has been quiet for settle_ms on the settle list; look again
+ * later at what was modified meanwhile. Returns the ms until the next
+ * look (-1: the list is empty).
+ */
+static int settle_due(struct sigfs_spool *sp)
+{
+	uint64_t now = mono_ms(), next = UINT64_MAX;
+	struct timespec real;
+
+	clock_gettime(CLOCK_REALTIME, &real);
+	for (size_t i = 0; i < sp->nsettle;) {
+		struct settling *e = &sp->settle[i];
+		struct inbox *b = box_by_key(sp, e->key);
+		struct stat st;
+		unsigned left;
+
+		if (e->due_ms > now) {
+			next = e->due_ms < next ? e->due_ms : next;
+			i++;
+			continue;
+		}
+		/* Gone, or no longer a name to sign: nothing to do (its event brings the rest). */
+		if (!b || fstatat(b->fd, e->name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    spool_event_action(IN_MOVED_TO, e->name, &st) != SPOOL_SUBMIT) {
+			*e = sp->settle[--sp->nsettle];
+			continue;
+		}
+		left = spool_settle_left(&st, &real, sp->cfg->settle_ms);
+		if (left) {
+			e->due_ms = now + left;
+			next = e->due_ms < next ? e->due_ms : next;
+			i++;
+			continue;
+		}
+		submit(sp, b, e->name, &st, true, true);
+		*e = sp->settle[--sp->nsettle];
+	}
+	return next == UINT64_MAX ? -1 : (int)(next - now);
 }
 
 /* An event on name in inbox b. */
@@ -130,7 +244,7 @@ static void on_event(struct sigfs_spool *sp, struct inbox *b, uint32_t mask, con
 	 * Signed again even if an output has its mtime: a rewrite within one
 	 * tick of the kernel's clock keeps the mtime (the scan cannot tell).
 	 */
-	submit(sp, b, name, &st, true);
+	submit(sp, b, name, &st, true, false);
 }
 
 /*
@@ -163,27 +277,11 @@ static void scan(struct sigfs_spool *sp, struct inbox *b, bool first)
 		    S_ISDIR(st.st_mode) ||
 		    spool_event_action(IN_MOVED_TO, d->d_name, &st) != SPOOL_SUBMIT)
 			continue;
-		submit(sp, b, d->d_name, &st, false);
+		submit(sp, b, d->d_name, &st, false, false);
 		n++;
 	}
 	closedir(dir);
 	log_debug("spool: key %s: scanned %zu inputs", b->key, n);
-}
-
-static struct inbox *box_by_wd(struct sigfs_spool *sp, int wd)
-{
-	for (size_t i = 0; i < sp->nboxes; i++)
-		if (sp->boxes[i].wd == wd)
-			return &sp->boxes[i];
-	return NULL;
-}
-
-static struct inbox *box_by_key(struct sigfs_spool *sp, const char *key)
-{
-	for (size_t i = 0; i < sp->nboxes; i++)
-		if (strcmp(sp->boxes[i].key, key) == 0)
-			return &sp->boxes[i];
-	return NULL;
 }
 
 static void box_drop(struct sigfs_spool *sp, struct inbox *b, bool rm_watch)
@@ -191,6 +289,7 @@ static void box_drop(struct sigfs_spool *sp, struct inbox *b, bool rm_watch)
 	if (rm_watch)
 		inotify_rm_watch(sp->in, b->wd);
 	close(b->fd);
+	free(b->meta);
 	*b = sp->boxes[--sp->nboxes];
 }
 
@@ -217,9 +316,30 @@ static int open_inbox(struct sigfs_spool *sp, const char *key)
 	return fd;
 }
 
-/* Watch the inbox of key and scan it. */
-static void box_add(struct sigfs_spool *sp, const char *key)
+/*
+ * Write .keys/KEY/ for b's key k when its settings changed since the last
+ * time, or PUBLISH_MS passed (an admin's cert.pem is not in the settings).
+ */
+static void publish(struct sigfs_spool *sp, struct inbox *b, const struct sigfs_key *k)
 {
+	char meta[SIGFS_KEY_META_MAX];
+	uint64_t now = mono_ms();
+
+	if (sigfs_key_meta_format(k, meta, sizeof(meta)) < 0)
+		meta[0] = '\0';
+	if (b->meta && strcmp(b->meta, meta) == 0 && now - b->published_ms < PUBLISH_MS)
+		return;
+	if (spool_publish(sp->root, sp->ks, k) < 0)
+		return;
+	free(b->meta);
+	b->meta = strdup(meta);
+	b->published_ms = now;
+}
+
+/* Watch the inbox of key and scan it. */
+static void box_add(struct sigfs_spool *sp, const struct sigfs_key *k)
+{
+	const char *key = k->name;
 	struct inbox *nb, *b;
 	char path[64];
 	int fd, wd;
@@ -245,6 +365,8 @@ static void box_add(struct sigfs_spool *sp, const char *key)
 	b->fd = fd;
 	b->wd = wd;
 	b->seen = true;
+	/* Its public side first: a waiting `sigfs wait` checks the outputs with it. */
+	publish(sp, b, k);
 	scan(sp, b, true);
 }
 
@@ -261,10 +383,12 @@ static void sync_keys(struct sigfs_spool *sp)
 	for (int i = 0; i < n; i++) {
 		struct inbox *b = box_by_key(sp, keys[i].name);
 
-		if (b)
+		if (b) {
 			b->seen = true;
-		else
-			box_add(sp, keys[i].name);
+			publish(sp, b, &keys[i]);
+		} else {
+			box_add(sp, &keys[i]);
+		}
 	}
 	free(keys);
 	for (size_t i = 0; i < sp->nboxes;) {
@@ -322,9 +446,11 @@ static void *spool_main(void *arg)
 {
 	struct sigfs_spool *sp = arg;
 	struct pollfd p[2] = { { .fd = sp->in, .events = POLLIN }, { .fd = sp->stop[0], .events = POLLIN } };
+	uint64_t synced = mono_ms();
 
 	for (;;) {
-		int r = poll(p, 2, SYNC_MS);
+		int wait = settle_due(sp);
+		int r = poll(p, 2, wait >= 0 && wait < SYNC_MS ? wait : SYNC_MS);
 
 		if (r < 0 && errno != EINTR) {
 			log_err("spool: poll: %s", strerror(errno));
@@ -337,8 +463,10 @@ static void *spool_main(void *arg)
 				log_err("spool: reading inotify: %s", strerror(errno));
 				break;
 			}
-		} else if (r == 0) {
+		}
+		if (mono_ms() - synced >= SYNC_MS) {
 			sync_keys(sp);
+			synced = mono_ms();
 		}
 	}
 	return NULL;
@@ -376,6 +504,7 @@ static void spool_free(struct sigfs_spool *sp)
 	while (sp->nboxes)
 		box_drop(sp, &sp->boxes[0], false);
 	free(sp->boxes);
+	free(sp->settle);
 	if (sp->in >= 0)
 		close(sp->in);
 	if (sp->root >= 0)

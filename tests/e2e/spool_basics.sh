@@ -76,6 +76,21 @@ echo "through the mount too" >"$T/m.txt"
 cp "$T/m.txt" "$SPOOL/rel/m.txt"
 check "with a mount, the spool signs as well" wait_for "$SPOOL/rel/m.txt.sig" 10
 check "  and openssl verifies it" ed_ok "$T/rel.pem" "$T/m.txt" "$SPOOL/rel/m.txt.sig"
+# The keys' public side, for `sigfs wait` to verify with (spool/pubdir.c).
+check "DIR/.keys/rel/ is the daemon's: root, 0755, under DIR/.keys (0755)" \
+	sh -c "stat -c '%U:%G %a' '$SPOOL/.keys' '$SPOOL/.keys/rel' | sort -u | grep -qx 'root:root 755'"
+check "  its pubkey.pem is the key's, mode 0444" \
+	sh -c "cmp -s '$SPOOL/.keys/rel/pubkey.pem' '$T/rel.pem' && test \"\$(stat -c '%U %a' '$SPOOL/.keys/rel/pubkey.pem')\" = 'root 444'"
+check "  format, digest and algorithm are those of .ctl" \
+	sh -c "for f in format digest algorithm; do cmp -s '$SPOOL/.keys/rel/'\$f '$MNT/.ctl/keys/rel/'\$f || exit 1; done"
+check "  nothing an admin alone may read is published, nor other formats' files" \
+	sh -c "! ls '$SPOOL/.keys/rel' | grep -qE '^(count|backend|last-error|created|import|cert.pgp|cert.pem|pubkey.ssh)\$'"
+echo cms >"$MNT/.ctl/keys/ec/format"
+check "a format change reaches .keys/ec/ (format cms, and its cert.pem)" \
+	wait_until sh -c "grep -qx cms '$SPOOL/.keys/ec/format' && cmp -s '$SPOOL/.keys/ec/cert.pem' '$MNT/.ctl/keys/ec/cert.pem'"
+echo raw >"$MNT/.ctl/keys/ec/format"
+check "  and back to raw: cert.pem is gone again" \
+	wait_until sh -c "grep -qx raw '$SPOOL/.keys/ec/format' && test ! -e '$SPOOL/.keys/ec/cert.pem'"
 stop_sigfs
 
 # Admins give the inboxes to the signers (chgrp, as on the mount).

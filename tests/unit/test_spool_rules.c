@@ -136,6 +136,30 @@ static void test_events(void **state)
 	assert_int_equal(spool_event_action(IN_CLOSE_NOWRITE, "fw.bin", &reg), SPOOL_NONE);
 }
 
+/* settle_ms counts from the ctime (which users cannot set), in whole ms. */
+static void test_settle_left(void **state)
+{
+	struct stat st = { .st_ctim = { .tv_sec = 1000, .tv_nsec = 500000000 } };
+	struct timespec now = { .tv_sec = 1000, .tv_nsec = 500000000 };
+
+	(void)state;
+	assert_int_equal(spool_settle_left(&st, &now, 0), 0);
+	assert_int_equal(spool_settle_left(&st, &now, 1000), 1000);
+	now = (struct timespec){ .tv_sec = 1001, .tv_nsec = 200000000 };     /* 700 ms later */
+	assert_int_equal(spool_settle_left(&st, &now, 1000), 300);
+	now = (struct timespec){ .tv_sec = 1001, .tv_nsec = 500000000 };     /* exactly 1 s */
+	assert_int_equal(spool_settle_left(&st, &now, 1000), 0);
+	now = (struct timespec){ .tv_sec = 5000, .tv_nsec = 0 };
+	assert_int_equal(spool_settle_left(&st, &now, 1000), 0);
+	/* A ctime after now (the clock stepped back): as if modified just now. */
+	now = (struct timespec){ .tv_sec = 900, .tv_nsec = 0 };
+	assert_int_equal(spool_settle_left(&st, &now, 1000), 1000);
+	/* An mtime set back with touch -d changes nothing: only the ctime counts. */
+	st.st_mtim = (struct timespec){ .tv_sec = 1, .tv_nsec = 0 };
+	now = (struct timespec){ .tv_sec = 1000, .tv_nsec = 600000000 };
+	assert_int_equal(spool_settle_left(&st, &now, 1000), 900);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -143,6 +167,7 @@ int main(void)
 		cmocka_unit_test(test_file_check),
 		cmocka_unit_test(test_sticky_rule),
 		cmocka_unit_test(test_events),
+		cmocka_unit_test(test_settle_left),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
