@@ -250,18 +250,36 @@ static void output_base(const struct sigfs_key *k, const char *name, char *base)
 	kind_base(input_kind(k, name), name, base);
 }
 
-/* Remove every output of base (all formats' suffixes and .err). */
+/* Unlink dirfd/name if it exists: a lookup shares the directory's lock, unlink() does not. */
+static void remove_if_there(int dirfd, const char *name)
+{
+	struct stat st;
+
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		unlinkat(dirfd, name, 0);
+}
+
+/*
+ * Remove every output of base (all formats' suffixes, each once, and .err).
+ * Called with out_lock held, so no job places an output in between.
+ */
 static void remove_outputs(int dirfd, const char *base)
 {
-	const struct sigfs_format *f;
+	const struct sigfs_format *f, *g;
 	char out[NAME_MAX_LEN + 16];
+	bool seen;
 
 	for (size_t i = 0; (f = sigfs_format_at(i)); i++) {
+		seen = false;
+		for (size_t j = 0; j < i && !seen && (g = sigfs_format_at(j)); j++)
+			seen = strcmp(f->suffix, g->suffix) == 0;
+		if (seen)
+			continue;
 		snprintf(out, sizeof(out), "%s%s", base, f->suffix);
-		unlinkat(dirfd, out, 0);
+		remove_if_there(dirfd, out);
 	}
 	snprintf(out, sizeof(out), "%s.err", base);
-	unlinkat(dirfd, out, 0);
+	remove_if_there(dirfd, out);
 }
 
 /* Call cb for name if it exists in dirfd (not following a symlink). */
@@ -274,12 +292,22 @@ static int sibling(int dirfd, const char *name, sigfs_sibling_fn cb, void *arg)
 	return cb(arg, name, &st);
 }
 
-/* A descriptor of key's inbox: a duplicate of dir, or (dir < 0) the key store's. */
+/*
+ * A descriptor of key's inbox for a front-end call: dir itself (the caller
+ * keeps it open during the call), or (dir < 0) the key store's, opened.
+ * Release it with inbox_done.
+ */
 static int inbox_dir(struct sigfs_engine *e, const char *key, int dir)
 {
 	if (dir >= 0)
-		return fcntl(dir, F_DUPFD_CLOEXEC, 0);
+		return dir;
 	return openat(e->inbox_root, key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+static void inbox_done(int dirfd, int dir)
+{
+	if (dirfd >= 0 && dirfd != dir)
+		close(dirfd);
 }
 
 int sigfs_engine_siblings(struct sigfs_engine *e, const char *key, const char *name,
@@ -323,7 +351,7 @@ int sigfs_engine_siblings_at(struct sigfs_engine *e, const char *key, int dir, c
 	snprintf(cand, sizeof(cand), "%s.err", base);
 	if (r == 0)
 		r = sibling(dirfd, cand, cb, arg);
-	close(dirfd);
+	inbox_done(dirfd, dir);
 	return r;
 }
 
@@ -379,10 +407,13 @@ static int write_tmp(struct sigfs_engine *e, int dirfd, const char *tmp, const s
 		     const void *data, size_t len)
 {
 	const struct timespec times[2] = { ast->st_mtim, ast->st_mtim };
+	const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
 	int fd, r;
 
-	unlinkat(dirfd, tmp, 0);
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
+	/* One left by a killed daemon (same job id and thread) is removed, then made anew. */
+	fd = openat(dirfd, tmp, flags, 0444);
+	if (fd < 0 && errno == EEXIST && unlinkat(dirfd, tmp, 0) == 0)
+		fd = openat(dirfd, tmp, flags, 0444);
 	if (fd < 0)
 		return -errno;
 	r = sigfs_write_all(fd, data, len);
@@ -439,7 +470,7 @@ static int place_output(struct sigfs_engine *e, struct job *j, int dirfd, const 
 			r = -errno;
 		} else if (what) {
 			snprintf(other, sizeof(other), "%s.err", j->ready.base);
-			unlinkat(dirfd, other, 0);
+			remove_if_there(dirfd, other);
 		}
 	}
 	pthread_mutex_unlock(&e->out_lock);
@@ -565,14 +596,18 @@ static int read_file(struct sigfs_engine *e, struct job *j, char *err)
 {
 	struct job_io *io = &j->io;
 	long long start = now_ms();
-	uint8_t *buf = malloc(HASH_CHUNK);
+	/* No bigger than what is left to read: most artifacts are small, and the buffer is wiped. */
+	size_t cap = io->st.st_size - io->off < HASH_CHUNK ?
+		(size_t)(io->st.st_size - io->off) + 1 : HASH_CHUNK;
+	uint8_t *buf = malloc(cap);
+	size_t used = 0;
 	int r = 0;
 
 	if (!buf)
 		return sigfs_seterr(err, -ENOMEM, "out of memory");
 	while (io->off < io->st.st_size) {
-		size_t want = io->st.st_size - io->off < HASH_CHUNK ?
-			(size_t)(io->st.st_size - io->off) : HASH_CHUNK;
+		size_t want = io->st.st_size - io->off < (off_t)cap ?
+			(size_t)(io->st.st_size - io->off) : cap;
 		ssize_t n = pread(io->fd, buf, want, io->off);
 
 		if (n < 0 && errno == EINTR)
@@ -585,6 +620,7 @@ static int read_file(struct sigfs_engine *e, struct job *j, char *err)
 			r = -ECANCELED;         /* truncated while it was read */
 			break;
 		}
+		used = (size_t)n > used ? (size_t)n : used;
 		sigfs_hasher_update(io->h, buf, (size_t)n);
 		if (io->copy) {
 			memcpy(io->copy + io->off, buf, (size_t)n);
@@ -603,7 +639,7 @@ static int read_file(struct sigfs_engine *e, struct job *j, char *err)
 			break;
 		}
 	}
-	OPENSSL_cleanse(buf, HASH_CHUNK);
+	OPENSSL_cleanse(buf, used);
 	free(buf);
 	if (r == 0) {
 		io->done_reading = true;
@@ -1363,19 +1399,25 @@ void sigfs_engine_forget_at(struct sigfs_engine *e, const char *key, int dir, co
 {
 	char base[NAME_MAX_LEN + 1];
 	struct sigfs_key k;
+	size_t baselen;
 	int dirfd;
 
 	if (sigfs_engine_ignored(name) || strlen(name) > NAME_MAX_LEN ||
 	    sigfs_keys_get(e->ks, key, &k) < 0)
 		return;
 	output_base(&k, name, base);
+	baselen = strlen(base);
 	dirfd = inbox_dir(e, key, dir);
 	pthread_mutex_lock(&e->out_lock);
 	for (struct job *j = e->live; j; j = j->lnext) {
 		char jbase[NAME_MAX_LEN + 1];
 
-		/* A daemon has one spool: its jobs and the mount's never share outputs. */
-		if (j->spool != (dir >= 0))
+		/*
+		 * A daemon has one spool: its jobs and the mount's never share
+		 * outputs. A job's base is a prefix of its name: most jobs are
+		 * passed over without working out their base (a queue of thousands).
+		 */
+		if (j->spool != (dir >= 0) || strncmp(j->name, base, baselen) != 0)
 			continue;
 		output_base(&k, j->name, jbase);
 		if (strcmp(j->key, key) == 0 && strcmp(jbase, base) == 0)
@@ -1384,8 +1426,7 @@ void sigfs_engine_forget_at(struct sigfs_engine *e, const char *key, int dir, co
 	if (dirfd >= 0)
 		remove_outputs(dirfd, base);
 	pthread_mutex_unlock(&e->out_lock);
-	if (dirfd >= 0)
-		close(dirfd);
+	inbox_done(dirfd, dir);
 }
 
 int sigfs_engine_begin(struct sigfs_engine *e, const char *key, const char *name, uint64_t ino,
@@ -1477,7 +1518,7 @@ bool sigfs_engine_output_current(struct sigfs_engine *e, const char *key, int di
 		snprintf(out, sizeof(out), "%s%s", base, f->suffix);
 		current = output_is_for(dirfd, out, st);
 	}
-	close(dirfd);
+	inbox_done(dirfd, dir);
 	return current;
 }
 

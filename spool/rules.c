@@ -42,12 +42,17 @@ int spool_file_check(const struct stat *dir, const struct stat *file, const gid_
 	return 0;
 }
 
-enum spool_action spool_event_action(uint32_t mask, const char *name, const struct stat *st)
+bool spool_event_wanted(uint32_t mask, const char *name)
 {
 	char err[SIGFS_ERRLEN];
 
-	if (!st || (mask & IN_ISDIR) || sigfs_engine_ignored(name) ||
-	    sigfs_engine_name_check(name, err) != 0)
+	return !(mask & IN_ISDIR) && !sigfs_engine_ignored(name) &&
+	       sigfs_engine_name_check(name, err) == 0;
+}
+
+enum spool_action spool_event_action(uint32_t mask, const char *name, const struct stat *st)
+{
+	if (!st || !spool_event_wanted(mask, name))
 		return SPOOL_NONE;
 	if (mask & (IN_CLOSE_WRITE | IN_MOVED_TO))
 		return SPOOL_SUBMIT;

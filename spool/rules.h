@@ -47,6 +47,13 @@ enum spool_action {
 };
 
 /*
+ * Can an event mask on name lead to anything? Not for a directory, an
+ * ignored name (a dotfile: the daemon's temporary outputs among them) or an
+ * output name (the daemon's own renames): those need no stat.
+ */
+bool spool_event_wanted(uint32_t mask, const char *name);
+
+/*
  * The action for an inotify event mask on name, whose stat (lstat, not
  * following a link) is st, or NULL if it is gone. A close of a writable
  * descriptor and a rename into the inbox submit; a creation submits only

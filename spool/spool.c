@@ -236,9 +236,9 @@ static int settle_due(struct sigfs_spool *sp)
 static void on_event(struct sigfs_spool *sp, struct inbox *b, uint32_t mask, const char *name)
 {
 	struct stat st;
-	bool exists = fstatat(b->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 
-	if (spool_event_action(mask, name, exists ? &st : NULL) != SPOOL_SUBMIT)
+	if (!spool_event_wanted(mask, name) || fstatat(b->fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    spool_event_action(mask, name, &st) != SPOOL_SUBMIT)
 		return;
 	/*
 	 * Signed again even if an output has its mtime: a rewrite within one
