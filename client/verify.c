@@ -37,7 +37,7 @@
 #include "signer/digestline.h"
 
 #define KEYFILE_MAX (64 * 1024)     /* pubkey.pem, cert.pem ...: far below */
-#define OUTPUT_MAX (256 * 1024)     /* a signature file: far below */
+#define OUTPUT_MAX SIGFS_VERIFY_OUTPUT_MAX
 #define DL_MAX 4096                 /* a digest line (signer/digestline.h) */
 #define CHUNK (1024 * 1024)
 #define MAX_SIGS 2                  /* minisign: the signature and the global one */

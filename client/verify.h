@@ -15,6 +15,9 @@
 
 #include "signer/format.h"
 
+/* No output of any format is larger: a larger one is not sigfs's. */
+#define SIGFS_VERIFY_OUTPUT_MAX (256 * 1024)
+
 /* A key directory, loaded: its format and the public parts the format needs. */
 struct sigfs_vkey;
 
