@@ -343,21 +343,34 @@ out:
 	return rc;
 }
 
+/*
+ * An OpenPGP length (RFC 4880 4.2.2, 5.2.3.1) whose first octet o was read:
+ * one octet below 192, two below two_end, five after 255; the rest (partial
+ * packet lengths) sigfs never writes.
+ */
+static int pgp_length(struct sbuf *b, uint8_t o, unsigned two_end, uint32_t *len)
+{
+	uint8_t o2;
+
+	if (o < 192)
+		*len = o;
+	else if (o < two_end && !sbuf_get_u8(b, &o2))
+		*len = ((uint32_t)(o - 192) << 8) + o2 + 192;
+	else if (o != 255 || sbuf_get_u32be(b, len))
+		return -EBADMSG;
+	return 0;
+}
+
 /* A new-format OpenPGP packet (the only kind sigfs writes): its tag and body. */
 static int pgp_packet(struct sbuf *b, uint8_t *tag, struct sbuf *body)
 {
-	uint8_t h, o, o2;
+	uint8_t h, o;
 	uint32_t len;
 
-	if (sbuf_get_u8(b, &h) || (h & 0xc0) != 0xc0 || sbuf_get_u8(b, &o))
+	if (sbuf_get_u8(b, &h) || (h & 0xc0) != 0xc0 || sbuf_get_u8(b, &o) ||
+	    pgp_length(b, o, 224, &len))
 		return -EBADMSG;
 	*tag = h & 0x3f;
-	if (o < 192)
-		len = o;
-	else if (o < 224 && !sbuf_get_u8(b, &o2))
-		len = ((uint32_t)(o - 192) << 8) + o2 + 192;
-	else if (o != 255 || sbuf_get_u32be(b, &len))
-		return -EBADMSG;   /* partial lengths: never written by sigfs */
 	return sbuf_get_view(b, len, body) ? -EBADMSG : 0;
 }
 
@@ -377,20 +390,13 @@ static int pgp_binary(struct sbuf *out, bool armored, struct sbuf *bin)
 /* The signature creation time, from the hashed subpackets (RFC 4880 5.2.3.1). */
 static int pgp_created(struct sbuf *sp, time_t *t)
 {
-	uint8_t o, o2, type;
+	uint8_t o, type;
 	uint32_t len, v;
 	struct sbuf body;
 
 	while (sbuf_avail(sp)) {
-		if (sbuf_get_u8(sp, &o))
-			return -EBADMSG;
-		if (o < 192)
-			len = o;
-		else if (o < 255 && !sbuf_get_u8(sp, &o2))
-			len = ((uint32_t)(o - 192) << 8) + o2 + 192;
-		else if (o != 255 || sbuf_get_u32be(sp, &len))
-			return -EBADMSG;
-		if (sbuf_get_view(sp, len, &body) || sbuf_get_u8(&body, &type))
+		if (sbuf_get_u8(sp, &o) || pgp_length(sp, o, 255, &len) ||
+		    sbuf_get_view(sp, len, &body) || sbuf_get_u8(&body, &type))
 			return -EBADMSG;
 		if ((type & 0x7f) == 2 && !sbuf_get_u32be(&body, &v)) {
 			*t = (time_t)v;

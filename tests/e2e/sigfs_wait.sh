@@ -236,14 +236,6 @@ check "a file appearing while wait waits: 0" bash -c "
 # Anyone who can write the directory can plant an output with FILE's time for
 # a FILE of their own. With the key's public files (a copy of .ctl/keys/KEY/,
 # or a spool's root-owned D/.keys/KEY/) only a valid signature counts.
-suffix_of() {
-	case $1 in
-	openpgp-armor) echo .asc ;;
-	minisign) echo .minisig ;;
-	cms) echo .p7s ;;
-	*) echo .sig ;;
-	esac
-}
 # copy_key KEY DIR: the key's public files, as an admin would hand them out.
 copy_key() {
 	mkdir -p "$2"
@@ -260,12 +252,14 @@ for spec in vraw:raw:ecdsa-p256 vpgp:openpgp:ed25519 vasc:openpgp-armor:rsa-2048
 	make_key "$key" "$alg"
 	echo "$fmt" >"$MNT/.ctl/keys/$key/format"
 	copy_key "$key" "$T/keys/$key"
-	sfx=$(suffix_of "$fmt")
 	head -c 100000 /dev/urandom >"$T/v.bin"
 	copy_old "$T/v.bin" "$MNT/$key/x.bin"
 	head -c 1000 /dev/urandom >"$MNT/$key/y.bin"
 	check "$key ($fmt, $alg): signed in the mount" \
-		status_is 0 "$SIGFS" wait "$MNT/$key/x.bin" "$MNT/$key/y.bin"
+		status_is 0 "$SIGFS" wait -v "$MNT/$key/x.bin" "$MNT/$key/y.bin"
+	# The format's suffix, from the output -v names: x.bin.sig, x.bin.minisig ...
+	sfx=$(sed -n "s|^$MNT/$key/x.bin: $MNT/$key/x.bin||p" "$T/wait.out")
+	check "$key: its output is x.bin$sfx" test -n "$sfx" -a -s "$MNT/$key/x.bin$sfx"
 	check "$key: in the mount, --key-dir verifies sigfs's own output: 0" \
 		status_is 0 "$SIGFS" wait --timeout 0 --key-dir "$T/keys/$key" "$MNT/$key/x.bin"
 	mkdir "$V/$key"
