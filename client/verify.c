@@ -502,34 +502,61 @@ static int pull(struct vctx *c, const uint8_t *out, size_t len)
 	return -ENOTSUP;
 }
 
-/* OpenPGP formats: the key's creation time, from cert.pgp's (or cert.asc's) key packet. */
-static int load_created(int dirfd, bool strict, struct sigfs_vkey *k, char *err)
+/* The creation time in the first packet of an OpenPGP certificate (a v4 public key). */
+static int cert_created(struct sbuf *file, bool armored, time_t *created)
 {
-	bool armored = false;
-	struct sbuf file, bin, body;
+	struct sbuf bin, body;
 	uint8_t tag, v;
 	uint32_t t;
 	int r;
 
-	if (strncmp(k->format->name, "openpgp", 7))
-		return 0;
-	r = read_keyfile(dirfd, "cert.pgp", strict, &file, err);
-	if (r == -ENOENT) {
-		armored = true;
-		r = read_keyfile(dirfd, "cert.asc", strict, &file, err);
-	}
-	if (r)
-		return r;
 	sbuf_init(&bin, KEYFILE_MAX);
-	r = pgp_binary(&file, armored, &bin);
+	r = pgp_binary(file, armored, &bin);
 	if (!r && (pgp_packet(&bin, &tag, &body) || tag != 6 || sbuf_get_u8(&body, &v) ||
 		   v != 4 || sbuf_get_u32be(&body, &t)))
 		r = -EBADMSG;
-	k->created = (time_t)t;
+	if (!r)
+		*created = (time_t)t;
 	sbuf_free(&bin);
-	sbuf_free(&file);
-	return r ? sigfs_seterr(err, -EINVAL, "%s: no v4 public key packet first",
-				armored ? "cert.asc" : "cert.pgp") : 0;
+	return r;
+}
+
+/*
+ * OpenPGP formats: the key's creation time (part of its fingerprint, which
+ * the signature names), from cert.pgp's key packet, else cert.asc's, else
+ * the `created` file (seconds and a newline), whichever the directory has.
+ */
+static int load_created(int dirfd, bool strict, struct sigfs_vkey *k, char *err)
+{
+	static const char *const files[] = { "cert.pgp", "cert.asc" };
+	char w[32], *end;
+	struct sbuf file;
+	long long v;
+	int r;
+
+	if (strncmp(k->format->name, "openpgp", 7))
+		return 0;
+	for (size_t i = 0; i < 2; i++) {
+		r = read_keyfile(dirfd, files[i], strict, &file, err);
+		if (r == -ENOENT)
+			continue;
+		if (r)
+			return r;
+		r = cert_created(&file, i == 1, &k->created);
+		sbuf_free(&file);
+		return r ? sigfs_seterr(err, -EINVAL, "%s: no v4 public key packet first",
+					files[i]) : 0;
+	}
+	r = read_word(dirfd, "created", strict, w, sizeof(w), err);
+	if (r)
+		return r == -ENOENT ? sigfs_seterr(err, r, "an OpenPGP key needs cert.pgp, "
+						   "cert.asc or created; there is none") : r;
+	errno = 0;
+	v = strtoll(w, &end, 10);
+	if (errno || *end || end == w || v < 0 || v > UINT32_MAX)
+		return sigfs_seterr(err, -EINVAL, "created: not a time in seconds: \"%s\"", w);
+	k->created = (time_t)v;
+	return 0;
 }
 
 int sigfs_vkey_load(int dirfd, const char *name, bool strict, struct sigfs_vkey **out, char *err)

@@ -25,8 +25,10 @@ struct sigfs_vkey;
  * Load the key directory open at dirfd (name: the key's name). With strict,
  * every file must be a regular file owned by root and writable by nobody
  * else (the spool's published keys); a file that is not says so in err and
- * gives -EPERM. Reads format, algorithm, digest, pubkey.pem, and when they
- * exist padding, namespace and cert.pem.
+ * gives -EPERM. Reads format, algorithm, digest, pubkey.pem; padding and
+ * namespace when they exist; cert.pem for cms (checked for pubkey.pem's key);
+ * for openpgp(-armor) cert.pgp, else cert.asc, else created (the key's
+ * creation time, which its fingerprint depends on). Other files are not read.
  */
 int sigfs_vkey_load(int dirfd, const char *name, bool strict, struct sigfs_vkey **out, char *err);
 void sigfs_vkey_free(struct sigfs_vkey *k);

@@ -375,6 +375,46 @@ static void test_digest_lines(void **state)
 		check_digest_line(cases[i].format, cases[i].alg, cases[i].digest, cases[i].ok);
 }
 
+/*
+ * OpenPGP without a certificate (a spool publishes none for openpgp-armor
+ * keys): the `created` file gives the key's creation time, which the
+ * signature's issuer fingerprint depends on; a wrong one fails.
+ */
+static void test_openpgp_created(void **state)
+{
+	char p[4200];
+	struct sigfs_vkey *k;
+	struct sbuf sig;
+	struct tkey t;
+	int fd;
+
+	(void)state;
+	make_key(&t, "openpgp-armor", "ecdsa-p256", "created");
+	sign_file(&t, msg, &sig);
+	fd = open_file("art", msg);
+	path_of(p, sizeof(p), t.dir, "cert.pgp");
+	assert_int_equal(unlink(p), 0);
+	k = load(&t, false, 0);   /* cert.asc */
+	assert_int_equal(verify(k, fd, SIGFS_VIN_FILE, "art", sig.d, sig.len), 0);
+	sigfs_vkey_free(k);
+	path_of(p, sizeof(p), t.dir, "cert.asc");
+	assert_int_equal(unlink(p), 0);
+	assert_null(load(&t, false, -ENOENT));
+	write_str(t.dir, "created", "soon\n");
+	assert_null(load(&t, false, -EINVAL));
+	write_str(t.dir, "created", "1700000000\n");
+	k = load(&t, false, 0);
+	assert_int_equal(verify(k, fd, SIGFS_VIN_FILE, "art", sig.d, sig.len), 0);
+	sigfs_vkey_free(k);
+	write_str(t.dir, "created", "1700000001\n");
+	k = load(&t, false, 0);
+	assert_int_equal(verify(k, fd, SIGFS_VIN_FILE, "art", sig.d, sig.len), -EBADMSG);
+	sigfs_vkey_free(k);
+	close(fd);
+	sbuf_free(&sig);
+	free_key(&t);
+}
+
 /* The spool's published keys: root's, writable by nobody else, no symbolic link. */
 static void test_strict_load(void **state)
 {
@@ -430,6 +470,7 @@ int main(void)
 		cmocka_unit_test_prestate(test_format, "minisign"),
 		cmocka_unit_test_prestate(test_format, "cms"),
 		cmocka_unit_test(test_digest_lines),
+		cmocka_unit_test(test_openpgp_created),
 		cmocka_unit_test(test_strict_load),
 	};
 
