@@ -772,11 +772,12 @@ static int verify_file(const struct sigfs_vkey *k, int fd, const char *name, con
 static int verify_digestline(const struct sigfs_vkey *k, int fd, const char *name,
 			     const uint8_t *out, size_t len, char *err)
 {
-	char base[NAME_MAX + 1];
+	char base[NAME_MAX + 1], why[SIGFS_ERRLEN];
 	uint8_t buf[DL_MAX + 1];
 	struct vin in = { .name = base };
 	size_t blen;
 	ssize_t n;
+	int r;
 
 	in.digest = sigfs_dl_suffix(name, &blen);
 	if (!in.digest || blen > NAME_MAX)
@@ -789,7 +790,18 @@ static int verify_digestline(const struct sigfs_vkey *k, int fd, const char *nam
 		return sigfs_seterr(err, -errno, "cannot read the digest line: %s", strerror(errno));
 	if (sigfs_dl_parse(in.digest, base, buf, (size_t)n, in.dv, err) != SIGFS_DL_OK)
 		return sigfs_seterr(err, -EBADMSG, "%s holds no valid digest line", name);
-	return reproduce_any(k, &in, out, len, err);
+	r = reproduce_any(k, &in, out, len, err);
+	/*
+	 * The engine runs this same produce() on a digest line: where it refuses
+	 * (pure Ed25519, OpenPGP, minisign), sigfs writes NAME.err, never a
+	 * signature, so a signature there can only have been planted.
+	 */
+	if (r == -ENOTSUP) {
+		snprintf(why, sizeof(why), "%s", err);
+		r = sigfs_seterr(err, -EBADMSG, "sigfs signs no such digest line with this key, so "
+				 "this output is not sigfs's: %s", why);
+	}
+	return r;
 }
 
 int sigfs_verify_output(const struct sigfs_vkey *k, int in_fd, enum sigfs_vinput kind,

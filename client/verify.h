@@ -45,8 +45,10 @@ enum sigfs_vinput {
  * Is out (len bytes) key k's signature over the input open at in_fd, of
  * kind kind, whose own name is name (NAME, NAME.sha256, NAME.sigreq)?
  * 0: yes. -EBADMSG: no, err says why.
- * -ENOTSUP: this output cannot be checked from this input (a request, or a
- * digest line the format signs only from the whole file); err says why.
+ * -ENOTSUP: this output cannot be checked from this input (a request: it
+ * carries a hash state, not the file); err says why. A digest line the
+ * format cannot sign from its digest gets -EBADMSG: sigfs refuses it
+ * (NAME.err), so a signature for it is never sigfs's.
  * Another -errno: the input could not be read.
  */
 int sigfs_verify_output(const struct sigfs_vkey *k, int in_fd, enum sigfs_vinput kind,

@@ -306,6 +306,19 @@ cp -p "$MNT/vraw/v.bin.sig" "$V/vraw/v.bin.sig"
 check "its real .sig verifies from the line: 0" \
 	status_is 0 "$SIGFS" wait -v --timeout 0 --key-dir "$T/keys/vraw" "$V/vraw/v.bin.sha256"
 check "without a 'not verified' note" test ! -s "$T/wait.err"
+# An Ed25519 raw key signs whole files: sigfs answers a digest line with .err,
+# so a .sig beside one can only be planted, even a real signature by the key.
+copy_old "$T/v.bin.sha256" "$MNT/vred/v.bin.sha256"
+check "Ed25519 raw: a digest line gets .err in the mount (1)" \
+	status_is 1 "$SIGFS" wait "$MNT/vred/v.bin.sha256"
+cp -p "$MNT/vred/v.bin.sha256" "$V/vred/"
+cp "$MNT/vred/x.bin.sig" "$V/vred/v.bin.sig"
+touch -r "$V/vred/v.bin.sha256" "$V/vred/v.bin.sig"
+check "a .sig planted beside it: taken without --key-dir (0)" \
+	status_is 0 "$SIGFS" wait --timeout 0 "$V/vred/v.bin.sha256"
+check "not with it (3)" \
+	status_is 3 "$SIGFS" wait --timeout 0 --key-dir "$T/keys/vred" "$V/vred/v.bin.sha256"
+check "saying sigfs signs no such line" grep -q "sigfs signs no such digest line" "$T/wait.err"
 "$SIGFS" request "$T/rq.bin" --format raw -o "$T/rq2.sigreq"
 copy_old "$T/rq2.sigreq" "$V/vraw/rq2.sigreq"
 echo forged >"$V/vraw/rq2.sig"
