@@ -329,10 +329,36 @@ check "-v says it was not verified" grep -q "rq2.sig not verified (.*): accepted
 
 # A spool's published keys, D/.keys/KEY/: used without --key-dir, trusted only if root's.
 D=$T/spool
-mkdir -m 0755 "$D" "$D/.keys" "$D/vraw"
-copy_key vraw "$D/.keys/vraw"
-chmod 0755 "$D/.keys/vraw"
-chmod 0444 "$D/.keys/vraw"/*
+mkdir -m 0755 "$D" "$D/.keys"
+# publish KEY FILE...: as the spool does (spool/pubdir.c): its settings, pubkey.pem and
+# its format's own files, root's, 0444 in a 0755 directory.
+publish() {
+	local key=$1 f
+	shift
+	mkdir -m 0755 "$D/.keys/$key"
+	for f in algorithm digest format padding namespace uid pubkey.pem "$@"; do
+		cat "$MNT/.ctl/keys/$key/$f" >"$D/.keys/$key/$f"
+	done
+	chmod 0444 "$D/.keys/$key"/*
+}
+publish vraw
+publish vpgp cert.pgp cert.asc
+publish vssh pubkey.ssh
+publish vmini pubkey.minisign
+publish vcms cert.pem
+for key in vpgp vssh vmini vcms; do
+	mkdir -m 0777 "$D/$key"
+	cp -p "$V/$key/x.bin" "$V/$key"/x.bin.* "$D/$key/"
+	check "spool: $key's real output verifies with what the spool publishes: 0" \
+		status_is 0 "$SIGFS" wait -v --timeout 0 "$D/$key/x.bin"
+	check "spool: $key: with nothing said on stderr" test ! -s "$T/wait.err"
+	out=$(sed -n "s|^$D/$key/x.bin: ||p" "$T/wait.out")
+	cp "$MNT/$key/y.bin${out#"$D/$key/x.bin"}" "$out"
+	touch -r "$D/$key/x.bin" "$out"
+	check "spool: $key: another file's signature in its place: 3" \
+		status_is 3 "$SIGFS" wait --timeout 0 "$D/$key/x.bin"
+done
+mkdir -m 0777 "$D/vraw"
 cp -p "$V/vraw/x.bin" "$D/vraw/"
 echo forged >"$D/vraw/x.bin.sig"
 touch -r "$D/vraw/x.bin" "$D/vraw/x.bin.sig"
