@@ -21,9 +21,14 @@
 
 #define PUB_DIR ".keys"
 
-/* The key's attribute files a verifier needs (signer/keys.c), besides its format's files. */
+/*
+ * The key's attribute files a verifier needs (signer/keys.c), besides its
+ * format's files. created: an OpenPGP signature names its key by a
+ * fingerprint over the key's creation time, and openpgp-armor has no
+ * cert.pgp of its own to read it from.
+ */
 static const char *const public_attrs[] = {
-	"algorithm", "digest", "format", "padding", "namespace", "uid", "pubkey.pem",
+	"algorithm", "digest", "format", "padding", "namespace", "uid", "created", "pubkey.pem",
 };
 #define N_PUBLIC (sizeof(public_attrs) / sizeof(public_attrs[0]))
 

@@ -7,7 +7,9 @@
 # file is missing, 3 at its timeout, 2 on a usage error. Every output
 # carries its input's modification time, to the nanosecond; an output with
 # another time (an old version's, as an NFS cache may show it) is never
-# taken, which a plain directory outside the mount shows.
+# taken, which a plain directory outside the mount shows. With the key's
+# public files (--key-dir, or a spool's D/.keys/KEY/) only a valid signature
+# counts: a planted one is waited past (decision 68).
 . "$(dirname "$0")/lib.sh"
 
 SIGFS=${SIGFS:-$(dirname "$SIGFSD")/sigfs}
@@ -229,6 +231,175 @@ check "a file appearing while wait waits: 0" bash -c "
 	( sleep 0.5; echo s >'$P/late.bin.sig'; touch -r '$P/other.bin' '$P/late.bin.sig' ) &
 	cp -p '$P/other.bin' '$P/late.bin'
 	'$SIGFS' wait --timeout 10 '$P/late.bin'; rc=\$?; wait; exit \$rc"
+
+# --- verification (decision 68): planted outputs in a plain directory users write -------------
+# Anyone who can write the directory can plant an output with FILE's time for
+# a FILE of their own. With the key's public files (a copy of .ctl/keys/KEY/,
+# or a spool's root-owned D/.keys/KEY/) only a valid signature counts.
+# copy_key KEY DIR: the key's public files, as an admin would hand them out.
+copy_key() {
+	mkdir -p "$2"
+	for f in format algorithm digest padding namespace pubkey.pem cert.pgp cert.asc \
+		pubkey.ssh pubkey.minisign cert.pem; do
+		cat "$MNT/.ctl/keys/$1/$f" >"$2/$f" 2>/dev/null || rm -f "$2/$f"
+	done
+}
+V=$T/verify
+mkdir "$V"
+for spec in vraw:raw:ecdsa-p256 vpgp:openpgp:ed25519 vasc:openpgp-armor:rsa-2048 \
+	vssh:sshsig:ecdsa-p256 vmini:minisign:ed25519 vcms:cms:rsa-2048 vred:raw:ed25519; do
+	IFS=: read -r key fmt alg <<<"$spec"
+	make_key "$key" "$alg"
+	echo "$fmt" >"$MNT/.ctl/keys/$key/format"
+	copy_key "$key" "$T/keys/$key"
+	head -c 100000 /dev/urandom >"$T/v.bin"
+	copy_old "$T/v.bin" "$MNT/$key/x.bin"
+	head -c 1000 /dev/urandom >"$MNT/$key/y.bin"
+	check "$key ($fmt, $alg): signed in the mount" \
+		status_is 0 "$SIGFS" wait -v "$MNT/$key/x.bin" "$MNT/$key/y.bin"
+	# The format's suffix, from the output -v names: x.bin.sig, x.bin.minisig ...
+	sfx=$(sed -n "s|^$MNT/$key/x.bin: $MNT/$key/x.bin||p" "$T/wait.out")
+	check "$key: its output is x.bin$sfx" test -n "$sfx" -a -s "$MNT/$key/x.bin$sfx"
+	check "$key: in the mount, --key-dir verifies sigfs's own output: 0" \
+		status_is 0 "$SIGFS" wait --timeout 0 --key-dir "$T/keys/$key" "$MNT/$key/x.bin"
+	mkdir "$V/$key"
+	cp -p "$MNT/$key/x.bin" "$V/$key/x.bin"
+	head -c 600 /dev/urandom >"$V/$key/x.bin$sfx"
+	touch -r "$V/$key/x.bin" "$V/$key/x.bin$sfx"
+	check "$key: a planted $sfx (x.bin's time and owner): taken without --key-dir (0)" \
+		status_is 0 "$SIGFS" wait --timeout 0 "$V/$key/x.bin"
+	check "$key: with --key-dir it is not: timeout 3" \
+		status_is 3 "$SIGFS" wait --timeout 0.3 --key-dir "$T/keys/$key" "$V/$key/x.bin"
+	check "$key: saying an output was there but did not verify" \
+		grep -q "timed out after 0.3 s: an output was present but did not verify" "$T/wait.err"
+	cp "$MNT/$key/y.bin$sfx" "$V/$key/x.bin$sfx"
+	touch -r "$V/$key/x.bin" "$V/$key/x.bin$sfx"
+	check "$key: a real signature of another file, planted: 3" \
+		status_is 3 "$SIGFS" wait --timeout 0 --key-dir "$T/keys/$key" "$V/$key/x.bin"
+	check "$key: -v says why it is passed over" bash -c "
+		'$SIGFS' wait -v --timeout 0 --key-dir '$T/keys/$key' '$V/$key/x.bin' 2>&1 |
+		grep -q 'x.bin$sfx does not verify (.*): waiting for sigfs.s'"
+	cp -p "$MNT/$key/x.bin$sfx" "$V/$key/x.bin$sfx"
+	check "$key: the real signature, copied from the mount: 0" \
+		status_is 0 "$SIGFS" wait --timeout 0 --key-dir "$T/keys/$key" "$V/$key/x.bin"
+done
+check "the raw key's .sig is another key's to the ed25519 key (3)" \
+	status_is 3 "$SIGFS" wait --timeout 0 --key-dir "$T/keys/vred" "$V/vraw/x.bin"
+check "a planted output replaced by the real one while wait waits: 0" bash -c "
+	echo forged >'$V/vssh/x.bin.sig'; touch -r '$V/vssh/x.bin' '$V/vssh/x.bin.sig'
+	( sleep 0.5; cp -p '$MNT/vssh/x.bin.sig' '$V/vssh/x.bin.sig.tmp'
+	  mv '$V/vssh/x.bin.sig.tmp' '$V/vssh/x.bin.sig' ) &
+	'$SIGFS' wait --timeout 10 --key-dir '$T/keys/vssh' '$V/vssh/x.bin'; rc=\$?; wait; exit \$rc"
+check "--key-dir that is not a key directory: 2" \
+	status_is 2 "$SIGFS" wait --timeout 0 --key-dir "$T" "$V/vraw/x.bin"
+check "saying which file is missing" grep -q -- "--key-dir $T: format: No such file" "$T/wait.err"
+# Digest lines: raw ECDSA signs the digest, so it is verified; a request cannot be.
+(cd "$T" && sha256sum v.bin) >"$T/v.bin.sha256"
+copy_old "$T/v.bin.sha256" "$MNT/vraw/v.bin.sha256"
+check "a digest line, signed in the mount" status_is 0 "$SIGFS" wait "$MNT/vraw/v.bin.sha256"
+cp -p "$MNT/vraw/v.bin.sha256" "$V/vraw/"
+cp -p "$MNT/vraw/x.bin.sig" "$V/vraw/v.bin.sig"
+touch -r "$V/vraw/v.bin.sha256" "$V/vraw/v.bin.sig"
+check "a digest line's planted .sig: 3" \
+	status_is 3 "$SIGFS" wait --timeout 0 --key-dir "$T/keys/vraw" "$V/vraw/v.bin.sha256"
+cp -p "$MNT/vraw/v.bin.sig" "$V/vraw/v.bin.sig"
+check "its real .sig verifies from the line: 0" \
+	status_is 0 "$SIGFS" wait -v --timeout 0 --key-dir "$T/keys/vraw" "$V/vraw/v.bin.sha256"
+check "without a 'not verified' note" test ! -s "$T/wait.err"
+# An Ed25519 raw key signs whole files: sigfs answers a digest line with .err,
+# so a .sig beside one can only be planted, even a real signature by the key.
+copy_old "$T/v.bin.sha256" "$MNT/vred/v.bin.sha256"
+check "Ed25519 raw: a digest line gets .err in the mount (1)" \
+	status_is 1 "$SIGFS" wait "$MNT/vred/v.bin.sha256"
+cp -p "$MNT/vred/v.bin.sha256" "$V/vred/"
+cp "$MNT/vred/x.bin.sig" "$V/vred/v.bin.sig"
+touch -r "$V/vred/v.bin.sha256" "$V/vred/v.bin.sig"
+check "a .sig planted beside it: taken without --key-dir (0)" \
+	status_is 0 "$SIGFS" wait --timeout 0 "$V/vred/v.bin.sha256"
+check "not with it (3)" \
+	status_is 3 "$SIGFS" wait --timeout 0 --key-dir "$T/keys/vred" "$V/vred/v.bin.sha256"
+check "saying sigfs signs no such line" grep -q "sigfs signs no such digest line" "$T/wait.err"
+"$SIGFS" request "$T/rq.bin" --format raw -o "$T/rq2.sigreq"
+copy_old "$T/rq2.sigreq" "$V/vraw/rq2.sigreq"
+echo forged >"$V/vraw/rq2.sig"
+touch -r "$V/vraw/rq2.sigreq" "$V/vraw/rq2.sig"
+check "a request's output cannot be verified: time and owner, as before (0)" \
+	status_is 0 "$SIGFS" wait -v --timeout 0 --key-dir "$T/keys/vraw" "$V/vraw/rq2.sigreq"
+check "-v says it was not verified" grep -q "rq2.sig not verified (.*): accepted by its time and owner" "$T/wait.err"
+
+# A spool's published keys, D/.keys/KEY/: used without --key-dir, trusted only if root's.
+D=$T/spool
+mkdir -m 0755 "$D" "$D/.keys"
+# publish KEY FILE...: as the spool does (spool/pubdir.c): its settings, pubkey.pem and
+# its format's own files, root's, 0444 in a 0755 directory.
+publish() {
+	local key=$1 f
+	shift
+	mkdir -m 0755 "$D/.keys/$key"
+	for f in algorithm digest format padding namespace uid pubkey.pem "$@"; do
+		cat "$MNT/.ctl/keys/$key/$f" >"$D/.keys/$key/$f"
+	done
+	chmod 0444 "$D/.keys/$key"/*
+}
+publish vraw
+publish vpgp cert.pgp cert.asc
+publish vssh pubkey.ssh
+publish vmini pubkey.minisign
+publish vcms cert.pem
+for key in vpgp vssh vmini vcms; do
+	mkdir -m 0777 "$D/$key"
+	cp -p "$V/$key/x.bin" "$V/$key"/x.bin.* "$D/$key/"
+	check "spool: $key's real output verifies with what the spool publishes: 0" \
+		status_is 0 "$SIGFS" wait -v --timeout 0 "$D/$key/x.bin"
+	check "spool: $key: with nothing said on stderr" test ! -s "$T/wait.err"
+	out=$(sed -n "s|^$D/$key/x.bin: ||p" "$T/wait.out")
+	cp "$MNT/$key/y.bin${out#"$D/$key/x.bin"}" "$out"
+	touch -r "$D/$key/x.bin" "$out"
+	check "spool: $key: another file's signature in its place: 3" \
+		status_is 3 "$SIGFS" wait --timeout 0 "$D/$key/x.bin"
+done
+mkdir -m 0777 "$D/vraw"
+cp -p "$V/vraw/x.bin" "$D/vraw/"
+echo forged >"$D/vraw/x.bin.sig"
+touch -r "$D/vraw/x.bin" "$D/vraw/x.bin.sig"
+check "spool: a planted .sig is not taken (D/.keys/vraw used): 3" \
+	status_is 3 "$SIGFS" wait --timeout 0 "$D/vraw/x.bin"
+cp -p "$MNT/vraw/x.bin.sig" "$D/vraw/x.bin.sig"
+check "spool: the real one is: 0" status_is 0 "$SIGFS" wait --timeout 0 "$D/vraw/x.bin"
+chmod o+w "$D/.keys"
+check "spool: .keys writable by others: 2" status_is 2 "$SIGFS" wait --timeout 0 "$D/vraw/x.bin"
+check "naming it and why" said "sigfs: $D/vraw/x.bin: cannot trust the spool's published key: $D/.keys: not owned by root, or writable by group or others"
+chmod o-w "$D/.keys"
+chmod g+w "$D/.keys/vraw/pubkey.pem"
+check "spool: a group-writable pubkey.pem: 2" status_is 2 "$SIGFS" wait --timeout 0 "$D/vraw/x.bin"
+check "naming it" grep -q "$D/.keys/vraw/pubkey.pem: not owned by root or writable by others" "$T/wait.err"
+chmod g-w "$D/.keys/vraw/pubkey.pem"
+chown sw-mallory "$D/.keys/vraw/format"
+check "spool: a format file not root's: 2" status_is 2 "$SIGFS" wait --timeout 0 "$D/vraw/x.bin"
+chown root "$D/.keys/vraw/format"
+check "spool: all root's again: 0" status_is 0 "$SIGFS" wait --timeout 0 "$D/vraw/x.bin"
+mv "$D/.keys/vraw" "$D/.keys/real"
+ln -s real "$D/.keys/vraw"
+check "spool: D/.keys/KEY a symbolic link: 2" status_is 2 "$SIGFS" wait --timeout 0 "$D/vraw/x.bin"
+check "saying so" said "sigfs: $D/vraw/x.bin: cannot trust the spool's published key: $D/.keys/vraw: not a directory (or a symbolic link)"
+rm "$D/.keys/vraw"
+mv "$D/.keys/real" "$D/.keys/vraw"
+mv "$D/.keys/vraw/pubkey.pem" "$D/.keys/vraw/pubkey.real"
+ln -s pubkey.real "$D/.keys/vraw/pubkey.pem"
+check "spool: a symbolic link among the key's files: 2" \
+	status_is 2 "$SIGFS" wait --timeout 0 "$D/vraw/x.bin"
+check "saying so" grep -q "pubkey.pem: a symbolic link" "$T/wait.err"
+rm -rf "$D/.keys"
+ln -s "$T/keys" "$D/.keys"
+check "spool: D/.keys a symbolic link: 2" status_is 2 "$SIGFS" wait --timeout 0 "$D/vraw/x.bin"
+rm "$D/.keys"
+check "no D/.keys: time and owner only, as in a mount (0)" \
+	status_is 0 "$SIGFS" wait --timeout 0 "$D/vraw/x.bin"
+mkdir -m 0755 "$D/.keys"
+chown sw-mallory "$D"
+check "spool: D not root's: 2" status_is 2 "$SIGFS" wait --timeout 0 "$D/vraw/x.bin"
+chown root "$D"
+check "spool: D/.keys without the key: 2" status_is 2 "$SIGFS" wait --timeout 0 "$D/vraw/x.bin"
 
 stop_sigfs
 check "audit log chain verifies" "$SIGFSD" --verify-audit "$STATE/audit.log"

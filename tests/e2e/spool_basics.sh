@@ -84,7 +84,7 @@ check "  its pubkey.pem is the key's, mode 0444" \
 check "  format, digest and algorithm are those of .ctl" \
 	sh -c "for f in format digest algorithm; do cmp -s '$SPOOL/.keys/rel/'\$f '$MNT/.ctl/keys/rel/'\$f || exit 1; done"
 check "  nothing an admin alone may read is published, nor other formats' files" \
-	sh -c "! ls '$SPOOL/.keys/rel' | grep -qE '^(count|backend|last-error|created|import|cert.pgp|cert.pem|pubkey.ssh)\$'"
+	sh -c "! ls '$SPOOL/.keys/rel' | grep -qE '^(count|backend|last-error|import|cert.pgp|cert.pem|pubkey.ssh)\$'"
 echo cms >"$MNT/.ctl/keys/ec/format"
 check "a format change reaches .keys/ec/ (format cms, and its cert.pem)" \
 	wait_until sh -c "grep -qx cms '$SPOOL/.keys/ec/format' && cmp -s '$SPOOL/.keys/ec/cert.pem' '$MNT/.ctl/keys/ec/cert.pem'"
@@ -118,7 +118,18 @@ check "cp as alice: a.bin.sig appears" wait_for "$SPOOL/rel/a.bin.sig" 10
 check "  openssl verifies it" ed_ok "$T/rel.pem" "$T/a.bin" "$SPOOL/rel/a.bin.sig"
 check "  it belongs to alice" stat_is "$SPOOL/rel/a.bin.sig" "alice:$(id -gn alice) 444"
 check_fails "  and does not verify other bytes" ed_ok "$T/rel.pem" "$T/early.bin" "$SPOOL/rel/a.bin.sig"
-check "sigfs wait accepts the spool's output" "$SIGFS" wait "$SPOOL/rel/a.bin"
+check "sigfs wait accepts the spool's output (verified with DIR/.keys/rel/)" \
+	sh -c "'$SIGFS' wait -v '$SPOOL/rel/a.bin' 2>&1 | grep -q 'verified'"
+# A planted output with the file's owner and mtime (what sigfs wait took for
+# sigfs's before it verified): the owner swaps the signature for junk.
+as alice sh -c "rm -f '$SPOOL/rel/a.bin.sig' && head -c 64 /dev/urandom >'$SPOOL/rel/a.bin.sig' &&
+	touch -r '$SPOOL/rel/a.bin' '$SPOOL/rel/a.bin.sig'"
+check "  a planted a.bin.sig of alice with a.bin's mtime is not taken: exit 3 after the timeout" \
+	sh -c "'$SIGFS' wait --timeout 1 '$SPOOL/rel/a.bin' 2>'$T/wait.err'; test \$? -eq 3"
+check "  saying an output was there but did not verify" grep -q "did not verify" "$T/wait.err"
+as alice cp "$T/a.bin" "$SPOOL/rel/a.bin"
+check "  a.bin written again is signed again, and sigfs wait accepts it" "$SIGFS" wait "$SPOOL/rel/a.bin"
+check "  openssl agrees" ed_ok "$T/rel.pem" "$T/a.bin" "$SPOOL/rel/a.bin.sig"
 
 # --- rename into the inbox ------------------------------------------------------------
 head -c 3000 /dev/urandom >"$T/r.bin"
