@@ -65,6 +65,7 @@ struct wait_file {
 	enum wait_state state;
 	struct sigfs_vkey *key;            /* verify outputs with it; NULL: mtime and owner only */
 	bool own_key;                      /* key is this file's (D/.keys/KEY), not --key-dir's */
+	bool verified;                     /* the output found was checked with key */
 	bool planted;                      /* an output was there but did not verify */
 	struct stat bad;                   /* that output, not verified again while unchanged */
 	char why[SIGFS_ERRLEN];            /* why it did not verify */
@@ -281,6 +282,7 @@ static bool output_verifies(struct wait_file *w, int b, int fd, int ofd, const s
 	if (r == -ENOTSUP && verbose)
 		fprintf(stderr, "sigfs: %s: %s not verified (%s): accepted by its time and owner\n",
 			w->path, out, err);
+	w->verified = r == 0;
 	if (r == 0 || r == -ENOTSUP)
 		return true;
 	if (verbose && !(w->planted && !strcmp(w->why, err)))
@@ -332,7 +334,8 @@ static enum wait_state find_output(struct wait_file *w, int dirfd, int fd, const
 			if (!signed_by(w, b, f->suffix, dirfd, fd, in, verbose))
 				continue;
 			if (verbose)
-				printf("%s: %s%s%s\n", w->path, w->dir, w->bases[b], f->suffix);
+				printf("%s: %s%s%s%s\n", w->path, w->dir, w->bases[b], f->suffix,
+				       w->verified ? " (signature verified)" : "");
 			return SIGNED;
 		}
 	}

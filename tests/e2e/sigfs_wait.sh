@@ -352,7 +352,9 @@ for key in vpgp vssh vmini vcms; do
 	check "spool: $key's real output verifies with what the spool publishes: 0" \
 		status_is 0 "$SIGFS" wait -v --timeout 0 "$D/$key/x.bin"
 	check "spool: $key: with nothing said on stderr" test ! -s "$T/wait.err"
-	out=$(sed -n "s|^$D/$key/x.bin: ||p" "$T/wait.out")
+	# -v names the output and says it was verified with D/.keys/KEY/.
+	out=$(sed -n "s|^$D/$key/x.bin: \(.*\) (signature verified)\$|\1|p" "$T/wait.out")
+	check "spool: $key: -v says the signature was verified" test -n "$out"
 	cp "$MNT/$key/y.bin${out#"$D/$key/x.bin"}" "$out"
 	touch -r "$D/$key/x.bin" "$out"
 	check "spool: $key: another file's signature in its place: 3" \

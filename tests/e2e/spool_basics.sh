@@ -119,7 +119,7 @@ check "  openssl verifies it" ed_ok "$T/rel.pem" "$T/a.bin" "$SPOOL/rel/a.bin.si
 check "  it belongs to alice" stat_is "$SPOOL/rel/a.bin.sig" "alice:$(id -gn alice) 444"
 check_fails "  and does not verify other bytes" ed_ok "$T/rel.pem" "$T/early.bin" "$SPOOL/rel/a.bin.sig"
 check "sigfs wait accepts the spool's output (verified with DIR/.keys/rel/)" \
-	sh -c "'$SIGFS' wait -v '$SPOOL/rel/a.bin' 2>&1 | grep -q 'verified'"
+	sh -c "'$SIGFS' wait -v '$SPOOL/rel/a.bin' | grep -qx '$SPOOL/rel/a.bin: $SPOOL/rel/a.bin.sig (signature verified)'"
 # A planted output with the file's owner and mtime (what sigfs wait took for
 # sigfs's before it verified): the owner swaps the signature for junk.
 as alice sh -c "rm -f '$SPOOL/rel/a.bin.sig' && head -c 64 /dev/urandom >'$SPOOL/rel/a.bin.sig' &&
