@@ -101,21 +101,37 @@ static int detach(void)
  * store and the engine with its journal (the store and the journal keep their
  * own copies of the descriptor).
  */
-static int open_state(const struct sigfs_config *cfg, struct sigfs_audit **audit,
-		      struct sigfs_keys **ks, struct sigfs_engine **eng, char *err)
+/* What a run of the daemon opens in its state directory. */
+struct state {
+	struct sigfs_audit *audit;
+	struct sigfs_keys *ks;
+	struct sigfs_engine *eng;
+};
+
+static int open_state(const struct sigfs_config *cfg, struct state *st, char *err)
 {
 	int sfd, r;
 
+	*st = (struct state){ 0 };
 	r = sigfs_safedir_open(cfg->state_dir, "state directory", &sfd, err);
 	if (r < 0)
 		return r;
-	r = sigfs_audit_open(sfd, "audit.log", audit, err);
+	r = sigfs_audit_open(sfd, "audit.log", &st->audit, err);
 	if (r == 0)
-		r = sigfs_keys_open(cfg, sfd, *audit, ks, err);
+		r = sigfs_keys_open(cfg, sfd, st->audit, &st->ks, err);
 	if (r == 0)
-		r = sigfs_engine_start(cfg, *ks, *audit, eng, err);
+		r = sigfs_engine_start(cfg, st->ks, st->audit, &st->eng, err);
 	close(sfd);
 	return r;
+}
+
+/* Stop the engine (if st->eng: serve() stops it itself) and close the rest. */
+static void close_state(struct state *st)
+{
+	sigfs_engine_stop(st->eng);
+	sigfs_keys_close(st->ks);
+	sigfs_audit_close(st->audit);
+	*st = (struct state){ 0 };
 }
 
 struct options {
@@ -306,30 +322,28 @@ static int keeper_main(int argc, char **argv, const struct options *o, struct fu
 /* The worker: open the state, start the engine, serve. The exit code. */
 static int worker_main(const struct options *o, struct fuse_args *args)
 {
-	struct sigfs_audit *audit = NULL;
 	struct sigfs_spool *sp = NULL;
-	struct sigfs_engine *eng = NULL;
-	struct sigfs_keys *ks = NULL;
 	char err[SIGFS_ERRLEN] = "";
 	struct sigfs_config cfg;
 	struct sigfs_fs *fs;
+	struct state st;
 	int r;
 
 	if (load_config(o, &cfg, false) < 0)
 		return 1;
-	if (open_state(&cfg, &audit, &ks, &eng, err) < 0)
+	if (open_state(&cfg, &st, err) < 0)
 		goto out_err;
-	if (cfg.spool_dir[0] && sigfs_spool_start(&cfg, ks, eng, &sp, err) < 0)
+	if (cfg.spool_dir[0] && sigfs_spool_start(&cfg, st.ks, st.eng, &sp, err) < 0)
 		goto out_err;
-	r = sigfs_fs_new(&cfg, ks, eng, &fs);
+	r = sigfs_fs_new(&cfg, st.ks, st.eng, &fs);
 	if (r < 0) {
 		sigfs_seterr(err, r, "cannot start: %s", strerror(-r));
 		sigfs_spool_stop(sp);
 		goto out_err;
 	}
-	r = serve(&cfg, eng, fs, sp, args, o, err);
-	sigfs_keys_close(ks);
-	sigfs_audit_close(audit);
+	r = serve(&cfg, st.eng, fs, sp, args, o, err);
+	st.eng = NULL;                      /* serve() stopped it */
+	close_state(&st);
 	/* err holds a message only when serve failed; calls that succeed may leave text there. */
 	if (r < 0)
 		log_err("%s", err);
@@ -338,9 +352,7 @@ static int worker_main(const struct options *o, struct fuse_args *args)
 	return r < 0 ? 1 : r;
 out_err:
 	log_err("%s", err);
-	sigfs_engine_stop(eng);
-	sigfs_keys_close(ks);
-	sigfs_audit_close(audit);
+	close_state(&st);
 	sigfs_config_free(&cfg);
 	return 1;
 }
@@ -366,10 +378,8 @@ static void spool_ready(const struct sigfs_config *cfg, int *report_fd)
  */
 static int spool_run(const struct options *o, const sigset_t *sigs, int *report_fd, int *sig)
 {
-	struct sigfs_audit *audit = NULL;
-	struct sigfs_engine *eng = NULL;
+	struct state st = { 0 };
 	struct sigfs_spool *sp = NULL;
-	struct sigfs_keys *ks = NULL;
 	char err[SIGFS_ERRLEN] = "";
 	struct sigfs_config cfg;
 	int r = 1;
@@ -379,10 +389,10 @@ static int spool_run(const struct options *o, const sigset_t *sigs, int *report_
 	if (!cfg.spool_dir[0])
 		snprintf(err, sizeof(err), "nothing to serve: give a MOUNTPOINT, --spool DIR, "
 			 "or [spool] dir in the configuration");
-	else if (open_state(&cfg, &audit, &ks, &eng, err) == 0) {
+	else if (open_state(&cfg, &st, err) == 0) {
 		/* No mount: nobody can still be writing what the last run left in its inboxes. */
-		sigfs_engine_unfinished(eng, NULL, NULL);
-		r = sigfs_spool_start(&cfg, ks, eng, &sp, err) < 0;
+		sigfs_engine_unfinished(st.eng, NULL, NULL);
+		r = sigfs_spool_start(&cfg, st.ks, st.eng, &sp, err) < 0;
 	}
 	if (r == 0) {
 		log_info("serving the spool %s (state in %s, %u workers)", cfg.spool_dir,
@@ -395,9 +405,7 @@ static int spool_run(const struct options *o, const sigset_t *sigs, int *report_
 	} else {
 		log_err("%s", err);
 	}
-	sigfs_engine_stop(eng);
-	sigfs_keys_close(ks);
-	sigfs_audit_close(audit);
+	close_state(&st);
 	sigfs_config_free(&cfg);
 	return r;
 }
