@@ -35,6 +35,7 @@
 #include "signer/request.h"
 
 #define HASH_CHUNK (1u << 20)
+#define LIVE_BUCKETS 4096           /* the live table: a queue of thousands stays short per name */
 #define SLICE_MS 50                         /* a reading job's turn when others wait */
 #define COPY_MEM_MAX (16u << 20)            /* larger messages are copied to a file */
 #define OUTPUT_MAX (256u << 10)             /* the largest output a format may write */
@@ -107,7 +108,7 @@ struct job {
 	int (*admit)(const struct stat *dir, const struct stat *file, char *err);
 	struct lane *lane;
 	struct job *next;                   /* its flow, or the lane's delayed list (lock) */
-	struct job *lprev, *lnext;          /* the live list (out_lock) */
+	struct job *lprev, *lnext;          /* its chain of the live table (out_lock) */
 	struct job_io io;
 	struct ready ready;
 };
@@ -148,8 +149,9 @@ struct sigfs_engine {
 	 * lock      the queues: the lanes list and each lane's flows, delayed
 	 *           jobs, counters (queued, running) and condition variable; a
 	 *           job's next and lane; stopping; signed_total, failed_total.
-	 * out_lock  the outputs: the live list (every job from enqueue to its
-	 *           end, linked by lprev/lnext) and each job's stale flag (written
+	 * out_lock  the outputs: the live table (every job from enqueue to its
+	 *           end, chained by lprev/lnext in the bucket of its key and
+	 *           name, live_bucket) and each job's stale flag (written
 	 *           under it, read with an atomic load by a worker); removing and
 	 *           placing outputs in the inboxes, so that begin()/forget()
 	 *           marking a job stale and the job placing its output are one
@@ -162,7 +164,7 @@ struct sigfs_engine {
 	uint64_t signed_total, failed_total;
 
 	pthread_mutex_t out_lock;
-	struct job *live;
+	struct job *live[LIVE_BUCKETS];
 
 	/* What the journal held at start, for sigfs_engine_unfinished (its 'W' entries). */
 	struct sigfs_journal_entry *pending;
@@ -1086,13 +1088,26 @@ out:
 
 /* --- lanes -------------------------------------------------------------------- */
 
+/* The live table's chain for a job of key named name (FNV-1a over both). */
+static struct job **live_bucket(struct sigfs_engine *e, const char *key, const char *name)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = key; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	h = (h ^ '/') * 16777619u;
+	for (const char *p = name; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	return &e->live[h % LIVE_BUCKETS];
+}
+
 static void live_unlink(struct sigfs_engine *e, struct job *j)
 {
 	pthread_mutex_lock(&e->out_lock);
 	if (j->lprev)
 		j->lprev->lnext = j->lnext;
 	else
-		e->live = j->lnext;
+		*live_bucket(e, j->key, j->name) = j->lnext;
 	if (j->lnext)
 		j->lnext->lprev = j->lprev;
 	pthread_mutex_unlock(&e->out_lock);
@@ -1365,6 +1380,7 @@ static int lane_get(struct sigfs_engine *e, const char *backend, struct lane **o
 static int enqueue(struct sigfs_engine *e, struct job *j)
 {
 	struct sigfs_key k;
+	struct job **head;
 	int r;
 
 	/* A job of a deleted key goes anywhere: it ends at once. */
@@ -1372,11 +1388,12 @@ static int enqueue(struct sigfs_engine *e, struct job *j)
 		snprintf(k.backend, sizeof(k.backend), "%s", "");
 	/* Live before it is queued: a worker may take it (and end it) at once. */
 	pthread_mutex_lock(&e->out_lock);
-	j->lnext = e->live;
+	head = live_bucket(e, j->key, j->name);
+	j->lnext = *head;
 	j->lprev = NULL;
-	if (e->live)
-		e->live->lprev = j;
-	e->live = j;
+	if (*head)
+		(*head)->lprev = j;
+	*head = j;
 	pthread_mutex_unlock(&e->out_lock);
 	pthread_mutex_lock(&e->lock);
 	r = e->stopping ? -ESHUTDOWN : lane_get(e, k.backend, &j->lane);
@@ -1395,34 +1412,46 @@ void sigfs_engine_forget(struct sigfs_engine *e, const char *key, const char *na
 	sigfs_engine_forget_at(e, key, -1, name);
 }
 
+/*
+ * Mark stale the live jobs of key named cand whose outputs are named after
+ * base (spool: of the spool, else of the mount). out_lock held.
+ */
+static void stale_named(struct sigfs_engine *e, const struct sigfs_key *k, const char *cand,
+			const char *base, bool spool)
+{
+	for (struct job *j = *live_bucket(e, k->name, cand); j; j = j->lnext) {
+		char jbase[NAME_MAX_LEN + 1];
+
+		/* A daemon has one spool: its jobs and the mount's never share outputs. */
+		if (j->spool != spool || strcmp(j->key, k->name) != 0 || strcmp(j->name, cand) != 0)
+			continue;
+		output_base(k, j->name, jbase);
+		if (strcmp(jbase, base) == 0)
+			__atomic_store_n(&j->stale, true, __ATOMIC_RELAXED);
+	}
+}
+
 void sigfs_engine_forget_at(struct sigfs_engine *e, const char *key, int dir, const char *name)
 {
-	char base[NAME_MAX_LEN + 1];
+	char base[NAME_MAX_LEN + 1], cand[NAME_MAX_LEN + 32];
+	const struct sigfs_digest *d;
 	struct sigfs_key k;
-	size_t baselen;
 	int dirfd;
 
 	if (sigfs_engine_ignored(name) || strlen(name) > NAME_MAX_LEN ||
 	    sigfs_keys_get(e->ks, key, &k) < 0)
 		return;
 	output_base(&k, name, base);
-	baselen = strlen(base);
 	dirfd = inbox_dir(e, key, dir);
 	pthread_mutex_lock(&e->out_lock);
-	for (struct job *j = e->live; j; j = j->lnext) {
-		char jbase[NAME_MAX_LEN + 1];
-
-		/*
-		 * A daemon has one spool: its jobs and the mount's never share
-		 * outputs. A job's base is a prefix of its name: most jobs are
-		 * passed over without working out their base (a queue of thousands).
-		 */
-		if (j->spool != (dir >= 0) || strncmp(j->name, base, baselen) != 0)
-			continue;
-		output_base(&k, j->name, jbase);
-		if (strcmp(j->key, key) == 0 && strcmp(jbase, base) == 0)
-			__atomic_store_n(&j->stale, true, __ATOMIC_RELAXED);
+	/* The inputs whose outputs can be named after base: base, base.<digest>, base.sigreq. */
+	stale_named(e, &k, base, base, dir >= 0);
+	for (size_t i = 0; (d = sigfs_digest_at(i)); i++) {
+		snprintf(cand, sizeof(cand), "%s.%s", base, d->name);
+		stale_named(e, &k, cand, base, dir >= 0);
 	}
+	snprintf(cand, sizeof(cand), "%s.sigreq", base);
+	stale_named(e, &k, cand, base, dir >= 0);
 	if (dirfd >= 0)
 		remove_outputs(dirfd, base);
 	pthread_mutex_unlock(&e->out_lock);
