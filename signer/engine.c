@@ -166,6 +166,9 @@ struct sigfs_engine {
 	pthread_mutex_t out_lock;
 	struct job *live[LIVE_BUCKETS];
 
+	/* The process's umask takes bits of 0444: outputs need an fchmod after the create. */
+	bool umask_masks_0444;
+
 	/* What the journal held at start, for sigfs_engine_unfinished (its 'W' entries). */
 	struct sigfs_journal_entry *pending;
 	size_t npending;
@@ -421,7 +424,8 @@ static int write_tmp(struct sigfs_engine *e, int dirfd, const char *tmp, const s
 	r = sigfs_write_all(fd, data, len);
 	if (r == 0 && futimens(fd, times) < 0)
 		r = -errno;
-	if (r == 0 && (fchown(fd, ast->st_uid, ast->st_gid) < 0 || fchmod(fd, 0444) < 0))
+	if (r == 0 && (fchown(fd, ast->st_uid, ast->st_gid) < 0 ||
+		       (e->umask_masks_0444 && fchmod(fd, 0444) < 0)))
 		r = -errno;
 	if (r == 0 && e->cfg->fsync && fsync(fd) < 0)
 		r = -errno;
@@ -1676,6 +1680,25 @@ void sigfs_engine_unfinished(struct sigfs_engine *e, sigfs_take_fn take, void *a
 	e->npending = 0;
 }
 
+/*
+ * Does the umask take bits of 0444? Read from /proc/self/status: umask()
+ * would change it for a moment under threads that create files. Unknown
+ * counts as yes (one more fchmod per output).
+ */
+static bool umask_masks_0444(void)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	unsigned mask = 0777;
+	char line[128];
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Umask: %o", &mask) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return (mask & 0444) != 0;
+}
+
 int sigfs_engine_start(const struct sigfs_config *cfg, struct sigfs_keys *ks,
 		       struct sigfs_audit *audit, struct sigfs_engine **out, char *err)
 {
@@ -1690,6 +1713,7 @@ int sigfs_engine_start(const struct sigfs_config *cfg, struct sigfs_keys *ks,
 	e->ks = ks;
 	e->audit = audit;
 	e->inbox_root = sigfs_keys_inbox_root(ks);
+	e->umask_masks_0444 = umask_masks_0444();
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_mutex_init(&e->out_lock, NULL);
 	r = sigfs_journal_open(sigfs_keys_state_dir(ks), "journal", cfg->fsync, &e->journal,

@@ -196,5 +196,17 @@ check "no file under a refused name" bash -c "! ls '$I' | grep -q -e '^a.b$' -e 
 check "the daemon still signs" cp "$T/v1" "$I/last.bin"
 check "and that signature verifies" verify_raw ed "$T/v1" "$I/last.bin.sig"
 stop_sigfs
+
+# Outputs are 0444 whatever the daemon's umask: with umask 022 the create
+# gives that mode and no fchmod is made (signer/engine.c), with 0337 (it takes
+# bits of 0444) the fchmod must set it.
+for m in 0022 0337; do
+	umask "$m"
+	start_sigfs
+	umask 0022
+	cp "$T/v1" "$I/umask$m.bin"
+	check "daemon with umask $m: the output is still mode 0444" stat_is "$I/umask$m.bin.sig" "root:root 444"
+	stop_sigfs
+done
 check "audit log chain verifies" "$SIGFSD" --verify-audit "$STATE/audit.log"
 done_testing
