@@ -415,6 +415,41 @@ wait_gone() {
 	return 1
 }
 
+# poll_sigs DIR STOPFILE FETCH...: until STOPFILE exists, run `FETCH... DIR/cur`
+# (cp SIG, an NFS get of SIG ...) as often as possible and keep each distinct
+# non-empty result in DIR as 1.sig, 2.sig ...: every signature a reader could
+# have seen while a file was written. Run it in the background; all_verify
+# checks what it kept.
+poll_sigs() {
+	local dir=$1 stop=$2 n=0
+	shift 2
+	mkdir -p "$dir"
+	while [ ! -e "$stop" ]; do
+		if "$@" "$dir/cur" 2>/dev/null && [ -s "$dir/cur" ] &&
+			! { [ "$n" -gt 0 ] && cmp -s "$dir/cur" "$dir/$n.sig"; }; then
+			n=$((n + 1))
+			cp "$dir/cur" "$dir/$n.sig"
+		fi
+	done
+}
+
+# all_verify VERIFY KEY DIR LOCAL: poll_sigs kept at least one signature in DIR
+# and each verifies over LOCAL (`VERIFY KEY LOCAL SIG`: verify_raw, sverify);
+# says which do not, and how many it saw.
+all_verify() {
+	local verify=$1 key=$2 dir=$3 s bad=0 count=0
+	for s in "$dir"/[0-9]*.sig; do
+		[ -e "$s" ] || continue
+		count=$((count + 1))
+		"$verify" "$key" "$4" "$s" 2>/dev/null || {
+			echo "  $(basename "$s") of those the poller saw does not verify over the final content" >&2
+			bad=$((bad + 1))
+		}
+	done
+	echo "# the poller saw $count distinct .sig" >&2
+	[ "$count" -ge 1 ] && [ "$bad" = 0 ]
+}
+
 # sign_on KEY ALG [PADDING]: set the key's algorithm (a key that has signed keeps
 # it; the padding may change), sign 30 KB through its inbox, verify with openssl.
 # Uses $K (the test's .ctl/keys directory).

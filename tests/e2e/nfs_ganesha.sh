@@ -13,7 +13,8 @@
 # 2 KiB WRITEs, the most libnfs 4.0 can send) with a second client polling: every
 # .sig the poller ever sees must verify against the file as the writer
 # finished it (NFSv3 has no close: a signature at each release of ganesha's
-# fd cache would be over a prefix).
+# fd cache would be over a prefix). The writer and the poller are nfslib.sh's
+# (nfs_slow_writer), shared with spool_nfs.sh.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/nfslib.sh"
 
@@ -33,10 +34,6 @@ nfs_start nfs other
 IN=$MNT/nfs
 mkdir -p "$T/files"
 
-nc() {
-	in_ns "$NFSCLIENT" "$@"
-}
-
 # url NAME: NAME in the inbox over NFS version $V.
 url() {
 	nfs_url nfs "$1" "$V"
@@ -54,7 +51,7 @@ sig_right_after() {
 
 # sig_verifies NAME LOCAL: NAME.sig, read over NFS, verifies over LOCAL (openssl).
 sig_verifies() {
-	nc get "$(url "$1.sig")" "$T/got.sig" && verify_raw nfs "$2" "$T/got.sig"
+	sig_over_nfs verify_raw nfs "$1" "$V" "$2"
 }
 
 # put_signed NAME LOCAL [PUT OPTIONS...]: copy LOCAL in as NAME and wait for
@@ -148,11 +145,7 @@ for V in 3 4; do
 
 	# Rename into the inbox: a dotfile (never signed), then its real name.
 	head -c 500000 /dev/urandom >"$T/files/m-v$V.bin"
-	check "v$V rename: the hidden part file is written" nc put "$(url ".m-v$V.part")" "$T/files/m-v$V.bin"
-	check "v$V rename: renamed to m-v$V.bin" nc rename "$(url ".m-v$V.part")" "m-v$V.bin"
-	check "v$V rename: m-v$V.bin.sig appears" nc wait-for "$(url "m-v$V.bin.sig")" --timeout 30
-	check "v$V rename: it verifies" sig_verifies "m-v$V.bin" "$T/files/m-v$V.bin"
-	check "v$V rename: the part file got nothing" bash -c "! ls -A '$IN' | grep -q '^\\.m-v$V'"
+	nfs_rename_in verify_raw nfs "$V" "m-v$V.bin" "$T/files/m-v$V.bin" "$IN"
 	check_fuse_wait "v$V rename" 0 "m-v$V.bin"
 
 	# Overwrite: once the new copy ended, the old .sig is gone; then the new one comes.
@@ -186,54 +179,12 @@ for V in 3 4; do
 done
 
 # --- a slow writer and a poller ------------------------------------------------------------------
-# poll NAME DIR STOPFILE: until STOPFILE exists, read NAME.sig over NFS as often
-# as possible and keep each distinct one in DIR (1.sig, 2.sig ...).
-poll() {
-	local n=0 name=$1 dir=$2 stop=$3
-	mkdir -p "$dir"
-	while [ ! -e "$stop" ]; do
-		if nc get "$(url "$name.sig")" "$dir/cur" 2>/dev/null && [ -s "$dir/cur" ] &&
-			! { [ "$n" -gt 0 ] && cmp -s "$dir/cur" "$dir/$n.sig"; }; then
-			n=$((n + 1))
-			cp "$dir/cur" "$dir/$n.sig"
-		fi
-	done
-}
-
-# all_verify DIR LOCAL: every .sig in DIR verifies against LOCAL (and there is one).
-all_verify() {
-	local s bad=0 count=0
-	for s in "$1"/*.sig; do
-		[ -e "$s" ] || continue
-		count=$((count + 1))
-		verify_raw nfs "$2" "$s" 2>/dev/null || {
-			echo "  $(basename "$s") (of $(ls "$1" | grep -c '\.sig$') seen) does not verify against the final file" >&2
-			bad=$((bad + 1))
-		}
-	done
-	echo "# the poller saw $count distinct .sig" >&2
-	[ "$count" -ge 1 ] && [ "$bad" = 0 ]
-}
-
+# nfslib.sh's nfs_slow_writer: the writer, the poller, and their checks.
 head -c 1048576 /dev/urandom >"$T/files/slow.bin"
 for V in 3 4; do
-	name=slow-v$V.bin
-	rm -f "$T/stop-v$V"
-	poll "$name" "$T/poll-v$V" "$T/stop-v$V" &
-	poller=$!
-	at_exit "touch '$T/stop-v$V'; wait $poller"
-	check "v$V slow writer: 1 MiB as 64 KiB writes 300 ms apart" \
-		nc put "$(url "$name")" "$T/files/slow.bin" --chunk 65536 --gap 300
-	check "v$V slow writer: the .sig appears" nc wait-for "$(url "$name.sig")" --timeout 30
-	# Let the poller see the final state for a while, then stop it.
-	sleep 1.5
-	touch "$T/stop-v$V"
-	wait "$poller"
-	check "v$V slow writer: the final .sig verifies" sig_verifies "$name" "$T/files/slow.bin"
-	check "v$V slow writer: every .sig the poller saw verifies against the finished file" \
-		all_verify "$T/poll-v$V" "$T/files/slow.bin"
-	check "v$V slow writer: no .err" test ! -e "$IN/$name.err"
-	check_fuse_wait "v$V slow writer" 0 "$name"
+	nfs_slow_writer verify_raw nfs "slow-v$V.bin" "$V" "$T/files/slow.bin"
+	check "v$V slow writer: no .err" test ! -e "$IN/slow-v$V.bin.err"
+	check_fuse_wait "v$V slow writer" 0 "slow-v$V.bin"
 done
 
 for k in 1m-v3 100m-v3 1m-v4 100m-v4; do

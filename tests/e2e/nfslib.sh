@@ -11,6 +11,9 @@
 # shipped etc/ganesha-sigfs.conf (one export per inbox, Pseudo /sigfs/KEY), so
 # the snippet itself is what is tested. Everything stops, by recorded PID, when
 # the test ends (at_exit: before the mount goes, as ganesha must stop first).
+# Helpers of the stories: nc (the client), sig_over_nfs, a rename into an
+# export (nfs_rename_in), and the slow writer with a polling reader
+# (nfs_slow_writer; poll_sigs and all_verify of lib.sh).
 
 NFSCLIENT=${NFSCLIENT:?set NFSCLIENT to the nfsclient helper (tests/e2e/nfsclient.c)}
 NFS_DIR=$T/nfs
@@ -28,6 +31,62 @@ in_ns() {
 # nfs_url KEY NAME VERSION: the URL of NAME in KEY's inbox over NFS VERSION.
 nfs_url() {
 	echo "nfs://$NFS_HOST/sigfs/$1/$2?version=$3"
+}
+
+# nc ARGS...: the libnfs client (NFSCLIENT) in the server's namespace.
+nc() {
+	in_ns "$NFSCLIENT" "$@"
+}
+
+# sig_over_nfs VERIFY KEY NAME VERSION LOCAL: NAME.sig in KEY's export, read
+# over NFS VERSION, verifies over LOCAL with `VERIFY KEY LOCAL SIG` (verify_raw
+# for a mount's key, sverify of spoollib.sh for a spool's).
+sig_over_nfs() {
+	nc get "$(nfs_url "$2" "$3.sig" "$4")" "$T/got.sig" && "$1" "$2" "$5" "$T/got.sig"
+}
+
+# nfs_rename_in VERIFY KEY VERSION NAME LOCAL INBOX: over NFS VERSION a client
+# writes LOCAL into KEY's export as a hidden part file (.NAME without its
+# extension, .part), then renames it to NAME; NAME.sig comes and verifies
+# (VERIFY as for sig_over_nfs), and INBOX (the export's directory here) holds
+# nothing of the part file any more (it was never signed).
+nfs_rename_in() {
+	local verify=$1 key=$2 v=$3 name=$4 src=$5 inbox=$6 part
+	part=.${name%.*}.part
+	check "v$v rename: the hidden part file is written" nc put "$(nfs_url "$key" "$part" "$v")" "$src"
+	check "v$v rename: renamed to $name" nc rename "$(nfs_url "$key" "$part" "$v")" "$name"
+	check "v$v rename: $name.sig appears" nc wait-for "$(nfs_url "$key" "$name.sig" "$v")" --timeout 30
+	check "v$v rename: it verifies" sig_over_nfs "$verify" "$key" "$name" "$v" "$src"
+	check "v$v rename: the part file got nothing" bash -c "! ls -A '$inbox' | grep -qF -- '$part'"
+}
+
+# nfs_slow_writer VERIFY KEY NAME VERSION LOCAL: the slow writer of the NFS
+# stories. One client copies LOCAL into KEY's export as NAME over NFS VERSION
+# in 64 KiB writes 300 ms apart while a second one reads NAME.sig as often as
+# it can (poll_sigs, in $T/poll-NAME). Checks that the .sig comes, that it
+# verifies over LOCAL (VERIFY as for sig_over_nfs) and that so does every .sig
+# the poller saw: none was made over a prefix of the file. Sets NFS_SLOW_T0
+# and NFS_SLOW_T1, when the copy started and when its last write returned.
+# shellcheck disable=SC2034 # NFS_SLOW_T0 and NFS_SLOW_T1 are the caller's
+nfs_slow_writer() {
+	local verify=$1 key=$2 name=$3 v=$4 src=$5 path poller
+	path=$(nfs_url "$key" "$name" "$v")
+	rm -f "$T/stop-$name"
+	poll_sigs "$T/poll-$name" "$T/stop-$name" nc get "$(nfs_url "$key" "$name.sig" "$v")" &
+	poller=$!
+	at_exit "touch '$T/stop-$name'; wait $poller"
+	NFS_SLOW_T0=$(date +%s.%N)
+	check "v$v slow writer: $name as 64 KiB writes 300 ms apart" \
+		nc put "$path" "$src" --chunk 65536 --gap 300
+	NFS_SLOW_T1=$(date +%s.%N)
+	check "v$v slow writer: the .sig appears" nc wait-for "$(nfs_url "$key" "$name.sig" "$v")" --timeout 30
+	# Let the poller see the final state for a while, then stop it.
+	sleep 2
+	touch "$T/stop-$name"
+	wait "$poller"
+	check "v$v slow writer: the final .sig verifies" sig_over_nfs "$verify" "$key" "$name" "$v" "$src"
+	check "v$v slow writer: every .sig the poller saw verifies against the finished file" \
+		all_verify "$verify" "$key" "$T/poll-$name" "$src"
 }
 
 # nfs_ganesha_conf KEY...: the ganesha config: the test's own core settings,

@@ -4,14 +4,11 @@
 # replace or shadow another member's signature, make another member's close()
 # report a signature that never came, or keep the others waiting; the audit log
 # names who asked for each signature and whose file it was.
+# The team ($TEAM: ann and ben, not mal) is matrixlib.sh's.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/matrixlib.sh"
 
-TEAM=sigfs-e2e-team
-ensure_group "$TEAM"
-for u in sf-ann sf-ben sf-mal; do ensure_user "$u"; done
-usermod -a -G "$TEAM" sf-ann
-usermod -a -G "$TEAM" sf-ben
-gpasswd -d sf-mal "$TEAM" >/dev/null 2>&1 || true
+matrix_users
 ANN=$(id -u sf-ann)
 BEN=$(id -u sf-ben)
 K=$MNT/.ctl/keys

@@ -13,7 +13,10 @@
 # sticky inbox), another member of a group inbox without the sticky bit (ben,
 # mode 0770), another member of a sticky group inbox (ben, mode 1770), a
 # non-member (mal), and root. Every cell is asserted exactly: what the kernel
-# answered the user, then what the daemon did (or must not have done).
+# answered the user, then what the daemon did (or must not have done). The
+# team, the roles' users and inboxes, `try` and the walk over the matrix
+# (ann's artifact of each cell) are matrixlib.sh's, shared with
+# permission_matrix.sh; the table and the cell's checks are this story's.
 #
 # Cell values: OK (allowed; the daemon's answer is checked), EACCES / EPERM
 # (the kernel refused), REFUSED (the kernel allowed it, the daemon signs
@@ -26,13 +29,9 @@
 # what arrived while it was down is scanned with the same rules.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/spoollib.sh"
+. "$(dirname "$0")/matrixlib.sh"
 
-TEAM=sigfs-e2e-team
-ensure_group "$TEAM"
-for u in sf-ann sf-ben sf-mal; do ensure_user "$u"; done
-usermod -a -G "$TEAM" sf-ann
-usermod -a -G "$TEAM" sf-ben
-gpasswd -d sf-mal "$TEAM" >/dev/null 2>&1 || true
+matrix_users
 
 # One worker: jobs of one user are done in the order their events came, so a
 # marker file signed after an action means the action was dealt with (barrier).
@@ -80,18 +79,6 @@ passwd_untouched() {
 		test ! -L "$T/pub/passwd-copy"
 }
 
-# try USER PYTHON: run PYTHON (os imported) as USER; prints OK or the errno name.
-try() {
-	as "$1" /usr/bin/python3 -c "
-import os, sys, errno
-try:
-    $2
-    print('OK')
-except OSError as e:
-    print(errno.errorcode.get(e.errno, e.errno))
-"
-}
-
 # barrier USER INBOX: USER (root if USER may not write INBOX) and ann each
 # write a marker and wait for its .sig: with one worker, whatever the daemon
 # was going to do about earlier events of theirs is done.
@@ -128,155 +115,136 @@ fifo          REFUSED  REFUSED  REFUSED  EACCES  REFUSED
 hardlink      ERR      ERR      ERR      EACCES  ERR
 "
 ROLES=(owner member sticky nonmem root)
-declare -A USER_OF=([owner]=sf-ann [member]=sf-ben [sticky]=sf-ben [nonmem]=sf-mal [root]=root)
-declare -A INBOX_OF=([owner]=sticky [member]=plain [sticky]=sticky [nonmem]=sticky [root]=sticky)
 
-n=0
-REFUSED_DIGEST=()
-while read -r action want_row; do
-	[ -n "$action" ] || continue
-	read -r -a wants <<<"$want_row"
-	for i in "${!ROLES[@]}"; do
-		role=${ROLES[$i]}
-		want=${wants[$i]}
-		u=${USER_OF[$role]}
-		in=${INBOX_OF[$role]}
-		I=$SPOOL/$in
-		n=$((n + 1))
-		c=c$n.bin
-		what="$action by $role ($u in $in)"
-		# ann's artifact and its signature, the object of the action.
-		head -c $((20000 + n)) /dev/urandom >"$T/pub/a$n"
-		head -c $((10000 + n)) /dev/urandom >"$T/pub/b$n"
-		chmod 0644 "$T/pub/a$n" "$T/pub/b$n"
-		as sf-ann cp "$T/pub/a$n" "$I/$c" || fail "$what: fixture: ann's cp failed"
-		signed_over "$in" "$T/pub/a$n" "$I/$c.sig" || fail "$what: fixture: ann's $c is not signed"
-		cp "$I/$c.sig" "$T/ann$n.sig"
-		# Kernel-level preparations of the action (as root or ann).
-		case $action in
-		overwrite664)
-			as sf-ann chgrp "$TEAM" "$I/$c"
-			as sf-ann chmod 0664 "$I/$c"
-			# chmod is no write: the daemon must not sign again (the .sig stays ann's first)
-			;;
-		hardlink)
-			cp "$T/pub/b$n" "$T/hsrc/h$n"
-			chown "sf-ann:$TEAM" "$T/hsrc/h$n"
-			chmod 0664 "$T/hsrc/h$n"
-			;;
-		esac
-		echo "junk planted by $u" >"$T/pub/junk$n"
-		chmod 0644 "$T/pub/junk$n"
-		case $action in
-		sign) code="open('$I/new$n.bin', 'wb').write(open('$T/pub/b$n', 'rb').read())" ;;
-		overwrite | overwrite664)
-			# No O_CREAT, so fs.protected_regular cannot decide instead of the mode.
-			code="fd = os.open('$I/$c', os.O_WRONLY | os.O_TRUNC); os.write(fd, open('$T/pub/b$n', 'rb').read()); os.close(fd)"
-			;;
-		rmsig) code="os.unlink('$I/$c.sig')" ;;
-		replacesig)
-			code="open('$I/.r$n', 'w').write(open('$T/pub/junk$n').read()); os.rename('$I/.r$n', '$I/$c.sig')"
-			;;
-		digest)
-			line="$(sha256sum "$T/pub/b$n" | cut -d' ' -f1)  $c"
-			code="open('$I/$c.sha256', 'w').write('$line\\n')"
-			;;
-		plantsig) code="open('$I/p$n.bin.sig', 'w').write(open('$T/pub/junk$n').read())" ;;
-		plantlink) code="os.symlink('$T/pub/passwd-copy', '$I/p$n.bin.sig')" ;;
-		linkartifact)
-			# Renamed in (IN_MOVED_TO) and made in place (IN_CREATE only).
-			code="os.symlink('$T/secret', '$I/.l$n'); os.rename('$I/.l$n', '$I/l$n.bin'); os.symlink('$T/secret', '$I/m$n.bin')"
-			;;
-		fifo)
-			# Renamed in, and one written through O_RDWR and closed (IN_CLOSE_WRITE
-			# on a FIFO: a daemon that opened it to read would block for ever).
-			code="os.mkfifo('$I/.f$n', 0o644); os.rename('$I/.f$n', '$I/f$n.bin'); os.mkfifo('$I/g$n.bin', 0o666)
+# cell: the action of one cell of the matrix (matrixlib.sh's variables), then
+# what the kernel answered and what the daemon did.
+cell() {
+	# Kernel-level preparations of the action (as root or ann).
+	case $action in
+	overwrite664)
+		as sf-ann chgrp "$TEAM" "$I/$c"
+		as sf-ann chmod 0664 "$I/$c"
+		# chmod is no write: the daemon must not sign again (the .sig stays ann's first)
+		;;
+	hardlink)
+		cp "$T/pub/b$n" "$T/hsrc/h$n"
+		chown "sf-ann:$TEAM" "$T/hsrc/h$n"
+		chmod 0664 "$T/hsrc/h$n"
+		;;
+	esac
+	echo "junk planted by $u" >"$T/pub/junk$n"
+	chmod 0644 "$T/pub/junk$n"
+	case $action in
+	sign) code="open('$I/new$n.bin', 'wb').write(open('$T/pub/b$n', 'rb').read())" ;;
+	overwrite | overwrite664)
+		# No O_CREAT, so fs.protected_regular cannot decide instead of the mode.
+		code="fd = os.open('$I/$c', os.O_WRONLY | os.O_TRUNC); os.write(fd, open('$T/pub/b$n', 'rb').read()); os.close(fd)"
+		;;
+	rmsig) code="os.unlink('$I/$c.sig')" ;;
+	replacesig)
+		code="open('$I/.r$n', 'w').write(open('$T/pub/junk$n').read()); os.rename('$I/.r$n', '$I/$c.sig')"
+		;;
+	digest)
+		line="$(sha256sum "$T/pub/b$n" | cut -d' ' -f1)  $c"
+		code="open('$I/$c.sha256', 'w').write('$line\\n')"
+		;;
+	plantsig) code="open('$I/p$n.bin.sig', 'w').write(open('$T/pub/junk$n').read())" ;;
+	plantlink) code="os.symlink('$T/pub/passwd-copy', '$I/p$n.bin.sig')" ;;
+	linkartifact)
+		# Renamed in (IN_MOVED_TO) and made in place (IN_CREATE only).
+		code="os.symlink('$T/secret', '$I/.l$n'); os.rename('$I/.l$n', '$I/l$n.bin'); os.symlink('$T/secret', '$I/m$n.bin')"
+		;;
+	fifo)
+		# Renamed in, and one written through O_RDWR and closed (IN_CLOSE_WRITE
+		# on a FIFO: a daemon that opened it to read would block for ever).
+		code="os.mkfifo('$I/.f$n', 0o644); os.rename('$I/.f$n', '$I/f$n.bin'); os.mkfifo('$I/g$n.bin', 0o666)
     fd = os.open('$I/g$n.bin', os.O_RDWR | os.O_NONBLOCK); os.write(fd, b'x' * 100); os.close(fd)"
-			;;
-		hardlink)
-			# Linked in place (IN_CREATE only), then opened for writing and closed
-			# (IN_CLOSE_WRITE, no byte changed). Not renamed in: in the sticky
-			# inbox only ann, who owns the inode, or root could rename it.
-			code="os.link('$T/hsrc/h$n', '$I/h$n.bin'); os.close(os.open('$I/h$n.bin', os.O_WRONLY))"
-			;;
-		esac
-		got=$(try "$u" "$code")
-		case $want in
-		OK | EACCES | EPERM) check "$what: $want" test "$got" = "$want" ;;
-		*) check "$what: the kernel allows it (OK)" test "$got" = OK ;;
-		esac
-		# plantsig/plantlink: ann now signs the name whose output was planted.
-		if [ "$got" = OK ] && { [ "$action" = plantsig ] || [ "$action" = plantlink ]; }; then
-			as sf-ann cp "$T/pub/b$n" "$I/p$n.bin" || fail "$what: ann's cp of p$n.bin failed"
-		fi
-		barrier "$u" "$in" || fail "$what: the daemon stopped signing (barrier)"
-		check "$what: the daemon did not crash (same worker)" same_daemon
-		if [ "$want" != OK ]; then
-			check "$what: ann's .sig is untouched" cmp -s "$T/ann$n.sig" "$I/$c.sig"
-			check "$what: and still verifies against ann's bytes" sverify "$in" "$T/pub/a$n" "$I/$c.sig"
-		fi
-		case $want:$action in
-		EACCES:sign) check "$what: nothing was created" test ! -e "$I/new$n.bin" ;;
-		EACCES:digest) check "$what: no digest file was created" test ! -e "$I/$c.sha256" ;;
-		EACCES:plant*) check "$what: nothing was planted" test ! -e "$I/p$n.bin.sig" -a ! -L "$I/p$n.bin.sig" ;;
-		EACCES:linkartifact) check "$what: no link was made" test ! -L "$I/l$n.bin" -a ! -L "$I/m$n.bin" ;;
-		EACCES:fifo) check "$what: no FIFO was made" test ! -e "$I/f$n.bin" -a ! -e "$I/g$n.bin" ;;
-		EACCES:hardlink) check "$what: no link was made" test ! -e "$I/h$n.bin" ;;
-		EACCES:* | EPERM:*) ;;
-		REFUSED:digest)
-			REFUSED_DIGEST+=("$in $n")
-			check "$what: no .err in the name of ann's artifact either" test ! -e "$I/$c.err"
-			check "$what: nor a signature of the digest line itself" test ! -e "$I/$c.sha256.sig"
-			;;
-		REFUSED:linkartifact)
-			check "$what: the renamed-in link gets no .sig" test ! -e "$I/l$n.bin.sig"
-			check "$what: nor the link made in place" test ! -e "$I/m$n.bin.sig"
-			check "$what: the links are still links (not replaced by what they point to)" \
-				test -L "$I/l$n.bin" -a -L "$I/m$n.bin"
-			check "$what: the root-only target was not read (atime)" secret_untouched
-			;;
-		REFUSED:fifo)
-			check "$what: the renamed-in FIFO gets no .sig" test ! -e "$I/f$n.bin.sig"
-			check "$what: nor the FIFO written and closed in place" test ! -e "$I/g$n.bin.sig"
-			;;
-		ERR:hardlink)
-			check "$what: the link gets h$n.bin.err" wait_for "$I/h$n.bin.err" 20
-			check "$what: one line" one_line "$I/h$n.bin.err"
-			check "$what: and no .sig" test ! -e "$I/h$n.bin.sig"
-			check "$what: the linked file itself is untouched" cmp -s "$T/pub/b$n" "$T/hsrc/h$n"
-			;;
-		OK:sign)
-			check "$what: the signature verifies" signed_over "$in" "$T/pub/b$n" "$I/new$n.bin.sig"
-			check "$what: and belongs to $u" stat_is "$I/new$n.bin.sig" "$u:$(id -gn "$u") 444"
-			;;
-		OK:overwrite | OK:overwrite664)
-			check "$what: the new .sig covers the new bytes" signed_over "$in" "$T/pub/b$n" "$I/$c.sig"
-			check "$what: it belongs to the file's owner, ann (and the file's group)" \
-				stat_is "$I/$c.sig" "sf-ann:$(stat -c %G "$I/$c") 444"
-			;;
-		OK:rmsig) check "$what: the .sig is gone" test ! -e "$I/$c.sig" ;;
-		OK:replacesig)
-			check "$what: $c.sig is what $u put there (the kernel allowed it)" cmp -s "$T/pub/junk$n" "$I/$c.sig"
-			check "$what: the daemon took it for no input (no $c.sig.sig, no $c.sig.err)" \
-				test ! -e "$I/$c.sig.sig" -a ! -e "$I/$c.sig.err"
-			;;
-		OK:digest)
-			check "$what: the .sig covers the digest's bytes" signed_over "$in" "$T/pub/b$n" "$I/$c.sig"
-			check "$what: and belongs to $u, who wrote the digest line" stat_is "$I/$c.sig" "$u:$(id -gn "$u") 444"
-			;;
-		OK:plantsig | OK:plantlink)
-			check "$what: ann's p$n.bin gets the daemon's .sig, which verifies" \
-				signed_over "$in" "$T/pub/b$n" "$I/p$n.bin.sig"
-			check "$what: it is a regular file now, not what was planted" \
-				test -f "$I/p$n.bin.sig" -a ! -L "$I/p$n.bin.sig"
-			check "$what: it belongs to ann" stat_is "$I/p$n.bin.sig" "sf-ann:$(id -gn sf-ann) 444"
-			[ "$action" = plantsig ] ||
-				check "$what: the link's target is untouched" passwd_untouched
-			;;
-		*) fail "no checks for $want:$action" ;;
-		esac
-	done
-done <<<"$MATRIX"
+		;;
+	hardlink)
+		# Linked in place (IN_CREATE only), then opened for writing and closed
+		# (IN_CLOSE_WRITE, no byte changed). Not renamed in: in the sticky
+		# inbox only ann, who owns the inode, or root could rename it.
+		code="os.link('$T/hsrc/h$n', '$I/h$n.bin'); os.close(os.open('$I/h$n.bin', os.O_WRONLY))"
+		;;
+	esac
+	got=$(try "$u" "$code")
+	case $want in
+	OK | EACCES | EPERM) check "$what: $want" test "$got" = "$want" ;;
+	*) check "$what: the kernel allows it (OK)" test "$got" = OK ;;
+	esac
+	# plantsig/plantlink: ann now signs the name whose output was planted.
+	if [ "$got" = OK ] && { [ "$action" = plantsig ] || [ "$action" = plantlink ]; }; then
+		as sf-ann cp "$T/pub/b$n" "$I/p$n.bin" || fail "$what: ann's cp of p$n.bin failed"
+	fi
+	barrier "$u" "$in" || fail "$what: the daemon stopped signing (barrier)"
+	check "$what: the daemon did not crash (same worker)" same_daemon
+	if [ "$want" != OK ]; then
+		check "$what: ann's .sig is untouched" cmp -s "$T/ann$n.sig" "$I/$c.sig"
+		check "$what: and still verifies against ann's bytes" sverify "$in" "$T/pub/a$n" "$I/$c.sig"
+	fi
+	case $want:$action in
+	EACCES:sign) check "$what: nothing was created" test ! -e "$I/new$n.bin" ;;
+	EACCES:digest) check "$what: no digest file was created" test ! -e "$I/$c.sha256" ;;
+	EACCES:plant*) check "$what: nothing was planted" test ! -e "$I/p$n.bin.sig" -a ! -L "$I/p$n.bin.sig" ;;
+	EACCES:linkartifact) check "$what: no link was made" test ! -L "$I/l$n.bin" -a ! -L "$I/m$n.bin" ;;
+	EACCES:fifo) check "$what: no FIFO was made" test ! -e "$I/f$n.bin" -a ! -e "$I/g$n.bin" ;;
+	EACCES:hardlink) check "$what: no link was made" test ! -e "$I/h$n.bin" ;;
+	EACCES:* | EPERM:*) ;;
+	REFUSED:digest)
+		REFUSED_DIGEST+=("$in $n")
+		check "$what: no .err in the name of ann's artifact either" test ! -e "$I/$c.err"
+		check "$what: nor a signature of the digest line itself" test ! -e "$I/$c.sha256.sig"
+		;;
+	REFUSED:linkartifact)
+		check "$what: the renamed-in link gets no .sig" test ! -e "$I/l$n.bin.sig"
+		check "$what: nor the link made in place" test ! -e "$I/m$n.bin.sig"
+		check "$what: the links are still links (not replaced by what they point to)" \
+			test -L "$I/l$n.bin" -a -L "$I/m$n.bin"
+		check "$what: the root-only target was not read (atime)" secret_untouched
+		;;
+	REFUSED:fifo)
+		check "$what: the renamed-in FIFO gets no .sig" test ! -e "$I/f$n.bin.sig"
+		check "$what: nor the FIFO written and closed in place" test ! -e "$I/g$n.bin.sig"
+		;;
+	ERR:hardlink)
+		check "$what: the link gets h$n.bin.err" wait_for "$I/h$n.bin.err" 20
+		check "$what: one line" one_line "$I/h$n.bin.err"
+		check "$what: and no .sig" test ! -e "$I/h$n.bin.sig"
+		check "$what: the linked file itself is untouched" cmp -s "$T/pub/b$n" "$T/hsrc/h$n"
+		;;
+	OK:sign)
+		check "$what: the signature verifies" signed_over "$in" "$T/pub/b$n" "$I/new$n.bin.sig"
+		check "$what: and belongs to $u" stat_is "$I/new$n.bin.sig" "$u:$(id -gn "$u") 444"
+		;;
+	OK:overwrite | OK:overwrite664)
+		check "$what: the new .sig covers the new bytes" signed_over "$in" "$T/pub/b$n" "$I/$c.sig"
+		check "$what: it belongs to the file's owner, ann (and the file's group)" \
+			stat_is "$I/$c.sig" "sf-ann:$(stat -c %G "$I/$c") 444"
+		;;
+	OK:rmsig) check "$what: the .sig is gone" test ! -e "$I/$c.sig" ;;
+	OK:replacesig)
+		check "$what: $c.sig is what $u put there (the kernel allowed it)" cmp -s "$T/pub/junk$n" "$I/$c.sig"
+		check "$what: the daemon took it for no input (no $c.sig.sig, no $c.sig.err)" \
+			test ! -e "$I/$c.sig.sig" -a ! -e "$I/$c.sig.err"
+		;;
+	OK:digest)
+		check "$what: the .sig covers the digest's bytes" signed_over "$in" "$T/pub/b$n" "$I/$c.sig"
+		check "$what: and belongs to $u, who wrote the digest line" stat_is "$I/$c.sig" "$u:$(id -gn "$u") 444"
+		;;
+	OK:plantsig | OK:plantlink)
+		check "$what: ann's p$n.bin gets the daemon's .sig, which verifies" \
+			signed_over "$in" "$T/pub/b$n" "$I/p$n.bin.sig"
+		check "$what: it is a regular file now, not what was planted" \
+			test -f "$I/p$n.bin.sig" -a ! -L "$I/p$n.bin.sig"
+		check "$what: it belongs to ann" stat_is "$I/p$n.bin.sig" "sf-ann:$(id -gn sf-ann) 444"
+		[ "$action" = plantsig ] ||
+			check "$what: the link's target is untouched" passwd_untouched
+		;;
+	*) fail "no checks for $want:$action" ;;
+	esac
+}
+REFUSED_DIGEST=()
+matrix_run "$SPOOL" signed_over cell <<<"$MATRIX"
 check "every cell of the matrix was tried" test "$n" -eq 55
 check "after the matrix the passwd copy is untouched" passwd_untouched
 check "and the root-only secret was never read" secret_untouched
@@ -311,37 +279,10 @@ check "the device node gets no .sig" test ! -e "$SPOOL/sticky/zero.bin.sig" -a !
 # --- rewritten while it is signed -----------------------------------------------------------------
 # A 1 GiB file renamed in takes the one worker seconds to hash; it is
 # rewritten meanwhile. A poller keeps every distinct .sig it ever sees; each
-# must verify over the final content: nothing is ever placed for the old one.
+# must verify over the final content: nothing is ever placed for the old one
+# (poll_sigs and all_verify of lib.sh, as for the NFS stories' slow writer).
 signing_now() {
 	grep -q '^queue: .* 1 signing' "$MNT/.ctl/status"
-}
-
-# poll_sigs SIG DIR STOPFILE: until STOPFILE exists, keep each distinct SIG in DIR.
-poll_sigs() {
-	local n=0
-	mkdir -p "$2"
-	while [ ! -e "$3" ]; do
-		if cp "$1" "$2/cur" 2>/dev/null && [ -s "$2/cur" ] &&
-			! { [ "$n" -gt 0 ] && cmp -s "$2/cur" "$2/$n.sig"; }; then
-			n=$((n + 1))
-			cp "$2/cur" "$2/$n.sig"
-		fi
-	done
-}
-
-# all_verify KEY DIR LOCAL: every .sig kept in DIR verifies over LOCAL (at least one).
-all_verify() {
-	local s count=0
-	for s in "$2"/[0-9]*.sig; do
-		[ -e "$s" ] || continue
-		count=$((count + 1))
-		sverify "$1" "$3" "$s" 2>/dev/null || {
-			echo "  $(basename "$s") does not verify over the final content" >&2
-			return 1
-		}
-	done
-	echo "  (the poller saw $count distinct .sig)" >&2
-	[ "$count" -ge 1 ]
 }
 
 B=$SPOOL/big
@@ -349,7 +290,7 @@ for how in truncate inplace; do
 	truncate -s 1G "$B/.$how"
 	mv "$B/.$how" "$B/$how.bin"
 	rm -f "$T/stop-$how"
-	poll_sigs "$B/$how.bin.sig" "$T/poll-$how" "$T/stop-$how" &
+	poll_sigs "$T/poll-$how" "$T/stop-$how" cp "$B/$how.bin.sig" &
 	poller=$!
 	at_exit "touch '$T/stop-$how'; wait $poller"
 	check "$how: fixture: the 1 GiB file is being signed" wait_until signing_now
@@ -374,7 +315,7 @@ for how in truncate inplace; do
 	touch "$T/stop-$how"
 	wait "$poller"
 	check "$how: every .sig the poller saw verifies over the new content" \
-		all_verify big "$T/poll-$how" "$T/final-$how"
+		all_verify sverify big "$T/poll-$how" "$T/final-$how"
 	check "$how: no .err" test ! -e "$B/$how.bin.err"
 	rm -f "$B/$how.bin" "$B/$how.bin.sig" "$T/final-$how"
 done

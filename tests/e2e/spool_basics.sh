@@ -7,8 +7,11 @@
 # root in a directory users write: symlinks, FIFOs and hard links are refused
 # and never followed, a planted x.sig (or a symlink named so) is replaced, and
 # a file whose owner may not write the inbox is refused. Keys are made through
-# a mount's .ctl; the spool makes their inboxes.
+# a mount's .ctl; the spool makes their inboxes. The daemon runs as a spool
+# alone through spoollib.sh (start_spool_only: ready once its probe key signs;
+# stop_spool_only: SIGTERM, exit status 0).
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/spoollib.sh"
 
 SIGFS=${SIGFS:?set SIGFS to the sigfs client}
 SPOOLERS=sigfs-e2e-spoolers
@@ -18,27 +21,13 @@ usermod -a -G "$SPOOLERS" alice
 usermod -a -G "$SPOOLERS" dave
 gpasswd -d bob "$SPOOLERS" >/dev/null 2>&1 || true
 
-SPOOL=$T/spool
-SPOOL_PID=
+# spoollib.sh made $SPOOL for the other stories: here the daemon must make it.
+rmdir "$SPOOL"
 
-# start_spool: sigfsd with the spool alone (no MOUNTPOINT), until it serves.
-start_spool() {
-	local mark
-	mark=$(log_mark)
-	"$SIGFSD" --foreground --config "$CONF" --state-dir "$STATE" --spool "$SPOOL" >>"$LOG" 2>&1 &
-	SPOOL_PID=$!
-	wait_until sh -c "tail -n +$((mark + 1)) '$LOG' | grep -q 'serving the spool'" ||
-		fail "the spool did not start: $(tail -n 5 "$LOG")"
+# serves_since MARK: the log says, after its line MARK, that the spool is served.
+serves_since() {
+	log_since "$1" | grep -q 'serving the spool'
 }
-
-# spool_stops_cleanly: SIGTERM, and the exit status must be 0.
-spool_stops_cleanly() {
-	local pid=$SPOOL_PID
-	SPOOL_PID=
-	kill -TERM "$pid"
-	exited_cleanly "$pid" "$LOG"
-}
-at_exit 'stop_pid "$SPOOL_PID"'
 
 # ed_ok PUB FILE SIG / ec_ok PUB FILE SIG: openssl verifies a raw signature.
 ed_ok() {
@@ -64,11 +53,13 @@ start_sigfs --spool "$SPOOL"
 make_key rel ed25519
 make_key ec
 make_key slow rsa-4096
+make_key probe
 check "the spool directory was made, root's, 0755" stat_is "$SPOOL" "root:root 755"
 check "the new key rel gets DIR/rel/" wait_until test -d "$SPOOL/rel"
 check "the new key ec gets DIR/ec/" wait_until test -d "$SPOOL/ec"
 check "DIR/rel/ is made like a mount's inbox: root, the inbox group, mode 1770" \
 	stat_is "$SPOOL/rel" "root:$ADMIN_GROUP 1770"
+save_keys probe
 cp "$MNT/.ctl/keys/rel/pubkey.pem" "$T/rel.pem"
 cp "$MNT/.ctl/keys/ec/pubkey.pem" "$T/ec.pem"
 cp "$MNT/.ctl/keys/slow/pubkey.pem" "$T/slow.pem"
@@ -101,7 +92,9 @@ head -c 100000 /dev/urandom >"$T/early.bin"
 cp "$T/early.bin" "$SPOOL/rel/early.bin"
 chown alice "$SPOOL/rel/early.bin"
 
-start_spool
+mark=$(log_mark)
+start_spool_only --spool "$SPOOL"
+check "the spool alone signs (probe) and says it serves the spool" serves_since "$mark"
 check "a file present at start is signed" wait_for "$SPOOL/rel/early.bin.sig" 10
 check "  openssl verifies it" ed_ok "$T/rel.pem" "$T/early.bin" "$SPOOL/rel/early.bin.sig"
 check "  the signature belongs to the file's owner and group, mode 0444" \
@@ -266,44 +259,48 @@ check "  openssl verifies it" ed_ok "$T/rel.pem" "$T/last" "$SPOOL/rel/last.sig"
 check "the audit log has a line for the spool's signature" grep -q "last" "$STATE/audit.log"
 check "m.txt.sig of the first run was left alone (up to date: not signed again at start)" \
 	test "$(stat -c %i "$SPOOL/rel/m.txt.sig")" = "$old_ino"
-check "the spool stops cleanly on SIGTERM" spool_stops_cleanly
+check "the spool stops cleanly on SIGTERM" stop_spool_only
 
 # --- files written while it was down are signed at the next start; outputs stay -------------------
 echo "while down" >"$T/down"
 cp "$T/down" "$SPOOL/ec/down.txt"
-start_spool
+mark=$(log_mark)
+start_spool_only --spool "$SPOOL"
+check "started again, it signs (probe) and says it serves the spool" serves_since "$mark"
 check "a file written while the daemon was down is signed at start" wait_for "$SPOOL/ec/down.txt.sig" 10
 check "  openssl verifies it" ec_ok "$T/ec.pem" "$T/down" "$SPOOL/ec/down.txt.sig"
 check "  the refusals stand (link.err is still there)" test -f "$SPOOL/rel/link.err"
 mark=$(log_mark)
 kill -HUP "$SPOOL_PID"
 check "SIGHUP starts the spool again in the same process" \
-	wait_until sh -c "tail -n +$((mark + 1)) '$LOG' | grep -q 'serving the spool'"
+	wait_until serves_since "$mark"
 check "  which still runs" kill -0 "$SPOOL_PID"
 echo "after hup" >"$T/hup"
 cp "$T/hup" "$SPOOL/ec/hup.txt"
 check "  and signs" wait_for "$SPOOL/ec/hup.txt.sig" 10
 check "  openssl verifies it" ec_ok "$T/ec.pem" "$T/hup" "$SPOOL/ec/hup.txt.sig"
-check "the spool stops cleanly again" spool_stops_cleanly
+check "the spool stops cleanly again" stop_spool_only
 
 # --- kill -9 in the middle of a batch loses nothing ---------------------------------------------
 mkdir "$T/batch"
 for i in $(seq 1 300); do head -c 2000 /dev/urandom >"$T/batch/f$i.bin"; done
-start_spool
+mark=$(log_mark)
+start_spool_only --spool "$SPOOL"
+check "the batch's spool signs (probe) and says it serves the spool" serves_since "$mark"
 cp "$T"/batch/*.bin "$SPOOL/slow/"
-kill -9 "$SPOOL_PID"
-wait "$SPOOL_PID" 2>/dev/null || true
-SPOOL_PID=
+kill9_spool_only
 at_kill=$(find "$SPOOL/slow" -name 'f*.bin.sig' | wc -l)
 echo "  $at_kill of 300 signed at the kill"
 check "the kill came in the middle of the batch" test "$at_kill" -lt 300
-start_spool
+mark=$(log_mark)
+start_spool_only --spool "$SPOOL"
+check "after the kill, it signs (probe) and says it serves the spool" serves_since "$mark"
 check "after the restart all 300 are signed" \
 	wait_until sh -c "test \$(find '$SPOOL/slow' -name 'f*.bin.sig' | wc -l) = 300"
 check "  every signature verifies (openssl, RSA-PSS)" all_rsa_ok "$T/slow.pem" "$SPOOL/slow" 300
 check "  no .err" test -z "$(find "$SPOOL/slow" -name '*.err')"
 check "  no temporary output left behind" test -z "$(find "$SPOOL/slow" -name '.sigfs-tmp.*')"
-check "the spool stops cleanly after the recovery" spool_stops_cleanly
+check "the spool stops cleanly after the recovery" stop_spool_only
 
 # --- a deleted key: its inbox stays, unsigned ---------------------------------------------------
 start_sigfs --spool "$SPOOL"

@@ -17,7 +17,8 @@
 # asserts that no signature over a prefix ever existed: every .sig a poller
 # saw over NFS verifies over the finished file, and every audit line of the
 # file carries the finished file's digest (the audit log has a line for every
-# signature made, placed or not seen).
+# signature made, placed or not seen). The writer and the poller are
+# nfslib.sh's (nfs_slow_writer), shared with nfs_ganesha.sh.
 #
 # The spool runs with settle_ms = 1000, as docs/nfs.md recommends for a mount
 # exported over NFS (a file is signed once nothing wrote to it for that long).
@@ -58,17 +59,13 @@ WATCHER=$!
 at_exit "kill $WATCHER 2>/dev/null; wait $WATCHER 2>/dev/null"
 check "fixture: the inotify recorder runs" wait_until grep -q '^ready$' "$T/events.log"
 
-nc() {
-	in_ns "$NFSCLIENT" "$@"
-}
-
 url() {
 	nfs_url nfs "$1" "$V"
 }
 
-# sig_over_nfs NAME LOCAL: NAME.sig, read over NFS, verifies over LOCAL (openssl).
-sig_over_nfs() {
-	nc get "$(url "$1.sig")" "$T/got.sig" && sverify nfs "$2" "$T/got.sig"
+# sig_verifies NAME LOCAL: NAME.sig, read over NFS, verifies over LOCAL (openssl).
+sig_verifies() {
+	sig_over_nfs sverify nfs "$1" "$V" "$2"
 }
 
 # audit_digests NAME: the digests of the audit's sign lines of key nfs for NAME, one a line.
@@ -104,7 +101,7 @@ for V in 3 4; do
 		fail "v$V: 1m-v$V.bin: no .sig over NFS: $out"
 	TIMES[$V]=$(awk '/visible after/ {print $3}' <<<"$out")
 	echo "# v$V: end of the 1 MiB copy to a visible .sig: ${TIMES[$V]} s"
-	check "v$V 1 MiB: the .sig read over NFS verifies (openssl)" sig_over_nfs "1m-v$V.bin" "$T/files/1m.bin"
+	check "v$V 1 MiB: the .sig read over NFS verifies (openssl)" sig_verifies "1m-v$V.bin" "$T/files/1m.bin"
 	check "v$V 1 MiB: the file in the spool is the original" cmp -s "$IN/1m-v$V.bin" "$T/files/1m.bin"
 	check "v$V 1 MiB: signed only over the whole file (audit)" audited_only_over "1m-v$V.bin" "$T/files/1m.bin"
 
@@ -112,55 +109,25 @@ for V in 3 4; do
 	(cd "$T/files" && sha256sum "d-v$V.bin" >"d-v$V.bin.sha256")
 	check "v$V digest line: d-v$V.bin.sig appears" \
 		nc put "$(url "d-v$V.bin.sha256")" "$T/files/d-v$V.bin.sha256" --wait-for "d-v$V.bin.sig"
-	check "v$V digest line: the .sig verifies against the artifact" sig_over_nfs "d-v$V.bin" "$T/files/d-v$V.bin"
+	check "v$V digest line: the .sig verifies against the artifact" sig_verifies "d-v$V.bin" "$T/files/d-v$V.bin"
 
 	head -c 500000 /dev/urandom >"$T/files/m-v$V.bin"
-	check "v$V rename: the hidden part file is written" nc put "$(url ".m-v$V.part")" "$T/files/m-v$V.bin"
-	check "v$V rename: renamed to m-v$V.bin" nc rename "$(url ".m-v$V.part")" "m-v$V.bin"
-	check "v$V rename: m-v$V.bin.sig appears" nc wait-for "$(url "m-v$V.bin.sig")" --timeout 30
-	check "v$V rename: it verifies" sig_over_nfs "m-v$V.bin" "$T/files/m-v$V.bin"
-	check "v$V rename: the part file got nothing" bash -c "! ls -A '$IN' | grep -q '^\\.m-v$V.*\\.sig'"
+	nfs_rename_in sverify nfs "$V" "m-v$V.bin" "$T/files/m-v$V.bin" "$IN"
 
 	head -c 700000 /dev/urandom >"$T/files/w-v$V.old"
 	head -c 600000 /dev/urandom >"$T/files/w-v$V.new"
 	nc put "$(url "w-v$V.bin")" "$T/files/w-v$V.old" --wait-for "w-v$V.bin.sig" >/dev/null
-	check "v$V overwrite: the first .sig verifies" sig_over_nfs "w-v$V.bin" "$T/files/w-v$V.old"
+	check "v$V overwrite: the first .sig verifies" sig_verifies "w-v$V.bin" "$T/files/w-v$V.old"
 	check "v$V overwrite: the new content is written over it" nc put "$(url "w-v$V.bin")" "$T/files/w-v$V.new"
 	check "v$V overwrite: a .sig over the new content comes" \
 		signed_over nfs "$T/files/w-v$V.new" "$IN/w-v$V.bin.sig" 30
-	check "v$V overwrite: read over NFS it verifies over the new content" sig_over_nfs "w-v$V.bin" "$T/files/w-v$V.new"
+	check "v$V overwrite: read over NFS it verifies over the new content" sig_verifies "w-v$V.bin" "$T/files/w-v$V.new"
 	check "v$V overwrite: no .err" test ! -e "$IN/w-v$V.bin.err"
 done
 
 # --- a slow writer and a poller ---------------------------------------------------------------------
-# poll NAME DIR STOPFILE: until STOPFILE exists, read NAME.sig over NFS as often
-# as possible and keep each distinct one in DIR (1.sig, 2.sig ...).
-poll() {
-	local n=0 name=$1 dir=$2 stop=$3
-	mkdir -p "$dir"
-	while [ ! -e "$stop" ]; do
-		if nc get "$(url "$name.sig")" "$dir/cur" 2>/dev/null && [ -s "$dir/cur" ] &&
-			! { [ "$n" -gt 0 ] && cmp -s "$dir/cur" "$dir/$n.sig"; }; then
-			n=$((n + 1))
-			cp "$dir/cur" "$dir/$n.sig"
-		fi
-	done
-}
-
-# all_verify DIR LOCAL: every .sig in DIR verifies against LOCAL (and there is one).
-all_verify() {
-	local s count=0
-	for s in "$1"/[0-9]*.sig; do
-		[ -e "$s" ] || continue
-		count=$((count + 1))
-		sverify nfs "$2" "$s" 2>/dev/null || {
-			echo "  $(basename "$s") of those the poller saw does not verify against the finished file" >&2
-			return 1
-		}
-	done
-	echo "# the poller saw $count distinct .sig" >&2
-	[ "$count" -ge 1 ]
-}
+# nfslib.sh's nfs_slow_writer: the writer, the poller, and their checks; then
+# what the spool saw of it (inotify) and what it signed (audit log).
 
 # closes_between NAME FROM TO: IN_CLOSE_WRITE events of NAME between two times.
 closes_between() {
@@ -170,26 +137,12 @@ closes_between() {
 head -c 1048576 /dev/urandom >"$T/files/slow.bin"
 for V in 3 4; do
 	name=slow-v$V.bin
-	rm -f "$T/stop-v$V"
-	poll "$name" "$T/poll-v$V" "$T/stop-v$V" &
-	poller=$!
-	at_exit "touch '$T/stop-v$V'; wait $poller"
-	t0=$(date +%s.%N)
-	check "v$V slow writer: 1 MiB as 64 KiB writes 300 ms apart" \
-		nc put "$(url "$name")" "$T/files/slow.bin" --chunk 65536 --gap 300
-	t1=$(date +%s.%N)
-	check "v$V slow writer: the .sig appears" nc wait-for "$(url "$name.sig")" --timeout 30
-	sleep 2
-	touch "$T/stop-v$V"
-	wait "$poller"
-	mid=$(closes_between "$name" "$t0" "$(awk -v t="$t1" 'BEGIN {printf "%.3f", t - 0.35}')")
+	nfs_slow_writer sverify nfs "$name" "$V" "$T/files/slow.bin"
+	mid=$(closes_between "$name" "$NFS_SLOW_T0" "$(awk -v t="$NFS_SLOW_T1" 'BEGIN {printf "%.3f", t - 0.35}')")
 	echo "# v$V slow writer: ganesha closed $name $mid times before the writer's last write" \
-		"($(closes_between "$name" "$t0" 9999999999) IN_CLOSE_WRITE in all)"
+		"($(closes_between "$name" "$NFS_SLOW_T0" 9999999999) IN_CLOSE_WRITE in all)"
 	[ "$V" != 3 ] || check "v3 slow writer: fixture: the spool saw IN_CLOSE_WRITE mid-file (ganesha's fd cache)" \
 		test "$mid" -ge 1
-	check "v$V slow writer: the final .sig verifies" sig_over_nfs "$name" "$T/files/slow.bin"
-	check "v$V slow writer: every .sig the poller saw verifies against the finished file" \
-		all_verify "$T/poll-v$V" "$T/files/slow.bin"
 	check "v$V slow writer: every signature made of it is over the finished file (audit log)" \
 		audited_only_over "$name" "$T/files/slow.bin"
 	echo "# v$V slow writer: $(audit_digests "$name" | wc -l) audit line(s) for $name"
