@@ -20,10 +20,6 @@ IN=$MNT/nfs
 KEEPER=$SIGFS_PID
 HOLD_PID=
 
-nc() {
-	in_ns "$NFSCLIENT" "$@"
-}
-
 # the_worker: the keeper's only child (fails unless there is exactly one).
 the_worker() {
 	local kids
