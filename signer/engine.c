@@ -36,6 +36,7 @@
 
 #define HASH_CHUNK (1u << 20)
 #define LIVE_BUCKETS 4096           /* the live table: a queue of thousands stays short per name */
+#define OUT_STRIPES 64              /* out locks: outputs of different names are placed in parallel */
 #define SLICE_MS 50                         /* a reading job's turn when others wait */
 #define COPY_MEM_MAX (16u << 20)            /* larger messages are copied to a file */
 #define OUTPUT_MAX (256u << 10)             /* the largest output a format may write */
@@ -53,6 +54,7 @@ enum input_kind { IN_FILE, IN_DIGEST, IN_REQUEST };
 struct job_io {
 	bool open;
 	int dirfd, fd;
+	bool dir_borrowed;                  /* dirfd is the job's own sdir: not closed here */
 	struct stat st;                     /* the artifact when the job opened it */
 	struct sigfs_key k;                 /* the key's settings for this job */
 	enum input_kind kind;
@@ -97,7 +99,7 @@ struct job {
 	uid_t uid;                          /* who asked: the closer or renamer */
 	int write_err;                      /* a write to the artifact failed: not signed */
 	struct sigfs_hasher *state;         /* hash of the whole file made while it was written, or NULL */
-	bool stale;                         /* set under out_lock; read atomically */
+	bool stale;                         /* set under its out lock; read atomically */
 	unsigned defers;                    /* times it found no space */
 	struct timespec not_before;         /* a deferred job waits until then */
 	void (*done)(void *arg, int result);
@@ -108,7 +110,7 @@ struct job {
 	int (*admit)(const struct stat *dir, const struct stat *file, char *err);
 	struct lane *lane;
 	struct job *next;                   /* its flow, or the lane's delayed list (lock) */
-	struct job *lprev, *lnext;          /* its chain of the live table (out_lock) */
+	struct job *lprev, *lnext;          /* its chain of the live table (live_lock) */
 	struct job_io io;
 	struct ready ready;
 };
@@ -149,21 +151,27 @@ struct sigfs_engine {
 	 * lock      the queues: the lanes list and each lane's flows, delayed
 	 *           jobs, counters (queued, running) and condition variable; a
 	 *           job's next and lane; stopping; signed_total, failed_total.
-	 * out_lock  the outputs: the live table (every job from enqueue to its
-	 *           end, chained by lprev/lnext in the bucket of its key and
-	 *           name, live_bucket) and each job's stale flag (written
-	 *           under it, read with an atomic load by a worker); removing and
-	 *           placing outputs in the inboxes, so that begin()/forget()
-	 *           marking a job stale and the job placing its output are one
-	 *           step or the other. The audit line of a placed signature is
-	 *           written under it (the audit log's own lock comes after).
+ * out_locks  the outputs, one lock for all outputs named after the
+	 *           same base of the same key (out_lock_of: a stripe of
+	 *           OUT_STRIPES): each job's stale flag (written under it, read
+	 *           with an atomic load by a worker) and placing outputs in the
+	 *           inboxes, so that begin()/forget() marking a job stale and the
+	 *           job placing its output are one step or the other (forget
+	 *           removes the old outputs after it, without the lock). The
+	 *           audit line of a placed signature is written under it (the
+	 *           audit log's own lock comes after). Jobs of other names place
+	 *           their outputs in parallel.
+	 * live_lock the live table (every job from enqueue to its end, chained by
+	 *           lprev/lnext in the bucket of its key and name, live_bucket);
+	 *           taken after an out lock, never before.
 	 */
 	pthread_mutex_t lock;
 	struct lane *lanes;
 	bool stopping;
 	uint64_t signed_total, failed_total;
 
-	pthread_mutex_t out_lock;
+	pthread_mutex_t out_locks[OUT_STRIPES];
+	pthread_mutex_t live_lock;
 	struct job *live[LIVE_BUCKETS];
 
 	/* The process's umask takes bits of 0444: outputs need an fchmod after the create. */
@@ -255,6 +263,31 @@ static void output_base(const struct sigfs_key *k, const char *name, char *base)
 	kind_base(input_kind(k, name), name, base);
 }
 
+/* FNV-1a over key, '/' and name. */
+static uint32_t name_hash(const char *key, const char *name)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = key; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	h = (h ^ '/') * 16777619u;
+	for (const char *p = name; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	return h;
+}
+
+/* The live table's chain for a job of key named name. */
+static struct job **live_bucket(struct sigfs_engine *e, const char *key, const char *name)
+{
+	return &e->live[name_hash(key, name) % LIVE_BUCKETS];
+}
+
+/* The out lock of the outputs of key named after base. */
+static pthread_mutex_t *out_lock_of(struct sigfs_engine *e, const char *key, const char *base)
+{
+	return &e->out_locks[name_hash(key, base) % OUT_STRIPES];
+}
+
 /* Unlink dirfd/name if it exists: a lookup shares the directory's lock, unlink() does not. */
 static void remove_if_there(int dirfd, const char *name)
 {
@@ -264,10 +297,7 @@ static void remove_if_there(int dirfd, const char *name)
 		unlinkat(dirfd, name, 0);
 }
 
-/*
- * Remove every output of base (all formats' suffixes, each once, and .err).
- * Called with out_lock held, so no job places an output in between.
- */
+/* Remove every output of base (all formats' suffixes, each once, and .err). */
 static void remove_outputs(int dirfd, const char *base)
 {
 	const struct sigfs_format *f, *g;
@@ -360,12 +390,22 @@ int sigfs_engine_siblings_at(struct sigfs_engine *e, const char *key, int dir, c
 	return r;
 }
 
-/* A descriptor of the job's inbox: the spool's directory, or the key store's inbox of its key. */
+/*
+ * A descriptor of the job's inbox: the spool job's own copy of its directory
+ * (kept until the job ends), or the key store's inbox of its key, opened.
+ * Release it with job_dir_done.
+ */
 static int job_dir(struct sigfs_engine *e, const struct job *j)
 {
 	if (j->spool)
-		return fcntl(j->sdir, F_DUPFD_CLOEXEC, 0);
+		return j->sdir;
 	return openat(e->inbox_root, j->key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+static void job_dir_done(const struct job *j, int dirfd)
+{
+	if (dirfd >= 0 && !j->spool)
+		close(dirfd);
 }
 
 /*
@@ -399,28 +439,50 @@ static bool no_space(int r)
 }
 
 /*
- * Write data into the new file tmp in dirfd: owned by the artifact's owner
+ * An output being made: an unnamed file (O_TMPFILE) in the inbox, or where
+ * the file system has none, a file named tmp there.
+ */
+struct outfile {
+	int fd;                             /* unnamed: open until it is linked; named: -1 */
+	char tmp[64];                       /* its name, if it has one */
+	char tmp_unnamed[64];               /* the name an unnamed one takes to be renamed */
+};
+
+/*
+ * Write data into a new file in dirfd (o): owned by the artifact's owner
  * (ast), read-only, and carrying the artifact's modification time as the job
  * saw it (ast: the stat the job opened it with, which its stale checks
  * compare against), atime too. That time is the output's claim "I am for the
  * content of that time": `sigfs wait` compares the two (docs/inbox.md,
  * decision 63). Set after the last write (a write would move it) and before
- * the rename, so no output is ever visible without it; fsync, not fdatasync,
- * so a crash cannot lose it.
+ * the file gets its name, so no output is ever visible without it; fsync, not
+ * fdatasync, so a crash cannot lose it.
+ *
+ * The file has no name while it is written (O_TMPFILE): making it takes no
+ * lock of the inbox's directory, which writers in a spool contend for, and a
+ * daemon killed meanwhile leaves nothing behind. A file system without
+ * O_TMPFILE gets a named temporary file (o->tmp), as before.
  */
-static int write_tmp(struct sigfs_engine *e, int dirfd, const char *tmp, const struct stat *ast,
+static int write_out(struct sigfs_engine *e, int dirfd, struct outfile *o, const struct stat *ast,
 		     const void *data, size_t len)
 {
 	const struct timespec times[2] = { ast->st_mtim, ast->st_mtim };
 	const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
 	int fd, r;
 
-	/* One left by a killed daemon (same job id and thread) is removed, then made anew. */
-	fd = openat(dirfd, tmp, flags, 0444);
-	if (fd < 0 && errno == EEXIST && unlinkat(dirfd, tmp, 0) == 0)
-		fd = openat(dirfd, tmp, flags, 0444);
-	if (fd < 0)
+	fd = openat(dirfd, ".", O_WRONLY | O_TMPFILE | O_CLOEXEC, 0444);
+	if (fd < 0 && errno != EOPNOTSUPP && errno != EISDIR)
 		return -errno;
+	if (fd < 0) {
+		/* One left by a killed daemon (same job id and thread) is removed, then made anew. */
+		fd = openat(dirfd, o->tmp, flags, 0444);
+		if (fd < 0 && errno == EEXIST && unlinkat(dirfd, o->tmp, 0) == 0)
+			fd = openat(dirfd, o->tmp, flags, 0444);
+		if (fd < 0)
+			return -errno;
+	} else {
+		o->tmp[0] = '\0';
+	}
 	r = sigfs_write_all(fd, data, len);
 	if (r == 0 && futimens(fd, times) < 0)
 		r = -errno;
@@ -429,14 +491,51 @@ static int write_tmp(struct sigfs_engine *e, int dirfd, const char *tmp, const s
 		r = -errno;
 	if (r == 0 && e->cfg->fsync && fsync(fd) < 0)
 		r = -errno;
+	if (!o->tmp[0] && r == 0) {
+		o->fd = fd;                 /* linked by put_out, then closed */
+		return 0;
+	}
 	if (close(fd) < 0 && r == 0)
 		r = -errno;
 	return r;
 }
 
 /*
+ * Give o the name out in dirfd, replacing what has that name (never
+ * following it: a planted symlink is replaced). An unnamed file is linked as
+ * out when out does not exist (the common case: one step), else linked as
+ * its temporary name and renamed over out.
+ */
+static int put_out(int dirfd, struct outfile *o, const char *out)
+{
+	char proc[64];
+
+	if (o->fd >= 0) {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", o->fd);
+		if (linkat(AT_FDCWD, proc, dirfd, out, AT_SYMLINK_FOLLOW) == 0)
+			return 0;
+		if (errno != EEXIST)
+			return -errno;
+		unlinkat(dirfd, o->tmp_unnamed, 0);
+		if (linkat(AT_FDCWD, proc, dirfd, o->tmp_unnamed, AT_SYMLINK_FOLLOW) < 0)
+			return -errno;
+		snprintf(o->tmp, sizeof(o->tmp), "%s", o->tmp_unnamed);
+	}
+	return renameat(dirfd, o->tmp, dirfd, out) < 0 ? -errno : 0;
+}
+
+/* Whatever of o is left (after a failure, or once placed): closed, and unnamed. */
+static void out_done(int dirfd, struct outfile *o, bool placed)
+{
+	if (o->fd >= 0)
+		close(o->fd);
+	if (!placed && o->tmp[0])
+		unlinkat(dirfd, o->tmp, 0);
+}
+
+/*
  * Write data as j->ready.base + suffix in the job's inbox dirfd, atomically
- * (write_tmp says how it is made). Placed only if the job is still current
+ * (write_out says how it is made). Placed only if the job is still current
  * (-ECANCELED if not). A signature (what != NULL) is audited in the same
  * step, so the log has a line for every signature placed and none is placed
  * whose line could not be written.
@@ -445,17 +544,21 @@ static int place_output(struct sigfs_engine *e, struct job *j, int dirfd, const 
 			const char *suffix, const void *data, size_t len,
 			const struct signed_what *what)
 {
-	char tmp[64], out[NAME_MAX_LEN + 16];
+	struct outfile o = { .fd = -1 };
+	char out[NAME_MAX_LEN + 16];
+	pthread_mutex_t *ol;
 	struct stat st;
 	int r;
 
-	snprintf(tmp, sizeof(tmp), SIGFS_TMP_PREFIX "%" PRIu64 ".%lx", j->id,
+	snprintf(o.tmp, sizeof(o.tmp), SIGFS_TMP_PREFIX "%" PRIu64 ".%lx", j->id,
 		 (unsigned long)pthread_self());
+	snprintf(o.tmp_unnamed, sizeof(o.tmp_unnamed), "%s", o.tmp);
 	snprintf(out, sizeof(out), "%s%s", j->ready.base, suffix);
-	r = write_tmp(e, dirfd, tmp, ast, data, len);
+	r = write_out(e, dirfd, &o, ast, data, len);
 	if (r < 0)
-		goto fail;
-	pthread_mutex_lock(&e->out_lock);
+		goto done;
+	ol = out_lock_of(e, j->key, j->ready.base);
+	pthread_mutex_lock(ol);
 	if (j->stale || fstatat(dirfd, j->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		r = -ECANCELED;
 	else
@@ -472,20 +575,17 @@ static int place_output(struct sigfs_engine *e, struct job *j, int dirfd, const 
 
 		if (!what)
 			remove_outputs(dirfd, j->ready.base);
-		if (renameat(dirfd, tmp, dirfd, out) < 0) {
-			r = -errno;
-		} else if (what) {
+		r = put_out(dirfd, &o, out);
+		if (r == 0 && what) {
 			snprintf(other, sizeof(other), "%s.err", j->ready.base);
 			remove_if_there(dirfd, other);
 		}
 	}
-	pthread_mutex_unlock(&e->out_lock);
+	pthread_mutex_unlock(ol);
 	if (r == 0 && what)
 		sigfs_keys_count(e->ks, j->key);
-	if (r == 0)
-		return 0;
-fail:
-	unlinkat(dirfd, tmp, 0);
+done:
+	out_done(dirfd, &o, r == 0);
 	return r;
 }
 
@@ -523,7 +623,7 @@ static void io_close(struct job_io *io)
 	sigfs_hasher_free(io->h);
 	if (io->fd >= 0)
 		close(io->fd);
-	if (io->dirfd >= 0)
+	if (io->dirfd >= 0 && !io->dir_borrowed)
 		close(io->dirfd);
 	memset(io, 0, sizeof(*io));
 }
@@ -917,6 +1017,7 @@ static int job_open(struct sigfs_engine *e, struct job *j, char *err)
 	io->f = io->k.format;
 	io->kind = input_kind(&io->k, j->name);
 	io->dirfd = job_dir(e, j);
+	io->dir_borrowed = j->spool;
 	if (io->dirfd < 0)
 		return -ECANCELED;
 	if (j->spool) {
@@ -1049,7 +1150,7 @@ static int place_ready(struct sigfs_engine *e, struct job *j)
 		rd->result = r;
 		r = place_output(e, j, dirfd, &rd->st, ".err", line, (size_t)n, NULL);
 	}
-	close(dirfd);
+	job_dir_done(j, dirfd);
 	return r < 0 ? r : rd->result;
 }
 
@@ -1092,29 +1193,16 @@ out:
 
 /* --- lanes -------------------------------------------------------------------- */
 
-/* The live table's chain for a job of key named name (FNV-1a over both). */
-static struct job **live_bucket(struct sigfs_engine *e, const char *key, const char *name)
-{
-	uint32_t h = 2166136261u;
-
-	for (const char *p = key; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
-	h = (h ^ '/') * 16777619u;
-	for (const char *p = name; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
-	return &e->live[h % LIVE_BUCKETS];
-}
-
 static void live_unlink(struct sigfs_engine *e, struct job *j)
 {
-	pthread_mutex_lock(&e->out_lock);
+	pthread_mutex_lock(&e->live_lock);
 	if (j->lprev)
 		j->lprev->lnext = j->lnext;
 	else
 		*live_bucket(e, j->key, j->name) = j->lnext;
 	if (j->lnext)
 		j->lnext->lprev = j->lprev;
-	pthread_mutex_unlock(&e->out_lock);
+	pthread_mutex_unlock(&e->live_lock);
 }
 
 static void job_free(struct job *j)
@@ -1391,14 +1479,14 @@ static int enqueue(struct sigfs_engine *e, struct job *j)
 	if (sigfs_keys_get(e->ks, j->key, &k) < 0)
 		snprintf(k.backend, sizeof(k.backend), "%s", "");
 	/* Live before it is queued: a worker may take it (and end it) at once. */
-	pthread_mutex_lock(&e->out_lock);
+	pthread_mutex_lock(&e->live_lock);
 	head = live_bucket(e, j->key, j->name);
 	j->lnext = *head;
 	j->lprev = NULL;
 	if (*head)
 		(*head)->lprev = j;
 	*head = j;
-	pthread_mutex_unlock(&e->out_lock);
+	pthread_mutex_unlock(&e->live_lock);
 	pthread_mutex_lock(&e->lock);
 	r = e->stopping ? -ESHUTDOWN : lane_get(e, k.backend, &j->lane);
 	if (r == 0)
@@ -1418,7 +1506,7 @@ void sigfs_engine_forget(struct sigfs_engine *e, const char *key, const char *na
 
 /*
  * Mark stale the live jobs of key named cand whose outputs are named after
- * base (spool: of the spool, else of the mount). out_lock held.
+ * base (spool: of the spool, else of the mount). base's out lock and live_lock held.
  */
 static void stale_named(struct sigfs_engine *e, const struct sigfs_key *k, const char *cand,
 			const char *base, bool spool)
@@ -1439,6 +1527,7 @@ void sigfs_engine_forget_at(struct sigfs_engine *e, const char *key, int dir, co
 {
 	char base[NAME_MAX_LEN + 1], cand[NAME_MAX_LEN + 32];
 	const struct sigfs_digest *d;
+	pthread_mutex_t *ol;
 	struct sigfs_key k;
 	int dirfd;
 
@@ -1447,7 +1536,9 @@ void sigfs_engine_forget_at(struct sigfs_engine *e, const char *key, int dir, co
 		return;
 	output_base(&k, name, base);
 	dirfd = inbox_dir(e, key, dir);
-	pthread_mutex_lock(&e->out_lock);
+	ol = out_lock_of(e, key, base);
+	pthread_mutex_lock(ol);
+	pthread_mutex_lock(&e->live_lock);
 	/* The inputs whose outputs can be named after base: base, base.<digest>, base.sigreq. */
 	stale_named(e, &k, base, base, dir >= 0);
 	for (size_t i = 0; (d = sigfs_digest_at(i)); i++) {
@@ -1456,9 +1547,16 @@ void sigfs_engine_forget_at(struct sigfs_engine *e, const char *key, int dir, co
 	}
 	snprintf(cand, sizeof(cand), "%s.sigreq", base);
 	stale_named(e, &k, cand, base, dir >= 0);
+	pthread_mutex_unlock(&e->live_lock);
+	pthread_mutex_unlock(ol);
+	/*
+	 * Outside the out lock (placing outputs waits for it): no job marked stale
+	 * places anything any more, and an output a job of base places meanwhile
+	 * is removed or kept just as if it had been placed before or after this
+	 * call held the lock.
+	 */
 	if (dirfd >= 0)
 		remove_outputs(dirfd, base);
-	pthread_mutex_unlock(&e->out_lock);
 	inbox_done(dirfd, dir);
 }
 
@@ -1680,6 +1778,13 @@ void sigfs_engine_unfinished(struct sigfs_engine *e, sigfs_take_fn take, void *a
 	e->npending = 0;
 }
 
+static void out_locks_destroy(struct sigfs_engine *e)
+{
+	for (size_t i = 0; i < OUT_STRIPES; i++)
+		pthread_mutex_destroy(&e->out_locks[i]);
+	pthread_mutex_destroy(&e->live_lock);
+}
+
 /*
  * Does the umask take bits of 0444? Read from /proc/self/status: umask()
  * would change it for a moment under threads that create files. Unknown
@@ -1715,12 +1820,14 @@ int sigfs_engine_start(const struct sigfs_config *cfg, struct sigfs_keys *ks,
 	e->inbox_root = sigfs_keys_inbox_root(ks);
 	e->umask_masks_0444 = umask_masks_0444();
 	pthread_mutex_init(&e->lock, NULL);
-	pthread_mutex_init(&e->out_lock, NULL);
+	for (size_t i = 0; i < OUT_STRIPES; i++)
+		pthread_mutex_init(&e->out_locks[i], NULL);
+	pthread_mutex_init(&e->live_lock, NULL);
 	r = sigfs_journal_open(sigfs_keys_state_dir(ks), "journal", cfg->fsync, &e->journal,
 			       &pending, &npending, err);
 	if (r < 0) {
 		pthread_mutex_destroy(&e->lock);
-		pthread_mutex_destroy(&e->out_lock);
+		out_locks_destroy(e);
 		free(e);
 		return r;
 	}
@@ -1773,7 +1880,7 @@ void sigfs_engine_stop(struct sigfs_engine *e)
 	sigfs_journal_close(e->journal);
 	free(e->pending);
 	pthread_mutex_destroy(&e->lock);
-	pthread_mutex_destroy(&e->out_lock);
+	out_locks_destroy(e);
 	free(e);
 }
 
