@@ -2,7 +2,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/dirutil.h"
@@ -24,6 +26,30 @@ void sigfs_unlink_prefixed(int dirfd, const char *sub, const char *prefix)
 		if (de->d_type != DT_DIR && strncmp(de->d_name, prefix, strlen(prefix)) == 0)
 			unlinkat(fd, de->d_name, 0);
 	closedir(d);
+}
+
+int sigfs_replace_file(int dirfd, const char *name, const char *tmp, const void *data, size_t len,
+		       mode_t mode, bool sync)
+{
+	int fd, r;
+
+	if (unlinkat(dirfd, tmp, 0) < 0 && errno != ENOENT)
+		return -errno;
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -errno;
+	r = sigfs_write_all(fd, data, len);
+	if (r == 0 && fchmod(fd, mode) < 0)
+		r = -errno;
+	if (r == 0 && sync && fsync(fd) < 0)
+		r = -errno;
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
+		r = -errno;
+	if (r < 0)
+		unlinkat(dirfd, tmp, 0);
+	return r;
 }
 
 int sigfs_write_all(int fd, const void *p, size_t n)

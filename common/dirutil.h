@@ -2,7 +2,9 @@
 #ifndef SIGFS_DIRUTIL_H
 #define SIGFS_DIRUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /*
  * Unlink every non-directory entry of directory dirfd (or of its
@@ -13,5 +15,14 @@ void sigfs_unlink_prefixed(int dirfd, const char *sub, const char *prefix);
 
 /* Write all n bytes of p to fd (retrying short writes and EINTR): 0 or -errno. */
 int sigfs_write_all(int fd, const void *p, size_t n);
+
+/*
+ * Replace dirfd/name with len bytes of data, atomically: written to the new
+ * file dirfd/tmp (an old one removed first; never following a link), given
+ * mode (whatever the umask), fsynced when sync, and renamed over name. 0 or
+ * -errno; on failure tmp is gone and name is as it was.
+ */
+int sigfs_replace_file(int dirfd, const char *name, const char *tmp, const void *data, size_t len,
+		       mode_t mode, bool sync);
 
 #endif

@@ -310,24 +310,14 @@ static int write_keyfile(struct sigfs_keys *ks, const char *name, const char *fi
 			 const void *data, size_t len, bool sync)
 {
 	char tmp[KEYPATH_MAX], path[KEYPATH_MAX];
-	int fd, r;
+	int r;
 
 	r = key_path(tmp, name, file, true);
 	if (r == 0)
 		r = key_path(path, name, file, false);
 	if (r < 0)
 		return r;
-	fd = openat(ks->keys_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, data, len) != (ssize_t)len || (sync && fsync(fd) < 0))
-		r = -EIO;
-	close(fd);
-	if (r == 0 && renameat(ks->keys_fd, tmp, ks->keys_fd, path) < 0)
-		r = -errno;
-	if (r < 0)
-		unlinkat(ks->keys_fd, tmp, 0);
-	return r;
+	return sigfs_replace_file(ks->keys_fd, path, tmp, data, len, 0600, sync);
 }
 
 static int write_meta(struct sigfs_keys *ks, const struct sigfs_key *k)

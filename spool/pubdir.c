@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/dirutil.h"
 #include "common/log.h"
 #include "spool/pubdir.h"
 
@@ -73,32 +74,11 @@ static bool same_content(int dirfd, const char *name, const char *buf, size_t le
 static int put_file(int dirfd, const char *name, const char *buf, size_t len)
 {
 	char tmp[64];
-	ssize_t n = 0;
-	int fd, r = 0;
 
 	if (same_content(dirfd, name, buf, len))
 		return 0;
 	snprintf(tmp, sizeof(tmp), ".tmp.%s", name);
-	unlinkat(dirfd, tmp, 0);
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
-	if (fd < 0)
-		return -errno;
-	while (r == 0 && (size_t)n < len) {
-		ssize_t w = write(fd, buf + n, len - (size_t)n);
-
-		if (w < 0 && errno != EINTR)
-			r = -errno;
-		else if (w > 0)
-			n += w;
-	}
-	if (r == 0 && (fchmod(fd, 0444) < 0 || fsync(fd) < 0))
-		r = -errno;
-	close(fd);
-	if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
-		r = -errno;
-	if (r < 0)
-		unlinkat(dirfd, tmp, 0);
-	return r;
+	return sigfs_replace_file(dirfd, name, tmp, buf, len, 0444, true);
 }
 
 /* The name of the i-th file that may be published (NULL past the end). */
