@@ -49,11 +49,22 @@
 #define KEY_CACHE_DEFAULT "5"
 #define KEY_CACHE_MAX 3600
 
+/* Ed25519 signing contexts kept per cached key: about one per worker. */
+#define IDLE_CTX_MAX 8
+
 struct cached {
 	char id[NAME_MAX + 1];
 	EVP_PKEY *pkey;
 	struct timespec last;         /* last use, CLOCK_MONOTONIC */
 	struct cached *next;
+	/*
+	 * Ed25519 contexts set up for pkey and idle (ctx_take, ctx_give): an
+	 * EVP_DigestSignInit costs a third of the signature, and a context
+	 * signs again and again (as `openssl speed` uses it). Freed with the
+	 * entry, so the key leaves memory when the cache drops it.
+	 */
+	EVP_MD_CTX *idle[IDLE_CTX_MAX];
+	unsigned nidle;
 };
 
 struct soft {
@@ -69,6 +80,14 @@ struct soft {
 };
 
 static void *reaper_main(void *arg);
+
+static void cached_free(struct cached *c)
+{
+	for (unsigned i = 0; i < c->nidle; i++)
+		EVP_MD_CTX_free(c->idle[i]);
+	EVP_PKEY_free(c->pkey);
+	free(c);
+}
 
 extern const struct sigfs_backend_ops sigfs_backend_soft;
 
@@ -180,8 +199,7 @@ static void soft_close(struct sigfs_backend *b)
 		struct cached *c = s->cache;
 
 		s->cache = c->next;
-		EVP_PKEY_free(c->pkey);
-		free(c);
+		cached_free(c);
 	}
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
@@ -261,8 +279,7 @@ static void cache_drop(struct soft *s, const char *id)
 	for (pp = &s->cache; (c = *pp); pp = &c->next) {
 		if (strcmp(c->id, id) == 0) {
 			*pp = c->next;
-			EVP_PKEY_free(c->pkey);
-			free(c);
+			cached_free(c);
 			break;
 		}
 	}
@@ -283,8 +300,7 @@ static void *reaper_main(void *arg)
 		for (pp = &s->cache; (c = *pp);) {
 			if (now.tv_sec - c->last.tv_sec >= (time_t)s->ttl) {
 				*pp = c->next;
-				EVP_PKEY_free(c->pkey);
-				free(c);
+				cached_free(c);
 			} else {
 				pp = &c->next;
 			}
@@ -556,20 +572,74 @@ out:
 	return r;
 }
 
-/* Pure Ed25519: the whole message goes in, no digest is made first. */
-static int sign_message(EVP_PKEY *pkey, const char *id, const struct sigfs_sign_input *in,
-			uint8_t *sig, size_t *siglen, char *err)
+/* The cache entry of id that holds pkey itself (NULL: none any more); under s->lock. */
+static struct cached *entry_of(struct soft *s, const char *id, const EVP_PKEY *pkey)
 {
-	EVP_MD_CTX *mctx = EVP_MD_CTX_new();
-	int r = 0;
+	struct cached *c;
 
-	if (!mctx)
-		return sigfs_seterr(err, -ENOMEM, "soft backend: out of memory");
-	if (EVP_DigestSignInit_ex(mctx, NULL, NULL, NULL, NULL, pkey, NULL) <= 0 ||
-	    EVP_DigestSign(mctx, sig, siglen, in->data, in->len) <= 0)
-		r = ossl_fail(err, -EIO, "soft backend: signing with key '%s' failed", id);
-	EVP_MD_CTX_free(mctx);
-	return r;
+	for (c = s->cache; c && (c->pkey != pkey || strcmp(c->id, id) != 0); c = c->next)
+		;
+	return c;
+}
+
+/* An idle signing context of pkey from the cache, or NULL. */
+static EVP_MD_CTX *ctx_take(struct soft *s, const char *id, const EVP_PKEY *pkey)
+{
+	EVP_MD_CTX *ctx = NULL;
+	struct cached *c;
+
+	if (s->ttl == 0)
+		return NULL;
+	pthread_mutex_lock(&s->lock);
+	c = entry_of(s, id, pkey);
+	if (c && c->nidle)
+		ctx = c->idle[--c->nidle];
+	pthread_mutex_unlock(&s->lock);
+	return ctx;
+}
+
+/*
+ * Back to pkey's cache entry after a good signature, or freed: the entry is
+ * gone (the key changed or expired; the context's own reference kept pkey
+ * alive, so no new key has its address), or it has enough.
+ */
+static void ctx_give(struct soft *s, const char *id, const EVP_PKEY *pkey, EVP_MD_CTX *ctx)
+{
+	struct cached *c;
+
+	if (s->ttl) {
+		pthread_mutex_lock(&s->lock);
+		c = entry_of(s, id, pkey);
+		if (c && c->nidle < IDLE_CTX_MAX) {
+			c->idle[c->nidle++] = ctx;
+			ctx = NULL;
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	EVP_MD_CTX_free(ctx);
+}
+
+/* Pure Ed25519: the whole message goes in, no digest is made first. */
+static int sign_message(struct soft *s, EVP_PKEY *pkey, const char *id,
+			const struct sigfs_sign_input *in, uint8_t *sig, size_t *siglen, char *err)
+{
+	EVP_MD_CTX *mctx = ctx_take(s, id, pkey);
+
+	if (!mctx) {
+		mctx = EVP_MD_CTX_new();
+		if (!mctx)
+			return sigfs_seterr(err, -ENOMEM, "soft backend: out of memory");
+		if (EVP_DigestSignInit_ex(mctx, NULL, NULL, NULL, NULL, pkey, NULL) <= 0) {
+			EVP_MD_CTX_free(mctx);
+			return ossl_fail(err, -EIO, "soft backend: signing with key '%s' failed", id);
+		}
+	}
+	if (EVP_DigestSign(mctx, sig, siglen, in->data, in->len) <= 0) {
+		EVP_MD_CTX_free(mctx);
+		return ossl_fail(err, -EIO, "soft backend: signing with key '%s' failed", id);
+	}
+	ctx_give(s, id, pkey, mctx);
+	return 0;
 }
 
 static int soft_sign(struct sigfs_backend *b, const char *id, const struct sigfs_sign_input *in,
@@ -600,7 +670,7 @@ static int soft_sign(struct sigfs_backend *b, const char *id, const struct sigfs
 	if (in->digest)
 		r = sign_digest(pkey, id, in, sig, siglen, err);
 	else
-		r = sign_message(pkey, id, in, sig, siglen, err);
+		r = sign_message(soft_of(b), pkey, id, in, sig, siglen, err);
 out:
 	EVP_PKEY_free(pkey);
 	return r;

@@ -36,6 +36,9 @@
 
 #define HASH_CHUNK (1u << 20)
 #define LIVE_BUCKETS 4096           /* the live table: a queue of thousands stays short per name */
+#define SEEN_BUCKETS 64             /* keys whose spool outputs are tracked (struct seen) */
+#define SEEN_ERR (1u << 31)         /* the .err bit of a seen mask; bit i: format i's suffix */
+#define SEEN_ALL UINT32_MAX
 #define OUT_STRIPES 64              /* out locks: outputs of different names are placed in parallel */
 #define SLICE_MS 50                         /* a reading job's turn when others wait */
 #define COPY_MEM_MAX (16u << 20)            /* larger messages are copied to a file */
@@ -174,6 +177,14 @@ struct sigfs_engine {
 	pthread_mutex_t live_lock;
 	struct job *live[LIVE_BUCKETS];
 
+	/*
+	 * Per key, which output suffixes may exist in its spool inbox
+	 * (struct seen, outputs_may_exist). Entries are added under seen_lock
+	 * and never removed before stop; masks only gain bits (atomics).
+	 */
+	pthread_mutex_t seen_lock;
+	struct seen *seen[SEEN_BUCKETS];
+
 	/* The process's umask takes bits of 0444: outputs need an fchmod after the create. */
 	bool umask_masks_0444;
 
@@ -206,6 +217,28 @@ static bool is_output_name(const char *name)
 		if (has_suffix(name, f->suffix))
 			return true;
 	return false;
+}
+
+/*
+ * The bit of name's output suffix in a seen mask: SEEN_ERR for .err, else
+ * the bit of the first format with that suffix (formats can share one);
+ * 0: no output name.
+ */
+static uint32_t suffix_bit(const char *name)
+{
+	const struct sigfs_format *f, *g;
+
+	if (has_suffix(name, ".err"))
+		return SEEN_ERR;
+	for (size_t i = 0; i < 31 && (f = sigfs_format_at(i)); i++) {
+		if (!has_suffix(name, f->suffix))
+			continue;
+		for (size_t j = 0; j < i && (g = sigfs_format_at(j)); j++)
+			if (strcmp(f->suffix, g->suffix) == 0)
+				return 1u << j;
+		return 1u << i;
+	}
+	return 0;
 }
 
 int sigfs_engine_name_check(const char *name, char *err)
@@ -297,8 +330,13 @@ static void remove_if_there(int dirfd, const char *name)
 		unlinkat(dirfd, name, 0);
 }
 
-/* Remove every output of base (all formats' suffixes, each once, and .err). */
-static void remove_outputs(int dirfd, const char *base)
+/*
+ * Remove every output of base whose suffix is in mask (SEEN_ALL: all
+ * formats' suffixes, each once, and .err). Each is a look-up of a name the
+ * directory has seldom seen, a slow one in a big inbox: the spool passes
+ * the suffixes its inbox may hold (outputs_may_exist).
+ */
+static void remove_outputs(int dirfd, const char *base, uint32_t mask)
 {
 	const struct sigfs_format *f, *g;
 	char out[NAME_MAX_LEN + 16];
@@ -308,13 +346,76 @@ static void remove_outputs(int dirfd, const char *base)
 		seen = false;
 		for (size_t j = 0; j < i && !seen && (g = sigfs_format_at(j)); j++)
 			seen = strcmp(f->suffix, g->suffix) == 0;
-		if (seen)
+		if (seen || (i < 31 && !(mask & (1u << i))))
 			continue;
 		snprintf(out, sizeof(out), "%s%s", base, f->suffix);
 		remove_if_there(dirfd, out);
 	}
-	snprintf(out, sizeof(out), "%s.err", base);
-	remove_if_there(dirfd, out);
+	if (mask & SEEN_ERR) {
+		snprintf(out, sizeof(out), "%s.err", base);
+		remove_if_there(dirfd, out);
+	}
+}
+
+/* --- which outputs a spool inbox may hold ------------------------------------- */
+
+/* A key's mask: which output suffixes its spool inbox may hold. */
+struct seen {
+	struct seen *next;
+	uint32_t mask;
+	char key[];
+};
+
+/* key's entry, made if missing (NULL: out of memory). */
+static struct seen *seen_of(struct sigfs_engine *e, const char *key)
+{
+	struct seen **head = &e->seen[name_hash(key, "") % SEEN_BUCKETS], *s;
+
+	for (s = __atomic_load_n(head, __ATOMIC_ACQUIRE); s; s = s->next)
+		if (strcmp(s->key, key) == 0)
+			return s;
+	pthread_mutex_lock(&e->seen_lock);
+	for (s = *head; s && strcmp(s->key, key) != 0; s = s->next)
+		;
+	if (!s && (s = calloc(1, sizeof(*s) + strlen(key) + 1))) {
+		strcpy(s->key, key);
+		s->next = *head;
+		__atomic_store_n(head, s, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&e->seen_lock);
+	return s;
+}
+
+static void seen_add(struct sigfs_engine *e, const char *key, uint32_t bits)
+{
+	struct seen *s = bits ? seen_of(e, key) : NULL;
+
+	if (s)
+		__atomic_fetch_or(&s->mask, bits, __ATOMIC_RELEASE);
+}
+
+/*
+ * The suffixes of the outputs key's spool inbox may hold: every suffix
+ * placed there by a job, seen there by a scan or an event (a user can make
+ * any name), or all of them after inotify lost events. A bit is never
+ * cleared, so the mask can only say "may exist" too often, never too
+ * seldom. Without an entry (out of memory): all.
+ */
+static uint32_t outputs_may_exist(struct sigfs_engine *e, const char *key)
+{
+	struct seen *s = seen_of(e, key);
+
+	return s ? __atomic_load_n(&s->mask, __ATOMIC_ACQUIRE) : SEEN_ALL;
+}
+
+void sigfs_engine_output_seen(struct sigfs_engine *e, const char *key, const char *name)
+{
+	seen_add(e, key, suffix_bit(name));
+}
+
+void sigfs_engine_outputs_unknown(struct sigfs_engine *e, const char *key)
+{
+	seen_add(e, key, SEEN_ALL);
 }
 
 /* Call cb for name if it exists in dirfd (not following a symlink). */
@@ -501,6 +602,21 @@ static int write_out(struct sigfs_engine *e, int dirfd, struct outfile *o, const
 }
 
 /*
+ * Give the unnamed file fd the name out in dirfd: by the descriptor itself
+ * (AT_EMPTY_PATH; it needs CAP_DAC_READ_SEARCH, which root has), else by its
+ * /proc/self/fd name (proc), a look-up in /proc that costs about 3 us of the
+ * 45 an output takes (docs/decisions.md 71). -1 and errno as linkat.
+ */
+static int link_unnamed(int fd, const char *proc, int dirfd, const char *out)
+{
+	if (linkat(fd, "", dirfd, out, AT_EMPTY_PATH) == 0)
+		return 0;
+	if (errno != EPERM && errno != ENOENT && errno != EINVAL)
+		return -1;
+	return linkat(AT_FDCWD, proc, dirfd, out, AT_SYMLINK_FOLLOW);
+}
+
+/*
  * Give o the name out in dirfd, replacing what has that name (never
  * following it: a planted symlink is replaced). An unnamed file is linked as
  * out when out does not exist (the common case: one step), else linked as
@@ -512,12 +628,12 @@ static int put_out(int dirfd, struct outfile *o, const char *out)
 
 	if (o->fd >= 0) {
 		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", o->fd);
-		if (linkat(AT_FDCWD, proc, dirfd, out, AT_SYMLINK_FOLLOW) == 0)
+		if (link_unnamed(o->fd, proc, dirfd, out) == 0)
 			return 0;
 		if (errno != EEXIST)
 			return -errno;
 		unlinkat(dirfd, o->tmp_unnamed, 0);
-		if (linkat(AT_FDCWD, proc, dirfd, o->tmp_unnamed, AT_SYMLINK_FOLLOW) < 0)
+		if (link_unnamed(o->fd, proc, dirfd, o->tmp_unnamed) < 0)
 			return -errno;
 		snprintf(o->tmp, sizeof(o->tmp), "%s", o->tmp_unnamed);
 	}
@@ -571,12 +687,18 @@ static int place_output(struct sigfs_engine *e, struct job *j, int dirfd, const 
 	}
 	if (r == 0) {
 		/* One result per artifact: a .sig replaces an old .err and back. */
+		uint32_t mask = SEEN_ALL;
 		char other[NAME_MAX_LEN + 16];
 
+		if (j->spool) {
+			/* Before the name exists: a forget after this lock looks for it. */
+			seen_add(e, j->key, suffix_bit(out));
+			mask = outputs_may_exist(e, j->key);
+		}
 		if (!what)
-			remove_outputs(dirfd, j->ready.base);
+			remove_outputs(dirfd, j->ready.base, mask);
 		r = put_out(dirfd, &o, out);
-		if (r == 0 && what) {
+		if (r == 0 && what && (mask & SEEN_ERR)) {
 			snprintf(other, sizeof(other), "%s.err", j->ready.base);
 			remove_if_there(dirfd, other);
 		}
@@ -1556,7 +1678,7 @@ void sigfs_engine_forget_at(struct sigfs_engine *e, const char *key, int dir, co
 	 * call held the lock.
 	 */
 	if (dirfd >= 0)
-		remove_outputs(dirfd, base);
+		remove_outputs(dirfd, base, dir >= 0 ? outputs_may_exist(e, key) : SEEN_ALL);
 	inbox_done(dirfd, dir);
 }
 
@@ -1823,6 +1945,7 @@ int sigfs_engine_start(const struct sigfs_config *cfg, struct sigfs_keys *ks,
 	for (size_t i = 0; i < OUT_STRIPES; i++)
 		pthread_mutex_init(&e->out_locks[i], NULL);
 	pthread_mutex_init(&e->live_lock, NULL);
+	pthread_mutex_init(&e->seen_lock, NULL);
 	r = sigfs_journal_open(sigfs_keys_state_dir(ks), "journal", cfg->fsync, &e->journal,
 			       &pending, &npending, err);
 	if (r < 0) {
@@ -1879,6 +2002,13 @@ void sigfs_engine_stop(struct sigfs_engine *e)
 	}
 	sigfs_journal_close(e->journal);
 	free(e->pending);
+	for (size_t i = 0; i < SEEN_BUCKETS; i++) {
+		for (struct seen *s = e->seen[i], *n; s; s = n) {
+			n = s->next;
+			free(s);
+		}
+	}
+	pthread_mutex_destroy(&e->seen_lock);
 	pthread_mutex_destroy(&e->lock);
 	out_locks_destroy(e);
 	free(e);

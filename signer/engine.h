@@ -139,6 +139,15 @@ void sigfs_engine_forget(struct sigfs_engine *e, const char *key, const char *na
 /* The same for name in a spool inbox dir of key (dir < 0: the key store's inbox). */
 void sigfs_engine_forget_at(struct sigfs_engine *e, const char *key, int dir, const char *name);
 /*
+ * A spool tells the engine which outputs its inbox of key may hold, so that
+ * forgetting a name looks only for those (a look-up per suffix is the
+ * costliest step of an event in a big inbox): output_seen for every name it
+ * sees there (a scan, IN_CREATE, IN_MOVED_TO; not an output name: nothing),
+ * outputs_unknown when it may have missed names (inotify's queue overflowed).
+ */
+void sigfs_engine_output_seen(struct sigfs_engine *e, const char *key, const char *name);
+void sigfs_engine_outputs_unknown(struct sigfs_engine *e, const char *key);
+/*
  * Has input name of key in inbox dir (< 0: the key store's inbox), whose
  * stat is st, an up-to-date output: a regular file with one of the output
  * names of name, owned by st's owner, whose mtime is st's (decision 63)?

@@ -237,6 +237,9 @@ static void on_event(struct sigfs_spool *sp, struct inbox *b, uint32_t mask, con
 {
 	struct stat st;
 
+	/* A name made here, maybe an output (a user's, or a job's): forget looks for it. */
+	if (mask & (IN_CREATE | IN_MOVED_TO))
+		sigfs_engine_output_seen(sp->eng, b->key, name);
 	if (!spool_event_wanted(mask, name) || fstatat(b->fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    spool_event_action(mask, name, &st) != SPOOL_SUBMIT)
 		return;
@@ -265,6 +268,13 @@ static void scan(struct sigfs_spool *sp, struct inbox *b, bool first)
 		log_err("spool: key %s: cannot read its inbox: %s", b->key, strerror(errno));
 		return;
 	}
+	/*
+	 * First every output name there (readdir's order is the directory's
+	 * hash order: a file's stale outputs can come after it), then the files.
+	 */
+	while ((d = readdir(dir)))
+		sigfs_engine_output_seen(sp->eng, b->key, d->d_name);
+	rewinddir(dir);
 	while ((d = readdir(dir))) {
 		struct stat st;
 
@@ -404,8 +414,10 @@ static void sync_keys(struct sigfs_spool *sp)
 static void rescan(struct sigfs_spool *sp)
 {
 	log_warn("spool: inotify's queue overflowed: scanning every inbox");
-	for (size_t i = 0; i < sp->nboxes; i++)
+	for (size_t i = 0; i < sp->nboxes; i++) {
+		sigfs_engine_outputs_unknown(sp->eng, sp->boxes[i].key);
 		scan(sp, &sp->boxes[i], false);
+	}
 }
 
 /* Read and handle what inotify has; false when it failed. */

@@ -91,6 +91,16 @@ chgrp "$SPOOLERS" "$SPOOL/rel" "$SPOOL/ec"
 head -c 100000 /dev/urandom >"$T/early.bin"
 cp "$T/early.bin" "$SPOOL/rel/early.bin"
 chown alice "$SPOOL/rel/early.bin"
+# Outputs of other formats (and an .err) left beside files that have none of
+# this key's: stale, removed when the start-up scan signs the files. The scan
+# lists names in hash order, so some of these come before their file and some
+# after; the daemon must know of all of them before it signs the first.
+for i in $(seq 1 12); do
+	echo "early $i" >"$SPOOL/rel/e$i.bin"
+	for sfx in p7s minisig err; do echo planted >"$SPOOL/rel/e$i.bin.$sfx"; done
+done
+# Older than the files: not taken for outputs of their content (decision 63).
+touch -d @1000000000 "$SPOOL"/rel/e*.bin.*
 
 mark=$(log_mark)
 start_spool_only --spool "$SPOOL"
@@ -101,7 +111,20 @@ check "  the signature belongs to the file's owner and group, mode 0444" \
 	stat_is "$SPOOL/rel/early.bin.sig" "alice:root 444"
 check "  and has the file's mtime (sigfs wait's contract)" \
 	test "$(stat -c %y "$SPOOL/rel/early.bin.sig")" = "$(stat -c %y "$SPOOL/rel/early.bin")"
+check "the 12 files present at start with other formats' outputs are signed" \
+	wait_until sh -c 'for i in $(seq 1 12); do test -e "$1/e$i.bin.sig" || exit 1; done' - "$SPOOL/rel"
+check "  and not one of their 36 stale outputs (.p7s, .minisig, .err) is left" \
+	prints_nothing find "$SPOOL/rel" -name 'e*.bin.p7s' -o -name 'e*.bin.minisig' -o -name 'e*.bin.err'
 old_ino=$(stat -c %i "$SPOOL/rel/m.txt.sig")
+
+# --- a file written where outputs of other formats were planted ---------------------------
+# The ec inbox has had no such output: the events of the planted names are
+# what tells the daemon to look for them when o.bin arrives.
+for sfx in asc minisig err; do as alice sh -c "echo planted >'$SPOOL/ec/o.bin.$sfx'"; done
+as alice sh -c "echo 'o content' >'$SPOOL/ec/o.bin'"
+check "o.bin, written after its planted .asc, .minisig and .err, is signed" wait_for "$SPOOL/ec/o.bin.sig" 10
+check "  and the planted outputs are gone" \
+	prints_nothing find "$SPOOL/ec" -name 'o.bin.asc' -o -name 'o.bin.minisig' -o -name 'o.bin.err'
 
 # --- cp (close after writing), as a member of the inbox's group ----------------------------
 head -c 5000 /dev/urandom >"$T/a.bin"
