@@ -458,28 +458,60 @@ static int pull_openpgp(struct vctx *c, struct sbuf *out, bool armored)
 	return rc;
 }
 
-/* cms: the one SignerInfo's signature value and signingTime. */
-static int pull_cms(struct vctx *c, struct sbuf *out)
+/*
+ * A SignedData's one SignerInfo: its signature value, and with timed its
+ * signingTime (cms; kmod's has no signed attributes).
+ */
+static int pull_p7(struct vctx *c, const uint8_t *der, size_t len, bool timed)
 {
-	const unsigned char *p = sbuf_ptr(out);
-	PKCS7 *p7 = d2i_PKCS7(NULL, &p, (long)sbuf_avail(out));
+	const unsigned char *p = der;
+	PKCS7 *p7 = d2i_PKCS7(NULL, &p, (long)len);
 	STACK_OF(PKCS7_SIGNER_INFO) *sis = p7 && PKCS7_type_is_signed(p7) ?
 						   PKCS7_get_signer_info(p7) : NULL;
 	PKCS7_SIGNER_INFO *si = sk_PKCS7_SIGNER_INFO_num(sis) == 1 ?
 					sk_PKCS7_SIGNER_INFO_value(sis, 0) : NULL;
-	ASN1_TYPE *t = si ? PKCS7_get_signed_attribute(si, NID_pkcs9_signingTime) : NULL;
+	ASN1_TYPE *t = si && timed ? PKCS7_get_signed_attribute(si, NID_pkcs9_signingTime) : NULL;
 	struct tm tm;
 	int rc = -EBADMSG;
 
 	c->n = 1;
-	if (t && (t->type == V_ASN1_UTCTIME || t->type == V_ASN1_GENERALIZEDTIME) &&
-	    ASN1_TIME_to_tm((ASN1_TIME *)t->value.asn1_string, &tm) == 1 && si->enc_digest) {
+	if (timed && t && (t->type == V_ASN1_UTCTIME || t->type == V_ASN1_GENERALIZEDTIME) &&
+	    ASN1_TIME_to_tm((ASN1_TIME *)t->value.asn1_string, &tm) == 1)
 		c->now = timegm(&tm);
+	else if (timed)
+		si = NULL;
+	if (si && si->enc_digest)
 		rc = put_sig(c, 0, ASN1_STRING_get0_data(si->enc_digest),
 			     (size_t)ASN1_STRING_length(si->enc_digest), 0);
-	}
 	PKCS7_free(p7);
 	return rc;
+}
+
+/* cms: the one SignerInfo's signature value and signingTime. */
+static int pull_cms(struct vctx *c, struct sbuf *out)
+{
+	return pull_p7(c, sbuf_ptr(out), sbuf_avail(out), true);
+}
+
+/*
+ * kmod: the PKCS#7 the trailer points to (module || PKCS#7 || 12-byte
+ * module_signature with id_type 2 and the PKCS#7's big-endian length ||
+ * "~Module signature appended~\n", signer/format_kmod.c).
+ */
+static int pull_kmod(struct vctx *c, struct sbuf *out)
+{
+	static const char magic[] = "~Module signature appended~\n";
+	const size_t tail = sizeof(magic) - 1 + 12;
+	const uint8_t *p = sbuf_ptr(out), *info;
+	size_t n = sbuf_avail(out), sl;
+
+	if (n < tail || memcmp(p + n - (sizeof(magic) - 1), magic, sizeof(magic) - 1) != 0)
+		return -EBADMSG;
+	info = p + n - tail;
+	sl = (size_t)info[8] << 24 | (size_t)info[9] << 16 | (size_t)info[10] << 8 | info[11];
+	if (info[2] != 2 || sl == 0 || sl > n - tail)
+		return -EBADMSG;
+	return pull_p7(c, p + n - tail - sl, sl, false);
 }
 
 /* Pull the signature values of k's format out of out. */
@@ -499,6 +531,8 @@ static int pull(struct vctx *c, const uint8_t *out, size_t len)
 		return pull_openpgp(c, &b, strcmp(f, "openpgp") != 0);
 	if (!strcmp(f, "cms"))
 		return pull_cms(c, &b);
+	if (!strcmp(f, "kmod"))
+		return pull_kmod(c, &b);
 	return -ENOTSUP;
 }
 
@@ -686,7 +720,7 @@ static int reproduce(const struct sigfs_vkey *k, const struct vin *in, enum sigf
 	if (c.keyname[0])
 		fk.name = c.keyname;   /* minisign's untrusted comment: not signed */
 	fi.now = c.now;
-	sbuf_init(&o, 2 * OUTPUT_MAX);
+	sbuf_init(&o, 2 * OUTPUT_MAX + len);
 	r = k->format->produce(&fi, check_sign, &c, &o, err);
 	if (r)
 		r = c.bad || c.used ? -EBADMSG : in->state || in->msg ? -EBADMSG : -ENOTSUP;
@@ -740,16 +774,21 @@ static int hash_file(const struct sigfs_vkey *k, int fd, struct sigfs_hasher **o
 static int verify_file(const struct sigfs_vkey *k, int fd, const char *name, const uint8_t *out,
 		       size_t len, char *err)
 {
+	const bool msg = k->format->needs_message && k->format->needs_message(k->alg);
 	struct vin in = { .name = name };
 	struct sigfs_hasher *h = NULL;
 	static const uint8_t empty[1];
 	struct stat st;
 	void *map = NULL;
-	int r;
+	int r = 0;
 
-	if (!k->format->needs_message || !k->format->needs_message(k->alg)) {
+	/* Hashed, mapped, or both: the engine gives a whole-artifact format (kmod) both. */
+	if (!msg || k->format->whole_artifact) {
 		r = hash_file(k, fd, &h, err);
 		in.state = h;
+	}
+	if (r || !msg) {
+		;
 	} else if (fstat(fd, &st) < 0) {
 		r = sigfs_seterr(err, -errno, "cannot stat the file: %s", strerror(errno));
 	} else {
@@ -804,10 +843,19 @@ static int verify_digestline(const struct sigfs_vkey *k, int fd, const char *nam
 	return r;
 }
 
+size_t sigfs_vkey_output_max(const struct sigfs_vkey *k, off_t size)
+{
+	if (k->format->whole_artifact && size > 0 && (uint64_t)size <= SIZE_MAX - OUTPUT_MAX)
+		return OUTPUT_MAX + (size_t)size;
+	return OUTPUT_MAX;
+}
+
 int sigfs_verify_output(const struct sigfs_vkey *k, int in_fd, enum sigfs_vinput kind,
 			const char *name, const uint8_t *out, size_t len, char *err)
 {
-	if (len == 0 || len > OUTPUT_MAX)
+	struct stat st;
+
+	if (len == 0 || len > sigfs_vkey_output_max(k, fstat(in_fd, &st) == 0 ? st.st_size : 0))
 		return sigfs_seterr(err, -EBADMSG, "%zu bytes: no %s output is that size", len,
 				    k->format->name);
 	switch (kind) {

@@ -1,5 +1,5 @@
 /*
- * verify.h: check that an output of sigfs (NAME.sig, .asc, .minisig, .p7s)
+ * verify.h: check that an output of sigfs (NAME.sig, .asc, .minisig, .p7s, .signed)
  * is a valid signature by one key over an input's current content, with
  * nothing but the key's public files: the directory an admin sees as
  * .ctl/keys/KEY/, or a spool's D/.keys/KEY/ (docs/user-guide.md "sigfs wait",
@@ -12,10 +12,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "signer/format.h"
 
-/* No output of any format is larger: a larger one is not sigfs's. */
+/*
+ * No signature of any format is larger: a larger output is not sigfs's,
+ * unless the format's output holds the artifact too (kmod's NAME.signed:
+ * sigfs_vkey_output_max).
+ */
 #define SIGFS_VERIFY_OUTPUT_MAX (256 * 1024)
 
 /* A key directory, loaded: its format and the public parts the format needs. */
@@ -26,13 +31,15 @@ struct sigfs_vkey;
  * every file must be a regular file owned by root and writable by nobody
  * else (the spool's published keys); a file that is not says so in err and
  * gives -EPERM. Reads format, algorithm, digest, pubkey.pem; padding and
- * namespace when they exist; cert.pem for cms (checked for pubkey.pem's key);
+ * namespace when they exist; cert.pem for cms and kmod (checked for pubkey.pem's key);
  * for openpgp(-armor) cert.pgp, else cert.asc, else created (the key's
  * creation time, which its fingerprint depends on). Other files are not read.
  */
 int sigfs_vkey_load(int dirfd, const char *name, bool strict, struct sigfs_vkey **out, char *err);
 void sigfs_vkey_free(struct sigfs_vkey *k);
 const struct sigfs_format *sigfs_vkey_format(const struct sigfs_vkey *k);
+/* The largest output of k's format for an input of size bytes. */
+size_t sigfs_vkey_output_max(const struct sigfs_vkey *k, off_t size);
 
 /* What the output signs, as the signer saw the input. */
 enum sigfs_vinput {

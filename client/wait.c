@@ -243,7 +243,7 @@ static bool same_output(const struct stat *a, const struct stat *b)
 	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
-/* The open output ofd, whole (at most SIGFS_VERIFY_OUTPUT_MAX + 1 bytes): its length, or -1. */
+/* The open output ofd, whole (at most size bytes): its length, or -1. */
 static ssize_t read_output(int ofd, uint8_t *buf, size_t size)
 {
 	size_t n = 0;
@@ -268,14 +268,17 @@ static bool output_verifies(struct wait_file *w, int b, int fd, int ofd, const s
 			    const char *out, bool verbose)
 {
 	char err[SIGFS_ERRLEN] = "";
+	struct stat in;
 	uint8_t *buf;
+	size_t max;
 	ssize_t n;
 	int r;
 
 	if (w->planted && same_output(ost, &w->bad))
 		return false;
-	buf = malloc(SIGFS_VERIFY_OUTPUT_MAX + 1);
-	n = buf ? read_output(ofd, buf, SIGFS_VERIFY_OUTPUT_MAX + 1) : -1;
+	max = sigfs_vkey_output_max(w->key, fstat(fd, &in) == 0 ? in.st_size : 0) + 1;
+	buf = malloc(max);
+	n = buf ? read_output(ofd, buf, max) : -1;
 	r = n < 0 ? sigfs_seterr(err, -EIO, "cannot read it: %s", strerror(errno)) :
 		    sigfs_verify_output(w->key, fd, input_kind(w, b), w->name, buf, (size_t)n, err);
 	free(buf);

@@ -1044,6 +1044,9 @@ static int sign_digest_line(struct sigfs_engine *e, struct job *j, unsigned work
 	}
 	if (sigfs_digest_is_weak(dd) && !k->allow_sha1)
 		return sigfs_seterr(err, -EPERM, "key %s does not allow sha1 digests", k->name);
+	if (f->whole_artifact)
+		return sigfs_seterr(err, -EINVAL, "key %s has format %s: its output is the signed "
+				    "file itself; copy the file, not a digest line", k->name, f->name);
 	if (f->needs_message(k->alg))
 		return sigfs_seterr(err, -EINVAL, "key %s is %s: it signs whole files, not "
 				    "digests; copy the file itself", k->name, k->alg->name);
@@ -1100,6 +1103,9 @@ static int sign_file(struct sigfs_engine *e, struct job *j, unsigned worker, str
 		in.message = io->msg;
 		in.message_len = (size_t)io->st.st_size;
 	}
+	/* NAME.signed holds the artifact: room for it besides the signature. */
+	if (io->f->whole_artifact && (uint64_t)io->st.st_size <= SIZE_MAX - OUTPUT_MAX)
+		out->max = OUTPUT_MAX + (size_t)io->st.st_size;
 	return produce(e, &io->k, io->f, &in, worker, out, err);
 }
 

@@ -12,6 +12,7 @@ extern const struct sigfs_format sigfs_format_openpgp_armor;
 extern const struct sigfs_format sigfs_format_sshsig;
 extern const struct sigfs_format sigfs_format_minisign;
 extern const struct sigfs_format sigfs_format_cms;
+extern const struct sigfs_format sigfs_format_kmod;
 
 static const struct sigfs_format *const formats[] = {
 	&sigfs_format_raw,
@@ -20,6 +21,7 @@ static const struct sigfs_format *const formats[] = {
 	&sigfs_format_sshsig,
 	&sigfs_format_minisign,
 	&sigfs_format_cms,
+	&sigfs_format_kmod,
 };
 #define N_FORMATS (sizeof(formats) / sizeof(formats[0]))
 

@@ -78,6 +78,11 @@ struct sigfs_format {
 	const char *suffix;                  /* ".sig" */
 	/* Can this format sign with alg and digest? 0, or -EINVAL with a reason in err. */
 	int (*check)(const struct sigfs_alg *alg, const struct sigfs_digest *d, char *err);
+	/*
+	 * Optional: can it sign with an RSA key of padding pad? 0, or -EINVAL
+	 * with a reason (kmod: Linux verifies PKCS#1 v1.5 only). NULL: any.
+	 */
+	int (*check_padding)(const struct sigfs_alg *alg, enum sigfs_padding pad, char *err);
 	/* The hash it needs over the artifact; NULL member: the key's digest. */
 	const EVP_MD *(*file_md)(const struct sigfs_alg *alg, const struct sigfs_digest *d);
 	/* Does this format need the whole message (not just a hash) for alg? */
@@ -88,6 +93,12 @@ struct sigfs_format {
 	const struct sigfs_format_attr *attrs;   /* files it adds to .ctl/keys/KEY/ */
 	size_t nattrs;
 	bool needs_cert;                         /* produce() needs key->cert (cert.pem) */
+	/*
+	 * The output is the artifact itself, signed (NAME.signed): produce()
+	 * gets the message and the hash state, never a digest or a request,
+	 * and the output may be as large as the artifact plus a signature.
+	 */
+	bool whole_artifact;
 };
 
 const struct sigfs_format *sigfs_format_by_name(const char *name);

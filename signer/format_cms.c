@@ -7,11 +7,8 @@
  * signs the hash of the DER SET OF those attributes, so a finished digest is
  * all that is needed: digest lines and digest requests work.
  *
- * OpenSSL's CMS API signs only with a private key it holds, so the structure
- * is built with OpenSSL's PKCS#7 ASN.1 types, which encode exactly this
- * SignedData (PKCS#7 v1.5 and CMS agree for id-data with issuerAndSerial
- * signers), and OpenSSL does all DER encoding (including the sort order of
- * the attribute SET).
+ * The SignedData is built by signer/pkcs7.c (OpenSSL's PKCS#7 ASN.1 types:
+ * its CMS API signs only with a private key it holds).
  *
  * The certificate is .ctl/keys/KEY/cert.pem: the key's self-signed one
  * (signer/x509.c) unless an admin wrote one issued by their CA.
@@ -20,13 +17,12 @@
 #include <string.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
-#include <openssl/pkcs7.h>
 
 #include "common/err.h"
 #include "signer/format.h"
+#include "signer/pkcs7.h"
 #include "signer/x509.h"
 
-#define P7S_MAX (256 * 1024)
 
 static int cms_check(const struct sigfs_alg *alg, const struct sigfs_digest *d, char *err)
 {
@@ -73,136 +69,23 @@ static int file_digest(const struct sigfs_format_input *in, const struct sigfs_d
 	return 0;
 }
 
-/* contentType, signingTime and messageDigest; OpenSSL sorts them as DER wants. */
-static int add_signed_attrs(PKCS7_SIGNER_INFO *si, time_t now, const uint8_t *dv, size_t len)
-{
-	ASN1_TIME *t = ASN1_TIME_set(NULL, now);
-
-	if (!PKCS7_add_signed_attribute(si, NID_pkcs9_contentType, V_ASN1_OBJECT,
-					OBJ_nid2obj(NID_pkcs7_data)))
-		goto fail;
-	/* UTCTime until 2049, GeneralizedTime after, as RFC 5652 11.3 says. */
-	if (!t || !PKCS7_add_signed_attribute(si, NID_pkcs9_signingTime, ASN1_STRING_type(t), t))
-		goto fail;
-	t = NULL;
-	if (!PKCS7_add1_attrib_digest(si, dv, (int)len))
-		goto fail;
-	return 0;
-fail:
-	ASN1_TIME_free(t);
-	return -ENOMEM;
-}
-
-/* The SignerInfo: who signed (from the certificate), what, and the signature. */
-static int make_signer(const struct sigfs_format_input *in, X509 *x, const struct sigfs_digest *d,
-		       const uint8_t *dv, sigfs_sign_fn sign, void *sign_ctx,
-		       PKCS7_SIGNER_INFO *si, char *err)
-{
-	const struct sigfs_format_key *k = in->key;
-	uint8_t sig[SIGFS_MAX_SIG];
-	unsigned char *attrs = NULL;
-	X509_ALGOR *alg = NULL;
-	size_t siglen;
-	int n, r;
-
-	/*
-	 * CMS names a PKCS#1 v1.5 signature rsaEncryption; digestAlgorithm names
-	 * its hash (RFC 3370 3.2). OpenSSL does the same, and its verifier knows
-	 * no sha512-224WithRSAEncryption.
-	 */
-	if (k->alg->kind == SIGFS_KIND_RSA && k->padding == SIGFS_PAD_PKCS1) {
-		alg = X509_ALGOR_new();
-		if (!alg || !X509_ALGOR_set0(alg, OBJ_nid2obj(NID_rsaEncryption), V_ASN1_NULL, NULL)) {
-			X509_ALGOR_free(alg);
-			return sigfs_seterr(err, -ENOMEM, "cms format: out of memory");
-		}
-	} else {
-		r = sigfs_x509_sigalg(k, d, &alg, err);
-		if (r < 0)
-			return r;
-	}
-	X509_ALGOR_set_md(si->digest_alg, sigfs_digest_md(d));
-	X509_ALGOR_free(si->digest_enc_alg);
-	si->digest_enc_alg = alg;
-	ASN1_INTEGER_free(si->issuer_and_serial->serial);
-	si->issuer_and_serial->serial = ASN1_INTEGER_dup(X509_get0_serialNumber(x));
-	if (!ASN1_INTEGER_set(si->version, 1) || !si->issuer_and_serial->serial ||
-	    !X509_NAME_set(&si->issuer_and_serial->issuer, X509_get_issuer_name(x)) ||
-	    add_signed_attrs(si, in->now, dv, d->len) < 0)
-		return sigfs_seterr(err, -ENOMEM, "cms format: out of memory");
-	/* What is signed is the DER SET OF the signed attributes (RFC 5652 5.4). */
-	n = ASN1_item_i2d((ASN1_VALUE *)si->auth_attr, &attrs, ASN1_ITEM_rptr(PKCS7_ATTR_SIGN));
-	if (n <= 0)
-		return sigfs_seterr(err, -ENOMEM, "cms format: cannot encode the signed attributes");
-	r = sigfs_x509_sign_der(k, d, attrs, (size_t)n, sign, sign_ctx, sig, &siglen, err);
-	OPENSSL_free(attrs);
-	if (r < 0)
-		return r;
-	if (!ASN1_OCTET_STRING_set(si->enc_digest, sig, (int)siglen))
-		return sigfs_seterr(err, -ENOMEM, "cms format: out of memory");
-	return 0;
-}
-
 static int cms_produce(const struct sigfs_format_input *in, sigfs_sign_fn sign, void *sign_ctx,
 		       struct sbuf *out, char *err)
 {
-	const struct sigfs_format_key *k = in->key;
-	const unsigned char *p = k->cert;
+	const struct sigfs_pkcs7_opts o = { .attrs = true, .cert = true, .now = in->now,
+					    .what = "cms" };
 	const struct sigfs_digest *d;
-	PKCS7_SIGNER_INFO *si = NULL;
 	uint8_t dv[SIGFS_MAX_DIGEST];
-	unsigned char *der = NULL;
-	X509_ALGOR *md_alg;
-	PKCS7 *p7 = NULL;
-	X509 *x = NULL;
-	int n, r;
+	int r;
 
 	r = file_digest(in, &d, dv, err);
 	if (r < 0)
 		return r;
 	/* A request may carry a digest the key's own setting would not allow. */
-	r = cms_check(k->alg, d, err);
+	r = cms_check(in->key->alg, d, err);
 	if (r < 0)
 		return r;
-	x = k->cert_len ? d2i_X509(NULL, &p, (long)k->cert_len) : NULL;
-	if (!x) {
-		ERR_clear_error();
-		return sigfs_seterr(err, -EINVAL, "key %s has no usable certificate; read or "
-				    "rewrite .ctl/keys/%s/cert.pem", k->name, k->name);
-	}
-	p7 = PKCS7_new();
-	si = PKCS7_SIGNER_INFO_new();
-	if (!p7 || !si || !PKCS7_set_type(p7, NID_pkcs7_signed) ||
-	    !PKCS7_content_new(p7, NID_pkcs7_data) || !PKCS7_set_detached(p7, 1) ||
-	    !PKCS7_add_certificate(p7, x)) {
-		r = sigfs_seterr(err, -ENOMEM, "cms format: out of memory");
-		goto out;
-	}
-	r = make_signer(in, x, d, dv, sign, sign_ctx, si, err);
-	if (r < 0)
-		goto out;
-	md_alg = X509_ALGOR_dup(si->digest_alg);
-	if (!md_alg || !sk_X509_ALGOR_push(p7->d.sign->md_algs, md_alg)) {
-		X509_ALGOR_free(md_alg);
-		r = sigfs_seterr(err, -ENOMEM, "cms format: out of memory");
-		goto out;
-	}
-	if (!sk_PKCS7_SIGNER_INFO_push(p7->d.sign->signer_info, si)) {
-		r = sigfs_seterr(err, -ENOMEM, "cms format: out of memory");
-		goto out;
-	}
-	si = NULL;
-	n = i2d_PKCS7(p7, &der);
-	r = n > 0 ? sbuf_put(out, der, (size_t)n) : -ENOMEM;
-	if (r < 0)
-		sigfs_seterr(err, r, "cms format: cannot encode the SignedData");
-out:
-	OPENSSL_free(der);
-	PKCS7_SIGNER_INFO_free(si);
-	PKCS7_free(p7);
-	X509_free(x);
-	ERR_clear_error();
-	return r;
+	return sigfs_pkcs7_sign(in->key, d, dv, &o, sign, sign_ctx, out, err);
 }
 
 /* cert.pem: the key's self-signed certificate, PEM. */

@@ -1356,7 +1356,11 @@ static int apply(const struct sigfs_key *cur, size_t i, const char *v,
 	case A_NAMESPACE: r = apply_namespace(v, k, err); break;
 	default: return sigfs_seterr(err, -EPERM, "%s is read-only", attrs[i].name);
 	}
-	return r < 0 ? r : k->format->check(k->alg, k->digest, err);
+	if (r == 0)
+		r = k->format->check(k->alg, k->digest, err);
+	if (r == 0 && k->format->check_padding)
+		r = k->format->check_padding(k->alg, k->padding, err);
+	return r;
 }
 
 int sigfs_keys_attr_check(struct sigfs_keys *ks, const char *name, size_t i,

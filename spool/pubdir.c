@@ -99,6 +99,9 @@ static bool published(const struct sigfs_key *k, size_t i)
 
 	if (i < N_PUBLIC)
 		return true;
+	/* A format that signs with the certificate without rendering it (kmod). */
+	if (k->format->needs_cert && strcmp(name, "cert.pem") == 0)
+		return true;
 	for (size_t j = 0; j < k->format->nattrs; j++)
 		if (strcmp(k->format->attrs[j].name, name) == 0)
 			return true;

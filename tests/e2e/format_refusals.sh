@@ -9,7 +9,7 @@
 # has it (and this test a verifier for a new format).
 . "$(dirname "$0")/lib.sh"
 
-FORMATS="raw openpgp openpgp-armor sshsig minisign cms"
+FORMATS="raw openpgp openpgp-armor sshsig minisign cms kmod"
 ALGS="ed25519 ecdsa-p256 ecdsa-p384 ecdsa-p521 rsa-2048 rsa-3072 rsa-4096"
 DIGESTS="sha1 sha224 sha256 sha384 sha512 sha512-224 sha512-256 sha3-224 sha3-256 sha3-384 sha3-512"
 
@@ -33,6 +33,11 @@ done
 refuse minisign "ecdsa-p256 ecdsa-p384 ecdsa-p521 rsa-2048 rsa-3072 rsa-4096" "*"
 refuse cms ed25519 "*"
 refuse cms "ecdsa-p256 ecdsa-p384 ecdsa-p521" "sha512-224 sha512-256"
+# kmod (docs/format-kmod.md): what Linux verifies, RSA PKCS#1 v1.5 or ECDSA
+# P-256/P-384 with sha256, sha384 or sha512. The RSA keys here keep the default
+# padding, pss, so kmod is refused for them (kmod_signatures signs with pkcs1).
+refuse kmod "ed25519 ecdsa-p521 rsa-2048 rsa-3072 rsa-4096" "*"
+refuse kmod "ecdsa-p256 ecdsa-p384" "sha1 sha224 sha512-224 sha512-256 sha3-224 sha3-256 sha3-384 sha3-512"
 
 # table_refuses ALG FORMAT DIGEST: true if the table refuses the three together.
 table_refuses() {
@@ -95,6 +100,7 @@ suffix_of() {
 	openpgp-armor) echo .asc ;;
 	minisign) echo .minisig ;;
 	cms) echo .p7s ;;
+	kmod) echo .signed ;;
 	*) echo .sig ;;
 	esac
 }
@@ -122,6 +128,10 @@ verify() {
 		cat "$K/$key/cert.pem" >"$T/cert.pem"
 		openssl cms -verify -binary -inform DER -in "$sig" -content "$T/fw.bin" \
 			-CAfile "$T/cert.pem" -purpose any -out /dev/null 2>/dev/null
+		;;
+	kmod)
+		cat "$K/$key/cert.pem" >"$T/cert.pem"
+		kmod_ok "$sig" "$T/cert.pem" "$T/fw.bin"
 		;;
 	*)
 		echo "  no verifier for format $f: add one to this test" >&2

@@ -254,6 +254,75 @@ pubkey() {
 	echo "$T/$1.pub.pem"
 }
 
+# make_module NAME [MIB]: $T/NAME.ko, a relocatable ELF object with a
+# .modinfo section (what modinfo reads of a module), MIB MiB larger.
+make_module() {
+	cat >"$T/$1.c" <<EOF
+static const char modinfo[] __attribute__((section(".modinfo"), used, aligned(1))) =
+	"license=GPL\0description=sigfs test module $1\0author=sigfs\0";
+static const char pad[${2:-0} * 1048576 + 16] __attribute__((used)) = { 1 };
+int init_module(void) { return 0; }
+EOF
+	gcc -c -O2 -o "$T/$1.ko" "$T/$1.c"
+}
+
+# kmod_signs KEY: with format kmod (and padding pkcs1 for RSA), a module copied
+# into KEY's inbox gives MOD.ko.signed whose signature openssl cms verifies
+# with KEY's cert.pem over the module (checks, one story line each). KEY's
+# format and padding are set back after.
+kmod_signs() {
+	local k=$1 c=$MNT/.ctl/keys/$1 format padding
+	format=$(cat "$c/format")
+	padding=$(cat "$c/padding")
+	[ "$padding" = none ] || echo pkcs1 >"$c/padding"
+	check "$k: format kmod" bash -c "echo kmod >'$c/format'"
+	[ -e "$T/kmod-test.ko" ] || make_module kmod-test
+	cat "$c/cert.pem" >"$T/$k-cert.pem"
+	cp "$T/kmod-test.ko" "$MNT/$k/kmod-test.ko"
+	check "$k: kmod-test.ko.signed verifies (openssl cms, the key's cert.pem)" \
+		kmod_ok "$MNT/$k/kmod-test.ko.signed" "$T/$k-cert.pem" "$T/kmod-test.ko"
+	echo "$format" >"$c/format"
+	[ "$padding" = none ] || echo "$padding" >"$c/padding"
+}
+
+# kmod_split SIGNED MODULE P7S: a signed kernel module's parts, as the kernel
+# reads them: the trailer "~Module signature appended~\n" (28 bytes), before it
+# struct module_signature (12 bytes, id_type 2, the PKCS#7's length big-endian
+# in its last 4), before that the PKCS#7 (DER) and the module. Fails on
+# anything else.
+kmod_split() {
+	python3 - "$@" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+magic = b"~Module signature appended~\n"
+if len(data) < 40 or not data.endswith(magic):
+    sys.exit("no module signature at the end of " + sys.argv[1])
+info = data[-40:-28]
+sig_len = struct.unpack(">I", info[8:12])[0]
+if info[2] != 2 or sig_len == 0 or sig_len > len(data) - 40:
+    sys.exit("not a PKCS#7 module signature")
+end = len(data) - 40
+open(sys.argv[2], "wb").write(data[:end - sig_len])
+open(sys.argv[3], "wb").write(data[end - sig_len:end])
+PY
+}
+
+# kmod_ok SIGNED CERT [MODULE]: the PKCS#7 of the signed module SIGNED
+# verifies with openssl cms against CERT (trusted as its own CA) over its
+# module part, which is MODULE's bytes when MODULE is given.
+kmod_ok() {
+	kmod_split "$1" "$T/kmod-part.ko" "$T/kmod-part.p7s" || return 1
+	[ -z "${3:-}" ] || cmp -s "$T/kmod-part.ko" "$3" || {
+		echo "  the module part of $1 is not $3" >&2
+		return 1
+	}
+	openssl cms -verify -binary -inform DER -in "$T/kmod-part.p7s" -content "$T/kmod-part.ko" \
+		-certfile "$2" -CAfile "$2" -purpose any -out /dev/null 2>"$T/kmod-verify.err" || {
+		sed 's/^/  /' "$T/kmod-verify.err" >&2
+		return 1
+	}
+}
+
 # verify_raw KEY FILE SIG [DIGEST]: verify a raw signature with the openssl CLI.
 verify_raw() {
 	local key=$1 file=$2 sig=$3 digest=${4:-sha256} pub alg
@@ -467,7 +536,8 @@ sign_on() {
 }
 
 # sign_on_ec_and_rsa BACKEND: keys p256, p384, p521 and rsa made on BACKEND
-# sign and verify (rsa with pss, then pkcs1): what every backend must do.
+# sign and verify (rsa with pss, then pkcs1), and p256 and rsa sign a kernel
+# module (kmod): what every backend must do.
 sign_on_ec_and_rsa() {
 	mkdir "$K/p256@$1" "$K/p384@$1" "$K/p521@$1" "$K/rsa@$1"
 	sign_on p256 ecdsa-p256
@@ -475,6 +545,9 @@ sign_on_ec_and_rsa() {
 	sign_on p521 ecdsa-p521
 	sign_on rsa rsa-2048 pss
 	sign_on rsa rsa-2048 pkcs1
+	# A kernel module (format kmod): the backend signs the module's digest.
+	kmod_signs p256
+	kmod_signs rsa
 }
 
 # The NetHSM-compatible test server (tests/nethsm/server.py), for stories with

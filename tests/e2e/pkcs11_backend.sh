@@ -1,11 +1,12 @@
 #!/bin/bash
 # Story: an admin adds a PKCS#11 token as [backend hsm] and creates keys on it
 # with `mkdir .ctl/keys/KEY@hsm`; files copied into KEY's inbox are signed on
-# the token (Ed25519, ECDSA P-256/384/521, RSA PSS and PKCS#1 v1.5) and verify
-# with openssl; the private keys are on the token, not extractable, and go
-# away with rmdir. A PIN file others can read, or a wrong PIN, is refused with
-# a clear log line and NAME.err; the soft backend keeps working beside it; the
-# PIN appears nowhere in the mount or the log. SoftHSM2 plays the token.
+# the token (Ed25519, ECDSA P-256/384/521, RSA PSS and PKCS#1 v1.5; kernel
+# modules with P-256 and RSA) and verify with openssl; the private keys are
+# on the token, not extractable, and go away with rmdir. A PIN file others
+# can read, or a wrong PIN, is refused with a clear log line and NAME.err; the
+# soft backend keeps working beside it; the PIN appears nowhere in the mount
+# or the log. SoftHSM2 plays the token.
 . "$(dirname "$0")/lib.sh"
 
 MODULE=/usr/lib/softhsm/libsofthsm2.so

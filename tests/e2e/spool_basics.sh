@@ -82,6 +82,19 @@ check "a format change reaches .keys/ec/ (format cms, and its cert.pem)" \
 echo raw >"$MNT/.ctl/keys/ec/format"
 check "  and back to raw: cert.pem is gone again" \
 	wait_until sh -c "grep -qx raw '$SPOOL/.keys/ec/format' && test ! -e '$SPOOL/.keys/ec/cert.pem'"
+# kmod signs with cert.pem without rendering a file of its own: published too,
+# and a module signed in the spool verifies with .keys/ec/ (sigfs wait's trust).
+echo kmod >"$MNT/.ctl/keys/ec/format"
+check "format kmod publishes the certificate it signs with" \
+	wait_until sh -c "grep -qx kmod '$SPOOL/.keys/ec/format' && cmp -s '$SPOOL/.keys/ec/cert.pem' '$MNT/.ctl/keys/ec/cert.pem'"
+make_module spooled
+cp "$T/spooled.ko" "$SPOOL/ec/spooled.ko"
+check "  a module copied into the spool gets spooled.ko.signed" wait_for "$SPOOL/ec/spooled.ko.signed" 10
+check "  which sigfs wait verifies with .keys/ec/" "$SIGFS" wait --timeout 10 "$SPOOL/ec/spooled.ko"
+check "  and openssl cms too" kmod_ok "$SPOOL/ec/spooled.ko.signed" "$SPOOL/.keys/ec/cert.pem" "$T/spooled.ko"
+rm -f "$SPOOL/ec/spooled.ko" "$SPOOL/ec/spooled.ko.signed"
+echo raw >"$MNT/.ctl/keys/ec/format"
+check "  back to raw" wait_until grep -qx raw "$SPOOL/.keys/ec/format"
 stop_sigfs
 
 # Admins give the inboxes to the signers (chgrp, as on the mount).

@@ -134,6 +134,9 @@ static void make_key(struct tkey *t, const char *format, const char *alg, const 
 		.digest = sigfs_digest_by_name("sha256"), .pub = t->pub, .created = 1700000000,
 		.uid = "Verify Test <verify@example.org>", .ssh_namespace = "" };
 	t->fk.padding = t->fk.alg->kind == SIGFS_KIND_RSA ? SIGFS_PAD_PSS : SIGFS_PAD_NONE;
+	/* kmod: Linux verifies PKCS#1 v1.5 only. */
+	if (t->f->check_padding && t->f->check_padding(t->fk.alg, t->fk.padding, err) < 0)
+		t->fk.padding = SIGFS_PAD_PKCS1;
 	write_attrs(t);
 	write_settings(t, alg);
 }
@@ -144,8 +147,8 @@ static void free_key(struct tkey *t)
 	OPENSSL_free(t->cert);
 }
 
-/* t's output over the file content m, as the engine makes it for a file named "art". */
-static void sign_file(struct tkey *t, const char *m, struct sbuf *out)
+/* t's output over the len bytes m, as the engine makes it for a file named "art". */
+static void sign_bytes(struct tkey *t, const char *m, size_t len, struct sbuf *out)
 {
 	const EVP_MD *md = sigfs_format_file_md(t->f, t->fk.alg, t->fk.digest);
 	struct sigfs_hasher *h = sigfs_hasher_new(md);
@@ -154,15 +157,22 @@ static void sign_file(struct tkey *t, const char *m, struct sbuf *out)
 	char err[SIGFS_ERRLEN] = "";
 
 	assert_non_null(h);
-	assert_int_equal(sigfs_hasher_update(h, m, strlen(m)), 0);
+	assert_int_equal(sigfs_hasher_update(h, m, len), 0);
 	if (t->f->needs_message && t->f->needs_message(t->fk.alg)) {
-		in.state = NULL;
+		/* Both for a format whose output is the signed artifact (kmod). */
+		if (!t->f->whole_artifact)
+			in.state = NULL;
 		in.message = (const uint8_t *)m;
-		in.message_len = strlen(m);
+		in.message_len = len;
 	}
-	sbuf_init(out, 256 * 1024);
+	sbuf_init(out, 256 * 1024 + len);
 	assert_int_equal(t->f->produce(&in, t_soft_sign, t->id, out, err), 0);
 	sigfs_hasher_free(h);
+}
+
+static void sign_file(struct tkey *t, const char *m, struct sbuf *out)
+{
+	sign_bytes(t, m, strlen(m), out);
 }
 
 static int open_file(const char *name, const char *content)
@@ -277,7 +287,8 @@ static void check_combo(const char *format, const char *alg)
 
 /*
  * Every algorithm of ed25519, ecdsa-p256 and rsa-2048 the format (*state)
- * takes: minisign only ed25519, cms no ed25519 (OpenSSL 3.0 cannot verify it).
+ * takes: minisign only ed25519, cms no ed25519 (OpenSSL 3.0 cannot verify it),
+ * kmod no ed25519 (Linux cannot verify it).
  */
 static void test_format(void **state)
 {
@@ -293,7 +304,8 @@ static void test_format(void **state)
 		check_combo(f->name, algs[i]);
 		n++;
 	}
-	assert_int_equal(n, !strcmp(f->name, "minisign") ? 1 : !strcmp(f->name, "cms") ? 2 : 3);
+	assert_int_equal(n, !strcmp(f->name, "minisign") ? 1 :
+			    !strcmp(f->name, "cms") || !strcmp(f->name, "kmod") ? 2 : 3);
 }
 
 /* A digest line "<hex>  art" of m for d, written to art.<d>; its fd. */
@@ -369,6 +381,8 @@ static void test_digest_lines(void **state)
 		{ "raw", "ed25519", "sha256", false },
 		{ "openpgp", "ecdsa-p256", "sha256", false },
 		{ "minisign", "ed25519", "sha512", false },
+		/* kmod's output is the module itself. */
+		{ "kmod", "ecdsa-p256", "sha256", false },
 	};
 
 	(void)state;
@@ -414,6 +428,45 @@ static void test_openpgp_created(void **state)
 	close(fd);
 	sbuf_free(&sig);
 	free_key(&t);
+}
+
+/*
+ * kmod's output holds the module: a module larger than any signature (400
+ * KiB) verifies, and an output larger than the module plus a signature
+ * could be is refused unread.
+ */
+static void test_kmod_large(void **state)
+{
+	const size_t len = 400 * 1024;
+	char *m = malloc(len + 1), p[4200];
+	struct sigfs_vkey *k;
+	struct sbuf sig;
+	struct tkey t;
+	int fd;
+
+	(void)state;
+	assert_non_null(m);
+	for (size_t i = 0; i < len; i++)
+		m[i] = (char)('a' + i % 26);
+	m[len] = '\0';
+	make_key(&t, "kmod", "rsa-2048", "large");
+	sign_bytes(&t, m, len, &sig);
+	assert_true(sig.len > len && sig.len > SIGFS_VERIFY_OUTPUT_MAX);
+	fd = open_file("art-large", m);
+	k = load(&t, false, 0);
+	assert_int_equal(verify(k, fd, SIGFS_VIN_FILE, "art", sig.d, sig.len), 0);
+	sig.d[len / 2] ^= 1;
+	assert_int_equal(verify(k, fd, SIGFS_VIN_FILE, "art", sig.d, sig.len), -EBADMSG);
+	assert_true(sigfs_vkey_output_max(k, (off_t)len) < len + SIGFS_VERIFY_OUTPUT_MAX + 1);
+	assert_int_equal(verify(k, fd, SIGFS_VIN_FILE, "art", sig.d,
+				len + SIGFS_VERIFY_OUTPUT_MAX + 1), -EBADMSG);
+	sigfs_vkey_free(k);
+	close(fd);
+	path_of(p, sizeof(p), tmpdir, "art-large");
+	unlink(p);
+	sbuf_free(&sig);
+	free_key(&t);
+	free(m);
 }
 
 /* The spool's published keys: root's, writable by nobody else, no symbolic link. */
@@ -470,6 +523,8 @@ int main(void)
 		cmocka_unit_test_prestate(test_format, "sshsig"),
 		cmocka_unit_test_prestate(test_format, "minisign"),
 		cmocka_unit_test_prestate(test_format, "cms"),
+		cmocka_unit_test_prestate(test_format, "kmod"),
+		cmocka_unit_test(test_kmod_large),
 		cmocka_unit_test(test_digest_lines),
 		cmocka_unit_test(test_openpgp_created),
 		cmocka_unit_test(test_strict_load),
