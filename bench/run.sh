@@ -12,7 +12,9 @@
 #  (f) one user's stream of large files vs another user's small files:
 #      bench/fairness.sh, run with this build.
 #  (g) small files through the spool (sigfsd --spool) vs openssl on one core
-#      and vs the mount: bench/spool.sh, run last with this build.
+#      and vs the mount: bench/spool.sh, run with this build.
+#  (h) a large batch through a spool with settle_ms vs a small one:
+#      bench/spool_settle.sh, run last with this build.
 #
 # Every figure is the median of REPEAT runs; baselines are measured in the
 # same run. See bench/README.md.
@@ -28,6 +30,7 @@
 #   BENCH_BACKENDS set to 0 to skip bench/backends.sh (its own knobs: see there)
 #   BENCH_FAIRNESS set to 0 to skip bench/fairness.sh (its own knobs: see there)
 #   BENCH_SPOOL    set to 0 to skip bench/spool.sh (its own knobs: see there)
+#   BENCH_SETTLE   set to 0 to skip bench/spool_settle.sh (its own knobs: see there)
 set -euo pipefail
 BENCH_NAME=bench
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -274,4 +277,10 @@ fi
 if [ "${BENCH_SPOOL:-1}" != 0 ]; then
 	echo
 	bash "$SRC/bench/spool.sh" "$BUILD" || die "bench/spool.sh failed (its output is above)"
+fi
+
+# --- (h): a large batch through a spool with settle_ms -----------------------------------
+if [ "${BENCH_SETTLE:-1}" != 0 ]; then
+	echo
+	bash "$SRC/bench/spool_settle.sh" "$BUILD" || die "bench/spool_settle.sh failed (its output is above)"
 fi

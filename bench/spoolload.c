@@ -133,24 +133,29 @@ static bool sig_exists(uint64_t k)
 
 /*
  * Read the watch's events for up to timeout_ms, marking .sig names seen.
- * Returns how many new ones, -1 on overflow, -2 when none came in time (for
- * both the caller stats the files instead).
+ * Returns how many new ones; *look is set when the caller must stat the
+ * files instead: the queue overflowed, or no event came in time. (The new
+ * ones read before an overflow count too: a run that overflowed once waited
+ * for its timeout, having marked names seen that it never counted.)
  */
-static int read_events(int ifd, int timeout_ms)
+static int read_events(int ifd, int timeout_ms, bool *look)
 {
 	char buf[1 << 16] __attribute__((aligned(__alignof__(struct inotify_event))));
 	struct pollfd p = { .fd = ifd, .events = POLLIN };
 	int fresh = 0;
 
-	if (poll(&p, 1, timeout_ms) <= 0)
-		return -2;
+	*look = false;
+	if (poll(&p, 1, timeout_ms) <= 0) {
+		*look = true;
+		return 0;
+	}
 	ssize_t n = read(ifd, buf, sizeof(buf));
 
 	for (char *q = buf; n > 0 && q < buf + n;) {
 		struct inotify_event *ev = (struct inotify_event *)q;
 
 		if (ev->mask & IN_Q_OVERFLOW)
-			return -1;
+			*look = true;
 		if (ev->len) {
 			int64_t k = sig_index(ev->name);
 
@@ -185,12 +190,14 @@ static double wait_all(int ifd, double t_start)
 	double last = now(), give_up = t_start + wait_seconds;
 
 	while (got < count_total && now() < give_up) {
-		int r = read_events(ifd, 200);
+		bool look;
+		int r = read_events(ifd, 200, &look);
 
 		if (r > 0) {
 			got += (uint64_t)r;
 			last = now();
-		} else if (r < 0) {
+		}
+		if (look) {
 			/* Overflow, or 200 ms without events: look at the files themselves. */
 			uint64_t s = stat_all();
 
@@ -230,7 +237,10 @@ static int run_latency(int ifd)
 		give_up = t0 + wait_seconds;
 		while (!close_waits && !seen[k] && now() < give_up) {
 			/* Events first; a stat each 100 ms in case one was missed. */
-			if (read_events(ifd, 100) < 0 && sig_exists(k))
+			bool look;
+
+			read_events(ifd, 100, &look);
+			if (look && sig_exists(k))
 				seen[k] = 1;
 		}
 		lat[k] = now() - t0;

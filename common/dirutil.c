@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -68,4 +69,41 @@ int sigfs_write_all(int fd, const void *p, size_t n)
 		n -= (size_t)w;
 	}
 	return 0;
+}
+
+struct sigfs_dirref {
+	int fd;
+	unsigned refs;
+};
+
+struct sigfs_dirref *sigfs_dirref_new(int fd)
+{
+	struct sigfs_dirref *d = malloc(sizeof(*d));
+
+	if (!d) {
+		close(fd);
+		return NULL;
+	}
+	d->fd = fd;
+	d->refs = 1;
+	return d;
+}
+
+struct sigfs_dirref *sigfs_dirref_get(struct sigfs_dirref *d)
+{
+	__atomic_fetch_add(&d->refs, 1, __ATOMIC_RELAXED);
+	return d;
+}
+
+void sigfs_dirref_put(struct sigfs_dirref *d)
+{
+	if (d && __atomic_sub_fetch(&d->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		close(d->fd);
+		free(d);
+	}
+}
+
+int sigfs_dirref_fd(const struct sigfs_dirref *d)
+{
+	return d->fd;
 }

@@ -25,4 +25,18 @@ int sigfs_write_all(int fd, const void *p, size_t n);
 int sigfs_replace_file(int dirfd, const char *name, const char *tmp, const void *data, size_t len,
 		       mode_t mode, bool sync);
 
+/*
+ * A directory descriptor shared by reference: a spool inbox and the jobs
+ * queued for it. Each queued job once held a duplicate of the descriptor,
+ * so a batch of files larger than RLIMIT_NOFILE failed to queue (EMFILE);
+ * now an inbox costs one descriptor however many jobs wait for it.
+ * sigfs_dirref_new takes fd (NULL: out of memory, fd closed); the last
+ * sigfs_dirref_put closes it. Thread-safe.
+ */
+struct sigfs_dirref;
+struct sigfs_dirref *sigfs_dirref_new(int fd);
+struct sigfs_dirref *sigfs_dirref_get(struct sigfs_dirref *d);
+void sigfs_dirref_put(struct sigfs_dirref *d);
+int sigfs_dirref_fd(const struct sigfs_dirref *d);
+
 #endif

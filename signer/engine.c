@@ -109,7 +109,7 @@ struct job {
 	void *arg;
 	bool spool;                         /* a spool job (engine.h): not journaled */
 	unsigned retries;                   /* times it started again (JOB_RETRY) */
-	int sdir;                           /* its inbox (spool jobs), else -1 */
+	struct sigfs_dirref *sdir;          /* its inbox (spool jobs: a reference), else NULL */
 	int (*admit)(const struct stat *dir, const struct stat *file, char *err);
 	struct lane *lane;
 	struct job *next;                   /* its flow, or the lane's delayed list (lock) */
@@ -499,7 +499,7 @@ int sigfs_engine_siblings_at(struct sigfs_engine *e, const char *key, int dir, c
 static int job_dir(struct sigfs_engine *e, const struct job *j)
 {
 	if (j->spool)
-		return j->sdir;
+		return sigfs_dirref_fd(j->sdir);
 	return openat(e->inbox_root, j->key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 }
 
@@ -1335,8 +1335,7 @@ static void live_unlink(struct sigfs_engine *e, struct job *j)
 
 static void job_free(struct job *j)
 {
-	if (j->spool && j->sdir >= 0)
-		close(j->sdir);
+	sigfs_dirref_put(j->sdir);
 	io_close(&j->io);
 	sbuf_free(&j->ready.out);
 	sigfs_hasher_free(j->state);
@@ -1732,15 +1731,15 @@ void sigfs_engine_drop(struct sigfs_engine *e, uint64_t id)
 		sigfs_journal_done(e->journal, id);
 }
 
-/* A spool job: the engine's own copy of its directory, and queued without a journal record. */
+/* A spool job: a reference to its directory, and queued without a journal record. */
 static int submit_spool(struct sigfs_engine *e, struct job *j, const struct sigfs_submit *s)
 {
 	int r;
 
 	j->spool = true;
 	j->admit = s->admit;
-	j->sdir = fcntl(s->dir, F_DUPFD_CLOEXEC, 0);
-	r = j->sdir < 0 ? -errno : enqueue(e, j);
+	j->sdir = sigfs_dirref_get(s->dir);
+	r = enqueue(e, j);
 	if (r < 0)
 		job_free(j);
 	return r;
@@ -1805,7 +1804,7 @@ int sigfs_engine_submit(struct sigfs_engine *e, const struct sigfs_submit *s)
 	j->state = s->state;
 	j->done = s->done;
 	j->arg = s->arg;
-	j->sdir = -1;
+	j->sdir = NULL;
 	if (s->spool)
 		return submit_spool(e, j, s);
 	r = sigfs_journal_append(e->journal, 'A', j->id, j->ino, j->uid, j->key, j->name);

@@ -22,6 +22,7 @@
 
 #include "common/alg.h"
 #include "common/config.h"
+#include "common/dirutil.h"
 #include "signer/audit.h"
 #include "signer/hasher.h"
 #include "signer/keys.h"
@@ -56,8 +57,8 @@ struct sigfs_submit {
 	void *arg;
 	/*
 	 * A spool job (spool/, docs/spool.md): the artifact lies in dir, a
-	 * directory its users write directly (the engine keeps a duplicate of
-	 * the descriptor), not in the key store's inbox. Not journaled: the
+	 * directory its users write directly (the engine takes a reference to
+	 * it while the job lives), not in the key store's inbox. Not journaled: the
 	 * spool's start-up scan finds a file without an up-to-date output again
 	 * (sigfs_engine_output_current). What is not a regular file is refused
 	 * (NAME.err) without being opened; a regular file is opened with
@@ -66,7 +67,7 @@ struct sigfs_submit {
 	 * inode, size, mtime or ctime differ from what was signed.
 	 */
 	bool spool;
-	int dir;
+	struct sigfs_dirref *dir;
 	int (*admit)(const struct stat *dir, const struct stat *file, char *err);
 };
 

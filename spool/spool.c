@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/dirutil.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "spool/pubdir.h"
@@ -36,6 +37,7 @@
 
 #define SYNC_MS 1000                /* how often the inboxes are compared with the keys */
 #define PUBLISH_MS 60000            /* .keys/KEY/ is rewritten at least this often */
+#define SETTLE_BUCKETS 16384        /* hash chains of the settle list (struct settling) */
 #define INBOX_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MOVE_SELF | IN_ONLYDIR | \
 		    IN_EXCL_UNLINK)
 #define ROOT_MASK (IN_CREATE | IN_MOVED_TO | IN_ONLYDIR)
@@ -44,6 +46,7 @@
 struct inbox {
 	char key[SIGFS_KEYNAME_MAX + 1];
 	int fd;                             /* DIR/<key>, opened without following a link */
+	struct sigfs_dirref *ref;           /* fd, shared with the jobs queued for it */
 	int wd;
 	bool seen;                          /* its key was in the last list */
 	char *meta;                         /* the key's settings when .keys/KEY/ was written */
@@ -60,15 +63,23 @@ struct sigfs_spool {
 	pthread_t thread;
 	struct inbox *boxes;                /* only the spool's thread touches them after start */
 	size_t nboxes;
-	struct settling *settle;            /* settle_ms: the names waiting to be quiet */
-	size_t nsettle;
+	/*
+	 * settle_ms: the names waiting to be quiet, in the order they are due
+	 * (head first), and a hash by key and name to find one. A batch of
+	 * tens of thousands of files settles at once over NFS: every step is
+	 * O(1) per name, so the batch costs what its files cost.
+	 */
+	struct settling *settle_head, *settle_tail;
+	struct settling **settle_hash;      /* SETTLE_BUCKETS chains, made at the first use */
 };
 
 /* A name waiting for settle_ms without a modification (spool thread only). */
 struct settling {
+	struct settling *prev, *next;       /* the due order */
+	struct settling *hnext;             /* its hash chain */
+	uint64_t due_ms;                    /* CLOCK_MONOTONIC: when to look at it again */
 	char key[SIGFS_KEYNAME_MAX + 1];
 	char name[NAME_MAX + 1];
-	uint64_t due_ms;                    /* CLOCK_MONOTONIC: when to look at it again */
 };
 
 struct claim {
@@ -142,28 +153,80 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* The hash chain of key's name (FNV-1a over both). */
+static struct settling **settle_chain(struct sigfs_spool *sp, const char *key, const char *name)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = key; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	h = (h ^ 0xff) * 16777619u;
+	for (const char *p = name; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	return &sp->settle_hash[h % SETTLE_BUCKETS];
+}
+
+static void settle_unlink(struct sigfs_spool *sp, struct settling *e)
+{
+	*(e->prev ? &e->prev->next : &sp->settle_head) = e->next;
+	*(e->next ? &e->next->prev : &sp->settle_tail) = e->prev;
+	e->prev = e->next = NULL;
+}
+
+/* Into the due order: from the tail, where a new due time almost always goes. */
+static void settle_insert(struct sigfs_spool *sp, struct settling *e, uint64_t due)
+{
+	struct settling *after = sp->settle_tail;
+
+	e->due_ms = due;
+	while (after && after->due_ms > due)
+		after = after->prev;
+	e->prev = after;
+	e->next = after ? after->next : sp->settle_head;
+	*(e->next ? &e->next->prev : &sp->settle_tail) = e;
+	*(after ? &after->next : &sp->settle_head) = e;
+}
+
+/* Off the list and freed. */
+static void settle_drop(struct sigfs_spool *sp, struct settling *e)
+{
+	struct settling **pp = settle_chain(sp, e->key, e->name);
+
+	while (*pp != e)
+		pp = &(*pp)->hnext;
+	*pp = e->hnext;
+	settle_unlink(sp, e);
+	free(e);
+}
+
 /* Put name of inbox b on the settle list (again), to be looked at after settle_ms. */
 static void settle_add(struct sigfs_spool *sp, struct inbox *b, const char *name)
 {
 	uint64_t due = mono_ms() + sp->cfg->settle_ms;
-	struct settling *ns;
+	struct settling **chain, *e;
 
-	for (size_t i = 0; i < sp->nsettle; i++) {
-		if (strcmp(sp->settle[i].key, b->key) == 0 && strcmp(sp->settle[i].name, name) == 0) {
-			sp->settle[i].due_ms = due;
-			return;
-		}
-	}
-	ns = realloc(sp->settle, (sp->nsettle + 1) * sizeof(*ns));
-	if (!ns) {
+	if (!sp->settle_hash && !(sp->settle_hash = calloc(SETTLE_BUCKETS, sizeof(*sp->settle_hash)))) {
 		log_err("spool: key %s: out of memory: %s is not signed", b->key, name);
 		return;
 	}
-	sp->settle = ns;
-	ns = &sp->settle[sp->nsettle++];
-	snprintf(ns->key, sizeof(ns->key), "%s", b->key);
-	snprintf(ns->name, sizeof(ns->name), "%s", name);
-	ns->due_ms = due;
+	chain = settle_chain(sp, b->key, name);
+	for (e = *chain; e; e = e->hnext) {
+		if (strcmp(e->key, b->key) == 0 && strcmp(e->name, name) == 0) {
+			settle_unlink(sp, e);
+			settle_insert(sp, e, due);
+			return;
+		}
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e) {
+		log_err("spool: key %s: out of memory: %s is not signed", b->key, name);
+		return;
+	}
+	snprintf(e->key, sizeof(e->key), "%s", b->key);
+	snprintf(e->name, sizeof(e->name), "%s", name);
+	e->hnext = *chain;
+	*chain = e;
+	settle_insert(sp, e, due);
 }
 
 /* Hand name of inbox b to the engine (unless, without force, it has an up-to-date output). */
@@ -171,7 +234,7 @@ static void submit(struct sigfs_spool *sp, struct inbox *b, const char *name, co
 		   bool force, bool settled)
 {
 	struct sigfs_submit s = { .key = b->key, .name = name, .ino = st->st_ino, .uid = st->st_uid,
-				  .spool = true, .dir = b->fd, .admit = spool_admit };
+				  .spool = true, .dir = b->ref, .admit = spool_admit };
 	char esc[SIGFS_ESCAPED_MAX];
 	int r;
 
@@ -198,38 +261,32 @@ static void submit(struct sigfs_spool *sp, struct inbox *b, const char *name, co
  */
 static int settle_due(struct sigfs_spool *sp)
 {
-	uint64_t now = mono_ms(), next = UINT64_MAX;
+	uint64_t now = mono_ms();
 	struct timespec real;
+	struct settling *e;
 
 	clock_gettime(CLOCK_REALTIME, &real);
-	for (size_t i = 0; i < sp->nsettle;) {
-		struct settling *e = &sp->settle[i];
+	while ((e = sp->settle_head) && e->due_ms <= now) {
 		struct inbox *b = box_by_key(sp, e->key);
 		struct stat st;
 		unsigned left;
 
-		if (e->due_ms > now) {
-			next = e->due_ms < next ? e->due_ms : next;
-			i++;
-			continue;
-		}
 		/* Gone, or no longer a name to sign: nothing to do (its event brings the rest). */
 		if (!b || fstatat(b->fd, e->name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 		    spool_event_action(IN_MOVED_TO, e->name, &st) != SPOOL_SUBMIT) {
-			*e = sp->settle[--sp->nsettle];
+			settle_drop(sp, e);
 			continue;
 		}
 		left = spool_settle_left(&st, &real, sp->cfg->settle_ms);
 		if (left) {
-			e->due_ms = now + left;
-			next = e->due_ms < next ? e->due_ms : next;
-			i++;
+			settle_unlink(sp, e);
+			settle_insert(sp, e, now + left);
 			continue;
 		}
 		submit(sp, b, e->name, &st, true, true);
-		*e = sp->settle[--sp->nsettle];
+		settle_drop(sp, e);
 	}
-	return next == UINT64_MAX ? -1 : (int)(next - now);
+	return e ? (int)(e->due_ms - now) : -1;
 }
 
 /* An event on name in inbox b. */
@@ -298,7 +355,7 @@ static void box_drop(struct sigfs_spool *sp, struct inbox *b, bool rm_watch)
 {
 	if (rm_watch)
 		inotify_rm_watch(sp->in, b->wd);
-	close(b->fd);
+	sigfs_dirref_put(b->ref);   /* closes fd once no queued job needs it */
 	free(b->meta);
 	*b = sp->boxes[--sp->nboxes];
 }
@@ -350,6 +407,7 @@ static void publish(struct sigfs_spool *sp, struct inbox *b, const struct sigfs_
 static void box_add(struct sigfs_spool *sp, const struct sigfs_key *k)
 {
 	const char *key = k->name;
+	struct sigfs_dirref *ref;
 	struct inbox *nb, *b;
 	char path[64];
 	int fd, wd;
@@ -369,10 +427,17 @@ static void box_add(struct sigfs_spool *sp, const struct sigfs_key *k)
 		close(fd);
 		return;
 	}
+	ref = sigfs_dirref_new(fd);
+	if (!ref) {
+		log_err("spool: key %s: out of memory", key);
+		inotify_rm_watch(sp->in, wd);
+		return;
+	}
 	b = &sp->boxes[sp->nboxes++];
 	memset(b, 0, sizeof(*b));
 	snprintf(b->key, sizeof(b->key), "%s", key);
 	b->fd = fd;
+	b->ref = ref;
 	b->wd = wd;
 	b->seen = true;
 	/* Its public side first: a waiting `sigfs wait` checks the outputs with it. */
@@ -516,7 +581,9 @@ static void spool_free(struct sigfs_spool *sp)
 	while (sp->nboxes)
 		box_drop(sp, &sp->boxes[0], false);
 	free(sp->boxes);
-	free(sp->settle);
+	while (sp->settle_head)
+		settle_drop(sp, sp->settle_head);
+	free(sp->settle_hash);
 	if (sp->in >= 0)
 		close(sp->in);
 	if (sp->root >= 0)

@@ -186,7 +186,21 @@ try_start_sigfs() {
 	wait_mount "$SIGFS_PID" "$MNT" || rc=$?
 	case $rc in
 	0)
-		# The keeper's only child serves the mount (fs/keeper.h).
+		# The keeper mounts before its worker has checked the state directory
+		# (fs/keeper.h): started once the worker answers a request. A worker
+		# that refuses to start ends, and the keeper with it (status 1).
+		if ! timeout 20 stat "$MNT/.ctl" >/dev/null 2>&1; then
+			for _ in $(seq 1 200); do
+				kill -0 "$SIGFS_PID" 2>/dev/null || break
+				sleep 0.05
+			done
+			kill -0 "$SIGFS_PID" 2>/dev/null &&
+				fail "sigfsd mounted $MNT on $state but does not answer"
+			wait "$SIGFS_PID" 2>/dev/null || true
+			SIGFS_PID=
+			return 1
+		fi
+		# The keeper's only child serves the mount.
 		SIGFS_WORKER=$(pgrep -P "$SIGFS_PID" || true)
 		return 0
 		;;

@@ -221,5 +221,31 @@ check "  every one of the 200 files is signed all the same" wait_until flood_sig
 check "  and every signature verifies over its file" \
 	sverify_many ed "$SPOOL/ed" $(cd "$SPOOL/ed" && ls g*.bin)
 check "the spool stops cleanly on SIGTERM" stop_spool_only
+
+# A batch larger than the daemon's descriptor limit: queued jobs share their
+# inbox's descriptor. (Each once held a duplicate: with 128 descriptors, most
+# of 1000 files arriving at once were logged "cannot queue it: Too many open
+# files" and never signed.)
+mark=$(log_mark)
+start_spool_only
+for pid in "$SPOOL_PID" $(spool_children); do
+	prlimit --nofile=128:128 --pid "$pid"
+done
+kill -STOP "$SPOOL_PID"
+mkdir -p "$T/batch"
+for i in $(seq 1 1000); do
+	printf 'batch %d\n' "$i" >"$T/batch/b$i.bin"
+done
+cp "$T"/batch/b*.bin "$SPOOL/rsa/"
+kill -CONT "$SPOOL_PID"
+batch_signed() {
+	local i
+	for i in $(seq 1 1000); do [ -e "$SPOOL/rsa/b$i.bin.sig" ] || return 1; done
+}
+check "1000 files at once with 128 descriptors: every one is signed" wait_until batch_signed
+check "  and the log has no 'cannot queue it'" bash -c "! tail -n +$((mark + 1)) '$LOG' | grep -q 'cannot queue'"
+check "  and every signature verifies over its file" \
+	sverify_many rsa "$SPOOL/rsa" $(cd "$SPOOL/rsa" && ls b*.bin)
+check "the spool stops cleanly on SIGTERM" stop_spool_only
 check "audit log chain verifies after the kill" "$SIGFSD" --verify-audit "$STATE/audit.log"
 done_testing
