@@ -529,7 +529,7 @@ static int pull(struct vctx *c, const uint8_t *out, size_t len)
 		return pull_minisign(c, &b);
 	if (!strcmp(f, "openpgp") || !strcmp(f, "openpgp-armor"))
 		return pull_openpgp(c, &b, strcmp(f, "openpgp") != 0);
-	if (!strcmp(f, "cms"))
+	if (!strcmp(f, "cms") || !strcmp(f, "swupdate"))
 		return pull_cms(c, &b);
 	if (!strcmp(f, "kmod"))
 		return pull_kmod(c, &b);

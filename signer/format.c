@@ -13,6 +13,7 @@ extern const struct sigfs_format sigfs_format_sshsig;
 extern const struct sigfs_format sigfs_format_minisign;
 extern const struct sigfs_format sigfs_format_cms;
 extern const struct sigfs_format sigfs_format_kmod;
+extern const struct sigfs_format sigfs_format_swupdate;
 
 static const struct sigfs_format *const formats[] = {
 	&sigfs_format_raw,
@@ -22,6 +23,7 @@ static const struct sigfs_format *const formats[] = {
 	&sigfs_format_minisign,
 	&sigfs_format_cms,
 	&sigfs_format_kmod,
+	&sigfs_format_swupdate,
 };
 #define N_FORMATS (sizeof(formats) / sizeof(formats[0]))
 

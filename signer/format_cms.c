@@ -126,3 +126,18 @@ const struct sigfs_format sigfs_format_cms = {
 	.nattrs = sizeof(cms_attrs) / sizeof(cms_attrs[0]),
 	.needs_cert = true,
 };
+
+/*
+ * "swupdate": the same SignedData as sw-description.sig, the name SWUpdate
+ * looks for in a .swu (docs/format-swupdate.md). Debian's swupdate verifies
+ * CMS only, detached, with the signer's certificate inside: what cms makes.
+ * cert.pem is cms's (one file, whichever of the two formats a key has).
+ */
+const struct sigfs_format sigfs_format_swupdate = {
+	.name = "swupdate",
+	.suffix = ".sig",
+	.check = cms_check,
+	.needs_message = cms_needs_message,
+	.produce = cms_produce,
+	.needs_cert = true,
+};

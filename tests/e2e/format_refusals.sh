@@ -9,7 +9,7 @@
 # has it (and this test a verifier for a new format).
 . "$(dirname "$0")/lib.sh"
 
-FORMATS="raw openpgp openpgp-armor sshsig minisign cms kmod"
+FORMATS="raw openpgp openpgp-armor sshsig minisign cms kmod swupdate"
 ALGS="ed25519 ecdsa-p256 ecdsa-p384 ecdsa-p521 rsa-2048 rsa-3072 rsa-4096"
 DIGESTS="sha1 sha224 sha256 sha384 sha512 sha512-224 sha512-256 sha3-224 sha3-256 sha3-384 sha3-512"
 
@@ -31,8 +31,10 @@ for f in openpgp openpgp-armor; do
 	refuse $f ecdsa-p521 "sha224 sha256 sha384 $pgp_no"
 done
 refuse minisign "ecdsa-p256 ecdsa-p384 ecdsa-p521 rsa-2048 rsa-3072 rsa-4096" "*"
-refuse cms ed25519 "*"
-refuse cms "ecdsa-p256 ecdsa-p384 ecdsa-p521" "sha512-224 sha512-256"
+for f in cms swupdate; do   # swupdate is cms's SignedData as sw-description.sig
+	refuse $f ed25519 "*"
+	refuse $f "ecdsa-p256 ecdsa-p384 ecdsa-p521" "sha512-224 sha512-256"
+done
 # kmod (docs/format-kmod.md): what Linux verifies, RSA PKCS#1 v1.5 or ECDSA
 # P-256/P-384 with sha256, sha384 or sha512. The RSA keys here keep the default
 # padding, pss, so kmod is refused for them (kmod_signatures signs with pkcs1).
@@ -124,7 +126,7 @@ verify() {
 			<"$T/fw.bin" >/dev/null 2>&1
 		;;
 	minisign) minisign -Vq -p "$K/$key/pubkey.minisign" -m "$T/fw.bin" -x "$sig" ;;
-	cms)
+	cms | swupdate)
 		cat "$K/$key/cert.pem" >"$T/cert.pem"
 		openssl cms -verify -binary -inform DER -in "$sig" -content "$T/fw.bin" \
 			-CAfile "$T/cert.pem" -purpose any -out /dev/null 2>/dev/null
