@@ -219,25 +219,30 @@ static bool is_output_name(const char *name)
 	return false;
 }
 
+/* Is format i the first of the table with its suffix (formats can share one)? */
+static bool first_with_suffix(size_t i)
+{
+	const struct sigfs_format *f = sigfs_format_at(i), *g;
+
+	for (size_t j = 0; j < i && (g = sigfs_format_at(j)); j++)
+		if (strcmp(f->suffix, g->suffix) == 0)
+			return false;
+	return true;
+}
+
 /*
  * The bit of name's output suffix in a seen mask: SEEN_ERR for .err, else
- * the bit of the first format with that suffix (formats can share one);
- * 0: no output name.
+ * bit i of the first format i with that suffix; 0: no output name.
  */
 static uint32_t suffix_bit(const char *name)
 {
-	const struct sigfs_format *f, *g;
+	const struct sigfs_format *f;
 
 	if (has_suffix(name, ".err"))
 		return SEEN_ERR;
-	for (size_t i = 0; i < 31 && (f = sigfs_format_at(i)); i++) {
-		if (!has_suffix(name, f->suffix))
-			continue;
-		for (size_t j = 0; j < i && (g = sigfs_format_at(j)); j++)
-			if (strcmp(f->suffix, g->suffix) == 0)
-				return 1u << j;
-		return 1u << i;
-	}
+	for (size_t i = 0; i < 31 && (f = sigfs_format_at(i)); i++)
+		if (has_suffix(name, f->suffix) && first_with_suffix(i))
+			return 1u << i;
 	return 0;
 }
 
@@ -338,15 +343,11 @@ static void remove_if_there(int dirfd, const char *name)
  */
 static void remove_outputs(int dirfd, const char *base, uint32_t mask)
 {
-	const struct sigfs_format *f, *g;
+	const struct sigfs_format *f;
 	char out[NAME_MAX_LEN + 16];
-	bool seen;
 
 	for (size_t i = 0; (f = sigfs_format_at(i)); i++) {
-		seen = false;
-		for (size_t j = 0; j < i && !seen && (g = sigfs_format_at(j)); j++)
-			seen = strcmp(f->suffix, g->suffix) == 0;
-		if (seen || (i < 31 && !(mask & (1u << i))))
+		if (!first_with_suffix(i) || (i < 31 && !(mask & (1u << i))))
 			continue;
 		snprintf(out, sizeof(out), "%s%s", base, f->suffix);
 		remove_if_there(dirfd, out);
@@ -386,12 +387,12 @@ static struct seen *seen_of(struct sigfs_engine *e, const char *key)
 	return s;
 }
 
-static void seen_add(struct sigfs_engine *e, const char *key, uint32_t bits)
+/* Add bits to key's mask; the mask now (SEEN_ALL without an entry: out of memory). */
+static uint32_t seen_add(struct sigfs_engine *e, const char *key, uint32_t bits)
 {
-	struct seen *s = bits ? seen_of(e, key) : NULL;
+	struct seen *s = seen_of(e, key);
 
-	if (s)
-		__atomic_fetch_or(&s->mask, bits, __ATOMIC_RELEASE);
+	return s ? __atomic_or_fetch(&s->mask, bits, __ATOMIC_ACQ_REL) : SEEN_ALL;
 }
 
 /*
@@ -410,7 +411,10 @@ static uint32_t outputs_may_exist(struct sigfs_engine *e, const char *key)
 
 void sigfs_engine_output_seen(struct sigfs_engine *e, const char *key, const char *name)
 {
-	seen_add(e, key, suffix_bit(name));
+	uint32_t bit = suffix_bit(name);
+
+	if (bit)
+		seen_add(e, key, bit);
 }
 
 void sigfs_engine_outputs_unknown(struct sigfs_engine *e, const char *key)
@@ -690,11 +694,9 @@ static int place_output(struct sigfs_engine *e, struct job *j, int dirfd, const 
 		uint32_t mask = SEEN_ALL;
 		char other[NAME_MAX_LEN + 16];
 
-		if (j->spool) {
-			/* Before the name exists: a forget after this lock looks for it. */
-			seen_add(e, j->key, suffix_bit(out));
-			mask = outputs_may_exist(e, j->key);
-		}
+		/* Before the name exists: a forget after this lock looks for it. */
+		if (j->spool)
+			mask = seen_add(e, j->key, suffix_bit(out));
 		if (!what)
 			remove_outputs(dirfd, j->ready.base, mask);
 		r = put_out(dirfd, &o, out);
