@@ -302,7 +302,7 @@ static void output_base(const struct sigfs_key *k, const char *name, char *base)
 }
 
 /* FNV-1a over key, '/' and name. */
-static uint32_t name_hash(const char *key, const char *name)
+uint32_t sigfs_name_hash(const char *key, const char *name)
 {
 	uint32_t h = 2166136261u;
 
@@ -317,13 +317,13 @@ static uint32_t name_hash(const char *key, const char *name)
 /* The live table's chain for a job of key named name. */
 static struct job **live_bucket(struct sigfs_engine *e, const char *key, const char *name)
 {
-	return &e->live[name_hash(key, name) % LIVE_BUCKETS];
+	return &e->live[sigfs_name_hash(key, name) % LIVE_BUCKETS];
 }
 
 /* The out lock of the outputs of key named after base. */
 static pthread_mutex_t *out_lock_of(struct sigfs_engine *e, const char *key, const char *base)
 {
-	return &e->out_locks[name_hash(key, base) % OUT_STRIPES];
+	return &e->out_locks[sigfs_name_hash(key, base) % OUT_STRIPES];
 }
 
 /* Unlink dirfd/name if it exists: a lookup shares the directory's lock, unlink() does not. */
@@ -370,7 +370,7 @@ struct seen {
 /* key's entry, made if missing (NULL: out of memory). */
 static struct seen *seen_of(struct sigfs_engine *e, const char *key)
 {
-	struct seen **head = &e->seen[name_hash(key, "") % SEEN_BUCKETS], *s;
+	struct seen **head = &e->seen[sigfs_name_hash(key, "") % SEEN_BUCKETS], *s;
 
 	for (s = __atomic_load_n(head, __ATOMIC_ACQUIRE); s; s = s->next)
 		if (strcmp(s->key, key) == 0)

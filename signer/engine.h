@@ -169,6 +169,9 @@ void sigfs_engine_drop(struct sigfs_engine *e, uint64_t id);
 /* Journal the job (it is then accepted: survives a crash) and queue it. */
 int sigfs_engine_submit(struct sigfs_engine *e, const struct sigfs_submit *s);
 
+/* FNV-1a over key, '/' and name: the engine's tables and the spool's settle list. */
+uint32_t sigfs_name_hash(const char *key, const char *name);
+
 /* What the engine is doing and how its backends are, as text for .ctl/status (malloc'd). */
 int sigfs_engine_status(struct sigfs_engine *e, char **buf, size_t *len);
 

@@ -153,17 +153,10 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* The hash chain of key's name (FNV-1a over both). */
+/* The hash chain of key's name. */
 static struct settling **settle_chain(struct sigfs_spool *sp, const char *key, const char *name)
 {
-	uint32_t h = 2166136261u;
-
-	for (const char *p = key; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
-	h = (h ^ 0xff) * 16777619u;
-	for (const char *p = name; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
-	return &sp->settle_hash[h % SETTLE_BUCKETS];
+	return &sp->settle_hash[sigfs_name_hash(key, name) % SETTLE_BUCKETS];
 }
 
 static void settle_unlink(struct sigfs_spool *sp, struct settling *e)
