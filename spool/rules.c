@@ -71,6 +71,14 @@ unsigned spool_settle_left(const struct stat *st, const struct timespec *now, un
 	return quiet_ms >= settle_ms ? 0 : (unsigned)(settle_ms - quiet_ms);
 }
 
+bool spool_event_may_follow(const struct stat *st, const struct timespec *since)
+{
+	int64_t age_ms = ((int64_t)since->tv_sec - st->st_ctim.tv_sec) * 1000 +
+			 (since->tv_nsec - st->st_ctim.tv_nsec) / 1000000;
+
+	return age_ms < SPOOL_CTIME_SLACK_MS;
+}
+
 /* The groups of uid into groups (at most *n); *n becomes their number (0: no such user). */
 static void groups_of(uid_t uid, gid_t *groups, int *n)
 {

@@ -63,10 +63,6 @@ bool spool_event_wanted(uint32_t mask, const char *name);
 enum spool_action spool_event_action(uint32_t mask, const char *name, const struct stat *st);
 
 /*
- * The engine's admit() for spool jobs: spool_file_check with the owner's
- * groups looked up (getpwuid_r, getgrouplist).
- */
-/*
  * settle_ms: how many ms file st must still stay unmodified before it is
  * signed, now (CLOCK_REALTIME) being the time; 0 when it has been quiet for
  * settle_ms. The ctime tells: every write, truncate and attribute change
@@ -75,6 +71,23 @@ enum spool_action spool_event_action(uint32_t mask, const char *name, const stru
  */
 unsigned spool_settle_left(const struct stat *st, const struct timespec *now, unsigned settle_ms);
 
+/* How far a file's ctime may lag the clock: the kernel stamps with a coarse clock (a jiffy). */
+#define SPOOL_CTIME_SLACK_MS 100
+
+/*
+ * May an event for file st still be on its way, the inbox having been
+ * watched since `since` (CLOCK_REALTIME)? A rename into the inbox and a
+ * write move the ctime, so a file whose ctime is older than since (less
+ * SPOOL_CTIME_SLACK_MS) was complete before the watch, and no event of
+ * it comes. A scan that finds a file the events may still bring lets the
+ * event sign it (decision 75): signing it in the scan too signs it twice.
+ */
+bool spool_event_may_follow(const struct stat *st, const struct timespec *since);
+
+/*
+ * The engine's admit() for spool jobs: spool_file_check with the owner's
+ * groups looked up (getpwuid_r, getgrouplist).
+ */
 int spool_admit(const struct stat *dir, const struct stat *file, char *err);
 
 #endif

@@ -38,6 +38,8 @@
 #define SYNC_MS 1000                /* how often the inboxes are compared with the keys */
 #define PUBLISH_MS 60000            /* .keys/KEY/ is rewritten at least this often */
 #define SETTLE_BUCKETS 16384        /* hash chains of the settle list (struct settling) */
+#define EVENT_WAIT_MS 1000          /* a scanned file its event may still bring: quiet this long */
+#define READS_PER_TURN 64           /* inotify reads (64 KiB each) before the settle list's turn */
 #define INBOX_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MOVE_SELF | IN_ONLYDIR | \
 		    IN_EXCL_UNLINK)
 #define ROOT_MASK (IN_CREATE | IN_MOVED_TO | IN_ONLYDIR)
@@ -48,6 +50,7 @@ struct inbox {
 	int fd;                             /* DIR/<key>, opened without following a link */
 	struct sigfs_dirref *ref;           /* fd, shared with the jobs queued for it */
 	int wd;
+	struct timespec watched;            /* CLOCK_REALTIME just before the watch was added */
 	bool seen;                          /* its key was in the last list */
 	char *meta;                         /* the key's settings when .keys/KEY/ was written */
 	uint64_t published_ms;              /* and when (CLOCK_MONOTONIC) */
@@ -71,6 +74,7 @@ struct sigfs_spool {
 	 */
 	struct settling *settle_head, *settle_tail;
 	struct settling **settle_hash;      /* SETTLE_BUCKETS chains, made at the first use */
+	struct timespec read_at;            /* CLOCK_REALTIME before the last read of inotify */
 };
 
 /* A name waiting for settle_ms without a modification (spool thread only). */
@@ -78,6 +82,7 @@ struct settling {
 	struct settling *prev, *next;       /* the due order */
 	struct settling *hnext;             /* its hash chain */
 	uint64_t due_ms;                    /* CLOCK_MONOTONIC: when to look at it again */
+	unsigned quiet_ms;                  /* signed once its ctime is this old */
 	char key[SIGFS_KEYNAME_MAX + 1];
 	char name[NAME_MAX + 1];
 };
@@ -192,24 +197,35 @@ static void settle_drop(struct sigfs_spool *sp, struct settling *e)
 	free(e);
 }
 
-/* Put name of inbox b on the settle list (again), to be looked at after settle_ms. */
-static void settle_add(struct sigfs_spool *sp, struct inbox *b, const char *name)
+/* The settle list's entry of name in key's inbox, or NULL. */
+static struct settling *settle_find(struct sigfs_spool *sp, const char *key, const char *name)
 {
-	uint64_t due = mono_ms() + sp->cfg->settle_ms;
+	if (!sp->settle_hash)
+		return NULL;
+	for (struct settling *e = *settle_chain(sp, key, name); e; e = e->hnext)
+		if (strcmp(e->key, key) == 0 && strcmp(e->name, name) == 0)
+			return e;
+	return NULL;
+}
+
+/* Put name of inbox b on the settle list (again), to be signed once quiet_ms quiet. */
+static void settle_add(struct sigfs_spool *sp, struct inbox *b, const char *name, unsigned quiet_ms)
+{
+	uint64_t due = mono_ms() + quiet_ms;
 	struct settling **chain, *e;
 
 	if (!sp->settle_hash && !(sp->settle_hash = calloc(SETTLE_BUCKETS, sizeof(*sp->settle_hash)))) {
 		log_err("spool: key %s: out of memory: %s is not signed", b->key, name);
 		return;
 	}
-	chain = settle_chain(sp, b->key, name);
-	for (e = *chain; e; e = e->hnext) {
-		if (strcmp(e->key, b->key) == 0 && strcmp(e->name, name) == 0) {
-			settle_unlink(sp, e);
-			settle_insert(sp, e, due);
-			return;
-		}
+	e = settle_find(sp, b->key, name);
+	if (e) {
+		e->quiet_ms = quiet_ms;
+		settle_unlink(sp, e);
+		settle_insert(sp, e, due);
+		return;
 	}
+	chain = settle_chain(sp, b->key, name);
 	e = calloc(1, sizeof(*e));
 	if (!e) {
 		log_err("spool: key %s: out of memory: %s is not signed", b->key, name);
@@ -217,14 +233,19 @@ static void settle_add(struct sigfs_spool *sp, struct inbox *b, const char *name
 	}
 	snprintf(e->key, sizeof(e->key), "%s", b->key);
 	snprintf(e->name, sizeof(e->name), "%s", name);
+	e->quiet_ms = quiet_ms;
 	e->hnext = *chain;
 	*chain = e;
 	settle_insert(sp, e, due);
 }
 
-/* Hand name of inbox b to the engine (unless, without force, it has an up-to-date output). */
+/*
+ * Hand name of inbox b to the engine (unless, without force, it has an
+ * up-to-date output): at once, or (quiet_ms) on the settle list, to be
+ * signed once it has been quiet that long.
+ */
 static void submit(struct sigfs_spool *sp, struct inbox *b, const char *name, const struct stat *st,
-		   bool force, bool settled)
+		   bool force, unsigned quiet_ms)
 {
 	struct sigfs_submit s = { .key = b->key, .name = name, .ino = st->st_ino, .uid = st->st_uid,
 				  .spool = true, .dir = b->ref, .admit = spool_admit };
@@ -237,8 +258,8 @@ static void submit(struct sigfs_spool *sp, struct inbox *b, const char *name, co
 		return;
 	/* Its old outputs are stale: removed at once, and no job still running places one. */
 	sigfs_engine_forget_at(sp->eng, b->key, b->fd, name);
-	if (sp->cfg->settle_ms && !settled) {
-		settle_add(sp, b, name);
+	if (quiet_ms) {
+		settle_add(sp, b, name, quiet_ms);
 		return;
 	}
 	r = sigfs_engine_submit(sp->eng, &s);
@@ -270,13 +291,13 @@ static int settle_due(struct sigfs_spool *sp)
 			settle_drop(sp, e);
 			continue;
 		}
-		left = spool_settle_left(&st, &real, sp->cfg->settle_ms);
+		left = spool_settle_left(&st, &real, e->quiet_ms);
 		if (left) {
 			settle_unlink(sp, e);
 			settle_insert(sp, e, now + left);
 			continue;
 		}
-		submit(sp, b, e->name, &st, true, true);
+		submit(sp, b, e->name, &st, true, 0);
 		settle_drop(sp, e);
 	}
 	return e ? (int)(e->due_ms - now) : -1;
@@ -285,6 +306,7 @@ static int settle_due(struct sigfs_spool *sp)
 /* An event on name in inbox b. */
 static void on_event(struct sigfs_spool *sp, struct inbox *b, uint32_t mask, const char *name)
 {
+	struct settling *e;
 	struct stat st;
 
 	/* A name made here, maybe an output (a user's, or a job's): forget looks for it. */
@@ -293,19 +315,25 @@ static void on_event(struct sigfs_spool *sp, struct inbox *b, uint32_t mask, con
 	if (!spool_event_wanted(mask, name) || fstatat(b->fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    spool_event_action(mask, name, &st) != SPOOL_SUBMIT)
 		return;
+	/* A scan's entry that waited for this event: the event signs it, once. */
+	if (!sp->cfg->settle_ms && (e = settle_find(sp, b->key, name)))
+		settle_drop(sp, e);
 	/*
 	 * Signed again even if an output has its mtime: a rewrite within one
 	 * tick of the kernel's clock keeps the mtime (the scan cannot tell).
 	 */
-	submit(sp, b, name, &st, true, false);
+	submit(sp, b, name, &st, true, sp->cfg->settle_ms);
 }
 
 /*
  * Submit every file of inbox b that has no up-to-date output. first: b was
  * just opened, no job of this run can be writing there yet, so temporary
  * outputs (SIGFS_TMP_PREFIX) are what a killed daemon left: removed.
+ * since: events from then on are still to be read. A file changed since
+ * then waits for its event (or EVENT_WAIT_MS of quiet, if the change was
+ * one no event reports), so the scan and the event do not both sign it.
  */
-static void scan(struct sigfs_spool *sp, struct inbox *b, bool first)
+static void scan(struct sigfs_spool *sp, struct inbox *b, bool first, const struct timespec *since)
 {
 	struct dirent *d;
 	int fd = openat(b->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -337,7 +365,9 @@ static void scan(struct sigfs_spool *sp, struct inbox *b, bool first)
 		    S_ISDIR(st.st_mode) ||
 		    spool_event_action(IN_MOVED_TO, d->d_name, &st) != SPOOL_SUBMIT)
 			continue;
-		submit(sp, b, d->d_name, &st, false, false);
+		submit(sp, b, d->d_name, &st, false,
+		       sp->cfg->settle_ms ? sp->cfg->settle_ms
+					  : spool_event_may_follow(&st, since) ? EVENT_WAIT_MS : 0);
 		n++;
 	}
 	closedir(dir);
@@ -402,6 +432,7 @@ static void box_add(struct sigfs_spool *sp, const struct sigfs_key *k)
 	const char *key = k->name;
 	struct sigfs_dirref *ref;
 	struct inbox *nb, *b;
+	struct timespec watched;
 	char path[64];
 	int fd, wd;
 
@@ -414,6 +445,7 @@ static void box_add(struct sigfs_spool *sp, const struct sigfs_key *k)
 		return;
 	/* The directory just opened, not whatever the name means by now. */
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	clock_gettime(CLOCK_REALTIME, &watched);
 	wd = inotify_add_watch(sp->in, path, INBOX_MASK);
 	if (wd < 0) {
 		log_err("spool: key %s: cannot watch its inbox: %s", key, strerror(errno));
@@ -432,10 +464,11 @@ static void box_add(struct sigfs_spool *sp, const struct sigfs_key *k)
 	b->fd = fd;
 	b->ref = ref;
 	b->wd = wd;
+	b->watched = watched;
 	b->seen = true;
 	/* Its public side first: a waiting `sigfs wait` checks the outputs with it. */
 	publish(sp, b, k);
-	scan(sp, b, true);
+	scan(sp, b, true, &b->watched);
 }
 
 /* Watch the inboxes of new keys; stop watching those of deleted keys (their directories stay). */
@@ -474,19 +507,24 @@ static void rescan(struct sigfs_spool *sp)
 	log_warn("spool: inotify's queue overflowed: scanning every inbox");
 	for (size_t i = 0; i < sp->nboxes; i++) {
 		sigfs_engine_outputs_unknown(sp->eng, sp->boxes[i].key);
-		scan(sp, &sp->boxes[i], false);
+		/* The events after the overflow came with the read that brought it, or later. */
+		scan(sp, &sp->boxes[i], false, &sp->read_at);
 	}
 }
 
-/* Read and handle what inotify has; false when it failed. */
-static bool read_events(struct sigfs_spool *sp)
+/* Read and handle one buffer of what inotify has; false when there is no more (*failed: why). */
+static bool read_events(struct sigfs_spool *sp, bool *failed)
 {
 	char buf[65536] __attribute__((aligned(__alignof__(struct inotify_event))));
-	ssize_t n = read(sp->in, buf, sizeof(buf));
 	bool sync = false;
+	ssize_t n;
 
-	if (n < 0)
-		return errno == EINTR || errno == EAGAIN;
+	clock_gettime(CLOCK_REALTIME, &sp->read_at);
+	n = read(sp->in, buf, sizeof(buf));
+	if (n <= 0) {
+		*failed = n == 0 || (errno != EINTR && errno != EAGAIN);
+		return false;
+	}
 	for (char *p = buf; p < buf + n;) {
 		const struct inotify_event *ev = (const struct inotify_event *)p;
 		struct inbox *b;
@@ -512,14 +550,28 @@ static bool read_events(struct sigfs_spool *sp)
 	return true;
 }
 
+/*
+ * Read what inotify has (up to READS_PER_TURN buffers): events before the
+ * settle list, so that an entry waiting for its event meets the event
+ * first. False when reading failed.
+ */
+static bool drain_events(struct sigfs_spool *sp)
+{
+	bool failed = false;
+
+	for (int i = 0; i < READS_PER_TURN && read_events(sp, &failed); i++)
+		;
+	return !failed;
+}
+
 static void *spool_main(void *arg)
 {
 	struct sigfs_spool *sp = arg;
 	struct pollfd p[2] = { { .fd = sp->in, .events = POLLIN }, { .fd = sp->stop[0], .events = POLLIN } };
 	uint64_t synced = mono_ms();
+	int wait = 0;
 
 	for (;;) {
-		int wait = settle_due(sp);
 		int r = poll(p, 2, wait >= 0 && wait < SYNC_MS ? wait : SYNC_MS);
 
 		if (r < 0 && errno != EINTR) {
@@ -528,16 +580,15 @@ static void *spool_main(void *arg)
 		}
 		if (p[1].revents)
 			break;
-		if (r > 0 && (p[0].revents & POLLIN)) {
-			if (!read_events(sp)) {
-				log_err("spool: reading inotify: %s", strerror(errno));
-				break;
-			}
+		if (r > 0 && (p[0].revents & POLLIN) && !drain_events(sp)) {
+			log_err("spool: reading inotify: %s", strerror(errno));
+			break;
 		}
 		if (mono_ms() - synced >= SYNC_MS) {
 			sync_keys(sp);
 			synced = mono_ms();
 		}
+		wait = settle_due(sp);
 	}
 	return NULL;
 }

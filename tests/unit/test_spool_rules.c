@@ -171,6 +171,32 @@ static void test_settle_left(void **state)
 	assert_int_equal(spool_settle_left(&st, &now, 1000), 900);
 }
 
+/*
+ * A file whose ctime is before the watch (less the coarse clock's slack) has
+ * no event to come; one changed since, or just before (the kernel stamps with
+ * a clock up to a jiffy behind), may have.
+ */
+static void test_event_may_follow(void **state)
+{
+	struct timespec since = { .tv_sec = 2000, .tv_nsec = 50000000 };
+	struct stat st = { 0 };
+
+	(void)state;
+	st.st_ctim = (struct timespec){ .tv_sec = 1000, .tv_nsec = 0 };
+	assert_false(spool_event_may_follow(&st, &since));
+	st.st_ctim = (struct timespec){ .tv_sec = 2001, .tv_nsec = 0 };              /* after */
+	assert_true(spool_event_may_follow(&st, &since));
+	st.st_ctim = since;
+	assert_true(spool_event_may_follow(&st, &since));
+	st.st_ctim = (struct timespec){ .tv_sec = 1999, .tv_nsec = 960000000 };      /* 90 ms before */
+	assert_true(spool_event_may_follow(&st, &since));
+	st.st_ctim = (struct timespec){ .tv_sec = 1999, .tv_nsec = 949000000 };      /* 101 ms before */
+	assert_false(spool_event_may_follow(&st, &since));
+	/* The mtime (which users set) plays no part. */
+	st.st_mtim = (struct timespec){ .tv_sec = 3000, .tv_nsec = 0 };
+	assert_false(spool_event_may_follow(&st, &since));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -179,6 +205,7 @@ int main(void)
 		cmocka_unit_test(test_sticky_rule),
 		cmocka_unit_test(test_events),
 		cmocka_unit_test(test_settle_left),
+		cmocka_unit_test(test_event_may_follow),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
