@@ -16,6 +16,8 @@
  * raw format) needs the whole message at once: the file is mapped read-only
  * (MAP_PRIVATE), so nothing is copied and the pages are the page cache's.
  */
+#include <archive.h>
+#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -27,6 +29,7 @@
 #include <unistd.h>
 #include <openssl/bn.h>
 #include <openssl/ecdsa.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs7.h>
 #include <openssl/rsa.h>
@@ -514,6 +517,53 @@ static int pull_kmod(struct vctx *c, struct sbuf *out)
 	return pull_p7(c, p + n - tail - sl, sl, false);
 }
 
+/*
+ * mender: manifest.sig, the third member of the signed artifact (a tar,
+ * read with libarchive): base64 of an RSA signature, or of ECDSA's r||s.
+ */
+static int pull_mender(struct vctx *c, struct sbuf *out)
+{
+	struct archive *a = archive_read_new();
+	struct archive_entry *ae;
+	char b64[1024];
+	uint8_t raw[sizeof(b64)];
+	la_ssize_t n = -1;
+	int len = -1, r = -EBADMSG;
+
+	if (a && archive_read_support_format_tar(a) == ARCHIVE_OK &&
+	    archive_read_open_memory(a, sbuf_ptr(out), sbuf_avail(out)) == ARCHIVE_OK) {
+		for (int i = 0; i < 3 && archive_read_next_header(a, &ae) == ARCHIVE_OK; i++) {
+			if (i == 2 && archive_entry_pathname(ae) &&
+			    strcmp(archive_entry_pathname(ae), "manifest.sig") == 0 &&
+			    archive_entry_size(ae) > 0 && archive_entry_size(ae) < (la_int64_t)sizeof(b64))
+				n = archive_read_data(a, b64, (size_t)archive_entry_size(ae));
+		}
+	}
+	if (a)
+		archive_read_free(a);
+	if (n <= 0 || n % 4)
+		return -EBADMSG;
+	len = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)n);
+	/* EVP_DecodeBlock counts the padding's zero bytes. */
+	for (la_ssize_t i = n - 1; len > 0 && i >= n - 2 && b64[i] == '='; i--)
+		len--;
+	if (len <= 0)
+		return -EBADMSG;
+	c->n = 1;
+	if (c->k->alg->kind == SIGFS_KIND_EC) {
+		struct sbuf rv, sv;
+
+		if (len != 64)
+			return -EBADMSG;
+		sbuf_view(&rv, raw, 32);
+		sbuf_view(&sv, raw + 32, 32);
+		r = ecdsa_der(&rv, &sv, c, 0);
+	} else {
+		r = put_sig(c, 0, raw, (size_t)len, 0);
+	}
+	return r;
+}
+
 /* Pull the signature values of k's format out of out. */
 static int pull(struct vctx *c, const uint8_t *out, size_t len)
 {
@@ -533,6 +583,8 @@ static int pull(struct vctx *c, const uint8_t *out, size_t len)
 		return pull_cms(c, &b);
 	if (!strcmp(f, "kmod"))
 		return pull_kmod(c, &b);
+	if (!strcmp(f, "mender"))
+		return pull_mender(c, &b);
 	return -ENOTSUP;
 }
 
@@ -709,7 +761,7 @@ static int reproduce(const struct sigfs_vkey *k, const struct vin *in, enum sigf
 				       .uid = "", .ssh_namespace = k->ns, .cert = k->cert,
 				       .cert_len = k->cert_len };
 	struct sigfs_format_input fi = { .key = &fk, .state = in->state, .digest = in->digest,
-					 .digest_value = in->dv, .message = in->msg,
+					 .digest_value = in->dv, .message = in->msg, .message_fd = -1,
 					 .message_len = in->msg_len, .name = in->name };
 	struct sbuf o;
 	int r;

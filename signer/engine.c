@@ -71,6 +71,17 @@ struct job_io {
 	const uint8_t *msg;                 /* the message to sign (mapped copy or copy) */
 };
 
+/*
+ * An output being made: an unnamed file (O_TMPFILE) in the inbox, or where
+ * the file system has none, a file named tmp there.
+ */
+struct outfile {
+	int fd;                             /* open while it is written, and until an unnamed one is linked */
+	bool unnamed;                       /* made with O_TMPFILE */
+	char tmp[64];                       /* its name, if it has one */
+	char tmp_unnamed[64];               /* the name an unnamed one takes to be renamed */
+};
+
 /* What is what: an output's digest name and value, for the audit log. */
 struct signed_what {
 	char name[32];
@@ -83,7 +94,14 @@ struct signed_what {
  * room for it, so a retry only writes it (signing is not done twice).
  */
 struct ready {
-	struct sbuf out;                    /* its bytes; out.d NULL: nothing made */
+	bool made;                          /* an output was made: it is to be placed */
+	struct sbuf out;                    /* its bytes */
+	/*
+	 * streamed: a streaming format's output (produce_stream), written
+	 * straight into its file, which waits here to be placed; out is empty.
+	 */
+	bool streamed;
+	struct outfile file;
 	char base[NAME_MAX_LEN + 1];        /* it is placed as base + suffix */
 	const char *suffix;
 	bool is_sig;                        /* a signature (audited), or NAME.err */
@@ -544,65 +562,72 @@ static bool no_space(int r)
 }
 
 /*
- * An output being made: an unnamed file (O_TMPFILE) in the inbox, or where
- * the file system has none, a file named tmp there.
- */
-struct outfile {
-	int fd;                             /* unnamed: open until it is linked; named: -1 */
-	char tmp[64];                       /* its name, if it has one */
-	char tmp_unnamed[64];               /* the name an unnamed one takes to be renamed */
-};
-
-/*
- * Write data into a new file in dirfd (o): owned by the artifact's owner
- * (ast), read-only, and carrying the artifact's modification time as the job
- * saw it (ast: the stat the job opened it with, which its stale checks
- * compare against), atime too. That time is the output's claim "I am for the
- * content of that time": `sigfs wait` compares the two (docs/inbox.md,
- * decision 63). Set after the last write (a write would move it) and before
- * the file gets its name, so no output is ever visible without it; fsync, not
- * fdatasync, so a crash cannot lose it.
+ * Make o, a new file in dirfd for an output. Fill it, then out_finish.
  *
  * The file has no name while it is written (O_TMPFILE): making it takes no
  * lock of the inbox's directory, which writers in a spool contend for, and a
  * daemon killed meanwhile leaves nothing behind. A file system without
  * O_TMPFILE gets a named temporary file (o->tmp), as before.
  */
+static int out_open(int dirfd, struct outfile *o)
+{
+	const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+
+	o->fd = openat(dirfd, ".", O_WRONLY | O_TMPFILE | O_CLOEXEC, 0444);
+	if (o->fd < 0 && errno != EOPNOTSUPP && errno != EISDIR)
+		return -errno;
+	o->unnamed = o->fd >= 0;
+	if (o->unnamed) {
+		o->tmp[0] = '\0';
+		return 0;
+	}
+	/* One left by a killed daemon (same job id and thread) is removed, then made anew. */
+	o->fd = openat(dirfd, o->tmp, flags, 0444);
+	if (o->fd < 0 && errno == EEXIST && unlinkat(dirfd, o->tmp, 0) == 0)
+		o->fd = openat(dirfd, o->tmp, flags, 0444);
+	return o->fd < 0 ? -errno : 0;
+}
+
+/*
+ * The output o is written: owned by the artifact's owner (ast), read-only,
+ * and carrying the artifact's modification time as the job saw it (ast: the
+ * stat the job opened it with, which its stale checks compare against),
+ * atime too. That time is the output's claim "I am for the content of that
+ * time": `sigfs wait` compares the two (docs/inbox.md, decision 63). Set
+ * after the last write (a write would move it) and before the file gets its
+ * name, so no output is ever visible without it; fsync, not fdatasync, so a
+ * crash cannot lose it. A named file is closed; an unnamed one stays open
+ * for put_out to link.
+ */
+static int out_finish(struct sigfs_engine *e, struct outfile *o, const struct stat *ast)
+{
+	const struct timespec times[2] = { ast->st_mtim, ast->st_mtim };
+	int r = 0;
+
+	if (futimens(o->fd, times) < 0)
+		r = -errno;
+	if (r == 0 && (fchown(o->fd, ast->st_uid, ast->st_gid) < 0 ||
+		       (e->umask_masks_0444 && fchmod(o->fd, 0444) < 0)))
+		r = -errno;
+	if (r == 0 && e->cfg->fsync && fsync(o->fd) < 0)
+		r = -errno;
+	if (!o->unnamed) {
+		if (close(o->fd) < 0 && r == 0)
+			r = -errno;
+		o->fd = -1;
+	}
+	return r;
+}
+
+/* Write data into a new file in dirfd (o), made as out_open and out_finish say. */
 static int write_out(struct sigfs_engine *e, int dirfd, struct outfile *o, const struct stat *ast,
 		     const void *data, size_t len)
 {
-	const struct timespec times[2] = { ast->st_mtim, ast->st_mtim };
-	const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-	int fd, r;
+	int r = out_open(dirfd, o);
 
-	fd = openat(dirfd, ".", O_WRONLY | O_TMPFILE | O_CLOEXEC, 0444);
-	if (fd < 0 && errno != EOPNOTSUPP && errno != EISDIR)
-		return -errno;
-	if (fd < 0) {
-		/* One left by a killed daemon (same job id and thread) is removed, then made anew. */
-		fd = openat(dirfd, o->tmp, flags, 0444);
-		if (fd < 0 && errno == EEXIST && unlinkat(dirfd, o->tmp, 0) == 0)
-			fd = openat(dirfd, o->tmp, flags, 0444);
-		if (fd < 0)
-			return -errno;
-	} else {
-		o->tmp[0] = '\0';
-	}
-	r = sigfs_write_all(fd, data, len);
-	if (r == 0 && futimens(fd, times) < 0)
-		r = -errno;
-	if (r == 0 && (fchown(fd, ast->st_uid, ast->st_gid) < 0 ||
-		       (e->umask_masks_0444 && fchmod(fd, 0444) < 0)))
-		r = -errno;
-	if (r == 0 && e->cfg->fsync && fsync(fd) < 0)
-		r = -errno;
-	if (!o->tmp[0] && r == 0) {
-		o->fd = fd;                 /* linked by put_out, then closed */
-		return 0;
-	}
-	if (close(fd) < 0 && r == 0)
-		r = -errno;
-	return r;
+	if (r == 0)
+		r = sigfs_write_all(o->fd, data, len);
+	return r == 0 ? out_finish(e, o, ast) : r;
 }
 
 /*
@@ -630,7 +655,7 @@ static int put_out(int dirfd, struct outfile *o, const char *out)
 {
 	char proc[64];
 
-	if (o->fd >= 0) {
+	if (o->unnamed) {
 		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", o->fd);
 		if (link_unnamed(o->fd, proc, dirfd, out) == 0)
 			return 0;
@@ -649,32 +674,49 @@ static void out_done(int dirfd, struct outfile *o, bool placed)
 {
 	if (o->fd >= 0)
 		close(o->fd);
+	o->fd = -1;
 	if (!placed && o->tmp[0])
 		unlinkat(dirfd, o->tmp, 0);
+	o->tmp[0] = '\0';
+}
+
+/* The temporary names of job j's outputs (made by this thread). */
+static void out_names(const struct job *j, struct outfile *o)
+{
+	o->fd = -1;
+	o->unnamed = false;
+	snprintf(o->tmp, sizeof(o->tmp), SIGFS_TMP_PREFIX "%" PRIu64 ".%lx", j->id,
+		 (unsigned long)pthread_self());
+	snprintf(o->tmp_unnamed, sizeof(o->tmp_unnamed), "%s", o->tmp);
 }
 
 /*
  * Write data as j->ready.base + suffix in the job's inbox dirfd, atomically
- * (write_out says how it is made). Placed only if the job is still current
- * (-ECANCELED if not). A signature (what != NULL) is audited in the same
- * step, so the log has a line for every signature placed and none is placed
- * whose line could not be written.
+ * (write_out says how it is made), or with data NULL, place the streamed
+ * output made already (j->ready.file). Placed only if the job is still
+ * current (-ECANCELED if not). A signature (what != NULL) is audited in the
+ * same step, so the log has a line for every signature placed and none is
+ * placed whose line could not be written.
  */
 static int place_output(struct sigfs_engine *e, struct job *j, int dirfd, const struct stat *ast,
 			const char *suffix, const void *data, size_t len,
 			const struct signed_what *what)
 {
-	struct outfile o = { .fd = -1 };
+	struct outfile own, *op = &own;
 	char out[NAME_MAX_LEN + 16];
 	pthread_mutex_t *ol;
 	struct stat st;
 	int r;
 
-	snprintf(o.tmp, sizeof(o.tmp), SIGFS_TMP_PREFIX "%" PRIu64 ".%lx", j->id,
-		 (unsigned long)pthread_self());
-	snprintf(o.tmp_unnamed, sizeof(o.tmp_unnamed), "%s", o.tmp);
 	snprintf(out, sizeof(out), "%s%s", j->ready.base, suffix);
-	r = write_out(e, dirfd, &o, ast, data, len);
+	if (data) {
+		out_names(j, &own);
+		r = write_out(e, dirfd, &own, ast, data, len);
+	} else {
+		/* Kept from a try that found no room (a named one is finished and closed). */
+		op = &j->ready.file;
+		r = op->fd >= 0 ? out_finish(e, op, ast) : op->tmp[0] ? 0 : -EIO;
+	}
 	if (r < 0)
 		goto done;
 	ol = out_lock_of(e, j->key, j->ready.base);
@@ -699,7 +741,7 @@ static int place_output(struct sigfs_engine *e, struct job *j, int dirfd, const 
 			mask = seen_add(e, j->key, suffix_bit(out));
 		if (!what)
 			remove_outputs(dirfd, j->ready.base, mask);
-		r = put_out(dirfd, &o, out);
+		r = put_out(dirfd, op, out);
 		if (r == 0 && what && (mask & SEEN_ERR)) {
 			snprintf(other, sizeof(other), "%s.err", j->ready.base);
 			remove_if_there(dirfd, other);
@@ -709,7 +751,9 @@ static int place_output(struct sigfs_engine *e, struct job *j, int dirfd, const 
 	if (r == 0 && what)
 		sigfs_keys_count(e->ks, j->key);
 done:
-	out_done(dirfd, &o, r == 0);
+	/* A streamed output that found no room waits for the job's next try. */
+	if (data || !no_space(r))
+		out_done(dirfd, op, r == 0);
 	return r;
 }
 
@@ -777,7 +821,7 @@ static int copy_start(struct sigfs_engine *e, struct job_io *io, char *err)
 	return 0;
 }
 
-/* The copy is complete: the message to sign. */
+/* The copy is complete: the message to sign (a streaming format reads the file). */
 static int copy_finish(struct job_io *io, char *err)
 {
 	void *m;
@@ -786,6 +830,8 @@ static int copy_finish(struct job_io *io, char *err)
 		io->msg = io->copy;
 		return 0;
 	}
+	if (io->f->produce_stream)
+		return 0;
 	m = mmap(NULL, (size_t)io->st.st_size, PROT_READ, MAP_PRIVATE, io->copyfd, 0);
 	if (m == MAP_FAILED)
 		return sigfs_seterr(err, -errno, "cannot map the copy of the artifact: %s",
@@ -1090,12 +1136,50 @@ static int file_start(struct sigfs_engine *e, struct job *j, char *err)
 	return io->need_msg ? copy_start(e, io, err) : 0;
 }
 
+static int sink_fd(void *ctx, const void *p, size_t n)
+{
+	return sigfs_write_all(*(int *)ctx, p, n);
+}
+
+/*
+ * A streaming format (produce_stream) writes its output straight into a new
+ * file in the inbox, j->ready.file, which place_output places.
+ */
+static int stream_out(struct sigfs_engine *e, struct job *j, struct sigfs_format_input *in,
+		      unsigned worker, char *err)
+{
+	struct job_io *io = &j->io;
+	struct outfile *o = &j->ready.file;
+	struct sign_ctx sc = { e->ks, &io->k, worker };
+	const struct sigfs_sink sink = { sink_fd, &o->fd };
+	struct sigfs_format_key fk;
+	int r;
+
+	out_names(j, o);
+	r = out_open(io->dirfd, o);
+	if (r < 0)
+		return no_space(r) ? r : sigfs_seterr(err, r, "cannot make the output file: %s",
+						      strerror(-r));
+	r = sigfs_keys_format_key(e->ks, &io->k, io->f, &fk, err);
+	if (r == 0) {
+		in->key = &fk;
+		r = io->f->produce_stream(in, sign_cb, &sc, &sink, err);
+		sigfs_keys_format_key_free(&fk);
+	}
+	if (r < 0)
+		out_done(io->dirfd, o, false);
+	else
+		j->ready.streamed = true;
+	return r;
+}
+
 /* The whole file was read (or hashed while written): sign it. */
 static int sign_file(struct sigfs_engine *e, struct job *j, unsigned worker, struct sbuf *out,
 		     struct signed_what *what, char *err)
 {
 	struct job_io *io = &j->io;
-	struct sigfs_format_input in = { .name = j->name, .now = sigfs_keys_now(e->ks), .state = io->h };
+	struct sigfs_format_input in = { .name = j->name, .now = sigfs_keys_now(e->ks), .state = io->h,
+					 .message_fd = -1 };
 	int r = artifact_changed(j);
 
 	if (r < 0)
@@ -1104,7 +1188,11 @@ static int sign_file(struct sigfs_engine *e, struct job *j, unsigned worker, str
 	if (io->need_msg) {
 		in.message = io->msg;
 		in.message_len = (size_t)io->st.st_size;
+		in.message_file = !io->msg;
+		in.message_fd = io->copyfd;
 	}
+	if (io->f->produce_stream)
+		return stream_out(e, j, &in, worker, err);
 	/* NAME.signed holds the artifact: room for it besides the signature. */
 	if (io->f->whole_artifact && (uint64_t)io->st.st_size <= SIZE_MAX - OUTPUT_MAX)
 		out->max = OUTPUT_MAX + (size_t)io->st.st_size;
@@ -1223,6 +1311,7 @@ static int make_result(struct job *j, int r, char *err)
 	if (r == 0) {
 		rd->suffix = j->io.f->suffix;
 		rd->is_sig = true;
+		rd->made = true;
 		return 0;
 	}
 	if (r == -ECANCELED || r == -ESTALE || no_space(r))
@@ -1237,7 +1326,10 @@ static int make_result(struct job *j, int r, char *err)
 	sbuf_init(&rd->out, OUTPUT_MAX);
 	rd->suffix = ".err";
 	rd->is_sig = false;
-	return sbuf_put(&rd->out, line, (size_t)n) == 0 ? 0 : -ENOMEM;
+	if (sbuf_put(&rd->out, line, (size_t)n) < 0)
+		return -ENOMEM;
+	rd->made = true;
+	return 0;
 }
 
 /*
@@ -1260,6 +1352,22 @@ static int make_output(struct sigfs_engine *e, struct job *j, unsigned worker)
 	return r == JOB_YIELD ? r : make_result(j, r, err);
 }
 
+/* j->ready is done with: its bytes wiped, a streamed output's file closed and unnamed. */
+static void ready_free(struct sigfs_engine *e, struct job *j)
+{
+	struct ready *rd = &j->ready;
+
+	if (rd->streamed) {
+		int dirfd = job_dir(e, j);
+
+		out_done(dirfd, &rd->file, false);
+		job_dir_done(j, dirfd);
+		rd->streamed = false;
+	}
+	sbuf_free(&rd->out);
+	rd->made = false;
+}
+
 /* Place j->ready; a signature that cannot be written becomes NAME.err. */
 static int place_ready(struct sigfs_engine *e, struct job *j)
 {
@@ -1269,8 +1377,9 @@ static int place_ready(struct sigfs_engine *e, struct job *j)
 	dirfd = job_dir(e, j);
 	if (dirfd < 0)
 		return -ECANCELED;
-	r = place_output(e, j, dirfd, &rd->st, rd->suffix, rd->out.d, rd->out.len,
-			 rd->is_sig ? &rd->what : NULL);
+	r = place_output(e, j, dirfd, &rd->st, rd->suffix, rd->streamed ? NULL : rd->out.d,
+			 rd->out.len, rd->is_sig ? &rd->what : NULL);
+	rd->streamed = rd->streamed && no_space(r);     /* else placed, or given up */
 	if (r < 0 && rd->is_sig && r != -ECANCELED && r != -ESTALE && !no_space(r)) {
 		char line[SIGFS_ERRLEN + 2];
 		int n = snprintf(line, sizeof(line), "cannot write the signature: %s\n",
@@ -1301,7 +1410,7 @@ static int run_job(struct sigfs_engine *e, struct job *j, unsigned worker)
 		r = -ECANCELED;
 		goto out;
 	}
-	if (!j->ready.out.d) {
+	if (!j->ready.made) {
 		sbuf_init(&j->ready.out, OUTPUT_MAX);
 		r = make_output(e, j, worker);
 		if (r == JOB_YIELD)
@@ -1315,7 +1424,7 @@ static int run_job(struct sigfs_engine *e, struct job *j, unsigned worker)
 		return r;
 out:
 	io_close(&j->io);
-	sbuf_free(&j->ready.out);
+	ready_free(e, j);
 	if (r == -ESTALE && j->retries++ < RETRY_MAX)
 		return JOB_RETRY;
 	return r == -ESTALE ? -ECANCELED : r;
@@ -1340,6 +1449,8 @@ static void job_free(struct job *j)
 	sigfs_dirref_put(j->sdir);
 	io_close(&j->io);
 	sbuf_free(&j->ready.out);
+	if (j->ready.streamed && j->ready.file.fd >= 0)
+		close(j->ready.file.fd);
 	sigfs_hasher_free(j->state);
 	free(j);
 }

@@ -2,7 +2,10 @@
  * format.c: the table of output formats. Adding a format is one row here and
  * one file signer/format_NAME.c; nothing else switches on a format name.
  */
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "signer/format.h"
 
@@ -14,6 +17,7 @@ extern const struct sigfs_format sigfs_format_minisign;
 extern const struct sigfs_format sigfs_format_cms;
 extern const struct sigfs_format sigfs_format_kmod;
 extern const struct sigfs_format sigfs_format_swupdate;
+extern const struct sigfs_format sigfs_format_mender;
 
 static const struct sigfs_format *const formats[] = {
 	&sigfs_format_raw,
@@ -24,6 +28,7 @@ static const struct sigfs_format *const formats[] = {
 	&sigfs_format_cms,
 	&sigfs_format_kmod,
 	&sigfs_format_swupdate,
+	&sigfs_format_mender,
 };
 #define N_FORMATS (sizeof(formats) / sizeof(formats[0]))
 
@@ -67,4 +72,59 @@ const struct sigfs_format_attr *sigfs_format_attr_at(size_t i)
 		i -= formats[f]->nattrs;
 	}
 	return NULL;
+}
+
+int sigfs_format_read(const struct sigfs_format_input *in, void *buf, size_t n, uint64_t off)
+{
+	uint8_t *p = buf;
+
+	if (off > in->message_len || n > in->message_len - off)
+		return -EBADMSG;
+	if (!in->message_file) {
+		if (!in->message)
+			return n ? -EBADMSG : 0;
+		memcpy(buf, in->message + off, n);
+		return 0;
+	}
+	while (n > 0) {
+		ssize_t got = pread(in->message_fd, p, n, (off_t)off);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return got < 0 ? -errno : -EBADMSG;
+		p += got;
+		n -= (size_t)got;
+		off += (uint64_t)got;
+	}
+	return 0;
+}
+
+#define COPY_CHUNK (1u << 20)
+
+int sigfs_format_copy(const struct sigfs_format_input *in, uint64_t off, uint64_t n,
+		      const struct sigfs_sink *out)
+{
+	uint8_t *buf;
+	int r = 0;
+
+	if (!in->message_file && in->message) {
+		if (off > in->message_len || n > in->message_len - off)
+			return -EBADMSG;
+		return n ? out->write(out->ctx, in->message + off, (size_t)n) : 0;
+	}
+	buf = malloc(n < COPY_CHUNK ? (size_t)n + 1 : COPY_CHUNK);
+	if (!buf)
+		return -ENOMEM;
+	while (r == 0 && n > 0) {
+		size_t piece = n < COPY_CHUNK ? (size_t)n : COPY_CHUNK;
+
+		r = sigfs_format_read(in, buf, piece, off);
+		if (r == 0)
+			r = out->write(out->ctx, buf, piece);
+		off += piece;
+		n -= piece;
+	}
+	free(buf);
+	return r;
 }

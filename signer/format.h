@@ -47,15 +47,35 @@ struct sigfs_format_input {
 	 *  - digest and digest_value: a finished digest of the artifact (digest
 	 *    lines, requests that carry a digest);
 	 *  - message: the artifact itself (mapped), when needs_message() says so.
+	 *    For a format that streams (produce_stream), a large artifact is
+	 *    a file instead: message is NULL, message_file true and message_fd
+	 *    the private copy (read it with sigfs_format_read, which takes either).
 	 */
 	const struct sigfs_hasher *state;
 	const struct sigfs_digest *digest;
 	const uint8_t *digest_value;
 	const uint8_t *message;
+	bool message_file;
+	int message_fd;
 	size_t message_len;
 	const char *name;                    /* artifact name (for comments that name it) */
 	time_t now;
 };
+
+/* Where a streaming format writes its output, in order: write() returns 0 or -errno. */
+struct sigfs_sink {
+	int (*write)(void *ctx, const void *p, size_t n);
+	void *ctx;
+};
+
+/*
+ * n bytes of the message at off into buf (message or message_fd, whichever
+ * the input has): 0, -EBADMSG past its end, or -errno.
+ */
+int sigfs_format_read(const struct sigfs_format_input *in, void *buf, size_t n, uint64_t off);
+/* Copy the message's bytes [off, off + n) to out, in pieces. */
+int sigfs_format_copy(const struct sigfs_format_input *in, uint64_t off, uint64_t n,
+		      const struct sigfs_sink *out);
 
 /* A read-only file a format adds to .ctl/keys/KEY/ (pubkey.ssh, cert.pgp ...). */
 struct sigfs_format_attr {
@@ -99,6 +119,15 @@ struct sigfs_format {
 	 * and the output may be as large as the artifact plus a signature.
 	 */
 	bool whole_artifact;
+	/*
+	 * Optional, for whole-artifact formats whose artifacts can be large
+	 * (Mender artifacts, .swu images): produce the output into out as it
+	 * goes, reading the message in pieces (sigfs_format_read), so neither
+	 * the artifact nor the output is ever held in memory. Used instead of
+	 * produce() for files.
+	 */
+	int (*produce_stream)(const struct sigfs_format_input *in, sigfs_sign_fn sign,
+			      void *sign_ctx, const struct sigfs_sink *out, char *err);
 };
 
 const struct sigfs_format *sigfs_format_by_name(const char *name);

@@ -9,7 +9,7 @@
 # has it (and this test a verifier for a new format).
 . "$(dirname "$0")/lib.sh"
 
-FORMATS="raw openpgp openpgp-armor sshsig minisign cms kmod swupdate"
+FORMATS="raw openpgp openpgp-armor sshsig minisign cms kmod swupdate mender"
 ALGS="ed25519 ecdsa-p256 ecdsa-p384 ecdsa-p521 rsa-2048 rsa-3072 rsa-4096"
 DIGESTS="sha1 sha224 sha256 sha384 sha512 sha512-224 sha512-256 sha3-224 sha3-256 sha3-384 sha3-512"
 
@@ -40,6 +40,10 @@ done
 # padding, pss, so kmod is refused for them (kmod_signatures signs with pkcs1).
 refuse kmod "ed25519 ecdsa-p521 rsa-2048 rsa-3072 rsa-4096" "*"
 refuse kmod "ecdsa-p256 ecdsa-p384" "sha1 sha224 sha512-224 sha512-256 sha3-224 sha3-256 sha3-384 sha3-512"
+# mender (docs/format-mender.md): what mender-artifact verifies, RSA PKCS#1
+# v1.5 or ECDSA P-256, over SHA-256; RSA keys here have padding pss.
+refuse mender "ed25519 ecdsa-p384 ecdsa-p521 rsa-2048 rsa-3072 rsa-4096" "*"
+refuse mender ecdsa-p256 "sha1 sha224 sha384 sha512 sha512-224 sha512-256 sha3-224 sha3-256 sha3-384 sha3-512"
 
 # table_refuses ALG FORMAT DIGEST: true if the table refuses the three together.
 table_refuses() {
@@ -102,7 +106,7 @@ suffix_of() {
 	openpgp-armor) echo .asc ;;
 	minisign) echo .minisig ;;
 	cms) echo .p7s ;;
-	kmod) echo .signed ;;
+	kmod | mender) echo .signed ;;
 	*) echo .sig ;;
 	esac
 }
@@ -134,6 +138,10 @@ verify() {
 	kmod)
 		cat "$K/$key/cert.pem" >"$T/cert.pem"
 		kmod_ok "$sig" "$T/cert.pem" "$T/fw.bin"
+		;;
+	mender)
+		cat "$K/$key/pubkey.pem" >"$T/pub.pem"
+		mender-artifact validate -k "$T/pub.pem" "$sig" 2>&1 | grep -q "validated successfully"
 		;;
 	*)
 		echo "  no verifier for format $f: add one to this test" >&2
@@ -173,7 +181,14 @@ triple() {
 	fi
 	check "$key: format $f with digest $d accepted" bash -c "echo $f >'$K/$key/format'"
 	name=fw-$f-$d.bin
-	cp "$T/fw.bin" "$MNT/$key/$name"
+	# A Mender artifact for mender (its payload is fw.bin): random bytes are no artifact.
+	if [ "$f" = mender ]; then
+		[ -e "$T/fw.mender" ] || mender-artifact write rootfs-image -t board -n fw \
+			-f "$T/fw.bin" -o "$T/fw.mender" >/dev/null 2>&1 || fail "mender-artifact write failed"
+		cp "$T/fw.mender" "$MNT/$key/$name"
+	else
+		cp "$T/fw.bin" "$MNT/$key/$name"
+	fi
 	out=$MNT/$key/$name$(suffix_of "$f")
 	check "$key/$f/$d: accepted, so $(basename "$out") verifies" verify "$key" "$f" "$d" "$out"
 	SIGNED=$((SIGNED + 1))

@@ -299,6 +299,30 @@ kmod_signs() {
 	[ "$padding" = none ] || echo "$padding" >"$c/padding"
 }
 
+# mender_signs KEY: with format mender (and padding pkcs1 for RSA), a Mender
+# artifact copied into KEY's inbox gives NAME.signed that mender-artifact
+# validates with KEY's pubkey.pem (one check). KEY's format and padding are
+# set back after.
+mender_signs() {
+	local k=$1 c=$MNT/.ctl/keys/$1 format padding
+	format=$(cat "$c/format")
+	padding=$(cat "$c/padding")
+	[ "$padding" = none ] || echo pkcs1 >"$c/padding"
+	check "$k: format mender" bash -c "echo mender >'$c/format'"
+	if [ ! -e "$T/mender-test.mender" ]; then
+		head -c 20000 /dev/urandom >"$T/mender-test.img"
+		mender-artifact write rootfs-image -t board -n mender-test -f "$T/mender-test.img" \
+			-o "$T/mender-test.mender" >/dev/null 2>&1 || fail "mender-artifact write failed"
+	fi
+	cat "$c/pubkey.pem" >"$T/$k-pub.pem"
+	cp "$T/mender-test.mender" "$MNT/$k/mender-test.mender"
+	check "$k: mender-test.mender.signed: mender-artifact validates it (the key's pubkey.pem)" \
+		bash -c "mender-artifact validate -k '$T/$k-pub.pem' '$MNT/$k/mender-test.mender.signed' 2>&1 |
+			grep -q 'validated successfully'"
+	echo "$format" >"$c/format"
+	[ "$padding" = none ] || echo "$padding" >"$c/padding"
+}
+
 # kmod_split SIGNED MODULE P7S: a signed kernel module's parts, as the kernel
 # reads them: the trailer "~Module signature appended~\n" (28 bytes), before it
 # struct module_signature (12 bytes, id_type 2, the PKCS#7's length big-endian
@@ -551,7 +575,7 @@ sign_on() {
 
 # sign_on_ec_and_rsa BACKEND: keys p256, p384, p521 and rsa made on BACKEND
 # sign and verify (rsa with pss, then pkcs1), and p256 and rsa sign a kernel
-# module (kmod): what every backend must do.
+# module (kmod) and a Mender artifact (mender): what every backend must do.
 sign_on_ec_and_rsa() {
 	mkdir "$K/p256@$1" "$K/p384@$1" "$K/p521@$1" "$K/rsa@$1"
 	sign_on p256 ecdsa-p256
@@ -559,9 +583,12 @@ sign_on_ec_and_rsa() {
 	sign_on p521 ecdsa-p521
 	sign_on rsa rsa-2048 pss
 	sign_on rsa rsa-2048 pkcs1
-	# A kernel module (format kmod): the backend signs the module's digest.
+	# A kernel module (format kmod): the backend signs the module's digest;
+	# a Mender artifact (format mender): the manifest's.
 	kmod_signs p256
 	kmod_signs rsa
+	mender_signs p256
+	mender_signs rsa
 }
 
 # The NetHSM-compatible test server (tests/nethsm/server.py), for stories with

@@ -29,7 +29,7 @@ if ! command -v clang >/dev/null; then
 	echo "fuzz: clang is not installed: install clang and libclang-rt-14-dev (bash scripts/deps)" >&2
 	exit 1
 fi
-for pc in openssl jansson p11-kit-1 libcurl; do
+for pc in openssl jansson p11-kit-1 libcurl libarchive; do
 	pkg-config --exists "$pc" || { echo "fuzz: pkg-config does not find $pc (bash scripts/deps)" >&2; exit 1; }
 done
 
@@ -39,7 +39,7 @@ cflags=(-g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover
 	-fno-omit-frame-pointer -std=gnu11 -D_GNU_SOURCE -DFUSE_USE_VERSION=314
 	'-DSIGFS_VERSION="fuzz"' -I"$src" -I/usr/include/iniparser)
 read -r -a pcflags <<<"$(pkg-config --cflags openssl jansson p11-kit-1)"
-read -r -a pclibs <<<"$(pkg-config --libs openssl jansson libcurl)"
+read -r -a pclibs <<<"$(pkg-config --libs openssl jansson libcurl libarchive)"
 cflags+=("${pcflags[@]}")
 
 # True when object $1 exists and is newer than every file its depfile $2 names.
