@@ -564,6 +564,33 @@ static int pull_mender(struct vctx *c, struct sbuf *out)
 	return r;
 }
 
+/*
+ * A whole .swu image (swupdate-image): sw-description.sig, the second member
+ * of the cpio archive, is cms's SignedData.
+ */
+static int pull_swu(struct vctx *c, struct sbuf *out)
+{
+	struct archive *a = archive_read_new();
+	struct archive_entry *ae;
+	uint8_t *der = NULL;
+	la_int64_t size = 0;
+	int r = -EBADMSG;
+
+	if (a && archive_read_support_format_cpio(a) == ARCHIVE_OK &&
+	    archive_read_open_memory(a, sbuf_ptr(out), sbuf_avail(out)) == ARCHIVE_OK &&
+	    archive_read_next_header(a, &ae) == ARCHIVE_OK &&
+	    archive_read_next_header(a, &ae) == ARCHIVE_OK && archive_entry_pathname(ae) &&
+	    strcmp(archive_entry_pathname(ae), "sw-description.sig") == 0 &&
+	    (size = archive_entry_size(ae)) > 0 && size <= OUTPUT_MAX &&
+	    (der = malloc((size_t)size)) &&
+	    archive_read_data(a, der, (size_t)size) == (la_ssize_t)size)
+		r = pull_p7(c, der, (size_t)size, true);
+	free(der);
+	if (a)
+		archive_read_free(a);
+	return r;
+}
+
 /* Pull the signature values of k's format out of out. */
 static int pull(struct vctx *c, const uint8_t *out, size_t len)
 {
@@ -585,6 +612,8 @@ static int pull(struct vctx *c, const uint8_t *out, size_t len)
 		return pull_kmod(c, &b);
 	if (!strcmp(f, "mender"))
 		return pull_mender(c, &b);
+	if (!strcmp(f, "swupdate-image"))
+		return pull_swu(c, &b);
 	return -ENOTSUP;
 }
 
@@ -895,19 +924,33 @@ static int verify_digestline(const struct sigfs_vkey *k, int fd, const char *nam
 	return r;
 }
 
-size_t sigfs_vkey_output_max(const struct sigfs_vkey *k, off_t size)
+const struct sigfs_format *sigfs_vkey_format_for(const struct sigfs_vkey *k, const char *base)
 {
-	if (k->format->whole_artifact && size > 0 && (uint64_t)size <= SIZE_MAX - OUTPUT_MAX)
+	return sigfs_format_for(k->format, base);
+}
+
+size_t sigfs_vkey_output_max(const struct sigfs_vkey *k, const char *base, off_t size)
+{
+	if (sigfs_vkey_format_for(k, base)->whole_artifact && size > 0 &&
+	    (uint64_t)size <= SIZE_MAX - OUTPUT_MAX)
 		return OUTPUT_MAX + (size_t)size;
 	return OUTPUT_MAX;
 }
 
-int sigfs_verify_output(const struct sigfs_vkey *k, int in_fd, enum sigfs_vinput kind,
+int sigfs_verify_output(const struct sigfs_vkey *key, int in_fd, enum sigfs_vinput kind,
 			const char *name, const uint8_t *out, size_t len, char *err)
 {
+	char base[NAME_MAX + 1];
+	struct sigfs_vkey kk = *key, *k = &kk;
 	struct stat st;
+	size_t blen = strlen(name);
 
-	if (len == 0 || len > sigfs_vkey_output_max(k, fstat(in_fd, &st) == 0 ? st.st_size : 0))
+	/* The format this input is made with (a swupdate key signs NAME.swu whole). */
+	if (kind == SIGFS_VIN_DIGESTLINE && !sigfs_dl_suffix(name, &blen))
+		blen = strlen(name);
+	snprintf(base, sizeof(base), "%.*s", (int)blen, name);
+	kk.format = sigfs_vkey_format_for(key, base);
+	if (len == 0 || len > sigfs_vkey_output_max(k, base, fstat(in_fd, &st) == 0 ? st.st_size : 0))
 		return sigfs_seterr(err, -EBADMSG, "%zu bytes: no %s output is that size", len,
 				    k->format->name);
 	switch (kind) {

@@ -38,8 +38,13 @@ struct sigfs_vkey;
 int sigfs_vkey_load(int dirfd, const char *name, bool strict, struct sigfs_vkey **out, char *err);
 void sigfs_vkey_free(struct sigfs_vkey *k);
 const struct sigfs_format *sigfs_vkey_format(const struct sigfs_vkey *k);
-/* The largest output of k's format for an input of size bytes. */
-size_t sigfs_vkey_output_max(const struct sigfs_vkey *k, off_t size);
+/*
+ * The format k makes the outputs named after base with: k's, or the one its
+ * for_input gives (a swupdate key signs NAME.swu whole, as NAME.swu.signed).
+ */
+const struct sigfs_format *sigfs_vkey_format_for(const struct sigfs_vkey *k, const char *base);
+/* The largest output of k's format for base, an input of size bytes. */
+size_t sigfs_vkey_output_max(const struct sigfs_vkey *k, const char *base, off_t size);
 
 /* What the output signs, as the signer saw the input. */
 enum sigfs_vinput {

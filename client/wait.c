@@ -276,7 +276,7 @@ static bool output_verifies(struct wait_file *w, int b, int fd, int ofd, const s
 
 	if (w->planted && same_output(ost, &w->bad))
 		return false;
-	max = sigfs_vkey_output_max(w->key, fstat(fd, &in) == 0 ? in.st_size : 0) + 1;
+	max = sigfs_vkey_output_max(w->key, w->bases[b], fstat(fd, &in) == 0 ? in.st_size : 0) + 1;
 	buf = malloc(max);
 	n = buf ? read_output(ofd, buf, max) : -1;
 	r = n < 0 ? sigfs_seterr(err, -EIO, "cannot read it: %s", strerror(errno)) :
@@ -320,6 +320,18 @@ static bool signed_by(struct wait_file *w, int b, const char *suffix, int dirfd,
 	return ok;
 }
 
+/* Is base b + f's suffix an output for FILE (signed_by)? Printed if verbose. */
+static bool has_output(struct wait_file *w, int b, const struct sigfs_format *f, int dirfd, int fd,
+		       const struct stat *in, bool verbose)
+{
+	if (!signed_by(w, b, f->suffix, dirfd, fd, in, verbose))
+		return false;
+	if (verbose)
+		printf("%s: %s%s%s%s\n", w->path, w->dir, w->bases[b], f->suffix,
+		       w->verified ? " (signature verified)" : "");
+	return true;
+}
+
 /*
  * Has FILE (open at fd in dirfd, stat in) an output? SIGNED (printed if
  * verbose), FAILED or PENDING. With a key, only its format's suffix counts.
@@ -331,16 +343,13 @@ static enum wait_state find_output(struct wait_file *w, int dirfd, int fd, const
 	int efd;
 
 	for (int b = 0; b < w->nbases; b++) {
-		for (size_t i = 0; (f = sigfs_format_at(i)); i++) {
-			if (w->key ? f != sigfs_vkey_format(w->key) : suffix_seen(i))
-				continue;
-			if (!signed_by(w, b, f->suffix, dirfd, fd, in, verbose))
-				continue;
-			if (verbose)
-				printf("%s: %s%s%s%s\n", w->path, w->dir, w->bases[b], f->suffix,
-				       w->verified ? " (signature verified)" : "");
+		/* With a key, only the suffix its format gives this name. */
+		if (w->key && has_output(w, b, sigfs_vkey_format_for(w->key, w->bases[b]), dirfd, fd,
+					 in, verbose))
 			return SIGNED;
-		}
+		for (size_t i = 0; !w->key && (f = sigfs_format_at(i)); i++)
+			if (!suffix_seen(i) && has_output(w, b, f, dirfd, fd, in, verbose))
+				return SIGNED;
 	}
 	for (int b = 0; b < w->nbases; b++) {
 		if (output_for(dirfd, w->bases[b], ERR_SUFFIX, in, &efd, NULL)) {

@@ -1224,6 +1224,7 @@ static int spool_precheck(struct job *j, char *err)
 static int job_open(struct sigfs_engine *e, struct job *j, char *err)
 {
 	struct job_io *io = &j->io;
+	char base[NAME_MAX_LEN + 1];
 
 	memset(io, 0, sizeof(*io));
 	io->open = true;
@@ -1232,8 +1233,9 @@ static int job_open(struct sigfs_engine *e, struct job *j, char *err)
 		log_warn("key %s: deleted before its job for an artifact ran", j->key);
 		return -ECANCELED;
 	}
-	io->f = io->k.format;
 	io->kind = input_kind(&io->k, j->name);
+	kind_base(io->kind, j->name, base);
+	io->f = sigfs_format_for(io->k.format, base);
 	io->dirfd = job_dir(e, j);
 	io->dir_borrowed = j->spool;
 	if (io->dirfd < 0)

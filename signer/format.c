@@ -43,6 +43,13 @@ const struct sigfs_format *sigfs_format_by_name(const char *name)
 	return NULL;
 }
 
+const struct sigfs_format *sigfs_format_for(const struct sigfs_format *f, const char *name)
+{
+	const struct sigfs_format *g = f && f->for_input ? f->for_input(name) : NULL;
+
+	return g ? g : f;
+}
+
 const struct sigfs_format *sigfs_format_at(size_t i)
 {
 	return i < N_FORMATS ? formats[i] : NULL;

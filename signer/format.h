@@ -128,9 +128,18 @@ struct sigfs_format {
 	 */
 	int (*produce_stream)(const struct sigfs_format_input *in, sigfs_sign_fn sign,
 			      void *sign_ctx, const struct sigfs_sink *out, char *err);
+	/*
+	 * Optional: the format an input named name (its base: NAME of
+	 * NAME.sha256) is made with instead, or NULL for this one. A swupdate
+	 * key signs sw-description into sw-description.sig, but a whole image
+	 * NAME.swu into NAME.swu.signed (signer/format_swu.c).
+	 */
+	const struct sigfs_format *(*for_input)(const char *name);
 };
 
 const struct sigfs_format *sigfs_format_by_name(const char *name);
+/* The format f makes input name (its base name) with: f, or what f->for_input says. */
+const struct sigfs_format *sigfs_format_for(const struct sigfs_format *f, const char *name);
 const struct sigfs_format *sigfs_format_at(size_t i);
 /* The longest output suffix of all formats and ".err" (for name length limits). */
 size_t sigfs_format_max_suffix(void);

@@ -20,6 +20,7 @@
 
 #include "common/err.h"
 #include "signer/format.h"
+#include "signer/format_swu.h"
 #include "signer/pkcs7.h"
 #include "signer/x509.h"
 
@@ -140,4 +141,5 @@ const struct sigfs_format sigfs_format_swupdate = {
 	.needs_message = cms_needs_message,
 	.produce = cms_produce,
 	.needs_cert = true,
+	.for_input = sigfs_swu_for_input,    /* NAME.swu: the whole image, NAME.swu.signed */
 };

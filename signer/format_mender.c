@@ -23,8 +23,6 @@
  * Artifacts can be gigabytes: the format streams (produce_stream), so
  * neither the artifact nor the output is held in memory.
  */
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,12 +33,12 @@
 #include <openssl/evp.h>
 
 #include "common/err.h"
+#include "signer/archive.h"
 #include "signer/format.h"
 #include "signer/format_mender.h"
 
 #define VERSION_MAX 4096                /* the version member: a small JSON object */
 #define MANIFEST_MAX (1u << 20)         /* the manifest: one line per file of the artifact */
-#define READ_CHUNK 65536
 #define BLOCK 512
 
 static int mender_check(const struct sigfs_alg *alg, const struct sigfs_digest *d, char *err)
@@ -68,44 +66,7 @@ static bool mender_needs_message(const struct sigfs_alg *alg)
 	return true;
 }
 
-/* --- reading the artifact with libarchive --------------------------------------- */
-
-struct reader {
-	const struct sigfs_format_input *in;
-	uint64_t off;                       /* the next byte libarchive gets */
-	uint8_t buf[READ_CHUNK];
-};
-
-static la_ssize_t reader_read(struct archive *a, void *arg, const void **p)
-{
-	struct reader *rd = arg;
-	uint64_t left = rd->in->message_len - rd->off;
-	size_t n = left < READ_CHUNK ? (size_t)left : READ_CHUNK;
-	int r = sigfs_format_read(rd->in, rd->buf, n, rd->off);
-
-	if (r < 0) {
-		archive_set_error(a, -r, "cannot read the artifact: %s", strerror(-r));
-		return -1;
-	}
-	rd->off += n;
-	*p = rd->buf;
-	return (la_ssize_t)n;
-}
-
-/* Skip n bytes (a member's contents): nothing is read. */
-static la_int64_t reader_skip(struct archive *a, void *arg, la_int64_t n)
-{
-	struct reader *rd = arg;
-	uint64_t left = rd->in->message_len - rd->off;
-
-	(void)a;
-	if (n < 0)
-		return 0;
-	if ((uint64_t)n > left)
-		n = (la_int64_t)left;
-	rd->off += (uint64_t)n;
-	return n;
-}
+/* --- reading the artifact ------------------------------------------------------------ */
 
 /* The next member, which must be called name: its size in *size. */
 static int next_member(struct archive *a, const char *name, int64_t *size, char *err)
@@ -118,7 +79,7 @@ static int next_member(struct archive *a, const char *name, int64_t *size, char 
 				    name);
 	if (r != ARCHIVE_OK)
 		return sigfs_seterr(err, -EBADMSG, "not a Mender artifact (a tar file): %s",
-				    archive_error_string(a) ? archive_error_string(a) : "unreadable");
+				    sigfs_archive_error(a));
 	if (strcmp(archive_entry_pathname(ae) ? archive_entry_pathname(ae) : "", name) != 0 ||
 	    archive_entry_filetype(ae) != AE_IFREG)
 		return sigfs_seterr(err, -EBADMSG, "not a Mender artifact: its member %s is not "
@@ -144,8 +105,7 @@ static int member_data(struct archive *a, const char *name, int64_t size, size_t
 	if (n != (la_ssize_t)size) {
 		free(p);
 		return sigfs_seterr(err, -EBADMSG, "cannot read the artifact's %s: %s", name,
-				    n < 0 && archive_error_string(a) ? archive_error_string(a) :
-				    "it ends early");
+				    n < 0 ? sigfs_archive_error(a) : "it ends early");
 	}
 	p[size] = '\0';
 	*out = p;
@@ -188,29 +148,23 @@ static uint64_t padded(int64_t size)
 static int read_head(const struct sigfs_format_input *in, uint8_t **manifest, size_t *mlen,
 		     uint64_t *at, char *err)
 {
-	struct reader *rd = calloc(1, sizeof(*rd));
-	struct archive *a = archive_read_new();
+	struct sigfs_archive *sa = NULL;
+	char why[SIGFS_ERRLEN] = "";
 	struct archive_entry *ae;
+	struct archive *a = NULL;
 	uint8_t *version = NULL;
 	int64_t vsize = 0, msize = 0;
 	int r;
 
 	*manifest = NULL;
-	if (!rd || !a) {
-		r = sigfs_seterr(err, -ENOMEM, "out of memory");
-		goto out;
-	}
-	rd->in = in;
 	/* A plain tar, nothing else: a compressed or other archive is no Mender artifact. */
-	if (archive_read_support_format_tar(a) != ARCHIVE_OK ||
-	    archive_read_set_read_callback(a, reader_read) != ARCHIVE_OK ||
-	    archive_read_set_skip_callback(a, reader_skip) != ARCHIVE_OK ||
-	    archive_read_set_callback_data(a, rd) != ARCHIVE_OK ||
-	    archive_read_open1(a) != ARCHIVE_OK) {
-		r = sigfs_seterr(err, -EBADMSG, "not a Mender artifact (a tar file): %s",
-				 archive_error_string(a) ? archive_error_string(a) : "unreadable");
+	r = sigfs_archive_open(in, archive_read_support_format_tar, &sa, why);
+	if (r < 0) {
+		sigfs_seterr(err, r, "%s%s", r == -EBADMSG ? "not a Mender artifact (a tar file): " : "",
+			     why);
 		goto out;
 	}
+	a = sigfs_archive_of(sa);
 	r = next_member(a, "version", &vsize, err);
 	if (r == 0)
 		r = member_data(a, "version", vsize, VERSION_MAX, &version, err);
@@ -236,7 +190,7 @@ static int read_head(const struct sigfs_format_input *in, uint8_t **manifest, si
 		r = sigfs_seterr(err, -EBADMSG, "not a Mender artifact: nothing follows its manifest");
 	} else if (r != ARCHIVE_OK) {
 		r = sigfs_seterr(err, -EBADMSG, "cannot read the artifact's tar headers: %s",
-				 archive_error_string(a) ? archive_error_string(a) : "unreadable");
+				 sigfs_archive_error(a));
 	} else if (strncmp(archive_entry_pathname(ae) ? archive_entry_pathname(ae) : "",
 			   "manifest.sig", 13) == 0) {
 		r = sigfs_seterr(err, -EEXIST, "%s is signed already (it has a manifest.sig): copy "
@@ -253,9 +207,7 @@ out:
 		*manifest = NULL;
 	}
 	free(version);
-	if (a)
-		archive_read_free(a);
-	free(rd);
+	sigfs_archive_close(sa);
 	return r;
 }
 

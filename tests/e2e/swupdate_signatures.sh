@@ -7,7 +7,12 @@
 # and RSA (PSS and PKCS#1 v1.5); a changed sw-description or image fails.
 # A device that insists on --cert-purpose codeSigning refuses the key's own
 # certificate, which has no extended key usage, and accepts one that an
-# admin's CA issued for codeSigning and wrote into cert.pem.
+# admin's CA issued for codeSigning and wrote into cert.pem. A whole unsigned
+# image NAME.swu gives NAME.swu.signed with sw-description.sig inserted as its
+# second member, which swupdate -c accepts (crc and newc); a changed image in
+# it fails; an image signed already, one in cpio's odc format, one that does
+# not start with sw-description, random bytes and a digest line get NAME.err;
+# a 100 MB image is signed with the daemon's peak RSS growing by under 10 MB.
 . "$(dirname "$0")/lib.sh"
 
 command -v swupdate >/dev/null || fail "swupdate is missing: scripts/deps installs it"
@@ -117,6 +122,96 @@ check "swupdate --cert-purpose codeSigning accepts it with the CA as trust ancho
 make_key sw-ed ed25519
 check_fails_with "an Ed25519 key cannot take format swupdate: EINVAL" "Invalid argument" \
 	bash -c "echo swupdate >'$K/sw-ed/format'"
+
+# --- whole images: NAME.swu gives NAME.swu.signed, sw-description.sig inserted second ------------
+# make_unsigned OUT FORMAT DESC IMAGE: a .swu (cpio -H FORMAT) of sw-description and the image.
+make_unsigned() {
+	rm -rf "$T/swu" && mkdir "$T/swu"
+	cp "$3" "$T/swu/sw-description"
+	cp "$4" "$T/swu/rootfs.img"
+	(cd "$T/swu" && printf 'sw-description\nrootfs.img\n' | cpio -o --quiet -H "$2" >"$1")
+}
+# members SWU: the cpio member names, in order, on one line.
+members() {
+	cpio -it --quiet <"$1" | tr '\n' ' '
+}
+for spec in sw-ecdsa-p256-none:crc sw-rsa-2048-pkcs1:newc sw-rsa-2048-pss:crc; do
+	key=${spec%%:*} cpio_format=${spec##*:}
+	make_unsigned "$T/u-$key.swu" "$cpio_format" "$T/sw-description" "$T/rootfs.img"
+	cp "$T/u-$key.swu" "$MNT/$key/update.swu"
+	check "$key: update.swu (cpio $cpio_format) gives update.swu.signed, and no update.swu.sig" \
+		test -s "$MNT/$key/update.swu.signed" -a ! -e "$MNT/$key/update.swu.sig"
+	check "  sw-description.sig is its second member" \
+		test "$(members "$MNT/$key/update.swu.signed")" = "sw-description sw-description.sig rootfs.img "
+	check "  swupdate -c accepts update.swu.signed" swu_ok "$MNT/$key/update.swu.signed" "$T/$key.pem"
+	check "  cpio -i --only-verify-crc finds every checksum right" \
+		bash -c "cpio -i --quiet --only-verify-crc <'$MNT/$key/update.swu.signed'"
+	check "  sigfs wait verifies it" \
+		"$SIGFS" wait --timeout 5 --key-dir "$K/$key" "$MNT/$key/update.swu"
+done
+key=sw-ecdsa-p256-none
+# A changed image inside the signed .swu: hash mismatch.
+make_unsigned "$T/u-other.swu" crc "$T/sw-description" "$T/other.img"
+python3 - "$MNT/$key/update.swu.signed" "$T/rootfs.img" "$T/other.img" "$T/swapped.swu" <<'PY'
+import sys
+signed, old, new, out = sys.argv[1:]
+data, a, b = open(signed, "rb").read(), open(old, "rb").read(), open(new, "rb").read()
+assert data.count(a) == 1 and len(a) == len(b)
+open(out, "wb").write(data.replace(a, b))
+PY
+check_fails "a signed .swu whose image was changed fails" swu_ok "$T/swapped.swu" "$T/$key.pem"
+check "  with a hash mismatch" grep -qi "hash mismatch" "$T/swupdate.out"
+check_fails "another key's certificate fails it" swu_ok "$MNT/$key/update.swu.signed" "$T/sw-rsa-2048-pss.pem"
+check "sigfs wait does not take the image signed by another key (exit 3)" bash -c "
+	cp '$MNT/sw-rsa-2048-pss/update.swu.signed' '$T/planted.swu.signed' && cp '$MNT/$key/update.swu' '$T/planted.swu' &&
+	touch -r '$T/planted.swu' '$T/planted.swu.signed'
+	'$SIGFS' wait --timeout 1 --key-dir '$K/$key' '$T/planted.swu' 2>/dev/null; test \$? -eq 3"
+# err_has NAME TEXT: NAME.err exists in the key's inbox, says TEXT, and NAME.signed does not exist.
+err_has() {
+	test -e "$MNT/$key/$1.err" -a ! -e "$MNT/$key/$1.signed" && grep -q "$2" "$MNT/$key/$1.err"
+}
+cp "$MNT/$key/update.swu.signed" "$MNT/$key/again.swu" 2>/dev/null || true
+check "an image signed already gets again.swu.err saying so" err_has again.swu "signed already"
+rm -rf "$T/swu" && mkdir "$T/swu" && cp "$T/sw-description" "$T/rootfs.img" "$T/swu/"
+(cd "$T/swu" && printf 'sw-description\nrootfs.img\n' | cpio -o --quiet -H odc >"$T/odc.swu")
+cp "$T/odc.swu" "$MNT/$key/odc.swu" 2>/dev/null || true
+check "a .swu in cpio's odc format (SWUpdate refuses it) gets odc.swu.err" err_has odc.swu "newc and crc"
+(cd "$T/swu" && printf 'rootfs.img\nsw-description\n' | cpio -o --quiet -H newc >"$T/order.swu")
+cp "$T/order.swu" "$MNT/$key/order.swu" 2>/dev/null || true
+check "a .swu whose first member is not sw-description gets order.swu.err" err_has order.swu "first member"
+head -c 3000 /dev/urandom >"$T/junk.swu"
+cp "$T/junk.swu" "$MNT/$key/junk.swu" 2>/dev/null || true
+check "random bytes named .swu get junk.swu.err" err_has junk.swu "not a .swu image"
+echo "$(sha256sum <"$T/u-$key.swu" | cut -d' ' -f1)  d.swu" >"$MNT/$key/d.swu.sha256" 2>/dev/null || true
+check "a digest line of a .swu gets d.swu.err: the image is signed whole" \
+	bash -c "grep -q 'signed file itself' '$MNT/$key/d.swu.err'"
+check "and sw-description is still signed as sw-description.sig" \
+	bash -c "cp '$T/sw-description' '$MNT/$key/sw-description' && test -s '$MNT/$key/sw-description.sig'"
+
+# A 100 MB image: streamed, never held in memory.
+head -c 100000000 /dev/urandom >"$T/big.img"
+describe_big() {
+	sed "s|$(sha256sum "$T/rootfs.img" | cut -d' ' -f1)|$(sha256sum "$T/big.img" | cut -d' ' -f1)|; s|rootfs.img|big.img|g" "$T/sw-description"
+}
+describe_big >"$T/sw-description.big"
+rm -rf "$T/swu" && mkdir "$T/swu" && cp "$T/sw-description.big" "$T/swu/sw-description" && cp "$T/big.img" "$T/swu/"
+(cd "$T/swu" && printf 'sw-description\nbig.img\n' | cpio -o --quiet -H crc >"$T/big.swu")
+peak_rss_kb() {
+	local p max=0 v
+	for p in "$SIGFS_PID" $(pgrep -P "$SIGFS_PID" || true); do
+		v=$(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
+		[ "${v:-0}" -gt "$max" ] && max=$v
+	done
+	echo "$max"
+}
+before=$(peak_rss_kb)
+cp "$T/big.swu" "$MNT/$key/big.swu"
+after=$(peak_rss_kb)
+echo "  peak RSS of the daemon before the 100 MB image: $before KiB, after: $after KiB"
+check "big.swu.signed is made" test -s "$MNT/$key/big.swu.signed"
+check "  the daemon's peak RSS grew by less than 10 MB" test $((after - before)) -lt 10000
+check "  swupdate -c accepts it" swu_ok "$MNT/$key/big.swu.signed" "$T/$key.pem"
+check "swupdate installed nothing in check mode" prints_nothing ls -A "$T/out"
 
 stop_sigfs
 done_testing

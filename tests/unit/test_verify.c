@@ -458,7 +458,7 @@ static void test_kmod_large(void **state)
 	assert_int_equal(verify(k, fd, SIGFS_VIN_FILE, "art", sig.d, sig.len), 0);
 	sig.d[len / 2] ^= 1;
 	assert_int_equal(verify(k, fd, SIGFS_VIN_FILE, "art", sig.d, sig.len), -EBADMSG);
-	assert_true(sigfs_vkey_output_max(k, (off_t)len) < len + SIGFS_VERIFY_OUTPUT_MAX + 1);
+	assert_true(sigfs_vkey_output_max(k, "art", (off_t)len) < len + SIGFS_VERIFY_OUTPUT_MAX + 1);
 	assert_int_equal(verify(k, fd, SIGFS_VIN_FILE, "art", sig.d,
 				len + SIGFS_VERIFY_OUTPUT_MAX + 1), -EBADMSG);
 	sigfs_vkey_free(k);
