@@ -591,6 +591,42 @@ static int pull_swu(struct vctx *c, struct sbuf *out)
 	return r;
 }
 
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/*
+ * authenticode: the SignedData in the image's certificate table (data
+ * directory 4: its offset and size; a WIN_CERTIFICATE of dwLength bytes,
+ * 8 of header, then the DER). Every offset is checked against the output.
+ */
+static int pull_authenticode(struct vctx *c, struct sbuf *out)
+{
+	const uint8_t *d = sbuf_ptr(out);
+	size_t n = sbuf_avail(out);
+	uint64_t oh, dir, at, size, wlen;
+	uint16_t magic;
+
+	if (n < 64 || d[0] != 'M' || d[1] != 'Z')
+		return -EBADMSG;
+	oh = (uint64_t)get_le32(d + 0x3c) + 24;
+	if (oh + 2 > n)
+		return -EBADMSG;
+	magic = (uint16_t)(d[oh] | d[oh + 1] << 8);
+	dir = oh + (magic == 0x20b ? 112 : 96) + 4 * 8;
+	if ((magic != 0x10b && magic != 0x20b) || dir + 8 > n)
+		return -EBADMSG;
+	at = get_le32(d + dir);
+	size = get_le32(d + dir + 4);
+	if (size < 8 || at > n || size > n - at)
+		return -EBADMSG;
+	wlen = get_le32(d + at);
+	if (wlen < 8 || wlen > size || d[at + 6] != 2 || d[at + 7] != 0)
+		return -EBADMSG;
+	return pull_p7(c, d + at + 8, wlen - 8, true);
+}
+
 /* Pull the signature values of k's format out of out. */
 static int pull(struct vctx *c, const uint8_t *out, size_t len)
 {
@@ -614,6 +650,8 @@ static int pull(struct vctx *c, const uint8_t *out, size_t len)
 		return pull_mender(c, &b);
 	if (!strcmp(f, "swupdate-image"))
 		return pull_swu(c, &b);
+	if (!strcmp(f, "authenticode"))
+		return pull_authenticode(c, &b);
 	return -ENOTSUP;
 }
 

@@ -18,6 +18,7 @@ extern const struct sigfs_format sigfs_format_cms;
 extern const struct sigfs_format sigfs_format_kmod;
 extern const struct sigfs_format sigfs_format_swupdate;
 extern const struct sigfs_format sigfs_format_mender;
+extern const struct sigfs_format sigfs_format_authenticode;
 
 static const struct sigfs_format *const formats[] = {
 	&sigfs_format_raw,
@@ -29,6 +30,7 @@ static const struct sigfs_format *const formats[] = {
 	&sigfs_format_kmod,
 	&sigfs_format_swupdate,
 	&sigfs_format_mender,
+	&sigfs_format_authenticode,
 };
 #define N_FORMATS (sizeof(formats) / sizeof(formats[0]))
 

@@ -17,14 +17,23 @@
 #include "signer/pkcs7.h"
 #include "signer/x509.h"
 
-/* contentType, signingTime and messageDigest; OpenSSL sorts them as DER wants. */
-static int add_signed_attrs(PKCS7_SIGNER_INFO *si, time_t now, const uint8_t *dv, size_t len)
+/* The content's type: id-data, or o->content_oid (a new object: freed by whoever it is given to). */
+static ASN1_OBJECT *content_type(const struct sigfs_pkcs7_opts *o)
 {
-	ASN1_TIME *t = ASN1_TIME_set(NULL, now);
+	return o->content_oid ? OBJ_txt2obj(o->content_oid, 1) : OBJ_nid2obj(NID_pkcs7_data);
+}
 
-	if (!PKCS7_add_signed_attribute(si, NID_pkcs9_contentType, V_ASN1_OBJECT,
-					OBJ_nid2obj(NID_pkcs7_data)))
+/* contentType, signingTime and messageDigest; OpenSSL sorts them as DER wants. */
+static int add_signed_attrs(PKCS7_SIGNER_INFO *si, const struct sigfs_pkcs7_opts *o,
+			    const uint8_t *dv, size_t len)
+{
+	ASN1_TIME *t = ASN1_TIME_set(NULL, o->now);
+	ASN1_OBJECT *type = content_type(o);
+
+	if (!type || !PKCS7_add_signed_attribute(si, NID_pkcs9_contentType, V_ASN1_OBJECT, type)) {
+		ASN1_OBJECT_free(type);
 		goto fail;
+	}
 	/* UTCTime until 2049, GeneralizedTime after, as RFC 5652 11.3 says. */
 	if (!t || !PKCS7_add_signed_attribute(si, NID_pkcs9_signingTime, ASN1_STRING_type(t), t))
 		goto fail;
@@ -100,9 +109,30 @@ static int make_signer(const struct sigfs_format_key *k, X509 *x, const struct s
 	si->issuer_and_serial->serial = ASN1_INTEGER_dup(X509_get0_serialNumber(x));
 	if (!ASN1_INTEGER_set(si->version, 1) || !si->issuer_and_serial->serial ||
 	    !X509_NAME_set(&si->issuer_and_serial->issuer, X509_get_issuer_name(x)) ||
-	    (o->attrs && add_signed_attrs(si, o->now, dv, d->len) < 0))
+	    (o->attrs && add_signed_attrs(si, o, dv, d->len) < 0))
 		return sigfs_seterr(err, -ENOMEM, "%s format: out of memory", o->what);
 	return sign_info(k, d, dv, o, sign, sign_ctx, si, err);
+}
+
+/* The content embedded: a PKCS7 of type o->content_oid holding o->content as an ANY. */
+static int set_content(PKCS7 *p7, const struct sigfs_pkcs7_opts *o)
+{
+	PKCS7 *inner = PKCS7_new();
+	ASN1_STRING *seq = ASN1_STRING_new();
+
+	if (!inner || !seq || !(inner->d.other = ASN1_TYPE_new()) ||
+	    !ASN1_STRING_set(seq, o->content, (int)o->content_len) ||
+	    !(inner->type = content_type(o)))
+		goto fail;
+	ASN1_TYPE_set(inner->d.other, V_ASN1_SEQUENCE, seq);
+	seq = NULL;
+	if (!PKCS7_set_content(p7, inner))
+		goto fail;
+	return 0;
+fail:
+	ASN1_STRING_free(seq);
+	PKCS7_free(inner);
+	return -ENOMEM;
 }
 
 int sigfs_pkcs7_sign(const struct sigfs_format_key *k, const struct sigfs_digest *d,
@@ -126,7 +156,8 @@ int sigfs_pkcs7_sign(const struct sigfs_format_key *k, const struct sigfs_digest
 	p7 = PKCS7_new();
 	si = PKCS7_SIGNER_INFO_new();
 	if (!p7 || !si || !PKCS7_set_type(p7, NID_pkcs7_signed) ||
-	    !PKCS7_content_new(p7, NID_pkcs7_data) || !PKCS7_set_detached(p7, 1) ||
+	    (o->content ? set_content(p7, o) < 0 :
+			  !PKCS7_content_new(p7, NID_pkcs7_data) || !PKCS7_set_detached(p7, 1)) ||
 	    (o->cert && !PKCS7_add_certificate(p7, x))) {
 		r = sigfs_seterr(err, -ENOMEM, "%s format: out of memory", o->what);
 		goto out;

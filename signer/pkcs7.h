@@ -20,6 +20,15 @@ struct sigfs_pkcs7_opts {
 	bool cert;        /* the signer's certificate in the SignedData */
 	time_t now;
 	const char *what; /* the format's name, for errors */
+	/*
+	 * Embedded content instead of detached id-data: the DER of one value
+	 * (content, content_len bytes, its tag included) of type content_oid,
+	 * which the contentType attribute names too (Authenticode's
+	 * SpcIndirectDataContent). The digest given is then the content's.
+	 */
+	const char *content_oid;
+	const uint8_t *content;
+	size_t content_len;
 };
 
 /*

@@ -9,7 +9,7 @@
 # has it (and this test a verifier for a new format).
 . "$(dirname "$0")/lib.sh"
 
-FORMATS="raw openpgp openpgp-armor sshsig minisign cms kmod swupdate mender"
+FORMATS="raw openpgp openpgp-armor sshsig minisign cms kmod swupdate mender authenticode"
 ALGS="ed25519 ecdsa-p256 ecdsa-p384 ecdsa-p521 rsa-2048 rsa-3072 rsa-4096"
 DIGESTS="sha1 sha224 sha256 sha384 sha512 sha512-224 sha512-256 sha3-224 sha3-256 sha3-384 sha3-512"
 
@@ -44,6 +44,10 @@ refuse kmod "ecdsa-p256 ecdsa-p384" "sha1 sha224 sha512-224 sha512-256 sha3-224 
 # v1.5 or ECDSA P-256, over SHA-256; RSA keys here have padding pss.
 refuse mender "ed25519 ecdsa-p384 ecdsa-p521 rsa-2048 rsa-3072 rsa-4096" "*"
 refuse mender ecdsa-p256 "sha1 sha224 sha384 sha512 sha512-224 sha512-256 sha3-224 sha3-256 sha3-384 sha3-512"
+# authenticode (docs/format-authenticode.md): RSA PKCS#1 v1.5 or ECDSA over a
+# SHA-256 image hash (sbverify checks SHA-256 only); RSA keys here have pss.
+refuse authenticode "ed25519 rsa-2048 rsa-3072 rsa-4096" "*"
+refuse authenticode "ecdsa-p256 ecdsa-p384 ecdsa-p521" "sha1 sha224 sha384 sha512 sha512-224 sha512-256 sha3-224 sha3-256 sha3-384 sha3-512"
 
 # table_refuses ALG FORMAT DIGEST: true if the table refuses the three together.
 table_refuses() {
@@ -106,7 +110,7 @@ suffix_of() {
 	openpgp-armor) echo .asc ;;
 	minisign) echo .minisig ;;
 	cms) echo .p7s ;;
-	kmod | mender) echo .signed ;;
+	kmod | mender | authenticode) echo .signed ;;
 	*) echo .sig ;;
 	esac
 }
@@ -138,6 +142,10 @@ verify() {
 	kmod)
 		cat "$K/$key/cert.pem" >"$T/cert.pem"
 		kmod_ok "$sig" "$T/cert.pem" "$T/fw.bin"
+		;;
+	authenticode)
+		cat "$K/$key/cert.pem" >"$T/cert.pem"
+		sbverify --cert "$T/cert.pem" "$sig" 2>&1 | grep -q "Signature verification OK"
 		;;
 	mender)
 		cat "$K/$key/pubkey.pem" >"$T/pub.pem"
@@ -186,6 +194,8 @@ triple() {
 		[ -e "$T/fw.mender" ] || mender-artifact write rootfs-image -t board -n fw \
 			-f "$T/fw.bin" -o "$T/fw.mender" >/dev/null 2>&1 || fail "mender-artifact write failed"
 		cp "$T/fw.mender" "$MNT/$key/$name"
+	elif [ "$f" = authenticode ]; then
+		cp /usr/lib/systemd/boot/efi/systemd-bootx64.efi "$MNT/$key/$name"
 	else
 		cp "$T/fw.bin" "$MNT/$key/$name"
 	fi

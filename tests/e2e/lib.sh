@@ -323,6 +323,24 @@ mender_signs() {
 	[ "$padding" = none ] || echo "$padding" >"$c/padding"
 }
 
+# authenticode_signs KEY: with format authenticode (and padding pkcs1 for RSA),
+# systemd-boot copied into KEY's inbox gives NAME.signed that sbverify checks
+# with KEY's cert.pem (one check). KEY's format and padding are set back after.
+authenticode_signs() {
+	local k=$1 c=$MNT/.ctl/keys/$1 format padding
+	format=$(cat "$c/format")
+	padding=$(cat "$c/padding")
+	[ "$padding" = none ] || echo pkcs1 >"$c/padding"
+	check "$k: format authenticode" bash -c "echo authenticode >'$c/format'"
+	cat "$c/cert.pem" >"$T/$k-cert.pem"
+	cp /usr/lib/systemd/boot/efi/systemd-bootx64.efi "$MNT/$k/boot.efi"
+	check "$k: boot.efi.signed: sbverify checks it (the key's cert.pem)" \
+		bash -c "sbverify --cert '$T/$k-cert.pem' '$MNT/$k/boot.efi.signed' 2>&1 |
+			grep -q 'Signature verification OK'"
+	echo "$format" >"$c/format"
+	[ "$padding" = none ] || echo "$padding" >"$c/padding"
+}
+
 # kmod_split SIGNED MODULE P7S: a signed kernel module's parts, as the kernel
 # reads them: the trailer "~Module signature appended~\n" (28 bytes), before it
 # struct module_signature (12 bytes, id_type 2, the PKCS#7's length big-endian
@@ -575,7 +593,8 @@ sign_on() {
 
 # sign_on_ec_and_rsa BACKEND: keys p256, p384, p521 and rsa made on BACKEND
 # sign and verify (rsa with pss, then pkcs1), and p256 and rsa sign a kernel
-# module (kmod) and a Mender artifact (mender): what every backend must do.
+# module (kmod), a Mender artifact (mender) and a UEFI image (authenticode):
+# what every backend must do.
 sign_on_ec_and_rsa() {
 	mkdir "$K/p256@$1" "$K/p384@$1" "$K/p521@$1" "$K/rsa@$1"
 	sign_on p256 ecdsa-p256
@@ -584,11 +603,14 @@ sign_on_ec_and_rsa() {
 	sign_on rsa rsa-2048 pss
 	sign_on rsa rsa-2048 pkcs1
 	# A kernel module (format kmod): the backend signs the module's digest;
-	# a Mender artifact (format mender): the manifest's.
+	# a Mender artifact (format mender): the manifest's; a UEFI image
+	# (format authenticode): the signed attributes'.
 	kmod_signs p256
 	kmod_signs rsa
 	mender_signs p256
 	mender_signs rsa
+	authenticode_signs p256
+	authenticode_signs rsa
 }
 
 # The NetHSM-compatible test server (tests/nethsm/server.py), for stories with
