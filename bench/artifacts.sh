@@ -49,15 +49,6 @@ echo mender >"$K/ba-mender/format"
 make_key ba-swu ecdsa-p256
 echo swupdate >"$K/ba-swu/format"
 
-# The daemon's processes (a keeper's worker too): the largest VmHWM, in KiB.
-peak_kb() {
-	local p max=0 v
-	for p in "$SIGFS_PID" $(pgrep -P "$SIGFS_PID" || true); do
-		v=$(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
-		[ "${v:-0}" -gt "$max" ] && max=$v
-	done
-	echo "$max"
-}
 reset_peak() {
 	local p
 	for p in "$SIGFS_PID" $(pgrep -P "$SIGFS_PID" || true); do
@@ -86,11 +77,11 @@ measure() {
 	sync
 	echo 3 >/proc/sys/vm/drop_caches
 	reset_peak
-	before=$(peak_kb)
+	before=$(peak_rss_kb "$SIGFS_PID")
 	t0=$(now)
 	cp "$2" "$MNT/$1/$3"
 	t1=$(now)
-	after=$(peak_kb)
+	after=$(peak_rss_kb "$SIGFS_PID")
 	[ -s "$MNT/$1/$3.signed" ] || die "$3.signed was not made: $(tail -n 3 "$LOG")"
 	rm -f "$MNT/$1/$3" "$MNT/$1/$3.signed"
 	echo "$((after - before)) $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')"

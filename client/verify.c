@@ -840,7 +840,7 @@ static int reproduce(const struct sigfs_vkey *k, const struct vin *in, enum sigf
 		fk.name = c.keyname;   /* minisign's untrusted comment: not signed */
 	fi.now = c.now;
 	sbuf_init(&o, 2 * OUTPUT_MAX + len);
-	r = k->format->produce(&fi, check_sign, &c, &o, err);
+	r = sigfs_format_produce(k->format, &fi, check_sign, &c, &o, err);
 	if (r)
 		r = c.bad || c.used ? -EBADMSG : in->state || in->msg ? -EBADMSG : -ENOTSUP;
 	else if (c.used != c.n)

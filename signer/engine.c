@@ -1001,7 +1001,7 @@ static int produce(struct sigfs_engine *e, const struct sigfs_key *k, const stru
 	if (r < 0)
 		return r;
 	in->key = &fk;
-	r = f->produce(in, sign_cb, &sc, out, err);
+	r = sigfs_format_produce(f, in, sign_cb, &sc, out, err);
 	sigfs_keys_format_key_free(&fk);
 	return r;
 }

@@ -109,6 +109,21 @@ int sigfs_format_read(const struct sigfs_format_input *in, void *buf, size_t n, 
 	return 0;
 }
 
+static int sink_sbuf(void *ctx, const void *p, size_t n)
+{
+	return sbuf_put(ctx, p, n);
+}
+
+int sigfs_format_produce(const struct sigfs_format *f, const struct sigfs_format_input *in,
+			 sigfs_sign_fn sign, void *sign_ctx, struct sbuf *out, char *err)
+{
+	const struct sigfs_sink sink = { sink_sbuf, out };
+
+	if (f->produce)
+		return f->produce(in, sign, sign_ctx, out, err);
+	return f->produce_stream(in, sign, sign_ctx, &sink, err);
+}
+
 #define COPY_CHUNK (1u << 20)
 
 int sigfs_format_copy(const struct sigfs_format_input *in, uint64_t off, uint64_t n,

@@ -107,7 +107,10 @@ struct sigfs_format {
 	const EVP_MD *(*file_md)(const struct sigfs_alg *alg, const struct sigfs_digest *d);
 	/* Does this format need the whole message (not just a hash) for alg? */
 	bool (*needs_message)(const struct sigfs_alg *alg);
-	/* Encode the output into out. */
+	/*
+	 * Encode the output into out. A format that streams (produce_stream)
+	 * may leave it NULL: sigfs_format_produce runs produce_stream into out.
+	 */
 	int (*produce)(const struct sigfs_format_input *in, sigfs_sign_fn sign, void *sign_ctx,
 		       struct sbuf *out, char *err);
 	const struct sigfs_format_attr *attrs;   /* files it adds to .ctl/keys/KEY/ */
@@ -137,6 +140,9 @@ struct sigfs_format {
 	const struct sigfs_format *(*for_input)(const char *name);
 };
 
+/* f's output for in into out: its produce(), or its produce_stream() writing into out. */
+int sigfs_format_produce(const struct sigfs_format *f, const struct sigfs_format_input *in,
+			 sigfs_sign_fn sign, void *sign_ctx, struct sbuf *out, char *err);
 const struct sigfs_format *sigfs_format_by_name(const char *name);
 /* The format f makes input name (its base name) with: f, or what f->for_input says. */
 const struct sigfs_format *sigfs_format_for(const struct sigfs_format *f, const char *name);

@@ -342,27 +342,12 @@ out:
 	return r;
 }
 
-static int sink_sbuf(void *ctx, const void *p, size_t n)
-{
-	return sbuf_put(ctx, p, n);
-}
-
-/* The same into memory (`sigfs wait` re-making an output to compare it). */
-static int ac_produce(const struct sigfs_format_input *in, sigfs_sign_fn sign, void *sign_ctx,
-		      struct sbuf *out, char *err)
-{
-	const struct sigfs_sink sink = { sink_sbuf, out };
-
-	return ac_stream(in, sign, sign_ctx, &sink, err);
-}
-
 const struct sigfs_format sigfs_format_authenticode = {
 	.name = "authenticode",
 	.suffix = ".signed",
 	.check = ac_check,
 	.check_padding = ac_check_padding,
 	.needs_message = ac_needs_message,
-	.produce = ac_produce,
 	.needs_cert = true,
 	.whole_artifact = true,
 	.produce_stream = ac_stream,

@@ -329,27 +329,12 @@ static int mender_stream(const struct sigfs_format_input *in, sigfs_sign_fn sign
 	return r;
 }
 
-static int sink_sbuf(void *ctx, const void *p, size_t n)
-{
-	return sbuf_put(ctx, p, n);
-}
-
-/* The same into memory (`sigfs wait` re-making an output to compare it). */
-static int mender_produce(const struct sigfs_format_input *in, sigfs_sign_fn sign, void *sign_ctx,
-			  struct sbuf *out, char *err)
-{
-	const struct sigfs_sink sink = { sink_sbuf, out };
-
-	return mender_stream(in, sign, sign_ctx, &sink, err);
-}
-
 const struct sigfs_format sigfs_format_mender = {
 	.name = "mender",
 	.suffix = ".signed",
 	.check = mender_check,
 	.check_padding = mender_check_padding,
 	.needs_message = mender_needs_message,
-	.produce = mender_produce,
 	.whole_artifact = true,
 	.produce_stream = mender_stream,
 };

@@ -220,20 +220,6 @@ static int swu_stream(const struct sigfs_format_input *in, sigfs_sign_fn sign, v
 	return r;
 }
 
-static int sink_sbuf(void *ctx, const void *p, size_t n)
-{
-	return sbuf_put(ctx, p, n);
-}
-
-/* The same into memory (`sigfs wait` re-making an output to compare it). */
-static int swu_produce(const struct sigfs_format_input *in, sigfs_sign_fn sign, void *sign_ctx,
-		       struct sbuf *out, char *err)
-{
-	const struct sigfs_sink sink = { sink_sbuf, out };
-
-	return swu_stream(in, sign, sign_ctx, &sink, err);
-}
-
 /*
  * Not a row of the format table (no key has it as its format): the
  * swupdate format's for_input gives it for NAME.swu.
@@ -243,7 +229,6 @@ static const struct sigfs_format swu_image = {
 	.suffix = ".signed",
 	.check = swu_check,
 	.needs_message = swu_needs_message,
-	.produce = swu_produce,
 	.needs_cert = true,
 	.whole_artifact = true,
 	.produce_stream = swu_stream,

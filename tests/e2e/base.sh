@@ -130,3 +130,14 @@ for _ in range(100):
     print(port); break
 PY
 }
+
+# peak_rss_kb PID: the largest peak RSS (VmHWM, KiB) of PID and its children
+# (a keeper's worker).
+peak_rss_kb() {
+	local p max=0 v
+	for p in "$1" $(pgrep -P "$1" || true); do
+		v=$(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
+		[ "${v:-0}" -gt "$max" ] && max=$v
+	done
+	echo "$max"
+}

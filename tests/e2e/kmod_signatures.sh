@@ -32,17 +32,6 @@ serial_hex() {
 	openssl x509 -in "$1" -noout -serial | sed 's/^serial=//' | sed 's/../&:/g; s/:$//'
 }
 
-# refused KEY ATTR VALUE: writing VALUE fails with EINVAL and the log says why.
-refused() {
-	local mark
-	mark=$(log_mark)
-	check_fails_with "$1: $2 $3 refused: EINVAL" "Invalid argument" bash -c "echo $3 > '$K/$1/$2'"
-	check "$1: the log says why" log_has "$mark" "key $1: $2: ."
-}
-
-log_has() {
-	log_since "$1" | grep -q "$2"
-}
 
 # flip FILE OUT: FILE with one byte of its first 200 changed.
 flip() {
@@ -57,10 +46,10 @@ openssl genrsa -out "$T/rsa.key" 2048 2>/dev/null
 mkdir "$K/kr"
 cat "$T/rsa.key" >"$K/kr/import"
 echo pss >"$K/kr/padding"
-refused kr format kmod
+attr_refused kr format kmod
 echo pkcs1 >"$K/kr/padding"
 check "kr: with padding pkcs1, format kmod is accepted" bash -c "echo kmod >'$K/kr/format'"
-refused kr padding pss
+attr_refused kr padding pss
 cat "$K/kr/cert.pem" >"$T/kr.pem"
 
 cp "$T/m.ko" "$MNT/kr/m.ko"
@@ -94,7 +83,7 @@ for d in sha384 sha512; do
 done
 echo yes >"$K/kr/allow_sha1"
 for d in sha1 sha224 sha3-256 sha512-256; do
-	refused kr digest "$d"
+	attr_refused kr digest "$d"
 done
 echo sha256 >"$K/kr/digest"
 
@@ -154,9 +143,9 @@ done
 
 # --- what Linux cannot verify is refused at the write --------------------------------------
 make_key k-ed ed25519
-refused k-ed format kmod
+attr_refused k-ed format kmod
 make_key k-521 ecdsa-p521
-refused k-521 format kmod
+attr_refused k-521 format kmod
 
 stop_sigfs
 done_testing

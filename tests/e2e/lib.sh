@@ -280,65 +280,82 @@ EOF
 	gcc -c -O2 -o "$T/$1.ko" "$T/$1.c"
 }
 
-# kmod_signs KEY: with format kmod (and padding pkcs1 for RSA), a module copied
-# into KEY's inbox gives MOD.ko.signed whose signature openssl cms verifies
-# with KEY's cert.pem over the module (checks, one story line each). KEY's
-# format and padding are set back after.
-kmod_signs() {
+# format_signs KEY FORMAT SRC NAME CHECKER WHAT: with format FORMAT (and
+# padding pkcs1 for RSA), SRC copied into KEY's inbox as NAME gives
+# NAME.signed, which `CHECKER KEY SIGNED` accepts (one check each, saying
+# WHAT). KEY's format and padding are set back after.
+format_signs() {
 	local k=$1 c=$MNT/.ctl/keys/$1 format padding
 	format=$(cat "$c/format")
 	padding=$(cat "$c/padding")
 	[ "$padding" = none ] || echo pkcs1 >"$c/padding"
-	check "$k: format kmod" bash -c "echo kmod >'$c/format'"
-	[ -e "$T/kmod-test.ko" ] || make_module kmod-test
-	cat "$c/cert.pem" >"$T/$k-cert.pem"
-	cp "$T/kmod-test.ko" "$MNT/$k/kmod-test.ko"
-	check "$k: kmod-test.ko.signed verifies (openssl cms, the key's cert.pem)" \
-		kmod_ok "$MNT/$k/kmod-test.ko.signed" "$T/$k-cert.pem" "$T/kmod-test.ko"
+	check "$k: format $2" bash -c "echo $2 >'$c/format'"
+	cp "$3" "$MNT/$k/$4"
+	check "$k: $4.signed: $6" "$5" "$k" "$MNT/$k/$4.signed"
 	echo "$format" >"$c/format"
 	[ "$padding" = none ] || echo "$padding" >"$c/padding"
 }
 
-# mender_signs KEY: with format mender (and padding pkcs1 for RSA), a Mender
-# artifact copied into KEY's inbox gives NAME.signed that mender-artifact
-# validates with KEY's pubkey.pem (one check). KEY's format and padding are
-# set back after.
+# kmod_signs KEY: a kernel module signed with format kmod verifies (openssl
+# cms, KEY's cert.pem) over the module (format_signs).
+kmod_signs() {
+	[ -e "$T/kmod-test.ko" ] || make_module kmod-test
+	format_signs "$1" kmod "$T/kmod-test.ko" kmod-test.ko kmod_checked \
+		"verifies (openssl cms, the key's cert.pem)"
+}
+kmod_checked() {
+	cat "$MNT/.ctl/keys/$1/cert.pem" >"$T/$1-cert.pem"
+	kmod_ok "$2" "$T/$1-cert.pem" "$T/kmod-test.ko"
+}
+
+# mender_signs KEY: a Mender artifact signed with format mender is validated
+# by mender-artifact with KEY's pubkey.pem (format_signs).
 mender_signs() {
-	local k=$1 c=$MNT/.ctl/keys/$1 format padding
-	format=$(cat "$c/format")
-	padding=$(cat "$c/padding")
-	[ "$padding" = none ] || echo pkcs1 >"$c/padding"
-	check "$k: format mender" bash -c "echo mender >'$c/format'"
 	if [ ! -e "$T/mender-test.mender" ]; then
 		head -c 20000 /dev/urandom >"$T/mender-test.img"
 		mender-artifact write rootfs-image -t board -n mender-test -f "$T/mender-test.img" \
 			-o "$T/mender-test.mender" >/dev/null 2>&1 || fail "mender-artifact write failed"
 	fi
-	cat "$c/pubkey.pem" >"$T/$k-pub.pem"
-	cp "$T/mender-test.mender" "$MNT/$k/mender-test.mender"
-	check "$k: mender-test.mender.signed: mender-artifact validates it (the key's pubkey.pem)" \
-		bash -c "mender-artifact validate -k '$T/$k-pub.pem' '$MNT/$k/mender-test.mender.signed' 2>&1 |
-			grep -q 'validated successfully'"
-	echo "$format" >"$c/format"
-	[ "$padding" = none ] || echo "$padding" >"$c/padding"
+	format_signs "$1" mender "$T/mender-test.mender" mender-test.mender mender_checked \
+		"mender-artifact validates it (the key's pubkey.pem)"
+}
+mender_checked() {
+	cat "$MNT/.ctl/keys/$1/pubkey.pem" >"$T/$1-pub.pem"
+	mender-artifact validate -k "$T/$1-pub.pem" "$2" 2>&1 | grep -q 'validated successfully'
 }
 
-# authenticode_signs KEY: with format authenticode (and padding pkcs1 for RSA),
-# systemd-boot copied into KEY's inbox gives NAME.signed that sbverify checks
-# with KEY's cert.pem (one check). KEY's format and padding are set back after.
+# authenticode_signs KEY: systemd-boot signed with format authenticode is
+# checked by sbverify with KEY's cert.pem (format_signs).
 authenticode_signs() {
-	local k=$1 c=$MNT/.ctl/keys/$1 format padding
-	format=$(cat "$c/format")
-	padding=$(cat "$c/padding")
-	[ "$padding" = none ] || echo pkcs1 >"$c/padding"
-	check "$k: format authenticode" bash -c "echo authenticode >'$c/format'"
-	cat "$c/cert.pem" >"$T/$k-cert.pem"
-	cp /usr/lib/systemd/boot/efi/systemd-bootx64.efi "$MNT/$k/boot.efi"
-	check "$k: boot.efi.signed: sbverify checks it (the key's cert.pem)" \
-		bash -c "sbverify --cert '$T/$k-cert.pem' '$MNT/$k/boot.efi.signed' 2>&1 |
-			grep -q 'Signature verification OK'"
-	echo "$format" >"$c/format"
-	[ "$padding" = none ] || echo "$padding" >"$c/padding"
+	format_signs "$1" authenticode /usr/lib/systemd/boot/efi/systemd-bootx64.efi boot.efi \
+		authenticode_checked "sbverify checks it (the key's cert.pem)"
+}
+authenticode_checked() {
+	cat "$MNT/.ctl/keys/$1/cert.pem" >"$T/$1-cert.pem"
+	sbverify --cert "$T/$1-cert.pem" "$2" 2>&1 | grep -q 'Signature verification OK'
+}
+
+# attr_refused KEY ATTR VALUE: writing VALUE to .ctl/keys/KEY/ATTR fails with
+# EINVAL and the log says why (two checks).
+attr_refused() {
+	local mark
+	mark=$(log_mark)
+	check_fails_with "$1: $2 $3 refused: EINVAL" "Invalid argument" \
+		bash -c "echo $3 > '$MNT/.ctl/keys/$1/$2'"
+	check "$1: the log says why" bash -c "tail -n +\$(($mark + 1)) '$LOG' | grep -q 'key $1: $2: .'"
+}
+
+# signs_flat KEY SRC NAME: SRC (large) copied into KEY's inbox as NAME gives
+# NAME.signed while the daemon's peak RSS grows by less than 10 MB: the
+# artifact is streamed, never held in memory (checks, and the figures).
+signs_flat() {
+	local before after
+	before=$(peak_rss_kb "$SIGFS_PID")
+	cp "$2" "$MNT/$1/$3"
+	after=$(peak_rss_kb "$SIGFS_PID")
+	echo "  peak RSS of the daemon before $3 ($(($(stat -c %s "$2") >> 20)) MiB): $before KiB, after: $after KiB"
+	check "$3.signed is made" test -s "$MNT/$1/$3.signed"
+	check "  the daemon's peak RSS grew by less than 10 MB" test $((after - before)) -lt 10000
 }
 
 # kmod_split SIGNED MODULE P7S: a signed kernel module's parts, as the kernel

@@ -19,17 +19,6 @@ command -v mender-artifact >/dev/null || fail "mender-artifact is missing: scrip
 start_sigfs
 K=$MNT/.ctl/keys
 
-# refused KEY ATTR VALUE: writing VALUE fails with EINVAL and the log says why.
-refused() {
-	local mark
-	mark=$(log_mark)
-	check_fails_with "$1: $2 $3 refused: EINVAL" "Invalid argument" bash -c "echo $3 > '$K/$1/$2'"
-	check "$1: the log says why" log_has "$mark" "key $1: $2: ."
-}
-
-log_has() {
-	log_since "$1" | grep -q "$2"
-}
 
 # artifact NAME [SIZE] [OPTIONS...]: $T/NAME.mender, a rootfs-image artifact
 # (format version 3 unless OPTIONS say -v 2) with a random payload of SIZE bytes.
@@ -69,16 +58,6 @@ open(out, "wb").write(data)
 PY
 }
 
-# peak_rss_kb: the largest VmHWM of the daemon and its children, in KiB.
-peak_rss_kb() {
-	local p max=0 v
-	for p in "$SIGFS_PID" $(pgrep -P "$SIGFS_PID" || true); do
-		v=$(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
-		[ "${v:-0}" -gt "$max" ] && max=$v
-	done
-	echo "$max"
-}
-
 artifact a
 
 # --- RSA, imported: byte for byte what mender-artifact sign makes ----------------------------
@@ -86,11 +65,11 @@ openssl genrsa -traditional -out "$T/rsa.pem" 2048 2>/dev/null
 mkdir "$K/mr"
 cat "$T/rsa.pem" >"$K/mr/import"
 echo pss >"$K/mr/padding"
-refused mr format mender
+attr_refused mr format mender
 echo pkcs1 >"$K/mr/padding"
 check "mr: with padding pkcs1, format mender is accepted" bash -c "echo mender >'$K/mr/format'"
-refused mr padding pss
-refused mr digest sha512
+attr_refused mr padding pss
+attr_refused mr digest sha512
 MR_PUB=$(pubkey mr)
 
 cp "$T/a.mender" "$MNT/mr/a.mender"
@@ -120,8 +99,8 @@ check "sigfs wait: a.mender's output is current and verifies" "$SIGFS" wait --ti
 mkdir "$K/me"
 check "me: algorithm ecdsa-p256" bash -c "echo ecdsa-p256 >'$K/me/algorithm'"
 check "me: format mender" bash -c "echo mender >'$K/me/format'"
-refused me algorithm ecdsa-p384
-refused me algorithm ed25519
+attr_refused me algorithm ecdsa-p384
+attr_refused me algorithm ed25519
 ME_PUB=$(pubkey me)
 cp "$T/a.mender" "$MNT/me/a.mender"
 check "mender-artifact validate and read -k: signed and verified (ECDSA P-256)" \
@@ -134,7 +113,7 @@ check "sigfs wait verifies the ECDSA output" "$SIGFS" wait --timeout 10 "$MNT/me
 
 mkdir "$K/med"
 check "med: ed25519" bash -c "echo ed25519 >'$K/med/algorithm'"
-refused med format mender
+attr_refused med format mender
 
 # --- what is not an unsigned Mender artifact of version 3: NAME.err -------------------------------
 # err_has NAME TEXT: NAME.err (key mr) exists, says TEXT, and NAME.signed does not exist.
@@ -165,13 +144,7 @@ check "the key still signs after all that" bash -c "cp '$T/a.mender' '$MNT/mr/c.
 
 # --- 100 MB: streamed, never held in memory ---------------------------------------------------------
 artifact big 100000000 --compression none
-before=$(peak_rss_kb)
-cp "$T/big.mender" "$MNT/mr/big.mender"
-after=$(peak_rss_kb)
-echo "  peak RSS of the daemon before the 100 MB artifact: $before KiB, after: $after KiB"
-check "big.mender.signed is made" test -s "$MNT/mr/big.mender.signed"
-check "the daemon's peak RSS grew by less than 10 MB for a 100 MB artifact" \
-	test $((after - before)) -lt 10000
+signs_flat mr "$T/big.mender" big.mender
 mender-artifact sign -k "$T/rsa.pem" -o "$T/ref-big.mender" "$T/big.mender" >/dev/null 2>&1 ||
 	fail "mender-artifact sign big failed"
 check "  byte for byte mender-artifact sign's" cmp "$T/ref-big.mender" "$MNT/mr/big.mender.signed"

@@ -34,20 +34,21 @@ start_spool_only --spool "$SPOOL"
 check "the spool alone (--spool, no mount point) signs" true
 check "and made no mount" bash -c "! mountpoint -q '$MNT'"
 
-# The writers: writer w writes files w, w+4, w+8 ... (round-robin over the
-# keys), 2 ms apart; sizes differ, contents are slices of one random source.
-# Even files are written in place, odd ones as .NAME.tmp and renamed. Each
-# writer appends the name to $T/written.KEY once the file is complete.
+# The writers: writer W PREFIX N SLEEP KEY... writes files PREFIXw,
+# PREFIX(w+4) ... below N (round-robin over the keys), SLEEP seconds apart;
+# sizes differ, contents are slices of one random source. Even files are
+# written in place, odd ones as .NAME.tmp and renamed. Each writer appends
+# the name to $T/written-PREFIX.KEY once the file is complete.
 head -c 20000 /dev/urandom >"$T/src"
 writer() {
-	python3 - "$1" "$WRITERS" "$NFILES" "$SPOOL" "$T" "${KEYS[@]}" <<'PY'
+	python3 - "$1" "$WRITERS" "$3" "$SPOOL" "$T" "$2" "$4" "${@:5}" <<'PY'
 import os, sys, time
 w, step, n, spool, t = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-keys = sys.argv[6:]
+prefix, pause, keys = sys.argv[6], float(sys.argv[7]), sys.argv[8:]
 src = open(os.path.join(t, "src"), "rb").read()
 for i in range(w, n, step):
     key = keys[i % len(keys)]
-    name = f"f{i}.bin"
+    name = f"{prefix}{i}.bin"
     data = src[i * 7 % 5000:][:1000 + i * 7 % 9000]
     d = os.path.join(spool, key)
     if i % 2 == 0:
@@ -58,9 +59,9 @@ for i in range(w, n, step):
         with open(tmp, "wb") as f:
             f.write(data)
         os.rename(tmp, os.path.join(d, name))
-    with open(os.path.join(t, f"written.{key}"), "a") as f:
+    with open(os.path.join(t, f"written-{prefix}.{key}"), "a") as f:
         f.write(name + "\n")
-    time.sleep(0.002)
+    time.sleep(pause)
 PY
 }
 
@@ -74,12 +75,12 @@ sys.stdout.buffer.write(src[i * 7 % 5000:][:1000 + i * 7 % 9000])" "$1"
 }
 
 written() {
-	cat "$T"/written.* 2>/dev/null | wc -l
+	cat "$T"/written-f.* 2>/dev/null | wc -l
 }
 
 pids=()
 for w in $(seq 0 $((WRITERS - 1))); do
-	writer "$w" &
+	writer "$w" f "$NFILES" 0.002 "${KEYS[@]}" &
 	pids+=($!)
 done
 for _ in $(seq 1 600); do
@@ -109,7 +110,7 @@ all_signed() {
 		missing=
 		while read -r n; do
 			[ -e "$SPOOL/$1/$n.sig" ] || { missing=$n; break; }
-		done <"$T/written.$1"
+		done <"$T/written-f.$1"
 		[ -z "$missing" ] && return 0
 		sleep 0.1
 	done
@@ -119,7 +120,7 @@ all_signed() {
 
 # contents_intact KEY: every file is what its writer wrote (the daemon changed none).
 contents_intact() {
-	python3 - "$T" "$SPOOL/$1" "$T/written.$1" <<'PY'
+	python3 - "$T" "$SPOOL/$1" "$T/written-f.$1" <<'PY'
 import os, sys
 t, d, written = sys.argv[1:]
 src = open(os.path.join(t, "src"), "rb").read()
@@ -131,11 +132,11 @@ PY
 }
 
 for k in "${KEYS[@]}"; do
-	check "$k: every file written ($(wc -l <"$T/written.$k")) gets its .sig" all_signed "$k"
+	check "$k: every file written ($(wc -l <"$T/written-f.$k")) gets its .sig" all_signed "$k"
 	check "$k: every file holds what its writer wrote" contents_intact "$k"
 	# shellcheck disable=SC2046
 	check "$k: every .sig verifies (openssl's library, through python3-cryptography)" \
-		sverify_many "$k" "$SPOOL/$k" $(cat "$T/written.$k")
+		sverify_many "$k" "$SPOOL/$k" $(cat "$T/written-f.$k")
 	check "$k: no .err" prints_nothing find "$SPOOL/$k" -name '*.err'
 	check "$k: no output of a dot file (the writers' .tmp names)" prints_nothing find "$SPOOL/$k" -name '.*.sig'
 	check "$k: no temporary file of the daemon's is left in the inbox" \
@@ -256,31 +257,13 @@ check "the spool stops cleanly on SIGTERM" stop_spool_only
 # of 500 had two sign lines in a CI run.) 4 writers put 2400 files into the
 # ed inbox, half in place and half renamed in, and the daemon starts after
 # the first 400: every file is signed exactly once.
-swriter() {
-	python3 - "$1" "$WRITERS" 2400 "$SPOOL/ed" "$T" <<'PY'
-import os, sys
-w, step, n, d, t = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-log = open(os.path.join(t, f"swritten.{w}"), "a", buffering=1)
-for i in range(w, n, step):
-    name, data = f"s{i}.bin", b"start race %d\n" % i * (1 + i % 50)
-    if i % 2 == 0:
-        with open(os.path.join(d, name), "wb") as f:
-            f.write(data)
-    else:
-        tmp = os.path.join(d, f".{name}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.rename(tmp, os.path.join(d, name))
-    log.write(name + "\n")
-PY
-}
 spids=()
 for w in $(seq 0 $((WRITERS - 1))); do
-	swriter "$w" &
+	writer "$w" s 2400 0 ed &
 	spids+=($!)
 done
 for _ in $(seq 1 1000); do
-	[ "$(cat "$T"/swritten.* 2>/dev/null | wc -l)" -ge 400 ] && break
+	[ "$(cat "$T"/written-s.* 2>/dev/null | wc -l)" -ge 400 ] && break
 	sleep 0.01
 done
 lines_before=$(wc -l <"$STATE/audit.log")

@@ -196,20 +196,7 @@ describe_big() {
 describe_big >"$T/sw-description.big"
 rm -rf "$T/swu" && mkdir "$T/swu" && cp "$T/sw-description.big" "$T/swu/sw-description" && cp "$T/big.img" "$T/swu/"
 (cd "$T/swu" && printf 'sw-description\nbig.img\n' | cpio -o --quiet -H crc >"$T/big.swu")
-peak_rss_kb() {
-	local p max=0 v
-	for p in "$SIGFS_PID" $(pgrep -P "$SIGFS_PID" || true); do
-		v=$(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
-		[ "${v:-0}" -gt "$max" ] && max=$v
-	done
-	echo "$max"
-}
-before=$(peak_rss_kb)
-cp "$T/big.swu" "$MNT/$key/big.swu"
-after=$(peak_rss_kb)
-echo "  peak RSS of the daemon before the 100 MB image: $before KiB, after: $after KiB"
-check "big.swu.signed is made" test -s "$MNT/$key/big.swu.signed"
-check "  the daemon's peak RSS grew by less than 10 MB" test $((after - before)) -lt 10000
+signs_flat "$key" "$T/big.swu" big.swu
 check "  swupdate -c accepts it" swu_ok "$MNT/$key/big.swu.signed" "$T/$key.pem"
 check "swupdate installed nothing in check mode" prints_nothing ls -A "$T/out"
 

@@ -72,7 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size == 0)
 		return 0;
 	sbuf_init(&out, size + 4096);
-	r = sigfs_format_mender.produce(&in, fake_sign, NULL, &out, err);
+	r = sigfs_format_produce(&sigfs_format_mender, &in, fake_sign, NULL, &out, err);
 	if (r < 0) {
 		check_err(r, err, &out);
 	} else {

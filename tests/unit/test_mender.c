@@ -107,7 +107,7 @@ static int produce(const struct sigfs_format_key *k, const char *id, const struc
 
 	sbuf_init(out, a->len + 65536);
 	err[0] = '\0';
-	return sigfs_format_mender.produce(&in, t_soft_sign, (void *)id, out, err);
+	return sigfs_format_produce(&sigfs_format_mender, &in, t_soft_sign, (void *)id, out, err);
 }
 
 /* Go's header for manifest.sig of 344 bytes, field by field, as mender-artifact wrote it. */
@@ -328,8 +328,8 @@ static void test_refusals(void **state)
 		struct sigfs_format_input in = { .key = &k, .message_fd = -1, .name = "a.mender" };
 
 		sbuf_init(&out, 4096);
-		assert_int_equal(sigfs_format_mender.produce(&in, t_soft_sign, "mender-refusals", &out,
-							     err), -EINVAL);
+		assert_int_equal(sigfs_format_produce(&sigfs_format_mender, &in, t_soft_sign,
+						      "mender-refusals", &out, err), -EINVAL);
 		sbuf_free(&out);
 	}
 	EVP_PKEY_free(pub);

@@ -166,7 +166,7 @@ static void sign_bytes(struct tkey *t, const char *m, size_t len, struct sbuf *o
 		in.message_len = len;
 	}
 	sbuf_init(out, 256 * 1024 + len);
-	assert_int_equal(t->f->produce(&in, t_soft_sign, t->id, out, err), 0);
+	assert_int_equal(sigfs_format_produce(t->f, &in, t_soft_sign, t->id, out, err), 0);
 	sigfs_hasher_free(h);
 }
 
@@ -349,7 +349,8 @@ static void check_digest_line(const char *format, const char *alg, const char *d
 	/* The same name holds one line, then the other: each checked while it is there. */
 	close(digest_line(d, msg, dv));
 	sbuf_init(&out, 256 * 1024);
-	assert_int_equal(t.f->produce(&in, t_soft_sign, t.id, &out, err), expect_ok ? 0 : -EINVAL);
+	assert_int_equal(sigfs_format_produce(t.f, &in, t_soft_sign, t.id, &out, err),
+			 expect_ok ? 0 : -EINVAL);
 	fd2 = digest_line(d, other, dv2);
 	if (expect_ok)
 		assert_int_equal(verify(k, fd2, SIGFS_VIN_DIGESTLINE, name, out.d, out.len), -EBADMSG);
