@@ -62,6 +62,63 @@ static uint64_t pad4(uint64_t n)
 	return (n + 3) & ~(uint64_t)3;
 }
 
+#define NAME_LIMIT 4096                 /* a member name longer than this: no .swu */
+
+/* The 8 hex digits at p as a number; -1 if they are not all hex digits. */
+static long long hex8(const char *p)
+{
+	long long v = 0;
+
+	for (int i = 0; i < 8; i++) {
+		int c = (unsigned char)p[i];
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+			c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+
+		if (d < 0)
+			return -1;
+		v = v * 16 + d;
+	}
+	return v;
+}
+
+/*
+ * The newc/crc header at off, checked before libarchive reads it: libarchive
+ * allocates room for a member's whole name, and a symbolic link's whole
+ * target, before it reads them, so a header claiming a 4 GiB name would cost
+ * 4 GiB of memory before the file runs out. And where it finds no header it
+ * searches on for one, which may be such a header inside a member's data.
+ * The first header (magic NULL): other magic or too few bytes are left to
+ * libarchive to refuse. A later one must be there, with the first's magic.
+ */
+static int header_ok(const struct sigfs_format_input *in, uint64_t off, const char *magic,
+		     char *err)
+{
+	char h[HDR_LEN];
+	long long mode, size, name;
+
+	if (off > in->message_len || in->message_len - off < HDR_LEN ||
+	    sigfs_format_read(in, h, HDR_LEN, off) < 0 ||
+	    (memcmp(h, "070701", 6) != 0 && memcmp(h, "070702", 6) != 0))
+		return magic ? sigfs_seterr(err, -EBADMSG, "the image's cpio headers are not laid "
+					    "out as cpio -H newc or -H crc writes them: not signed") : 0;
+	if (magic && memcmp(h, magic, 6) != 0)
+		return sigfs_seterr(err, -EBADMSG, "the image mixes cpio formats: not signed");
+	/* All 13 fields hex: else libarchive would search on for another header. */
+	for (int i = 0; i < 13; i++)
+		if (hex8(h + 6 + 8 * i) < 0)
+			return sigfs_seterr(err, -EBADMSG, "not a .swu image: the cpio header at "
+					    "byte %llu is malformed", (unsigned long long)off);
+	mode = hex8(h + 14);
+	size = hex8(h + 54);
+	name = hex8(h + 94);
+	if (name > NAME_LIMIT ||
+	    ((mode & 0170000) == 0120000 && size > NAME_LIMIT))
+		return sigfs_seterr(err, -EBADMSG, "not a .swu image: the cpio header at byte %llu "
+				    "is malformed or gives a name or link longer than %u bytes",
+				    (unsigned long long)off, NAME_LIMIT);
+	return 0;
+}
+
 /*
  * Read the image's first members: sw-description into *desc (*dlen bytes),
  * its owner and time into *ae_desc, the cpio magic into magic, and in *at
@@ -80,6 +137,9 @@ static int read_head(const struct sigfs_format_input *in, uint8_t **desc, size_t
 
 	*desc = NULL;
 	*ae_desc = NULL;
+	r = header_ok(in, 0, NULL, err);
+	if (r < 0)
+		return r;
 	r = sigfs_archive_open(in, archive_read_support_format_cpio, &sa, why);
 	if (r < 0)
 		return sigfs_seterr(err, r, "%s%s", r == -EBADMSG ? "not a .swu image (a cpio "
@@ -124,6 +184,9 @@ static int read_head(const struct sigfs_format_input *in, uint8_t **desc, size_t
 	}
 	*dlen = (size_t)size;
 	*at = pad4(HDR_LEN + sizeof(DESC)) + pad4((uint64_t)size);
+	r = header_ok(in, *at, magic, err);
+	if (r < 0)
+		goto out;
 	r = archive_read_next_header(a, &ae);
 	if (r == ARCHIVE_EOF)
 		r = sigfs_seterr(err, -EBADMSG, "the .swu image has nothing after sw-description: "
