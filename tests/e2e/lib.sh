@@ -335,6 +335,29 @@ authenticode_checked() {
 	sbverify --cert "$T/$1-cert.pem" "$2" 2>&1 | grep -q 'Signature verification OK'
 }
 
+# swu_signs KEY: a .swu image signed whole with format swupdate has a
+# sw-description.sig second that openssl cms verifies over sw-description
+# with KEY's cert.pem (format_signs).
+swu_signs() {
+	if [ ! -e "$T/swu-test.swu" ]; then
+		rm -rf "$T/swu-test" && mkdir "$T/swu-test"
+		printf 'software = { version = "1.0"; };\n' >"$T/swu-test/sw-description"
+		head -c 3000 /dev/urandom >"$T/swu-test/image.bin"
+		(cd "$T/swu-test" && printf 'sw-description\nimage.bin\n' |
+			cpio -o --quiet -H crc >"$T/swu-test.swu") || fail "cpio failed"
+	fi
+	format_signs "$1" swupdate "$T/swu-test.swu" swu-test.swu swu_checked \
+		"its sw-description.sig verifies (openssl cms, the key's cert.pem)"
+}
+swu_checked() {
+	rm -rf "$T/swu-out" && mkdir "$T/swu-out"
+	(cd "$T/swu-out" && cpio -i --quiet <"$2") || return 1
+	cat "$MNT/.ctl/keys/$1/cert.pem" >"$T/$1-cert.pem"
+	openssl cms -verify -binary -inform DER -in "$T/swu-out/sw-description.sig" \
+		-content "$T/swu-test/sw-description" -CAfile "$T/$1-cert.pem" -purpose any \
+		-out /dev/null 2>/dev/null
+}
+
 # attr_refused KEY ATTR VALUE: writing VALUE to .ctl/keys/KEY/ATTR fails with
 # EINVAL and the log says why (two checks).
 attr_refused() {
@@ -610,8 +633,8 @@ sign_on() {
 
 # sign_on_ec_and_rsa BACKEND: keys p256, p384, p521 and rsa made on BACKEND
 # sign and verify (rsa with pss, then pkcs1), and p256 and rsa sign a kernel
-# module (kmod), a Mender artifact (mender) and a UEFI image (authenticode):
-# what every backend must do.
+# module (kmod), a Mender artifact (mender), a UEFI image (authenticode) and a
+# .swu image (swupdate): what every backend must do.
 sign_on_ec_and_rsa() {
 	mkdir "$K/p256@$1" "$K/p384@$1" "$K/p521@$1" "$K/rsa@$1"
 	sign_on p256 ecdsa-p256
@@ -628,6 +651,8 @@ sign_on_ec_and_rsa() {
 	mender_signs rsa
 	authenticode_signs p256
 	authenticode_signs rsa
+	swu_signs p256
+	swu_signs rsa
 }
 
 # The NetHSM-compatible test server (tests/nethsm/server.py), for stories with
