@@ -87,20 +87,30 @@ static long long hex8(const char *p)
  * target, before it reads them, so a header claiming a 4 GiB name would cost
  * 4 GiB of memory before the file runs out. And where it finds no header it
  * searches on for one, which may be such a header inside a member's data.
- * The first header (magic NULL): other magic or too few bytes are left to
- * libarchive to refuse. A later one must be there, with the first's magic.
+ * The first header (magic NULL) must be newc or crc: libarchive is given no
+ * other. A later one must be there, with the first's magic.
  */
 static int header_ok(const struct sigfs_format_input *in, uint64_t off, const char *magic,
-		     char *err)
+		     long long *namesize, char *err)
 {
 	char h[HDR_LEN];
 	long long mode, size, name;
 
 	if (off > in->message_len || in->message_len - off < HDR_LEN ||
 	    sigfs_format_read(in, h, HDR_LEN, off) < 0 ||
-	    (memcmp(h, "070701", 6) != 0 && memcmp(h, "070702", 6) != 0))
-		return magic ? sigfs_seterr(err, -EBADMSG, "the image's cpio headers are not laid "
-					    "out as cpio -H newc or -H crc writes them: not signed") : 0;
+	    (memcmp(h, "070701", 6) != 0 && memcmp(h, "070702", 6) != 0)) {
+		if (magic)
+			return sigfs_seterr(err, -EBADMSG, "the image's cpio headers are not laid "
+					    "out as cpio -H newc or -H crc writes them: not signed");
+		/* libarchive is given newc and crc only, whose headers are checked here. */
+		if (in->message_len >= 6 && sigfs_format_read(in, h, 6, 0) == 0 &&
+		    memcmp(h, "070707", 6) == 0)
+			return sigfs_seterr(err, -EBADMSG, "a .swu image in cpio's odc format: "
+					    "SWUpdate reads cpio's newc and crc formats only (cpio -H "
+					    "newc or -H crc)");
+		return sigfs_seterr(err, -EBADMSG, "not a .swu image (a cpio archive in the newc or "
+				    "crc format, as SWUpdate reads)");
+	}
 	if (magic && memcmp(h, magic, 6) != 0)
 		return sigfs_seterr(err, -EBADMSG, "the image mixes cpio formats: not signed");
 	/* All 13 fields hex: else libarchive would search on for another header. */
@@ -111,6 +121,7 @@ static int header_ok(const struct sigfs_format_input *in, uint64_t off, const ch
 	mode = hex8(h + 14);
 	size = hex8(h + 54);
 	name = hex8(h + 94);
+	*namesize = name;
 	if (name > NAME_LIMIT ||
 	    ((mode & 0170000) == 0120000 && size > NAME_LIMIT))
 		return sigfs_seterr(err, -EBADMSG, "not a .swu image: the cpio header at byte %llu "
@@ -131,15 +142,23 @@ static int read_head(const struct sigfs_format_input *in, uint8_t **desc, size_t
 	char why[SIGFS_ERRLEN] = "";
 	struct archive_entry *ae;
 	struct archive *a;
+	long long namesize = -1;
 	la_int64_t size = 0;
 	la_ssize_t n;
 	int r, fmt;
 
 	*desc = NULL;
 	*ae_desc = NULL;
-	r = header_ok(in, 0, NULL, err);
+	r = header_ok(in, 0, NULL, &namesize, err);
 	if (r < 0)
 		return r;
+	/*
+	 * Its name is exactly "sw-description": libarchive takes the name up to
+	 * its NUL, but the next header comes after all namesize bytes of it.
+	 */
+	if (namesize != (long long)sizeof(DESC))
+		return sigfs_seterr(err, -EBADMSG, "not a .swu image: its first member must be "
+				    "sw-description");
 	r = sigfs_archive_open(in, archive_read_support_format_cpio, &sa, why);
 	if (r < 0)
 		return sigfs_seterr(err, r, "%s%s", r == -EBADMSG ? "not a .swu image (a cpio "
@@ -184,7 +203,7 @@ static int read_head(const struct sigfs_format_input *in, uint8_t **desc, size_t
 	}
 	*dlen = (size_t)size;
 	*at = pad4(HDR_LEN + sizeof(DESC)) + pad4((uint64_t)size);
-	r = header_ok(in, *at, magic, err);
+	r = header_ok(in, *at, magic, &namesize, err);
 	if (r < 0)
 		goto out;
 	r = archive_read_next_header(a, &ae);
