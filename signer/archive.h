@@ -1,6 +1,6 @@
 /*
  * archive.h: libarchive over a format's input (signer/format.h): the
- * artifact in memory or in the engine's private copy, read in 64 KiB
+ * artifact in memory or in its file (the inbox's, decision 79), read in 64 KiB
  * pieces; skipping a member's contents reads nothing. The formats that
  * sign archives (mender: tar; swupdate's .swu images: cpio) read with it.
  */

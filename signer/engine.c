@@ -8,7 +8,11 @@
  * ever read with read(2), never mapped. A format that needs the whole message
  * (pure Ed25519) signs a private copy, made while hashing, so no client can
  * change or truncate what is being signed, and a job whose artifact changed
- * while it was read ends without an output.
+ * while it was read ends without an output. A streaming format (a Mender
+ * artifact, a .swu image: gigabytes) reads the artifact itself instead, and
+ * its payload is copied into the output by the kernel: an artifact changed
+ * meanwhile makes the job stale like any other, so nothing is placed
+ * (decision 79).
  *
  * The locks are described in struct sigfs_engine.
  */
@@ -66,6 +70,7 @@ struct job_io {
 	off_t off;
 	bool done_reading;
 	bool need_msg;                      /* the format signs the message itself */
+	bool stream;                        /* ... by streaming it from the artifact itself */
 	int copyfd;                         /* private copy of the message, or -1 */
 	uint8_t *copy;                      /* the same in memory, or NULL */
 	const uint8_t *msg;                 /* the message to sign (mapped copy or copy) */
@@ -821,7 +826,7 @@ static int copy_start(struct sigfs_engine *e, struct job_io *io, char *err)
 	return 0;
 }
 
-/* The copy is complete: the message to sign (a streaming format reads the file). */
+/* The copy is complete: the message to sign. */
 static int copy_finish(struct job_io *io, char *err)
 {
 	void *m;
@@ -830,8 +835,6 @@ static int copy_finish(struct job_io *io, char *err)
 		io->msg = io->copy;
 		return 0;
 	}
-	if (io->f->produce_stream)
-		return 0;
 	m = mmap(NULL, (size_t)io->st.st_size, PROT_READ, MAP_PRIVATE, io->copyfd, 0);
 	if (m == MAP_FAILED)
 		return sigfs_seterr(err, -errno, "cannot map the copy of the artifact: %s",
@@ -919,7 +922,7 @@ static int read_file(struct sigfs_engine *e, struct job *j, char *err)
 	free(buf);
 	if (r == 0) {
 		io->done_reading = true;
-		if (io->need_msg)
+		if (io->need_msg && !io->stream)
 			r = copy_finish(io, err);
 	}
 	return r;
@@ -1121,7 +1124,9 @@ static int file_start(struct sigfs_engine *e, struct job *j, char *err)
 	if (io->st.st_size == 0)
 		return sigfs_seterr(err, -ENODATA, "the file is empty: there is nothing to sign");
 	io->need_msg = io->f->needs_message(io->k.alg);
-	if (!io->need_msg && j->state && sigfs_hasher_is(j->state, md)) {
+	/* A streaming format reads the artifact itself, not a private copy (decision 79). */
+	io->stream = io->need_msg && io->f->produce_stream;
+	if ((!io->need_msg || io->stream) && j->state && sigfs_hasher_is(j->state, md)) {
 		log_debug("key %s: job %" PRIu64 ": digest computed while the file was written",
 			  io->k.name, j->id);
 		io->h = j->state;
@@ -1133,12 +1138,7 @@ static int file_start(struct sigfs_engine *e, struct job *j, char *err)
 	io->h = sigfs_hasher_new(md);
 	if (!io->h)
 		return sigfs_seterr(err, -ENOMEM, "cannot start %s", EVP_MD_get0_name(md));
-	return io->need_msg ? copy_start(e, io, err) : 0;
-}
-
-static int sink_fd(void *ctx, const void *p, size_t n)
-{
-	return sigfs_write_all(*(int *)ctx, p, n);
+	return io->need_msg && !io->stream ? copy_start(e, io, err) : 0;
 }
 
 /*
@@ -1151,7 +1151,7 @@ static int stream_out(struct sigfs_engine *e, struct job *j, struct sigfs_format
 	struct job_io *io = &j->io;
 	struct outfile *o = &j->ready.file;
 	struct sign_ctx sc = { e->ks, &io->k, worker };
-	const struct sigfs_sink sink = { sink_fd, &o->fd };
+	const struct sigfs_sink sink = sigfs_sink_fd(&o->fd);
 	struct sigfs_format_key fk;
 	int r;
 
@@ -1185,7 +1185,11 @@ static int sign_file(struct sigfs_engine *e, struct job *j, unsigned worker, str
 	if (r < 0)
 		return r;
 	note_state(what, io->h);
-	if (io->need_msg) {
+	if (io->stream) {
+		in.message_len = (size_t)io->st.st_size;
+		in.message_file = true;
+		in.message_fd = io->fd;
+	} else if (io->need_msg) {
 		in.message = io->msg;
 		in.message_len = (size_t)io->st.st_size;
 		in.message_file = !io->msg;
@@ -1320,6 +1324,18 @@ static int make_result(struct job *j, int r, char *err)
 		return r;
 	if (j->io.st.st_ino != j->ino)
 		return -ECANCELED;
+	/*
+	 * Failed because the artifact changed under it (a streaming format read
+	 * past its new end): the change has its own job, this one no NAME.err.
+	 */
+	if (__atomic_load_n(&j->stale, __ATOMIC_RELAXED))
+		return -ECANCELED;
+	if (j->io.open && j->io.fd >= 0) {
+		int c = artifact_changed(j);
+
+		if (c < 0)
+			return c;
+	}
 	if (!err[0])
 		snprintf(err, SIGFS_ERRLEN, "signing failed: %s", strerror(-r));
 	log_failure(j, err);

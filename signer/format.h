@@ -47,9 +47,11 @@ struct sigfs_format_input {
 	 *  - digest and digest_value: a finished digest of the artifact (digest
 	 *    lines, requests that carry a digest);
 	 *  - message: the artifact itself (mapped), when needs_message() says so.
-	 *    For a format that streams (produce_stream), a large artifact is
+	 *    For a format that streams (produce_stream), the artifact may be
 	 *    a file instead: message is NULL, message_file true and message_fd
-	 *    the private copy (read it with sigfs_format_read, which takes either).
+	 *    the artifact itself, read-only (read it with sigfs_format_read,
+	 *    which takes either; it may change meanwhile: the engine then
+	 *    places nothing, decision 79).
 	 */
 	const struct sigfs_hasher *state;
 	const struct sigfs_digest *digest;
@@ -62,11 +64,22 @@ struct sigfs_format_input {
 	time_t now;
 };
 
-/* Where a streaming format writes its output, in order: write() returns 0 or -errno. */
+/*
+ * Where a streaming format writes its output, in order: write() returns 0 or
+ * -errno. copy (optional) appends n bytes of file fd at off inside the
+ * kernel (copy_file_range), setting *done to the bytes appended: 0,
+ * -EBADMSG when fd ends first, -EXDEV (or -EINVAL, -ENOSYS, -EOPNOTSUPP)
+ * when the kernel cannot (sigfs_format_copy then copies the rest through
+ * memory), or -errno. sigfs_format_copy uses it for a message that is a file.
+ */
 struct sigfs_sink {
 	int (*write)(void *ctx, const void *p, size_t n);
 	void *ctx;
+	int (*copy)(void *ctx, int fd, uint64_t off, uint64_t n, uint64_t *done);
 };
+
+/* A sink that writes to the file *fd, whose copy is copy_file_range. */
+struct sigfs_sink sigfs_sink_fd(int *fd);
 
 /*
  * n bytes of the message at off into buf (message or message_fd, whichever

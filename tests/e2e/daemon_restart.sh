@@ -17,6 +17,11 @@ worker() {
 }
 
 # new_worker OLD: wait (10 s) until a worker other than OLD serves the mount.
+# exited PID: PID has exited (it is gone, or a zombie not yet reaped).
+exited() {
+	! [ -e "/proc/$1/status" ] || grep -q '^State:[[:space:]]*Z' "/proc/$1/status"
+}
+
 new_worker() {
 	local w
 	for _ in $(seq 100); do
@@ -102,6 +107,11 @@ check_fails "fixture: not signed before its close" ls "$f.sig"
 w=$(worker)
 kill -STOP "$w"
 kill -9 "$w"
+# Only once it has exited (a zombie until the keeper reaps it): a worker
+# that is killed but not yet gone may still read the close's request from
+# the kernel and die with it (ECONNABORTED, fs/keeper.h). Under load (CI
+# with a second test run beside it) that happened once.
+check "fixture: the killed worker has exited" wait_until exited "$w"
 touch "$T/go"
 check "closed meanwhile: the writer's close returns 0" wait "$writer"
 check "closed meanwhile: a new worker serves the mount" new_worker "$w"

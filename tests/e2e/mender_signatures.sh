@@ -150,6 +150,87 @@ mender-artifact sign -k "$T/rsa.pem" -o "$T/ref-big.mender" "$T/big.mender" >/de
 check "  byte for byte mender-artifact sign's" cmp "$T/ref-big.mender" "$MNT/mr/big.mender.signed"
 check "  and mender-artifact validates it" validated "$MR_PUB" "$MNT/mr/big.mender.signed"
 
+# --- rewritten while its output is made: never an output over old or mixed bytes -----------------
+# The format reads the artifact itself, not a private copy, and the kernel
+# copies the payload into the output (decision 79). A writer copies the
+# 100 MB artifact in as rw.mender; once its close() has begun and the status
+# shows its job signing, another writer rewrites rw.mender with a.mender
+# (if the job ended first, right after). A poller keeps every distinct
+# rw.mender.signed it sees: each must be one of the two outputs
+# mender-artifact makes (PKCS#1 v1.5 is deterministic; a mixed output would
+# be neither), the last one a.mender's, and no rw.mender.err appears. A
+# close() whose job was cut short says so (ECANCELED) instead of 0.
+# rewrite_during_signing STATUS TARGET BIG NEW: "hit" when the rewrite came
+# while the job ran and the first close() said ECANCELED, "close=0" when
+# the job ended first, "late" when it was never seen running.
+rewrite_during_signing() {
+	python3 - "$@" <<'PY'
+import errno, os, re, sys, threading, time
+status, target, big, new = sys.argv[1:]
+def queue():
+    return re.search(r"^queue: (\d+) waiting, (\d+) signing", open(status).read(), re.M).groups()
+end = time.time() + 60
+while queue() != ("0", "0") and time.time() < end:
+    time.sleep(0.01)
+written, result = threading.Event(), {}
+def writer():
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with open(big, "rb") as f:
+        while chunk := f.read(1 << 20):
+            os.write(fd, chunk)
+    written.set()
+    try:
+        os.close(fd)
+        result["close"] = 0
+    except OSError as e:
+        result["close"] = e.errno
+t = threading.Thread(target=writer)
+t.start()
+written.wait()
+seen = False
+while t.is_alive() and not seen:
+    seen = queue()[1] != "0"
+with open(new, "rb") as f, open(target, "wb") as out:
+    out.write(f.read())
+t.join()
+if not seen:
+    print("late")
+elif result["close"] == errno.ECANCELED:
+    print("hit")
+else:
+    print("close=%d" % result["close"])
+PY
+}
+hits=0
+for round in 1 2 3 4; do
+	rm -f "$T/stop-rw"
+	poll_sigs "$T/poll-rw$round" "$T/stop-rw" cp "$MNT/mr/rw.mender.signed" &
+	poller=$!
+	at_exit "touch '$T/stop-rw'; wait $poller 2>/dev/null"
+	how=$(rewrite_during_signing "$MNT/.ctl/status" "$MNT/mr/rw.mender" "$T/big.mender" "$T/a.mender")
+	echo "# round $round: $how" >&2
+	[ "$how" = hit ] && hits=$((hits + 1))
+	check "round $round: rw.mender.signed is a.mender's, byte for byte mender-artifact sign's" \
+		wait_until cmp "$T/ref.mender" "$MNT/mr/rw.mender.signed"
+	touch "$T/stop-rw"
+	wait $poller
+	seen=0
+	for f in "$T/poll-rw$round"/[0-9]*.sig; do
+		[ -e "$f" ] || continue
+		seen=$((seen + 1))
+		check "round $round: output $(basename "$f") the poller saw is one of mender-artifact's two" \
+			bash -c "cmp -s '$f' '$T/ref.mender' || cmp -s '$f' '$T/ref-big.mender'"
+	done
+	check "round $round: the poller saw an output ($seen)" test "$seen" -ge 1
+	check "round $round: no rw.mender.err" test ! -e "$MNT/mr/rw.mender.err"
+	rm -f "$MNT/mr/rw.mender" "$MNT/mr/rw.mender.signed"
+done
+check "fixture: the rewrite cut the 100 MB job short (its close said ECANCELED) in $hits of 4 rounds" \
+	test "$hits" -ge 1
+check "the log has no error for the jobs cut short" bash -c "! grep -q 'rw.mender' '$LOG'"
+check "the daemon is still there and signs" \
+	bash -c "cp '$T/a.mender' '$MNT/mr/after.mender' && cmp '$T/ref.mender' '$MNT/mr/after.mender.signed'"
+
 # --- in a spool: sigfs wait verifies the signature, so a planted output is not taken ---------------
 stop_sigfs
 . "$(dirname "$0")/spoollib.sh"

@@ -59,7 +59,10 @@ make_swu() {
 swu_ok() {
 	local swu=$1 cert=$2
 	shift 2
-	swupdate -c -H board:1.0 -k "$cert" "$@" -i "$swu" >"$T/swupdate.out" 2>&1 || true
+	# Its own TMPDIR: swupdate keeps its sockets and extracted files there, and
+	# two swupdate runs sharing /tmp mix their messages (CI once failed so).
+	mkdir -p "$T/swupdate-tmp"
+	TMPDIR=$T/swupdate-tmp swupdate -c -H board:1.0 -k "$cert" "$@" -i "$swu" >"$T/swupdate.out" 2>&1 || true
 	grep -q "SWUPDATE successful" "$T/swupdate.out" && ! grep -q "\[ERROR\]" "$T/swupdate.out" || {
 		grep -v "^ *$" "$T/swupdate.out" | tail -n 4 | sed "s/^/  /" >&2
 		return 1

@@ -68,7 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					 .message_fd = -1, .name = "fw.mender" };
 	char err[SIGFS_ERRLEN] = "", err2[SIGFS_ERRLEN] = "";
 	struct sbuf out, streamed;
-	const struct sigfs_sink sink = { sink_sbuf, &streamed };
+	const struct sigfs_sink sink = { sink_sbuf, &streamed, NULL };
 	int r, r2, fd;
 
 	if (size == 0)

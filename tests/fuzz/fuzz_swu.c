@@ -97,7 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					 .message_fd = -1, .name = "fw.swu", .now = 1750000000 };
 	char err[SIGFS_ERRLEN] = "", err2[SIGFS_ERRLEN] = "";
 	struct sbuf out, streamed;
-	const struct sigfs_sink sink = { sink_sbuf, &streamed };
+	const struct sigfs_sink sink = { sink_sbuf, &streamed, NULL };
 	int r, r2, fd;
 
 	if (!f)

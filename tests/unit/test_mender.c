@@ -205,6 +205,50 @@ static int sink_sbuf(void *ctx, const void *p, size_t n)
 	return sbuf_put(ctx, p, n);
 }
 
+/*
+ * The daemon's file sink (sigfs_sink_fd), and one whose copy lets the kernel
+ * copy half of each piece and then says it cannot: sigfs_format_copy must
+ * copy the rest through memory, to the same bytes.
+ */
+struct file_sink {
+	int fd;
+	struct sigfs_sink real;
+	int halves;
+};
+
+static int file_sink_write(void *ctx, const void *p, size_t n)
+{
+	struct file_sink *fs = ctx;
+
+	return fs->real.write(fs->real.ctx, p, n);
+}
+
+static int file_sink_half_copy(void *ctx, int fd, uint64_t off, uint64_t n, uint64_t *done)
+{
+	struct file_sink *fs = ctx;
+	int r = fs->real.copy(fs->real.ctx, fd, off, n / 2, done);
+
+	fs->halves++;
+	return r < 0 ? r : -EXDEV;
+}
+
+/* The whole file at path into out (initialised here). */
+static void slurp(const char *path, struct sbuf *out)
+{
+	struct stat st;
+	uint8_t *buf;
+	int fd = open(path, O_RDONLY);
+
+	assert_true(fd >= 0 && fstat(fd, &st) == 0);
+	buf = malloc((size_t)st.st_size + 1);
+	assert_non_null(buf);
+	assert_int_equal(pread(fd, buf, (size_t)st.st_size, 0), st.st_size);
+	sbuf_init(out, (size_t)st.st_size + 1);
+	assert_int_equal(sbuf_put(out, buf, (size_t)st.st_size), 0);
+	free(buf);
+	close(fd);
+}
+
 static void signs(const char *alg)
 {
 	char err[SIGFS_ERRLEN], id[64], path[4200];
@@ -244,12 +288,11 @@ static void signs(const char *alg)
 	{
 		struct sigfs_format_input in = { .key = &k, .message_file = true, .message_fd = fd,
 						 .message_len = a.len, .name = "a.mender" };
-		const struct sigfs_sink sink = { sink_sbuf, &streamed };
+		const struct sigfs_sink sink = { sink_sbuf, &streamed, NULL };
 
 		sbuf_init(&streamed, a.len + 65536);
 		assert_int_equal(sigfs_format_mender.produce_stream(&in, t_soft_sign, id, &sink, err), 0);
 	}
-	close(fd);
 	assert_int_equal(streamed.len, out.len);
 	if (k.alg->kind == SIGFS_KIND_RSA)
 		assert_memory_equal(streamed.d, out.d, out.len);   /* PKCS#1 v1.5 is deterministic */
@@ -257,6 +300,34 @@ static void signs(const char *alg)
 		assert_memory_equal(streamed.d, out.d, at + 124);  /* up to manifest.sig's size */
 	check_signature(&k, &streamed, at);
 	sbuf_free(&streamed);
+
+	/* Into a file, as the daemon streams: payloads copied by the kernel, or half by it. */
+	for (int half = 0; half < 2; half++) {
+		struct sigfs_format_input in = { .key = &k, .message_file = true, .message_fd = fd,
+						 .message_len = a.len, .name = "a.mender" };
+		char opath[sizeof(path) + 16];
+		struct file_sink fs;
+		const struct sigfs_sink halfsink = { file_sink_write, &fs, file_sink_half_copy };
+		const struct sigfs_sink *sink = half ? &halfsink : &fs.real;
+
+		snprintf(opath, sizeof(opath), "%s.out%d", path, half);
+		fs.fd = open(opath, O_RDWR | O_CREAT | O_TRUNC, 0600);
+		assert_true(fs.fd >= 0);
+		fs.real = sigfs_sink_fd(&fs.fd);
+		fs.halves = 0;
+		assert_int_equal(sigfs_format_mender.produce_stream(&in, t_soft_sign, id, sink, err), 0);
+		close(fs.fd);
+		assert_true(half ? fs.halves == 2 : true);
+		slurp(opath, &streamed);
+		assert_int_equal(streamed.len, out.len);
+		if (k.alg->kind == SIGFS_KIND_RSA)
+			assert_memory_equal(streamed.d, out.d, out.len);
+		else
+			assert_memory_equal(streamed.d, out.d, at + 124);
+		check_signature(&k, &streamed, at);
+		sbuf_free(&streamed);
+	}
+	close(fd);
 	sbuf_free(&out);
 	sbuf_free(&a);
 	EVP_PKEY_free(pub);
