@@ -1531,11 +1531,12 @@ static int write_ctl(struct sigfs_fs *fs, struct handle *h, const char *buf, siz
 
 /*
  * Write to file n through h (w->lock held): the first write since the last
- * job begins a new version; in-order writes feed the running hash. The bytes
- * written, or -errno.
+ * job begins a new version. The bytes written, or -errno. *hash_it: the
+ * bytes follow the ones hashed so far; the caller feeds them to w->hash,
+ * still holding w->lock, after it has answered the write.
  */
 static ssize_t write_file(struct sigfs_fs *fs, struct handle *h, const struct fs_node *n,
-			  const char *buf, size_t size, off_t off, uid_t uid)
+			  const char *buf, size_t size, off_t off, uid_t uid, bool *hash_it)
 {
 	struct wstate *w = h->ws;
 	ssize_t done;
@@ -1553,10 +1554,8 @@ static ssize_t write_file(struct sigfs_fs *fs, struct handle *h, const struct fs
 		return -w->write_err;
 	}
 	if (done > 0) {
-		if (w->seq && off == w->next)
-			w->seq = sigfs_hasher_update(w->hash, buf, (size_t)done) == 0;
-		else
-			w->seq = false;
+		*hash_it = w->seq && off == w->next;
+		w->seq = *hash_it;
 		w->next = off + done;
 	}
 	return done;
@@ -1586,9 +1585,28 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		if (done < 0)
 			done = -errno;
 	} else {
-		pthread_mutex_lock(&h->ws->lock);
-		done = write_file(fs, h, &n, buf, size, off, uid);
-		pthread_mutex_unlock(&h->ws->lock);
+		struct wstate *w = h->ws;
+		bool hash_it = false;
+
+		/*
+		 * The writer gets its answer before the bytes are hashed: it sends
+		 * its next write meanwhile (FUSE writes wait for their answer), and
+		 * that write waits for w->lock, so the hash still sees the bytes in
+		 * order, and a close() (flush) sees the hash complete (decision 80).
+		 * The handle may be released once answered: w is held meanwhile.
+		 */
+		ws_hold(fs, w);
+		pthread_mutex_lock(&w->lock);
+		done = write_file(fs, h, &n, buf, size, off, uid, &hash_it);
+		if (done < 0)
+			fuse_reply_err(req, (int)-done);
+		else
+			fuse_reply_write(req, (size_t)done);
+		if (hash_it)
+			w->seq = sigfs_hasher_update(w->hash, buf, (size_t)done) == 0;
+		pthread_mutex_unlock(&w->lock);
+		ws_put(fs, w);
+		return;
 	}
 	if (done < 0)
 		fuse_reply_err(req, (int)-done);
