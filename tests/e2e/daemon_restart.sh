@@ -16,12 +16,12 @@ worker() {
 	pgrep -P "$SIGFS_PID" || true
 }
 
-# new_worker OLD: wait (10 s) until a worker other than OLD serves the mount.
 # exited PID: PID has exited (it is gone, or a zombie not yet reaped).
 exited() {
 	! [ -e "/proc/$1/status" ] || grep -q '^State:[[:space:]]*Z' "/proc/$1/status"
 }
 
+# new_worker OLD: wait (10 s) until a worker other than OLD serves the mount.
 new_worker() {
 	local w
 	for _ in $(seq 100); do
