@@ -2,7 +2,7 @@
  * spoolload.c: load generator for bench/spool.sh: small files into a spool
  * inbox (sigfsd --spool), where close() does not wait for the signature.
  *
- *   spoolload [-t THREADS] -n COUNT [-s BYTES] [-p PREFIX] [-w SECONDS] [-c] [-l] INBOX
+ *   spoolload [-t THREADS] -n COUNT [-s BYTES] [-p PREFIX] [-w SECONDS] [-i USEC] [-c] [-l] INBOX
  *
  * Throughput (default): THREADS threads (default 2 x CPUs) write COUNT files
  * in total, INBOX/PREFIX-K.bin, each open(O_CREAT|O_WRONLY|O_TRUNC) / write
@@ -10,7 +10,11 @@
  * first file, sees each PREFIX-K.bin.sig arrive (IN_MOVED_TO: the daemon
  * renames outputs into place; IN_CREATE too). The run ends when every .sig
  * has been seen, or after SECONDS (default 120) without all of them: then the
- * run fails. The time is from the first open to the last .sig.
+ * run fails. The time is from the first open to the last .sig. The watch is
+ * read every USEC microseconds (-i, default 1000; 0: woken by each event):
+ * a reader woken per event costs every writer's and the daemon's system call
+ * that queues one, so a watcher asleep in poll would slow what it measures
+ * (bench/README.md (g)). The last .sig is seen up to USEC late.
  *
  * -c: close() waits for the signature (a sigfs mount with wait_on_close):
  * no inotify (a FUSE mount does not report what the daemon does behind it);
@@ -49,6 +53,7 @@ static char *payload;
 static uint64_t count_total;
 static double wait_seconds = 120.0;
 static bool close_waits, latency_mode;
+static unsigned read_every_us = 1000;  /* -i: throughput watcher's pause between reads */
 static atomic_uint_fast64_t claimed, errors;
 static unsigned char *seen;  /* one byte per file: its .sig was seen */
 
@@ -197,6 +202,12 @@ static double wait_all(int ifd, double t_start)
 			got += (uint64_t)r;
 			last = now();
 		}
+		if (read_every_us && got < count_total) {
+			struct timespec ts = { read_every_us / 1000000,
+					       (long)(read_every_us % 1000000) * 1000 };
+
+			nanosleep(&ts, NULL);
+		}
 		if (look) {
 			/* Overflow, or 200 ms without events: look at the files themselves. */
 			uint64_t s = stat_all();
@@ -258,7 +269,7 @@ static int run_latency(int ifd)
 
 static int usage(FILE *f, int rc)
 {
-	fprintf(f, "usage: spoolload [-t THREADS] -n COUNT [-s BYTES] [-p PREFIX] [-w SECONDS] [-c] [-l] INBOX\n");
+	fprintf(f, "usage: spoolload [-t THREADS] -n COUNT [-s BYTES] [-p PREFIX] [-w SECONDS] [-i USEC] [-c] [-l] INBOX\n");
 	return rc;
 }
 
@@ -315,13 +326,14 @@ int main(int argc, char **argv)
 	unsigned nthreads = (unsigned)(ncpu > 0 ? 2 * ncpu : 2);
 	int c, ifd = -1, rc;
 
-	while ((c = getopt(argc, argv, "t:n:s:p:w:clh")) != -1) {
+	while ((c = getopt(argc, argv, "t:n:s:p:w:i:clh")) != -1) {
 		switch (c) {
 		case 't': nthreads = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'n': count_total = strtoull(optarg, NULL, 10); break;
 		case 's': payload_len = strtoul(optarg, NULL, 10); break;
 		case 'p': prefix = optarg; break;
 		case 'w': wait_seconds = strtod(optarg, NULL); break;
+		case 'i': read_every_us = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'c': close_waits = true; break;
 		case 'l': latency_mode = true; break;
 		case 'h': return usage(stdout, 0);

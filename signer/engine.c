@@ -43,6 +43,7 @@
 #define SEEN_BUCKETS 64             /* keys whose spool outputs are tracked (struct seen) */
 #define SEEN_ERR (1u << 31)         /* the .err bit of a seen mask; bit i: format i's suffix */
 #define SEEN_ALL UINT32_MAX
+#define SEEN_BASE_BITS (1u << 18)   /* a key's filter of output bases (struct seen): 32 KiB */
 #define OUT_STRIPES 64              /* out locks: outputs of different names are placed in parallel */
 #define SLICE_MS 50                         /* a reading job's turn when others wait */
 #define COPY_MEM_MAX (16u << 20)            /* larger messages are copied to a file */
@@ -137,6 +138,7 @@ struct job {
 	struct lane *lane;
 	struct job *next;                   /* its flow, or the lane's delayed list (lock) */
 	struct job *lprev, *lnext;          /* its chain of the live table (live_lock) */
+	bool derived;                       /* its name is not its outputs' base (a digest line, .sigreq) */
 	struct job_io io;
 	struct ready ready;
 };
@@ -195,9 +197,11 @@ struct sigfs_engine {
 	struct lane *lanes;
 	bool stopping;
 	uint64_t signed_total, failed_total;
+	size_t backlog;                     /* jobs queued in every lane (atomic) */
 
 	pthread_mutex_t out_locks[OUT_STRIPES];
 	pthread_mutex_t live_lock;
+	size_t live_derived;                /* live jobs with derived set (live_lock) */
 	struct job *live[LIVE_BUCKETS];
 
 	/*
@@ -383,10 +387,17 @@ static void remove_outputs(int dirfd, const char *base, uint32_t mask)
 
 /* --- which outputs a spool inbox may hold ------------------------------------- */
 
-/* A key's mask: which output suffixes its spool inbox may hold. */
+/*
+ * A key's mask: which output suffixes its spool inbox may hold; and which
+ * bases: a Bloom filter (two bits a base) of the bases of every output name
+ * placed or seen there, so that a name never signed before costs no look-up
+ * of its outputs (decision 81).
+ */
 struct seen {
 	struct seen *next;
 	uint32_t mask;
+	bool unknown;                       /* events were lost: any base may have outputs */
+	uint64_t bases[SEEN_BASE_BITS / 64];
 	char key[];
 };
 
@@ -418,6 +429,52 @@ static uint32_t seen_add(struct sigfs_engine *e, const char *key, uint32_t bits)
 	return s ? __atomic_or_fetch(&s->mask, bits, __ATOMIC_ACQ_REL) : SEEN_ALL;
 }
 
+/* The two bits of base in a filter of struct seen (FNV-1a, 64 bits: two slices). */
+static void base_bits(const char *base, uint32_t bit[2])
+{
+	uint64_t h = 14695981039346656037ull;
+
+	for (const char *p = base; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ull;
+	bit[0] = (uint32_t)h % SEEN_BASE_BITS;
+	bit[1] = (uint32_t)(h >> 32) % SEEN_BASE_BITS;
+}
+
+/* Put base (a string of len bytes) into s's filter. */
+static void seen_base(struct seen *s, const char *base, size_t len)
+{
+	char b[NAME_MAX_LEN + 1];
+	uint32_t bit[2];
+
+	if (!s || len > NAME_MAX_LEN)
+		return;
+	memcpy(b, base, len);
+	b[len] = '\0';
+	base_bits(b, bit);
+	for (int i = 0; i < 2; i++)
+		__atomic_or_fetch(&s->bases[bit[i] / 64], 1ull << (bit[i] % 64), __ATOMIC_ACQ_REL);
+}
+
+/*
+ * May key's spool inbox hold an output named after base? Yes for every
+ * base put into the filter (and some others: a filter errs only that way),
+ * and for all after events were lost or without an entry.
+ */
+static bool base_may_have_outputs(struct sigfs_engine *e, const char *key, const char *base)
+{
+	struct seen *s = seen_of(e, key);
+	uint32_t bit[2];
+
+	if (!s || __atomic_load_n(&s->unknown, __ATOMIC_ACQUIRE))
+		return true;
+	base_bits(base, bit);
+	for (int i = 0; i < 2; i++)
+		if (!(__atomic_load_n(&s->bases[bit[i] / 64], __ATOMIC_ACQUIRE) &
+		      (1ull << (bit[i] % 64))))
+			return false;
+	return true;
+}
+
 /*
  * The suffixes of the outputs key's spool inbox may hold: every suffix
  * placed there by a job, seen there by a scan or an event (a user can make
@@ -435,14 +492,29 @@ static uint32_t outputs_may_exist(struct sigfs_engine *e, const char *key)
 void sigfs_engine_output_seen(struct sigfs_engine *e, const char *key, const char *name)
 {
 	uint32_t bit = suffix_bit(name);
+	const struct sigfs_format *f;
+	struct seen *s;
+	size_t n = strlen(name);
 
-	if (bit)
-		seen_add(e, key, bit);
+	if (!bit)
+		return;
+	seen_add(e, key, bit);
+	/* Its base for every suffix it ends in (".signed" and ".mender.signed" both). */
+	s = seen_of(e, key);
+	if (has_suffix(name, ".err"))
+		seen_base(s, name, n - strlen(".err"));
+	for (size_t i = 0; (f = sigfs_format_at(i)); i++)
+		if (has_suffix(name, f->suffix))
+			seen_base(s, name, n - strlen(f->suffix));
 }
 
 void sigfs_engine_outputs_unknown(struct sigfs_engine *e, const char *key)
 {
+	struct seen *s = seen_of(e, key);
+
 	seen_add(e, key, SEEN_ALL);
+	if (s)
+		__atomic_store_n(&s->unknown, true, __ATOMIC_RELEASE);
 }
 
 /* Call cb for name if it exists in dirfd (not following a symlink). */
@@ -742,8 +814,10 @@ static int place_output(struct sigfs_engine *e, struct job *j, int dirfd, const 
 		char other[NAME_MAX_LEN + 16];
 
 		/* Before the name exists: a forget after this lock looks for it. */
-		if (j->spool)
+		if (j->spool) {
 			mask = seen_add(e, j->key, suffix_bit(out));
+			seen_base(seen_of(e, j->key), j->ready.base, strlen(j->ready.base));
+		}
 		if (!what)
 			remove_outputs(dirfd, j->ready.base, mask);
 		r = put_out(dirfd, op, out);
@@ -1453,6 +1527,7 @@ out:
 static void live_unlink(struct sigfs_engine *e, struct job *j)
 {
 	pthread_mutex_lock(&e->live_lock);
+	e->live_derived -= j->derived;
 	if (j->lprev)
 		j->lprev->lnext = j->lnext;
 	else
@@ -1505,6 +1580,7 @@ static int flow_push(struct lane *l, struct job *j, bool front)
 		fl->tail = j;
 	}
 	l->queued++;
+	__atomic_add_fetch(&l->e->backlog, 1, __ATOMIC_RELAXED);
 	pthread_cond_signal(&l->cond);
 	return 0;
 }
@@ -1561,6 +1637,7 @@ static struct job *lane_next(struct lane *l, struct timespec *wake)
 		free(fl);
 	}
 	l->queued--;
+	__atomic_sub_fetch(&l->e->backlog, 1, __ATOMIC_RELAXED);
 	return j;
 }
 
@@ -1734,10 +1811,18 @@ static int enqueue(struct sigfs_engine *e, struct job *j)
 	int r;
 
 	/* A job of a deleted key goes anywhere: it ends at once. */
-	if (sigfs_keys_get(e->ks, j->key, &k) < 0)
+	if (sigfs_keys_get(e->ks, j->key, &k) < 0) {
 		snprintf(k.backend, sizeof(k.backend), "%s", "");
+		j->derived = true;
+	} else {
+		char base[NAME_MAX_LEN + 1];
+
+		output_base(&k, j->name, base);
+		j->derived = strcmp(base, j->name) != 0;
+	}
 	/* Live before it is queued: a worker may take it (and end it) at once. */
 	pthread_mutex_lock(&e->live_lock);
+	e->live_derived += j->derived;
 	head = live_bucket(e, j->key, j->name);
 	j->lnext = *head;
 	j->lprev = NULL;
@@ -1797,14 +1882,19 @@ void sigfs_engine_forget_at(struct sigfs_engine *e, const char *key, int dir, co
 	ol = out_lock_of(e, key, base);
 	pthread_mutex_lock(ol);
 	pthread_mutex_lock(&e->live_lock);
-	/* The inputs whose outputs can be named after base: base, base.<digest>, base.sigreq. */
+	/*
+	 * The inputs whose outputs can be named after base: base, and, while
+	 * any live job has such a name, base.<digest> and base.sigreq.
+	 */
 	stale_named(e, &k, base, base, dir >= 0);
-	for (size_t i = 0; (d = sigfs_digest_at(i)); i++) {
+	for (size_t i = 0; e->live_derived && (d = sigfs_digest_at(i)); i++) {
 		snprintf(cand, sizeof(cand), "%s.%s", base, d->name);
 		stale_named(e, &k, cand, base, dir >= 0);
 	}
-	snprintf(cand, sizeof(cand), "%s.sigreq", base);
-	stale_named(e, &k, cand, base, dir >= 0);
+	if (e->live_derived) {
+		snprintf(cand, sizeof(cand), "%s.sigreq", base);
+		stale_named(e, &k, cand, base, dir >= 0);
+	}
 	pthread_mutex_unlock(&e->live_lock);
 	pthread_mutex_unlock(ol);
 	/*
@@ -1814,7 +1904,9 @@ void sigfs_engine_forget_at(struct sigfs_engine *e, const char *key, int dir, co
 	 * call held the lock.
 	 */
 	if (dirfd >= 0)
-		remove_outputs(dirfd, base, dir >= 0 ? outputs_may_exist(e, key) : SEEN_ALL);
+		remove_outputs(dirfd, base, dir < 0 ? SEEN_ALL :
+					    !base_may_have_outputs(e, key, base) ? 0 :
+					    outputs_may_exist(e, key));
 	inbox_done(dirfd, dir);
 }
 
@@ -2148,6 +2240,11 @@ void sigfs_engine_stop(struct sigfs_engine *e)
 	pthread_mutex_destroy(&e->lock);
 	out_locks_destroy(e);
 	free(e);
+}
+
+size_t sigfs_engine_backlog(struct sigfs_engine *e)
+{
+	return __atomic_load_n(&e->backlog, __ATOMIC_RELAXED);
 }
 
 int sigfs_engine_status(struct sigfs_engine *e, char **buf, size_t *len)

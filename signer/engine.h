@@ -172,6 +172,9 @@ int sigfs_engine_submit(struct sigfs_engine *e, const struct sigfs_submit *s);
 /* FNV-1a over key, '/' and name: the engine's tables and the spool's settle list. */
 uint32_t sigfs_name_hash(const char *key, const char *name);
 
+/* How many jobs wait for a worker now, in every lane (no lock: a moment's figure). */
+size_t sigfs_engine_backlog(struct sigfs_engine *e);
+
 /* What the engine is doing and how its backends are, as text for .ctl/status (malloc'd). */
 int sigfs_engine_status(struct sigfs_engine *e, char **buf, size_t *len);
 

@@ -106,3 +106,43 @@ int spool_admit(const struct stat *dir, const struct stat *file, char *err)
 	groups_of(file->st_uid, groups, &n);
 	return spool_file_check(dir, file, groups, (size_t)n, err);
 }
+
+static uint32_t event_hash(const struct inotify_event *ev)
+{
+	uint32_t h = 2166136261u ^ (uint32_t)ev->wd;
+
+	for (const char *c = ev->name; *c; c++)
+		h = (h ^ (unsigned char)*c) * 16777619u;
+	return h;
+}
+
+void spool_mark_followed(const struct inotify_event *const *evs, size_t n, bool *followed,
+			 uint16_t *slots)
+{
+	size_t cap = 16;
+
+	if (n > SPOOL_FOLLOW_MAX)
+		n = SPOOL_FOLLOW_MAX;
+	while (cap < 2 * n)
+		cap *= 2;
+	memset(slots, 0, cap * sizeof(*slots));
+	for (size_t i = n; i-- > 0;) {
+		const struct inotify_event *ev = evs[i];
+		bool completes = ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO);
+		size_t h;
+
+		followed[i] = false;
+		if (!ev->len || (ev->mask & IN_ISDIR) || !(completes || (ev->mask & IN_CREATE)))
+			continue;
+		for (h = event_hash(ev) & (cap - 1); slots[h]; h = (h + 1) & (cap - 1)) {
+			const struct inotify_event *o = evs[slots[h] - 1];
+
+			if (o->wd == ev->wd && strcmp(o->name, ev->name) == 0)
+				break;
+		}
+		if (completes && !slots[h])
+			slots[h] = (uint16_t)(i + 1);
+		else if (!completes)
+			followed[i] = slots[h] != 0;
+	}
+}

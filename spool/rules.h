@@ -62,6 +62,25 @@ bool spool_event_wanted(uint32_t mask, const char *name);
  */
 enum spool_action spool_event_action(uint32_t mask, const char *name, const struct stat *st);
 
+/* The most events spool_mark_followed takes at once: what one 64 KiB read of inotify brings. */
+#define SPOOL_FOLLOW_MAX 4096
+
+struct inotify_event;
+
+/*
+ * For each of the n events of one read (evs, in the order read, n at most
+ * SPOOL_FOLLOW_MAX), set followed[i] when it is the creation of a file that a
+ * later event of the same read brings complete (IN_CLOSE_WRITE or
+ * IN_MOVED_TO, same watch, same name). That event looks at the name as it is
+ * then and does all the creation would have done (refuse what is not a
+ * regular file of one name), so the creation needs no look of its own: a
+ * file written at once costs one fstatat, not two. slots: room for
+ * 2 * SPOOL_FOLLOW_MAX entries (an open-addressed table of the completing
+ * events, walked from the last event back). O(n).
+ */
+void spool_mark_followed(const struct inotify_event *const *evs, size_t n, bool *followed,
+			 uint16_t *slots);
+
 /*
  * settle_ms: how many ms file st must still stay unmodified before it is
  * signed, now (CLOCK_REALTIME) being the time; 0 when it has been quiet for

@@ -39,6 +39,10 @@
 #define PUBLISH_MS 60000            /* .keys/KEY/ is rewritten at least this often */
 #define SETTLE_BUCKETS 16384        /* hash chains of the settle list (struct settling) */
 #define EVENT_WAIT_MS 1000          /* a scanned file its event may still bring: quiet this long */
+#define LINGER_US 1000              /* with jobs waiting, events are read this often */
+#define READ_SIZE 65536             /* one read of inotify */
+#define READ_EVENTS (READ_SIZE / sizeof(struct inotify_event)) /* the most one read brings */
+_Static_assert(READ_EVENTS <= SPOOL_FOLLOW_MAX, "one read's events fit spool_mark_followed");
 #define READS_PER_TURN 64           /* inotify reads (64 KiB each) before the settle list's turn */
 #define INBOX_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MOVE_SELF | IN_ONLYDIR | \
 		    IN_EXCL_UNLINK)
@@ -75,6 +79,10 @@ struct sigfs_spool {
 	struct settling *settle_head, *settle_tail;
 	struct settling **settle_hash;      /* SETTLE_BUCKETS chains, made at the first use */
 	struct timespec read_at;            /* CLOCK_REALTIME before the last read of inotify */
+	/* One read's events, and which creates a later event of the read follows (rules.h). */
+	const struct inotify_event *evs[READ_EVENTS];
+	bool followed[READ_EVENTS];
+	uint16_t slots[2 * SPOOL_FOLLOW_MAX];
 };
 
 /* A name waiting for settle_ms without a modification (spool thread only). */
@@ -303,8 +311,9 @@ static int settle_due(struct sigfs_spool *sp)
 	return e ? (int)(e->due_ms - now) : -1;
 }
 
-/* An event on name in inbox b. */
-static void on_event(struct sigfs_spool *sp, struct inbox *b, uint32_t mask, const char *name)
+/* An event on name in inbox b; followed: a later event of this read brings it complete. */
+static void on_event(struct sigfs_spool *sp, struct inbox *b, uint32_t mask, const char *name,
+		     bool followed)
 {
 	struct settling *e;
 	struct stat st;
@@ -312,7 +321,8 @@ static void on_event(struct sigfs_spool *sp, struct inbox *b, uint32_t mask, con
 	/* A name made here, maybe an output (a user's, or a job's): forget looks for it. */
 	if (mask & (IN_CREATE | IN_MOVED_TO))
 		sigfs_engine_output_seen(sp->eng, b->key, name);
-	if (!spool_event_wanted(mask, name) || fstatat(b->fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	if (followed || !spool_event_wanted(mask, name) ||
+	    fstatat(b->fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    spool_event_action(mask, name, &st) != SPOOL_SUBMIT)
 		return;
 	/* A scan's entry that waited for this event: the event signs it, once. */
@@ -515,8 +525,9 @@ static void rescan(struct sigfs_spool *sp)
 /* Read and handle one buffer of what inotify has; false when there is no more (*failed: why). */
 static bool read_events(struct sigfs_spool *sp, bool *failed)
 {
-	char buf[65536] __attribute__((aligned(__alignof__(struct inotify_event))));
+	char buf[READ_SIZE] __attribute__((aligned(__alignof__(struct inotify_event))));
 	bool sync = false;
+	size_t nev = 0;
 	ssize_t n;
 
 	clock_gettime(CLOCK_REALTIME, &sp->read_at);
@@ -525,11 +536,15 @@ static bool read_events(struct sigfs_spool *sp, bool *failed)
 		*failed = n == 0 || (errno != EINTR && errno != EAGAIN);
 		return false;
 	}
-	for (char *p = buf; p < buf + n;) {
-		const struct inotify_event *ev = (const struct inotify_event *)p;
+	for (char *p = buf; p < buf + n && nev < READ_EVENTS; nev++) {
+		sp->evs[nev] = (const struct inotify_event *)p;
+		p += sizeof(struct inotify_event) + sp->evs[nev]->len;
+	}
+	spool_mark_followed(sp->evs, nev, sp->followed, sp->slots);
+	for (size_t i = 0; i < nev; i++) {
+		const struct inotify_event *ev = sp->evs[i];
 		struct inbox *b;
 
-		p += sizeof(*ev) + ev->len;
 		if (ev->mask & IN_Q_OVERFLOW) {
 			rescan(sp);
 			sync = true;
@@ -542,7 +557,7 @@ static bool read_events(struct sigfs_spool *sp, bool *failed)
 			box_drop(sp, b, true);      /* renamed by an admin: no longer KEY's inbox */
 			sync = true;
 		} else if (ev->len) {
-			on_event(sp, b, ev->mask, ev->name);
+			on_event(sp, b, ev->mask, ev->name, sp->followed[i]);
 		}
 	}
 	if (sync)
@@ -553,15 +568,16 @@ static bool read_events(struct sigfs_spool *sp, bool *failed)
 /*
  * Read what inotify has (up to READS_PER_TURN buffers): events before the
  * settle list, so that an entry waiting for its event meets the event
- * first. False when reading failed.
+ * first. The number of buffers read, or -1 when reading failed.
  */
-static bool drain_events(struct sigfs_spool *sp)
+static int drain_events(struct sigfs_spool *sp)
 {
 	bool failed = false;
+	int i;
 
-	for (int i = 0; i < READS_PER_TURN && read_events(sp, &failed); i++)
+	for (i = 0; i < READS_PER_TURN && read_events(sp, &failed); i++)
 		;
-	return !failed;
+	return failed ? -1 : i;
 }
 
 static void *spool_main(void *arg)
@@ -572,7 +588,8 @@ static void *spool_main(void *arg)
 	int wait = 0;
 
 	for (;;) {
-		int r = poll(p, 2, wait >= 0 && wait < SYNC_MS ? wait : SYNC_MS);
+		int r = poll(p, 2, wait >= 0 && wait < SYNC_MS ? wait : SYNC_MS), reads = 0;
+		size_t waiting = sigfs_engine_backlog(sp->eng);
 
 		if (r < 0 && errno != EINTR) {
 			log_err("spool: poll: %s", strerror(errno));
@@ -580,7 +597,7 @@ static void *spool_main(void *arg)
 		}
 		if (p[1].revents)
 			break;
-		if (r > 0 && (p[0].revents & POLLIN) && !drain_events(sp)) {
+		if (r > 0 && (p[0].revents & POLLIN) && (reads = drain_events(sp)) < 0) {
 			log_err("spool: reading inotify: %s", strerror(errno));
 			break;
 		}
@@ -589,6 +606,22 @@ static void *spool_main(void *arg)
 			synced = mono_ms();
 		}
 		wait = settle_due(sp);
+		/*
+		 * Events came while jobs waited for a worker, and jobs still wait:
+		 * the next events can wait too. inotify is read again in LINGER_US,
+		 * not at a wake-up per event, each of which costs the writer or
+		 * worker whose system call queued it and this thread a switch
+		 * (decision 81). A writer who waits for each signature finds no
+		 * job waiting when its next file comes, and is not held back. Once
+		 * a look finds no event, the thread sleeps in poll again.
+		 */
+		if (reads > 0 && waiting > 0 && sigfs_engine_backlog(sp->eng) > 0) {
+			struct timespec ts = { 0, LINGER_US * 1000L };
+
+			if (ppoll(&p[1], 1, &ts, NULL) > 0)
+				break;
+			wait = 0;
+		}
 	}
 	return NULL;
 }

@@ -124,5 +124,24 @@ every_seen_verifies() {
 }
 check "every .sig the poller saw verifies over the finished file (no prefix was ever signed)" \
 	every_seen_verifies
+# --- a rewrite takes the old signature away at once --------------------------------------------
+# Its old outputs go when the rewrite's event comes, settle_ms before the new
+# signature: no poller takes the old one for the new content meanwhile. (The
+# spool looks for outputs only under names it saw or placed one for,
+# decision 81: this one it placed.)
+head -c 3000 /dev/urandom >"$T/f1.bin"
+head -c 3000 /dev/urandom >"$T/f2.bin"
+cp "$T/f1.bin" "$IN/f.bin"
+check "f.bin is signed" signed_over st "$T/f1.bin" "$IN/f.bin.sig" 20
+cp "$T/f2.bin" "$IN/f.bin"
+start=$(date +%s%N)
+gone_ms=
+for _ in $(seq 1 400); do
+	[ -e "$IN/f.bin.sig" ] || { gone_ms=$((($(date +%s%N) - start) / 1000000)); break; }
+	sleep 0.002
+done
+check "  a rewrite removes its .sig at once (gone after ${gone_ms:-never} ms; settle_ms $SETTLE_MS)" \
+	test -n "$gone_ms" -a "${gone_ms:-0}" -lt $((SETTLE_MS / 2))
+check "  and the new one is over the new content" signed_over st "$T/f2.bin" "$IN/f.bin.sig" 20
 check "the spool stops cleanly" stop_spool_only
 done_testing

@@ -1,13 +1,16 @@
 /*
  * test_spool_rules.c: the spool's own rules (spool/rules.h): who may have a
  * file signed in an inbox (the classes of Unix permissions on the inbox),
- * hard links refused, and which inotify events hand a name to the engine.
+ * hard links refused, which inotify events hand a name to the engine, and
+ * which creations a later event of the same read makes a look at needless.
  */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/inotify.h>
 #include <cmocka.h>
@@ -197,6 +200,91 @@ static void test_event_may_follow(void **state)
 	assert_false(spool_event_may_follow(&st, &since));
 }
 
+/* A buffer of inotify events, built as read(2) returns them, and pointers to each. */
+struct evbuf {
+	char buf[1 << 18] __attribute__((aligned(__alignof__(struct inotify_event))));
+	size_t len, n;
+	const struct inotify_event *ev[SPOOL_FOLLOW_MAX];
+	bool followed[SPOOL_FOLLOW_MAX];
+	uint16_t slots[2 * SPOOL_FOLLOW_MAX];
+};
+
+static void ev_add(struct evbuf *b, int wd, uint32_t mask, const char *name)
+{
+	struct inotify_event *ev = (struct inotify_event *)(b->buf + b->len);
+	size_t len = name ? (strlen(name) + 16) / 16 * 16 : 0;
+
+	assert_true(b->len + sizeof(*ev) + len <= sizeof(b->buf) && b->n < SPOOL_FOLLOW_MAX);
+	memset(ev, 0, sizeof(*ev) + len);
+	ev->wd = wd;
+	ev->mask = mask;
+	ev->len = (uint32_t)len;
+	if (name)
+		memcpy(ev->name, name, strlen(name));
+	b->ev[b->n++] = ev;
+	b->len += sizeof(*ev) + len;
+}
+
+static void ev_mark(struct evbuf *b)
+{
+	memset(b->followed, 0xff, sizeof(b->followed));  /* every entry must be written */
+	spool_mark_followed(b->ev, b->n, b->followed, b->slots);
+}
+
+/*
+ * A creation is followed only by a later close or rename of the same name
+ * in the same watch: then the later event alone looks at the name. A
+ * symlink, FIFO or hard link (a creation alone) must still be looked at,
+ * whatever else the read brings.
+ */
+static void test_mark_followed(void **state)
+{
+	static struct evbuf b;
+
+	(void)state;
+	b.len = b.n = 0;
+	ev_add(&b, 1, IN_CREATE, "a.bin");               /* 0: closed later: followed */
+	ev_add(&b, 1, IN_CREATE, "link");                /* 1: a symlink, nothing after */
+	ev_add(&b, 2, IN_CREATE, "a.bin");               /* 2: another inbox's a.bin */
+	ev_add(&b, 1, IN_CLOSE_WRITE, "a.bin");          /* 3 */
+	ev_add(&b, 1, IN_CREATE, "b.bin");               /* 4: renamed over later: followed */
+	ev_add(&b, 1, IN_CREATE | IN_ISDIR, "d");        /* 5: a directory */
+	ev_add(&b, 1, IN_MOVED_TO, "b.bin");             /* 6 */
+	ev_add(&b, 1, IN_CLOSE_WRITE, "c.bin");          /* 7: closed before it is made again */
+	ev_add(&b, 1, IN_CREATE, "c.bin");               /* 8: nothing after: looked at */
+	ev_add(&b, 1, IN_CREATE, "a.bi");                /* 9: a prefix of a closed name */
+	ev_add(&b, 1, IN_Q_OVERFLOW, NULL);              /* 10: no name */
+	ev_add(&b, 1, IN_CREATE | IN_ISDIR, "d");        /* 11 */
+	ev_add(&b, 1, IN_CLOSE_WRITE | IN_ISDIR, "d");   /* 12: not a file */
+	ev_mark(&b);
+	for (size_t i = 0; i < b.n; i++)
+		assert_int_equal(b.followed[i], i == 0 || i == 4);
+
+	/*
+	 * A full read: thousands of names, so that the table's chains are long;
+	 * every third file is never closed (a link): exactly those are looked at.
+	 */
+	b.len = b.n = 0;
+	for (int i = 0; i < 1300; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "f%d.bin", i);
+		ev_add(&b, 1 + i % 2, IN_CREATE, name);
+	}
+	for (int i = 0; i < 1300; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "f%d.bin", i);
+		if (i % 3)
+			ev_add(&b, 1 + i % 2, IN_CLOSE_WRITE, name);
+	}
+	ev_mark(&b);
+	for (int i = 0; i < 1300; i++)
+		assert_int_equal(b.followed[i], i % 3 != 0);
+	for (size_t i = 1300; i < b.n; i++)
+		assert_false(b.followed[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -206,6 +294,7 @@ int main(void)
 		cmocka_unit_test(test_events),
 		cmocka_unit_test(test_settle_left),
 		cmocka_unit_test(test_event_may_follow),
+		cmocka_unit_test(test_mark_followed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
