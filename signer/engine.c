@@ -43,7 +43,8 @@
 #define SEEN_BUCKETS 64             /* keys whose spool outputs are tracked (struct seen) */
 #define SEEN_ERR (1u << 31)         /* the .err bit of a seen mask; bit i: format i's suffix */
 #define SEEN_ALL UINT32_MAX
-#define SEEN_BASE_BITS (1u << 18)   /* a key's filter of output bases (struct seen): 32 KiB */
+#define SEEN_BASE_LOG 18            /* a key's filter of output bases (struct seen): 2^18 bits, 32 KiB */
+#define SEEN_BASE_BITS (1u << SEEN_BASE_LOG)
 #define OUT_STRIPES 64              /* out locks: outputs of different names are placed in parallel */
 #define SLICE_MS 50                         /* a reading job's turn when others wait */
 #define COPY_MEM_MAX (16u << 20)            /* larger messages are copied to a file */
@@ -421,23 +422,19 @@ static struct seen *seen_of(struct sigfs_engine *e, const char *key)
 	return s;
 }
 
-/* Add bits to key's mask; the mask now (SEEN_ALL without an entry: out of memory). */
-static uint32_t seen_add(struct sigfs_engine *e, const char *key, uint32_t bits)
+/* Add bits to the mask of s (seen_of's); the mask now (SEEN_ALL without an entry: out of memory). */
+static uint32_t seen_add(struct seen *s, uint32_t bits)
 {
-	struct seen *s = seen_of(e, key);
-
 	return s ? __atomic_or_fetch(&s->mask, bits, __ATOMIC_ACQ_REL) : SEEN_ALL;
 }
 
-/* The two bits of base in a filter of struct seen (FNV-1a, 64 bits: two slices). */
+/* The two bits of base in a filter of struct seen: its name hash, and that hash mixed again. */
 static void base_bits(const char *base, uint32_t bit[2])
 {
-	uint64_t h = 14695981039346656037ull;
+	uint32_t h = sigfs_name_hash("", base);
 
-	for (const char *p = base; *p; p++)
-		h = (h ^ (uint8_t)*p) * 1099511628211ull;
-	bit[0] = (uint32_t)h % SEEN_BASE_BITS;
-	bit[1] = (uint32_t)(h >> 32) % SEEN_BASE_BITS;
+	bit[0] = h % SEEN_BASE_BITS;
+	bit[1] = (h * 2654435761u) >> (32 - SEEN_BASE_LOG);
 }
 
 /* Put base (a string of len bytes) into s's filter. */
@@ -498,9 +495,9 @@ void sigfs_engine_output_seen(struct sigfs_engine *e, const char *key, const cha
 
 	if (!bit)
 		return;
-	seen_add(e, key, bit);
-	/* Its base for every suffix it ends in (".signed" and ".mender.signed" both). */
 	s = seen_of(e, key);
+	seen_add(s, bit);
+	/* Its base for every suffix it ends in (".signed" and ".mender.signed" both). */
 	if (has_suffix(name, ".err"))
 		seen_base(s, name, n - strlen(".err"));
 	for (size_t i = 0; (f = sigfs_format_at(i)); i++)
@@ -512,7 +509,7 @@ void sigfs_engine_outputs_unknown(struct sigfs_engine *e, const char *key)
 {
 	struct seen *s = seen_of(e, key);
 
-	seen_add(e, key, SEEN_ALL);
+	seen_add(s, SEEN_ALL);
 	if (s)
 		__atomic_store_n(&s->unknown, true, __ATOMIC_RELEASE);
 }
@@ -815,8 +812,10 @@ static int place_output(struct sigfs_engine *e, struct job *j, int dirfd, const 
 
 		/* Before the name exists: a forget after this lock looks for it. */
 		if (j->spool) {
-			mask = seen_add(e, j->key, suffix_bit(out));
-			seen_base(seen_of(e, j->key), j->ready.base, strlen(j->ready.base));
+			struct seen *s = seen_of(e, j->key);
+
+			mask = seen_add(s, suffix_bit(out));
+			seen_base(s, j->ready.base, strlen(j->ready.base));
 		}
 		if (!what)
 			remove_outputs(dirfd, j->ready.base, mask);

@@ -107,15 +107,6 @@ int spool_admit(const struct stat *dir, const struct stat *file, char *err)
 	return spool_file_check(dir, file, groups, (size_t)n, err);
 }
 
-static uint32_t event_hash(const struct inotify_event *ev)
-{
-	uint32_t h = 2166136261u ^ (uint32_t)ev->wd;
-
-	for (const char *c = ev->name; *c; c++)
-		h = (h ^ (unsigned char)*c) * 16777619u;
-	return h;
-}
-
 void spool_mark_followed(const struct inotify_event *const *evs, size_t n, bool *followed,
 			 uint16_t *slots)
 {
@@ -134,7 +125,8 @@ void spool_mark_followed(const struct inotify_event *const *evs, size_t n, bool 
 		followed[i] = false;
 		if (!ev->len || (ev->mask & IN_ISDIR) || !(completes || (ev->mask & IN_CREATE)))
 			continue;
-		for (h = event_hash(ev) & (cap - 1); slots[h]; h = (h + 1) & (cap - 1)) {
+		for (h = (sigfs_name_hash("", ev->name) + (uint32_t)ev->wd) & (cap - 1); slots[h];
+		     h = (h + 1) & (cap - 1)) {
 			const struct inotify_event *o = evs[slots[h] - 1];
 
 			if (o->wd == ev->wd && strcmp(o->name, ev->name) == 0)

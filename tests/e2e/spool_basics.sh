@@ -250,11 +250,11 @@ for i in range(300):
     if i % 30 == 27:
         os.link(target, os.path.join(inbox, "burst-hard%d" % i))
 PY
-# burst_count SUFFIX: how many burst outputs with SUFFIX there are.
-burst_count() {
-	find "$SPOOL/rel" -maxdepth 1 -name "burst*$1" | wc -l
+# burst_has SUFFIX N: there are N burst outputs with SUFFIX (counted anew at each call).
+burst_has() {
+	test "$(find "$SPOOL/rel" -maxdepth 1 -name "burst*$1" | wc -l)" -eq "$2"
 }
-check "a burst of 300 files: every one gets its .sig" wait_until test "$(burst_count .bin.sig)" -eq 300
+check "a burst of 300 files: every one gets its .sig" wait_until burst_has .bin.sig 300
 check "  and each verifies over its own file" sh -c '
 	for i in $(seq 0 299); do
 		openssl pkeyutl -verify -pubin -inkey "$1" -rawin -in "$2/burst$i.bin" \
@@ -263,7 +263,7 @@ check "  and each verifies over its own file" sh -c '
 check "  each signed once (300 audit lines, 300 names)" test \
 	"$(grep -o " sign key=rel .* name=burst[0-9]*\.bin " "$STATE/audit.log" | grep -o "name=.*" | sort -u | wc -l) $(grep -c " sign key=rel .* name=burst[0-9]*\.bin " "$STATE/audit.log")" = "300 300"
 check "  the 10 symlinks, 10 FIFOs and 10 hard links among them each get .err" \
-	wait_until test "$(burst_count .err)" -eq 30
+	wait_until burst_has .err 30
 check "  saying why" test "$(grep -l "symbolic links are refused" "$SPOOL"/rel/burst-link*.err | wc -l) \
 $(grep -l "not a regular file" "$SPOOL"/rel/burst-fifo*.err | wc -l) \
 $(grep -l "hard links are refused" "$SPOOL"/rel/burst-hard*.err | wc -l)" = "10 10 10"
