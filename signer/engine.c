@@ -1814,10 +1814,7 @@ static int enqueue(struct sigfs_engine *e, struct job *j)
 		snprintf(k.backend, sizeof(k.backend), "%s", "");
 		j->derived = true;
 	} else {
-		char base[NAME_MAX_LEN + 1];
-
-		output_base(&k, j->name, base);
-		j->derived = strcmp(base, j->name) != 0;
+		j->derived = input_kind(&k, j->name) != IN_FILE;
 	}
 	/* Live before it is queued: a worker may take it (and end it) at once. */
 	pthread_mutex_lock(&e->live_lock);
