@@ -16,6 +16,7 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
+#include "common/dirutil.h"
 #include "common/err.h"
 #include "common/hex.h"
 #include "signer/engine.h"
@@ -424,6 +425,102 @@ static void test_signature_time(void **state)
 	assert_memory_equal(out, "untrusted comment: signature from sigfs key k\n", 46);
 }
 
+/*
+ * A digest line or a request whose job is still signing when its artifact
+ * is begun anew is stale as well: all three name their outputs NAME.*, and
+ * forget looks for NAME.<digest> and NAME.sigreq jobs while any such job
+ * lives (a count kept as jobs come and go, decision 81). Twice each, so that
+ * the count is still right after the first jobs have ended.
+ */
+static void test_stale_derived_job(void **state)
+{
+	const char *names[] = { "fw.bin.sha256", "fw.bin.sigreq", "fw.bin.sha256", "fw.bin.sigreq" };
+	char line[128], req[512], hex[65];
+	uint8_t sig[35];
+	struct outcome o;
+	uint64_t id;
+	long len;
+
+	(void)state;
+	mem_sig("the real file", sig);
+	sigfs_hex_encode(sig + 3, 32, hex);
+	snprintf(line, sizeof(line), "%s  fw.bin\n", hex);
+	snprintf(req, sizeof(req), "{\"version\": \"1.0.0\", \"required\": {\"input\": "
+		 "{\"type\": \"sigfs-digest-v1\", \"algorithm\": \"sha256\", \"digest\": "
+		 "\"%s\"}, \"output\": {\"type\": \"sigfs-raw\"}}}", hex);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const char *content = strstr(names[i], "sigreq") ? req : line;
+
+		t_mem.hold = true;
+		submit("k", names[i], put("k", names[i], content), &o);
+		t_mem_wait_held();
+		id = 0;
+		assert_int_equal(sigfs_engine_begin(eng, "k", "fw.bin", 0, 1000, &id), 0);
+		assert_true(id != 0);
+		t_mem_release();
+		assert_int_equal(wait_done(&o), -ECANCELED);
+		assert_null(output("fw.bin.sig", &len));
+		assert_null(output("fw.bin.err", &len));
+		sigfs_engine_drop(eng, id);
+		/* Not begun again: the same input is signed. */
+		assert_int_equal(sign_now(names[i], content), 0);
+		assert_non_null(output("fw.bin.sig", &len));
+		assert_int_equal(len, 35);
+		assert_memory_equal(output("fw.bin.sig", &len), sig, 35);
+		sigfs_engine_forget(eng, "k", "fw.bin");
+		assert_null(output("fw.bin.sig", &len));
+	}
+}
+
+/* Submit name of key k as a spool job in directory d. */
+static void submit_spool(struct sigfs_dirref *d, const char *name, uint64_t ino,
+			 struct outcome *o)
+{
+	struct sigfs_submit s = { .key = "k", .name = name, .ino = ino, .uid = 1000,
+				  .done = on_done, .arg = o, .spool = true, .dir = d };
+
+	memset(o, 0, sizeof(*o));
+	pthread_mutex_init(&o->lock, NULL);
+	pthread_cond_init(&o->cond, NULL);
+	assert_int_equal(sigfs_engine_submit(eng, &s), 0);
+}
+
+/*
+ * In a spool, forget removes the outputs a job placed even when the spool
+ * has not yet seen their names (sigfs_engine_output_seen: here it is never
+ * called): a job puts its output's suffix and base into the key's filter
+ * before the name exists (decision 81). A rewrite read from inotify before
+ * the IN_CREATE of the .sig it made would otherwise leave the old .sig.
+ */
+static void test_spool_forget_placed(void **state)
+{
+	char path[600];
+	struct sigfs_dirref *d;
+	struct outcome o;
+	long len;
+	int fd;
+
+	(void)state;
+	path_of(path, sizeof(path), "k", "");
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	d = sigfs_dirref_new(fd);
+	assert_non_null(d);
+	submit_spool(d, "fw.bin", put("k", "fw.bin", "firmware\n"), &o);
+	assert_int_equal(wait_done(&o), 0);
+	submit_spool(d, "empty", put("k", "empty", ""), &o);
+	assert_int_equal(wait_done(&o), -ENODATA);
+	assert_non_null(output("fw.bin.sig", &len));
+	assert_non_null(output("empty.err", &len));
+
+	sigfs_engine_forget_at(eng, "k", sigfs_dirref_fd(d), "fw.bin");
+	assert_null(output("fw.bin.sig", &len));
+	assert_non_null(output("empty.err", &len));
+	sigfs_engine_forget_at(eng, "k", sigfs_dirref_fd(d), "empty");
+	assert_null(output("empty.err", &len));
+	sigfs_dirref_put(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -438,6 +535,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unfinished_marked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unfinished_taken, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_output_time, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stale_derived_job, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spool_forget_placed, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
