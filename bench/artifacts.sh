@@ -20,7 +20,10 @@
 #     SWUpdate's documentation (openssl cms -sign sw-description, then cpio
 #     of sw-description, sw-description.sig and the image; newc, as the
 #     input). Page cache dropped before each run, no fsync on either side,
-#     median of BENCH_ART_RUNS (3). Aim: sigfs / local tool <= 1.2.
+#     median of BENCH_ART_RUNS (3). Aim: sigfs / local tool <= 1.2. Also
+#     a floor in the same runs: the artifact copied to the file system and
+#     copied again (floor_copy below), what any gateway that is handed the
+#     artifact and hands back the whole signed one must do at least.
 #
 # BENCH_ART_PARTS (ij) picks the parts. It prints PASS or FAIL against the
 # aims and exits 0 whenever every run worked. Run as root. It builds nothing: sigfsd from BUILD_DIR (build/).
@@ -169,6 +172,14 @@ swu_local() { # SWUpdate's recipe, from the image's files
 		(cd "$d" && printf 'sw-description\nsw-description.sig\npayload.img\n' |
 			cpio -o --quiet -H newc >"$W/local.swu")
 }
+# What any gateway handed the artifact as a file, that hands back the whole
+# signed artifact, does at least on this file system: the artifact copied in
+# (cp, not through FUSE) and copied out again (cp: copy_file_range, as
+# sigfs's output), nothing signed. When floor / local tool is over 1.2 the
+# aim cannot be met here by any design of that kind (bench/README.md (j)).
+floor_copy() {
+	cp "$1" "$W/floor-in" && cp "$W/floor-in" "$W/floor-out"
+}
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$W/swu-key.pem" \
 	-out "$W/swu-cert.pem" -subj /CN=bench -days 30 -addext extendedKeyUsage=codeSigning 2>/dev/null
 
@@ -178,17 +189,21 @@ make "$SPEED"
 for kind in mender swu; do
 	key=ba-mender
 	[ $kind = swu ] && key=ba-swu
-	ts=() tl=()
+	ts=() tl=() tf=()
 	for run in $(seq 1 "$RUNS"); do
 		ts+=("$(seconds through_sigfs $key "$W/art-$SPEED.$kind" "j$run.$kind")")
 		rm -f "$MNT/$key/j$run.$kind" "$MNT/$key/j$run.$kind.signed"
 		tl+=("$(seconds ${kind}_local)")
 		rm -f "$W/local.$kind"
+		tf+=("$(seconds floor_copy "$W/art-$SPEED.$kind")")
+		rm -f "$W/floor-in" "$W/floor-out"
 	done
 	m_s=$(printf '%s\n' "${ts[@]}" | median)
 	m_l=$(printf '%s\n' "${tl[@]}" | median)
+	m_f=$(printf '%s\n' "${tf[@]}" | median)
 	r=$(ratio "$m_s" "$m_l")
 	echo "$kind: sigfs ${ts[*]} s, local ${tl[*]} s: medians $m_s s / $m_l s = $r"
+	echo "$kind: floor (copy in, copy out, no FUSE, no signing) ${tf[*]} s: median $m_f s, floor / local tool $(ratio "$m_f" "$m_l")"
 	if awk -v r="$r" 'BEGIN { exit !(r <= 1.2) }'; then
 		echo "$kind: PASS (aim: sigfs / local tool <= 1.2)"
 	else
