@@ -67,13 +67,12 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* -r, before the signature: the name and the inbox looked at, the content hashed. */
-static bool rules_before(const char *name, const unsigned char *in, unsigned char digest[32])
+/* -r, before the file is opened: its name and the inbox looked at. */
+static bool rules_before(const char *name)
 {
 	struct stat st;
 
-	return fstatat(dirfd_, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && fstat(dirfd_, &st) == 0 &&
-	       EVP_Digest(in, bytes, digest, NULL, EVP_sha256(), NULL) == 1;
+	return fstatat(dirfd_, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && fstat(dirfd_, &st) == 0;
 }
 
 /* -r, before the output is placed: dated and owned, the name looked at, the audit line. */
@@ -113,12 +112,15 @@ static bool one_file(EVP_MD_CTX *ctx, unsigned long k, unsigned char *buf, unsig
 	fd = openat(dirfd_, name, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0 || write(fd, buf, bytes) != (ssize_t)bytes || close(fd) < 0)
 		return false;
+	if (rules && !rules_before(name))
+		return false;
 	fd = openat(dirfd_, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return false;
 	ok = fstat(fd, &st) == 0 && pread(fd, in, bytes, 0) == (ssize_t)bytes;
+	/* -r: the content's SHA-256, for the audit line. */
 	if (ok && rules)
-		ok = rules_before(name, in, digest);
+		ok = EVP_Digest(in, bytes, digest, NULL, EVP_sha256(), NULL) == 1;
 	if (!ok || EVP_DigestSign(ctx, sig, &siglen, in, bytes) <= 0 ||
 	    (rules && fstat(fd, &st2) < 0)) {
 		close(fd);
