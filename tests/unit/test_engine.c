@@ -136,6 +136,21 @@ static void mem_sig(const char *content, uint8_t out[35])
 	assert_int_equal(n, 32);
 }
 
+/* The in-memory backend's signature of content (want), and its SHA-256 in hex. */
+static void mem_sig_hex(const char *content, uint8_t want[35], char hex[65])
+{
+	mem_sig(content, want);
+	sigfs_hex_encode(want + 3, 32, hex);
+}
+
+/* A request (docs/requests.md) for the raw signature of the SHA-256 hex. */
+static void request_of(const char *hex, char *req, size_t len)
+{
+	snprintf(req, len, "{\"version\": \"1.0.0\", \"required\": {\"input\": "
+		 "{\"type\": \"sigfs-digest-v1\", \"algorithm\": \"sha256\", \"digest\": "
+		 "\"%s\"}, \"output\": {\"type\": \"sigfs-raw\"}}}", hex);
+}
+
 static void test_file_signed(void **state)
 {
 	uint8_t want[35];
@@ -161,8 +176,7 @@ static void test_digest_line(void **state)
 	long len;
 
 	(void)state;
-	mem_sig("the real file", want);
-	sigfs_hex_encode(want + 3, 32, hex);
+	mem_sig_hex("the real file", want, hex);
 	snprintf(line, sizeof(line), "%s  fw.bin\n", hex);
 	assert_int_equal(sign_now("fw.bin.sha256", line), 0);
 	assert_non_null(output("fw.bin.sig", &len));
@@ -192,11 +206,8 @@ static void test_request(void **state)
 	long len;
 
 	(void)state;
-	mem_sig("built elsewhere", want);
-	sigfs_hex_encode(want + 3, 32, hex);
-	snprintf(req, sizeof(req), "{\"version\": \"1.0.0\", \"required\": {\"input\": "
-		 "{\"type\": \"sigfs-digest-v1\", \"algorithm\": \"sha256\", \"digest\": "
-		 "\"%s\"}, \"output\": {\"type\": \"sigfs-raw\"}}}", hex);
+	mem_sig_hex("built elsewhere", want, hex);
+	request_of(hex, req, sizeof(req));
 	assert_int_equal(sign_now("fw.bin.sigreq", req), 0);
 	assert_non_null(output("fw.bin.sig", &len));
 	assert_int_equal(len, 35);
@@ -450,12 +461,9 @@ static void test_stale_derived_job(void **state)
 	long len;
 
 	(void)state;
-	mem_sig("the real file", sig);
-	sigfs_hex_encode(sig + 3, 32, hex);
+	mem_sig_hex("the real file", sig, hex);
 	snprintf(line, sizeof(line), "%s  fw.bin\n", hex);
-	snprintf(req, sizeof(req), "{\"version\": \"1.0.0\", \"required\": {\"input\": "
-		 "{\"type\": \"sigfs-digest-v1\", \"algorithm\": \"sha256\", \"digest\": "
-		 "\"%s\"}, \"output\": {\"type\": \"sigfs-raw\"}}}", hex);
+	request_of(hex, req, sizeof(req));
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		const char *content = strstr(names[i], "sigreq") ? req : line;
 
